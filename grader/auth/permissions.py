@@ -1,0 +1,65 @@
+"""Who may see what: students their own submissions, instructors their courses, admins everything."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from grader.errors import Forbidden, NotFound, Unauthorized
+from grader.extensions import db
+from grader.models import Course, Enrollment, Submission, User
+
+
+def course_role(user: User, course: Course) -> str | None:
+    """`user`'s role in `course` ("instructor" for admins), or None when not enrolled."""
+    if user.is_admin:
+        return "instructor"
+    return db.session.scalar(
+        select(Enrollment.role).where(Enrollment.user_id == user.id, Enrollment.course_id == course.id)
+    )
+
+
+def require_user(user: User | None) -> User:
+    """`user`, or Unauthorized when the request carried no valid credentials."""
+    if user is None:
+        raise Unauthorized("send Authorization: Bearer TOKEN or log in")
+    return user
+
+
+def require_instructor(user: User, course: Course) -> None:
+    """Forbidden unless `user` teaches `course` (or is an admin)."""
+    if course_role(user, course) != "instructor":
+        raise Forbidden(f"only instructors of {course.code} may do this")
+
+
+def require_member(user: User, course: Course) -> None:
+    """Forbidden unless `user` is enrolled in `course` (in any role)."""
+    if course_role(user, course) is None:
+        raise Forbidden(f"you are not enrolled in {course.code}")
+
+
+def submission_access(user: User, submission: Submission) -> str:
+    """How `user` may see `submission`: "owner" or "instructor"; raises otherwise.
+
+    Another student's submission is NotFound (its existence is not revealed); an instructor of another
+    course gets Forbidden.
+    """
+    if submission.user_id == user.id:
+        return "owner"
+    role = course_role(user, submission.assignment.course)
+    if role == "instructor":
+        return "instructor"
+    if role is None and teaches_anything(user):
+        raise Forbidden("this submission belongs to a course you do not teach")
+    raise NotFound(f"no submission {submission.id}")
+
+
+def teaches_anything(user: User) -> bool:
+    """Whether `user` is an instructor anywhere (global role, or an instructor enrollment)."""
+    if user.role in ("instructor", "admin"):
+        return True
+    return (
+        db.session.scalar(
+            select(Enrollment.id).where(Enrollment.user_id == user.id, Enrollment.role == "instructor").limit(1)
+        )
+        is not None
+    )

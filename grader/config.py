@@ -1,0 +1,170 @@
+"""Configuration from environment variables, with defaults that run on one machine with nothing installed.
+
+Embedded default (nothing set): a SQLite file, kombu's filesystem broker and the submission store all live under
+`GRADER_HOME` (default `./instance`). Production sets `DATABASE_URL` (PostgreSQL) and `BROKER_URL` (Redis).
+Every setting is a plain Flask config key, so `create_app(test_config)` can override any of them.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+# (variable, default, meaning) — the README's configuration table is generated from the same words.
+SETTINGS_HELP: tuple[tuple[str, str, str], ...] = (
+    ("GRADER_HOME", "./instance", "Folder for the embedded database, broker, secret key and submissions"),
+    ("DATABASE_URL", "sqlite:///$GRADER_HOME/grader.db", "SQLAlchemy URL; PostgreSQL in production"),
+    ("BROKER_URL", "filesystem:// under $GRADER_HOME/broker", "Celery broker; Redis in production"),
+    ("RESULT_BACKEND", "BROKER_URL when it is Redis, else none", "Celery result store"),
+    ("SECRET_KEY", "generated into $GRADER_HOME/secret_key", "Signs sessions and CSRF tokens"),
+    ("SUBMISSIONS_DIR", "$GRADER_HOME/submissions", "Content-addressed store of uploaded files"),
+    ("GRADER_ASSIGNMENTS", "the repository's reference_tests/", "Folder of assignment packs"),
+    ("GRADER_RUNNER", "auto", "Sandbox runner: docker, local or auto (docker when it answers)"),
+    ("GRADER_MAX_UPLOAD_BYTES", "1048576", "Largest accepted file (bytes)"),
+    ("GRADER_UPLOAD_RATE_LIMIT", "10 per minute", "Uploads allowed per user"),
+    ("RATELIMIT_STORAGE_URI", "memory://, or BROKER_URL when it is Redis", "Where rate-limit counters live"),
+    ("GRADER_TASK_SOFT_TIME_LIMIT", "840", "Seconds before a grading task is asked to stop"),
+    ("GRADER_TASK_TIME_LIMIT", "900", "Seconds before a grading task is killed"),
+    ("GRADER_VISIBILITY_TIMEOUT", "3600", "Seconds Redis waits before redelivering an unacked task"),
+    ("GRADER_MAX_RETRIES", "5", "Retries of a grading task after infrastructure errors"),
+    ("GRADER_RETRY_BACKOFF", "15", "First retry delay in seconds (doubles each retry, capped at 10 min)"),
+    ("SESSION_COOKIE_SECURE", "false", "Send session cookies over HTTPS only (set true behind TLS)"),
+)
+
+
+class ConfigError(ValueError):
+    """A setting is missing or inconsistent (reported on one line by the CLI)."""
+
+
+def grader_home(environ: Mapping[str, str] | None = None) -> Path:
+    """The absolute GRADER_HOME folder (not created here)."""
+    environ = os.environ if environ is None else environ
+    return Path(environ.get("GRADER_HOME") or "instance").expanduser().resolve()
+
+
+def load_config(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Build the app's settings from `environ` (default: the process environment)."""
+    env = os.environ if environ is None else environ
+    home = grader_home(env)
+    broker_url = env.get("BROKER_URL") or "filesystem://"
+    redis_broker = broker_url.startswith(("redis://", "rediss://"))
+    return {
+        "GRADER_HOME": str(home),
+        "SQLALCHEMY_DATABASE_URI": normalize_database_url(env.get("DATABASE_URL") or f"sqlite:///{home}/grader.db"),
+        "BROKER_URL": broker_url,
+        "RESULT_BACKEND": env.get("RESULT_BACKEND") or (broker_url if redis_broker else None),
+        "SECRET_KEY": env.get("SECRET_KEY") or None,  # filled from GRADER_HOME by ensure_secret_key
+        "SUBMISSIONS_DIR": str(Path(env.get("SUBMISSIONS_DIR") or home / "submissions").resolve()),
+        "GRADER_ASSIGNMENTS": env.get("GRADER_ASSIGNMENTS") or None,  # None: the engine's default_root()
+        "GRADER_RUNNER": env.get("GRADER_RUNNER") or "auto",
+        "GRADER_MAX_UPLOAD_BYTES": _int(env, "GRADER_MAX_UPLOAD_BYTES", 1_048_576),
+        "GRADER_UPLOAD_RATE_LIMIT": env.get("GRADER_UPLOAD_RATE_LIMIT") or "10 per minute",
+        "RATELIMIT_STORAGE_URI": env.get("RATELIMIT_STORAGE_URI") or (broker_url if redis_broker else "memory://"),
+        "GRADER_TASK_SOFT_TIME_LIMIT": _int(env, "GRADER_TASK_SOFT_TIME_LIMIT", 840),
+        "GRADER_TASK_TIME_LIMIT": _int(env, "GRADER_TASK_TIME_LIMIT", 900),
+        "GRADER_VISIBILITY_TIMEOUT": _int(env, "GRADER_VISIBILITY_TIMEOUT", 3600),
+        "GRADER_MAX_RETRIES": _int(env, "GRADER_MAX_RETRIES", 5),
+        "GRADER_RETRY_BACKOFF": _int(env, "GRADER_RETRY_BACKOFF", 15),
+        "SESSION_COOKIE_SECURE": env.get("SESSION_COOKIE_SECURE", "").lower() in ("1", "true", "yes"),
+        # Lax keeps the session cookie off cross-site POSTs: a second line of defence beside CSRF tokens.
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+    }
+
+
+def finalize(config: dict[str, Any]) -> None:
+    """Derive dependent settings after overrides are applied, and check they are consistent."""
+    max_upload = int(config["GRADER_MAX_UPLOAD_BYTES"])
+    if max_upload <= 0:
+        raise ConfigError("GRADER_MAX_UPLOAD_BYTES must be positive")
+    # Whole-request cap: one file plus room for the multipart envelope; the per-file check is exact.
+    config["MAX_CONTENT_LENGTH"] = max_upload + 64 * 1024
+    soft, hard = int(config["GRADER_TASK_SOFT_TIME_LIMIT"]), int(config["GRADER_TASK_TIME_LIMIT"])
+    visibility = int(config["GRADER_VISIBILITY_TIMEOUT"])
+    # A task still running when the visibility timeout expires is delivered a second time: keep both limits
+    # below it so a task is always dead before Redis hands it to another worker.
+    if not 0 < soft < hard < visibility:
+        raise ConfigError(
+            "need 0 < GRADER_TASK_SOFT_TIME_LIMIT < GRADER_TASK_TIME_LIMIT < GRADER_VISIBILITY_TIMEOUT, "
+            f"got {soft} < {hard} < {visibility}"
+        )
+    if config["GRADER_RUNNER"] not in ("auto", "docker", "local"):
+        raise ConfigError(f"GRADER_RUNNER must be auto, docker or local, not {config['GRADER_RUNNER']!r}")
+    config["CELERY"] = celery_settings(config)
+
+
+def celery_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The Celery configuration (lower-case keys) for `celery_init_app`."""
+    broker_url = config["BROKER_URL"]
+    transport_options: dict[str, Any] = {"visibility_timeout": int(config["GRADER_VISIBILITY_TIMEOUT"])}
+    if broker_url.startswith("filesystem://"):
+        folder = Path(config["GRADER_HOME"]) / "broker"
+        # Producer and consumer share one folder: the web process writes where the worker reads.
+        transport_options = {
+            "data_folder_in": str(folder / "queue"),
+            "data_folder_out": str(folder / "queue"),
+            "control_folder": str(folder / "control"),
+            "polling_interval": 0.5,
+        }
+    settings: dict[str, Any] = {
+        "broker_url": broker_url,
+        "broker_transport_options": transport_options,
+        "broker_connection_retry_on_startup": True,
+        "result_backend": config.get("RESULT_BACKEND"),
+        "result_expires": 24 * 3600,
+        "task_ignore_result": config.get("RESULT_BACKEND") is None,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "task_default_queue": "cpu",
+        "task_acks_late": True,  # ack after grading, so a crashed worker's task is delivered again
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,  # a long grading task must not hold a second one hostage
+        "task_soft_time_limit": int(config["GRADER_TASK_SOFT_TIME_LIMIT"]),
+        "task_time_limit": int(config["GRADER_TASK_TIME_LIMIT"]),
+        "task_publish_retry_policy": {"max_retries": 3, "interval_start": 0, "interval_step": 0.5},
+        "worker_hijack_root_logger": False,
+    }
+    return settings
+
+
+def ensure_secret_key(config: dict[str, Any]) -> None:
+    """Use SECRET_KEY if set; else read (or create, mode 0600) `GRADER_HOME/secret_key` — never a constant."""
+    if config.get("SECRET_KEY"):
+        return
+    path = Path(config["GRADER_HOME"]) / "secret_key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # O_EXCL: when web and worker start together, exactly one writes the key and both read the same one.
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_hex(32))
+    key = path.read_text().strip()
+    if not key:
+        raise ConfigError(f"{path} is empty: delete it or set SECRET_KEY")
+    config["SECRET_KEY"] = key
+
+
+def normalize_database_url(url: str) -> str:
+    """Point plain `postgres://`/`postgresql://` URLs at psycopg 3, the driver this project ships."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None

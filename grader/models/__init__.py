@@ -1,0 +1,24 @@
+"""The data model. Importing this package registers every table on `db.metadata` (Alembic relies on it)."""
+
+from grader.models.accounts import COURSE_ROLES, USER_ROLES, Course, Enrollment, User
+from grader.models.assignments import SCORE_POLICIES, Assignment, Deliverable
+from grader.models.grading import QUEUES, STATUSES, DeliverableScore, GradingRun, Submission, TestResult
+from grader.models.types import utcnow
+
+__all__ = [
+    "COURSE_ROLES",
+    "QUEUES",
+    "SCORE_POLICIES",
+    "STATUSES",
+    "USER_ROLES",
+    "Assignment",
+    "Course",
+    "Deliverable",
+    "DeliverableScore",
+    "Enrollment",
+    "GradingRun",
+    "Submission",
+    "TestResult",
+    "User",
+    "utcnow",
+]

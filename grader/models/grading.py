@@ -1,0 +1,146 @@
+"""Submissions and what grading them produced: runs, test results and deliverable scores."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import JSON, CheckConstraint, Float, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from grader.extensions import db
+from grader.models.types import UTCDateTime, utcnow
+
+if TYPE_CHECKING:
+    from grader.models.accounts import User
+    from grader.models.assignments import Assignment, Deliverable
+
+STATUSES = ("queued", "running", "graded", "error")
+QUEUES = ("cpu", "gpu")
+_STATUS_CHECK = "status IN ('queued', 'running', 'graded', 'error')"
+
+
+class Submission(db.Model):
+    """One uploaded file. The bytes live in the content-addressed store under `sha256`; the name is only data.
+
+    `status` follows the submission's published grading run: queued → running → graded (whatever the score)
+    or error (grading could not happen; the student is not at fault).
+    """
+
+    __tablename__ = "submission"
+    __table_args__ = (CheckConstraint(_STATUS_CHECK, name="status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), index=True)
+    assignment_id: Mapped[int] = mapped_column(ForeignKey("assignment.id", ondelete="CASCADE"), index=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    original_name: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int]
+    status: Mapped[str] = mapped_column(String(10), default="queued", index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+
+    user: Mapped[User] = relationship()
+    assignment: Mapped[Assignment] = relationship()
+    runs: Mapped[list[GradingRun]] = relationship(
+        back_populates="submission", order_by="GradingRun.number", cascade="all, delete-orphan"
+    )
+
+    @property
+    def published_run(self) -> GradingRun | None:
+        """The run whose result the student and the gradebook see (the newest published one)."""
+        published = [run for run in self.runs if run.published]
+        return published[-1] if published else None
+
+    def __repr__(self) -> str:
+        return f"<Submission {self.id} {self.status}>"
+
+
+class GradingRun(db.Model):
+    """One grading of a submission: number 1 at upload, higher numbers for regrades.
+
+    A run is created with the submission (or by a regrade) before any task exists, so a task never creates
+    one; `attempt` counts task deliveries that started it (retries, redeliveries). A regrade's run stays
+    unpublished until an instructor publishes it.
+    """
+
+    __tablename__ = "grading_run"
+    __table_args__ = (
+        UniqueConstraint("submission_id", "number"),
+        CheckConstraint(_STATUS_CHECK, name="status"),
+        CheckConstraint("queue IN ('cpu', 'gpu')", name="queue"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submission.id", ondelete="CASCADE"), index=True)
+    number: Mapped[int] = mapped_column(default=1)
+    published: Mapped[bool] = mapped_column(default=True)
+    status: Mapped[str] = mapped_column(String(10), default="queued", index=True)
+    queue: Mapped[str] = mapped_column(String(10), default="cpu")
+    attempt: Mapped[int] = mapped_column(default=0)
+    runner: Mapped[str | None] = mapped_column(String(32))
+    image: Mapped[str | None] = mapped_column(String(255))
+    worker: Mapped[str | None] = mapped_column(String(255))
+    assignment_hash: Mapped[str | None] = mapped_column(String(64))
+    assignment_version: Mapped[int | None]
+    queued_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    execution_time: Mapped[float | None] = mapped_column(Float)
+    score: Mapped[float | None] = mapped_column(Float)
+    max_score: Mapped[float | None] = mapped_column(Float)
+    message: Mapped[str] = mapped_column(Text, default="")
+    # The engine's full result document (GradeResult.to_dict()), served reduced to students.
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+    submission: Mapped[Submission] = relationship(back_populates="runs")
+    test_results: Mapped[list[TestResult]] = relationship(
+        back_populates="run", order_by="TestResult.position", cascade="all, delete-orphan"
+    )
+    scores: Mapped[list[DeliverableScore]] = relationship(back_populates="run", cascade="all, delete-orphan")
+
+    @property
+    def wait_time(self) -> float | None:
+        """Seconds between queueing and the start of grading."""
+        if self.started_at is None:
+            return None
+        return (self.started_at - self.queued_at).total_seconds()
+
+    def __repr__(self) -> str:
+        return f"<GradingRun {self.id} submission={self.submission_id} #{self.number} {self.status}>"
+
+
+class TestResult(db.Model):
+    """One reference test's verdict in one run (queryable copy of the result document's tests)."""
+
+    __tablename__ = "test_result"
+    __test__ = False  # not a pytest test class, despite the name
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("grading_run.id", ondelete="CASCADE"), index=True)
+    deliverable_id: Mapped[int] = mapped_column(ForeignKey("deliverable.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(default=0)
+    name: Mapped[str] = mapped_column(String(500))
+    status: Mapped[str] = mapped_column(String(20))
+    score: Mapped[float] = mapped_column(Float)
+    max_score: Mapped[float] = mapped_column(Float)
+    visibility: Mapped[str] = mapped_column(String(20), default="visible")
+    output: Mapped[str] = mapped_column(Text, default="")
+
+    run: Mapped[GradingRun] = relationship(back_populates="test_results")
+    deliverable: Mapped[Deliverable] = relationship()
+
+
+class DeliverableScore(db.Model):
+    """A deliverable's score in one run. Unique per (run, deliverable): a redelivered task cannot add a second."""
+
+    __tablename__ = "deliverable_score"
+    __table_args__ = (UniqueConstraint("run_id", "deliverable_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("grading_run.id", ondelete="CASCADE"), index=True)
+    deliverable_id: Mapped[int] = mapped_column(ForeignKey("deliverable.id", ondelete="CASCADE"), index=True)
+    score: Mapped[float] = mapped_column(Float)
+    max_score: Mapped[float] = mapped_column(Float)
+
+    run: Mapped[GradingRun] = relationship(back_populates="scores")
+    deliverable: Mapped[Deliverable] = relationship()

@@ -1,0 +1,1 @@
+"""The grading engine: manifests, runners, the judge and the result document."""

@@ -1,0 +1,149 @@
+"""Grade one submission: check its files, run the judge process, turn verdicts into the result document."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from worker.engine.errors import InfrastructureError, UsageError
+from worker.engine.manifest import Assignment
+from worker.engine.result import DeliverableResult, GradeResult, TestResult, cap_text
+from worker.engine.runners import default_runner_name, make_runner
+from worker.engine.runners.base import Runner
+
+MAX_FILE_BYTES = 1024 * 1024
+MAX_VERDICTS_BYTES = 4 * 1024 * 1024
+# The judge's own clock stops the run at run_timeout; this outer one only catches a judge that is itself stuck.
+OUTER_SLACK = 120.0
+
+
+def check_files(assignment: Assignment, files: dict[str, bytes]) -> dict[str, str]:
+    """Validate submitted files (accepted names, size, UTF-8 text); return them decoded. Raise UsageError."""
+    if not files:
+        raise UsageError("no file was submitted")
+    decoded: dict[str, str] = {}
+    for name, content in files.items():
+        assignment.check_file_name(name)
+        if len(content) > MAX_FILE_BYTES:
+            raise UsageError(f"{name} is larger than {MAX_FILE_BYTES // 1024} KB")
+        try:
+            decoded[name] = content.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"{name} is not UTF-8 text (byte {exc.start})") from exc
+        if "\x00" in decoded[name]:
+            raise UsageError(f"{name} contains NUL bytes; upload the Python source file")
+    if assignment.files[0] not in decoded:
+        raise UsageError(f"the submission must include {assignment.files[0]}")
+    return decoded
+
+
+def judge_job(assignment: Assignment, files: dict[str, str], runner: Runner, verdicts_path: Path) -> dict:
+    """The JSON job handed to the judge process."""
+    return {
+        "assignment_path": str(assignment.path),
+        "files": files,
+        "runner": runner.name,
+        "runner_options": runner.options(),
+        "gpu": assignment.gpu != "none" and runner.gpu_capable(),
+        "verdicts_path": str(verdicts_path),
+    }
+
+
+def grade(assignment: Assignment, files: dict[str, bytes], runner: Runner | None = None) -> GradeResult:
+    """Grade `files` against `assignment`; InfrastructureError when the grading itself failed."""
+    decoded = check_files(assignment, files)
+    runner = runner or make_runner(default_runner_name())
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="grader-run-") as scratch:
+        verdicts_path = Path(scratch) / "verdicts.json"
+        job = judge_job(assignment, decoded, runner, verdicts_path)
+        verdicts = _run_judge(job, assignment.limits.run_timeout + OUTER_SLACK, verdicts_path)
+    elapsed = time.monotonic() - started
+    if verdicts.get("infrastructure_error"):
+        raise InfrastructureError(str(verdicts["infrastructure_error"]))
+    result = build_result(assignment, verdicts)
+    result.execution_time = round(elapsed, 3)
+    return result
+
+
+def _run_judge(job: dict[str, Any], timeout: float, verdicts_path: Path) -> dict[str, Any]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]),
+                                                      env.get("PYTHONPATH", "")]))
+    env.setdefault("PYTHONDONTWRITEBYTECODE", "1")
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "worker.engine.judge"],
+            input=json.dumps(job).encode(),
+            capture_output=True,
+            timeout=timeout,
+            env=env,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise InfrastructureError(f"the judge did not finish within {timeout:g} s") from exc
+    try:
+        size = verdicts_path.stat().st_size
+        if size > MAX_VERDICTS_BYTES:
+            raise InfrastructureError(f"the judge wrote {size} bytes of verdicts, over the limit")
+        verdicts = json.loads(verdicts_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        tail = proc.stderr.decode("utf-8", "replace")[-2000:]
+        raise InfrastructureError(f"the judge failed (exit {proc.returncode}): {tail}") from exc
+    if not isinstance(verdicts, dict):
+        raise InfrastructureError("the judge's verdicts are not a JSON object")
+    return verdicts
+
+
+def build_result(assignment: Assignment, verdicts: dict[str, Any]) -> GradeResult:
+    """Scores per deliverable from the judge's verdicts; tests that did not run (skipped) are left out."""
+    if verdicts.get("config_errors"):
+        detail = "\n".join(str(e) for e in verdicts["config_errors"])[:3000]
+        return GradeResult(assignment=assignment.id, status="error", score=0.0, max_score=assignment.max_score,
+                           message=f"The assignment's reference tests are broken (an instructor must fix them):\n"
+                                   f"{detail}", runner=_runner_name(verdicts))
+    ran = [v for v in verdicts.get("verdicts", []) if v.get("status") != "skipped"]
+    deliverables = []
+    for deliverable in assignment.deliverables:
+        mine = [v for v in ran if v["deliverable"] == deliverable.id]
+        possible = sum(float(v["points"]) for v in mine)
+        # CUDA cases only run on GPU workers: scale so a deliverable is worth the same everywhere.
+        scale = deliverable.points / possible if possible else 0.0
+        tests = [
+            TestResult(
+                name=v["name"],
+                status=v["status"],
+                score=round(float(v["points"]) * scale if v["status"] == "passed" else 0.0, 4),
+                max_score=round(float(v["points"]) * scale, 4),
+                visibility=v["visibility"],
+                output=cap_text(v.get("output", "")),
+                duration=float(v.get("duration", 0.0)),
+            )
+            for v in mine
+        ]
+        score = round(sum(t.score for t in tests), 4) if possible else 0.0
+        deliverables.append(DeliverableResult(id=deliverable.id, title=deliverable.title, score=score,
+                                              max_score=deliverable.points, tests=tests))
+    total = round(sum(d.score for d in deliverables), 4)
+    result = GradeResult(assignment=assignment.id, status="graded", score=total, max_score=assignment.max_score,
+                         deliverables=deliverables, runner=_runner_name(verdicts))
+    result.message = _summary(result, verdicts.get("load_failure"))
+    return result
+
+
+def _runner_name(verdicts: dict[str, Any]) -> str:
+    runner = verdicts.get("runner") or {}
+    return str(runner.get("runner", "")) if isinstance(runner, dict) else ""
+
+
+def _summary(result: GradeResult, load_failure: str | None) -> str:
+    if load_failure:
+        return cap_text(f"Your submission could not be run, so no test passed.\n{load_failure}")
+    parts = ", ".join(f"{d.title} {d.score:g}/{d.max_score:g}" for d in result.deliverables)
+    return f"Scored {result.score:g}/{result.max_score:g} ({parts})."

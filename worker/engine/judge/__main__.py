@@ -1,0 +1,5 @@
+"""`python -m worker.engine.judge`: read a job on stdin, run the reference tests, write the verdicts file."""
+
+from worker.engine.judge.main import main
+
+main()

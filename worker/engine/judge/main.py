@@ -1,0 +1,81 @@
+"""The judge process: one grading job, in, verdicts out. Trusted code only; student code runs in the sandbox.
+
+The job arrives as JSON on stdin (see `worker.engine.grade.judge_job`); the verdicts are written as JSON to the
+path the job names. Nothing the student process sends can reach that file except through the verdicts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+
+def run_job(job: dict[str, Any]) -> dict[str, Any]:
+    """Run the reference tests of `job['assignment_path']` against the job's files; return the verdicts."""
+    if not job.get("gpu"):
+        # Decided before torch loads: without a GPU for the sandbox, CUDA cases must skip in the judge too.
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    import pytest
+    import torch
+
+    from worker.engine.errors import InfrastructureError
+    from worker.engine.judge.plugin import GradingPlugin
+    from worker.engine.judge.session import StudentSession
+    from worker.engine.manifest import load_assignment
+    from worker.engine.runners import make_runner
+    from worker.engine.runners.base import SandboxSpec
+
+    assignment = load_assignment(Path(job["assignment_path"]))
+    runner = make_runner(job["runner"], **job.get("runner_options", {}))
+    cuda = bool(job.get("gpu")) and torch.cuda.is_available()
+    spec = SandboxSpec(limits=assignment.limits, gpu=cuda)
+    session = StudentSession(runner, spec, dict(job["files"]), assignment.module)
+    session.run_deadline = time.monotonic() + assignment.limits.run_timeout
+    plugin = GradingPlugin(assignment, session, cuda=cuda)
+    with tempfile.TemporaryDirectory(prefix="grader-judge-") as scratch:
+        ini = Path(scratch) / "pytest.ini"
+        ini.write_text("[pytest]\n", encoding="utf-8")
+        args = [
+            "-c", str(ini), "--rootdir", str(assignment.path), "-p", "no:cacheprovider",
+            "--import-mode=importlib", "-q", "--no-header", "-W", "ignore",
+            *[str(p) for p in assignment.test_files()],
+        ]
+        cwd = os.getcwd()
+        os.chdir(scratch)
+        try:
+            pytest.main(args, plugins=[plugin])
+        except InfrastructureError as exc:
+            plugin.infrastructure_error = str(exc)
+        finally:
+            os.chdir(cwd)
+            session.close()
+            runner.close()
+    return {
+        "verdicts": [asdict(v) for v in plugin.verdicts.values()],
+        "infrastructure_error": plugin.infrastructure_error,
+        "config_errors": plugin.config_errors,
+        "load_failure": session.load_failure.message if session.load_failure else None,
+        "sandboxes": session.sandboxes_started,
+        "runner": runner.describe(),
+        "cuda": cuda,
+    }
+
+
+def main() -> None:
+    """Entry point: job JSON on stdin; verdicts to job['verdicts_path']; pytest's chatter to stderr."""
+    job = json.loads(sys.stdin.read())
+    real_stdout = os.dup(1)
+    os.dup2(2, 1)  # pytest prints; the verdicts file is the only output that counts
+    try:
+        verdicts = run_job(job)
+    except Exception as exc:  # noqa: BLE001  (reported to the parent, which marks the run as an error)
+        verdicts = {"infrastructure_error": f"{type(exc).__name__}: {exc}", "verdicts": [], "config_errors": []}
+    finally:
+        os.dup2(real_stdout, 1)
+    Path(job["verdicts_path"]).write_text(json.dumps(verdicts), encoding="utf-8")

@@ -1,0 +1,170 @@
+"""The pytest plugin the judge runs reference tests with: fixtures, markers and per-test verdicts."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from worker.engine.errors import InfrastructureError
+from worker.engine.judge.proxy import StudentProxy
+from worker.engine.judge.session import SandboxLimit, StudentError, StudentSession
+from worker.engine.manifest import VISIBILITIES, Assignment
+
+MESSAGE_LIMIT = 3000
+
+
+@dataclass
+class Verdict:
+    """One test's outcome as the judge saw it."""
+
+    nodeid: str
+    name: str
+    deliverable: str
+    points: float
+    visibility: str
+    status: str  # passed | failed | error | timeout | memory | crashed | skipped
+    output: str
+    duration: float
+
+
+class GradingPlugin:
+    """Collects a verdict per test; provides the `student`, `devices` and `cuda` fixtures."""
+
+    def __init__(self, assignment: Assignment, session: StudentSession, cuda: bool) -> None:
+        self.assignment = assignment
+        self.session = session
+        self.cuda_available = cuda
+        self.verdicts: dict[str, Verdict] = {}
+        self.infrastructure_error: str | None = None
+        self.config_errors: list[str] = []
+        self._started: dict[str, float] = {}
+
+    # -- configuration -------------------------------------------------------------------------------
+    def pytest_configure(self, config: pytest.Config) -> None:
+        config.addinivalue_line("markers", "deliverable(id): the deliverable a test scores points for")
+        config.addinivalue_line("markers", "points(n): points a test is worth")
+        config.addinivalue_line("markers", "visibility(v): visible | hidden | after_due_date")
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            self.config_errors.append(f"{report.nodeid}: {str(report.longrepr)[-1500:]}")
+
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        for item in items:
+            try:
+                self._describe(item)
+            except ValueError as exc:
+                self.config_errors.append(f"{item.nodeid}: {exc}")
+
+    # -- fixtures ------------------------------------------------------------------------------------
+    @pytest.fixture(scope="session")
+    def student(self) -> StudentProxy:
+        """The submission, reached through the sandbox."""
+        return StudentProxy(self.session)
+
+    @pytest.fixture(scope="session")
+    def devices(self) -> list[str]:
+        """Devices the tests should try: cpu, plus cuda when the sandbox has a GPU."""
+        return ["cpu", "cuda"] if self.cuda_available else ["cpu"]
+
+    @pytest.fixture
+    def cuda(self) -> str:
+        """The CUDA device; the test is skipped where the sandbox has no GPU."""
+        if not self.cuda_available:
+            pytest.skip("no GPU on this worker")
+        return "cuda"
+
+    # -- running -------------------------------------------------------------------------------------
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        if self.infrastructure_error:
+            pytest.skip("grading stopped")
+        self.session.start_test()
+        self._started[item.nodeid] = time.monotonic()
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[Any]) -> Any:
+        outcome = yield
+        report: pytest.TestReport = outcome.get_result()
+        if report.when == "setup" and report.skipped:
+            self._record(item, "skipped", _skip_reason(report))
+        elif report.when == "call" or (report.when == "setup" and report.failed):
+            status, message = self._classify(report, call)
+            self._record(item, status, message)
+
+    def _classify(self, report: pytest.TestReport, call: pytest.CallInfo[Any]) -> tuple[str, str]:
+        if report.passed:
+            return "passed", ""
+        if report.skipped:
+            return "skipped", _skip_reason(report)
+        exc = call.excinfo.value if call.excinfo else None
+        if isinstance(exc, InfrastructureError):
+            self.infrastructure_error = str(exc)
+            return "error", "grading infrastructure failed; this test will be run again"
+        if isinstance(exc, SandboxLimit):
+            return exc.status, str(exc)
+        if isinstance(exc, StudentError):
+            return ("failed" if exc.kind in ("not_implemented", "missing") else "error"), str(exc)
+        if isinstance(exc, AssertionError):
+            return "failed", _assertion_text(exc)
+        name = type(exc).__name__ if exc else "Error"
+        return "failed", f"the result could not be checked ({name}: {exc})"
+
+    def _record(self, item: pytest.Item, status: str, message: str) -> None:
+        try:
+            name, deliverable, points, visibility = self._describe(item)
+        except ValueError:
+            return
+        output = message[:MESSAGE_LIMIT]
+        printed = "".join(self.session.output).strip()
+        if printed and status != "passed":
+            output += f"\n--- your code printed ---\n{printed[:MESSAGE_LIMIT]}"
+        self.verdicts[item.nodeid] = Verdict(
+            nodeid=item.nodeid,
+            name=name,
+            deliverable=deliverable,
+            points=points,
+            visibility=visibility,
+            status=status,
+            output=output.strip(),
+            duration=round(time.monotonic() - self._started.get(item.nodeid, time.monotonic()), 4),
+        )
+
+    def _describe(self, item: pytest.Item) -> tuple[str, str, float, str]:
+        marker = item.get_closest_marker("deliverable")
+        if marker is None or not marker.args:
+            raise ValueError("test has no deliverable marker")
+        deliverable = str(marker.args[0])
+        if self.assignment.deliverable(deliverable) is None:
+            raise ValueError(f"unknown deliverable {deliverable!r}")
+        points_marker = item.get_closest_marker("points")
+        points = float(points_marker.args[0]) if points_marker and points_marker.args else 1.0
+        vis_marker = item.get_closest_marker("visibility")
+        visibility = str(vis_marker.args[0]) if vis_marker and vis_marker.args else self.assignment.visibility
+        if visibility not in VISIBILITIES:
+            raise ValueError(f"unknown visibility {visibility!r}")
+        doc = getattr(getattr(item, "function", None), "__doc__", None)
+        title = doc.strip().splitlines()[0].strip() if doc and doc.strip() else item.name.split("[")[0]
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None:
+            title += f" [{callspec.id}]"
+        return title, deliverable, points, visibility
+
+
+def _skip_reason(report: pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return str(longrepr or "")
+
+
+def _assertion_text(exc: AssertionError) -> str:
+    """The assertion's own message first; pytest's rewritten comparison after it, shortened."""
+    text = str(exc).strip()
+    if not text:
+        return "assertion failed"
+    first, _, rest = text.partition("\n")
+    detail = "\n".join(line for line in rest.splitlines()[:6] if line.strip())
+    return f"{first}\n{detail}".strip()

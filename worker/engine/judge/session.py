@@ -1,0 +1,208 @@
+"""A judge's connection to the student: starts sandboxes, loads the submission, times every call.
+
+When the student process hangs, runs out of memory or dies, the sandbox is thrown away and the test in progress
+ends with that limit's status; the next call starts a fresh sandbox and imports the submission again, so one bad
+test costs only its own points.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from worker.engine.errors import InfrastructureError
+from worker.engine.runners.base import Runner, Sandbox, SandboxSpec, SandboxTimeout, deadline_left
+from worker.sandbox import wire
+
+STARTUP_TIMEOUT = 90.0
+
+
+class StudentError(AssertionError):
+    """The student's code raised, or could not be imported; the test fails with this message."""
+
+    def __init__(self, message: str, kind: str = "exception", error: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.error = error or {}
+
+
+class SandboxLimit(Exception):
+    """The student process hit a limit (timeout, memory) or crashed; `status` is the test's status."""
+
+    def __init__(self, status: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class LoadFailure:
+    """The submission could not be imported; every call fails with this message."""
+
+    message: str
+
+
+class StudentSession:
+    """Owns the current sandbox for one submission and turns replies into values or exceptions."""
+
+    def __init__(self, runner: Runner, spec: SandboxSpec, files: dict[str, str], module: str) -> None:
+        self.runner = runner
+        self.spec = spec
+        self.files = files
+        self.module = module
+        self.sandbox: Sandbox | None = None
+        self.reader = wire.FrameReader()
+        self.load_failure: LoadFailure | None = None
+        self.deadline = float("inf")
+        self.run_deadline = float("inf")
+        self.timeout_label = f"{spec.limits.test_timeout:g} s"
+        self.sandboxes_started = 0
+        self.output: list[str] = []
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+    def start_test(self) -> None:
+        """Start the per-test clock."""
+        self.deadline = time.monotonic() + self.spec.limits.test_timeout
+        self.output = []
+
+    def close(self) -> None:
+        """Stop the sandbox, if any."""
+        if self.sandbox is not None:
+            self.sandbox.stop()
+            self.sandbox = None
+
+    def _ensure_loaded(self, fn: str) -> Sandbox:
+        if self.load_failure is not None:
+            raise StudentError(self.load_failure.message, kind="import")
+        if self.sandbox is not None:
+            return self.sandbox
+        self.reader = wire.FrameReader()
+        sandbox = self.runner.prepare(self.spec)
+        self.sandboxes_started += 1
+        self.sandbox = sandbox
+        try:
+            ready = self._receive(sandbox, time.monotonic() + STARTUP_TIMEOUT, during=None)
+        except SandboxLimit as exc:
+            self.close()
+            raise InfrastructureError(f"the sandbox did not start: {exc}") from exc
+        if not ready.get("ready"):
+            self.close()
+            raise InfrastructureError("the sandbox did not say it was ready")
+        reply = self._exchange({"op": "load", "files": self.files, "module": self.module}, during="import")
+        if not reply.get("ok"):
+            self.load_failure = LoadFailure(_load_message(reply.get("error", {}), self.module))
+            self.close()
+            raise StudentError(self.load_failure.message, kind="import")
+        self._note_output(reply)
+        return sandbox
+
+    # -- calls ---------------------------------------------------------------------------------------
+    def call(self, fn: str, args: list[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Run solution.fn in the sandbox; return the raw successful reply or raise."""
+        self._ensure_loaded(fn)
+        reply = self._exchange({"op": "call", "fn": fn, "args": args, "kwargs": kwargs}, during=fn)
+        self._note_output(reply)
+        if reply.get("ok"):
+            return reply
+        raise _call_error(fn, reply.get("error", {}))
+
+    def _exchange(self, request: dict[str, Any], during: str | None) -> dict[str, Any]:
+        sandbox = self.sandbox
+        assert sandbox is not None
+        try:
+            sandbox.write(wire.encode_frame(request))
+        except OSError:
+            raise self._died(during) from None
+        deadline = min(self.deadline, self.run_deadline)
+        return self._receive(sandbox, deadline, during)
+
+    def _receive(self, sandbox: Sandbox, deadline: float, during: str | None) -> dict[str, Any]:
+        while True:
+            try:
+                frame = self.reader.next_frame()
+            except wire.WireError as exc:
+                self.close()
+                raise SandboxLimit("crashed", f"the student process sent a malformed reply ({exc})") from None
+            if frame is not None:
+                return frame
+            left = deadline_left(deadline)
+            if left <= 0:
+                raise self._timed_out(during)
+            try:
+                chunk = sandbox.read(timeout=left)
+            except SandboxTimeout:
+                raise self._timed_out(during) from None
+            if not chunk:
+                raise self._died(during)
+            try:
+                self.reader.feed(chunk)
+            except wire.WireError as exc:
+                self.close()
+                raise SandboxLimit("crashed", f"the student process sent a malformed reply ({exc})") from None
+
+    def _timed_out(self, during: str | None) -> SandboxLimit:
+        self.close()
+        where = _where(during)
+        if time.monotonic() >= self.run_deadline:
+            limit = f"{self.spec.limits.run_timeout:g} s"
+            return SandboxLimit("timeout", f"the whole run went over its {limit} limit {where}")
+        return SandboxLimit("timeout", f"timed out after {self.timeout_label} {where}")
+
+    def _died(self, during: str | None) -> SandboxLimit:
+        sandbox = self.sandbox
+        info = sandbox.exit_info(wait=5.0) if sandbox else None
+        tail = sandbox.stderr_tail().strip()[-800:] if sandbox else ""
+        self.close()
+        where = _where(during)
+        if info is not None and info.state == "oom":
+            return SandboxLimit("memory", f"ran out of memory (limit {self.spec.limits.memory_mb} MB) {where}")
+        code = f" (exit code {info.code})" if info is not None and info.code is not None else ""
+        message = f"the student process ended unexpectedly{code} {where}"
+        if tail:
+            message += f"; its last output:\n{tail}"
+        return SandboxLimit("crashed", message)
+
+    def _note_output(self, reply: dict[str, Any]) -> None:
+        text = reply.get("output")
+        if isinstance(text, str) and text:
+            self.output.append(text[: self.spec.limits.output_kb * 1024])
+
+
+def _where(during: str | None) -> str:
+    if during == "import":
+        return "while importing the submission"
+    return f"in {during}()" if during else "while starting"
+
+
+def _load_message(error: dict[str, Any], module: str) -> str:
+    kind = error.get("kind")
+    message = str(error.get("message", ""))
+    if kind == "syntax":
+        return f"{module}.py does not compile: {message}"
+    if kind == "exit":
+        return f"{module}.py {message}"
+    where = f" (line {error['line']})" if isinstance(error.get("line"), int) else ""
+    text = f"{module}.py raised {error.get('type', 'an exception')} while being imported{where}: {message}"
+    if error.get("traceback"):
+        text += "\n" + str(error["traceback"])
+    return text
+
+
+def _call_error(fn: str, error: dict[str, Any]) -> BaseException:
+    kind = str(error.get("kind", "exception"))
+    message = str(error.get("message", ""))
+    if kind == "not_implemented":
+        return StudentError(f"{fn}() is not implemented yet (it raises NotImplementedError)", kind, error)
+    if kind == "missing":
+        return StudentError(message, kind, error)
+    if kind == "memory":
+        return SandboxLimit("memory", f"ran out of memory in {fn}()")
+    if kind == "exit":
+        return StudentError(message, kind, error)
+    if kind == "protocol":
+        return StudentError(message, kind, error)
+    where = f" at line {error['line']}" if isinstance(error.get("line"), int) else ""
+    text = f"{fn}() raised {error.get('type', 'an exception')}{where}: {message}"
+    if error.get("traceback"):
+        text += "\n" + str(error["traceback"])
+    return StudentError(text, kind, error)

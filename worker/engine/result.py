@@ -1,0 +1,153 @@
+"""The result document: one schema for the CLI, the database and the API, plus Gradescope/PrairieLearn views."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+TEST_STATUSES = ("passed", "failed", "error", "timeout", "memory", "crashed")
+MAX_OUTPUT_CHARS = 4000
+
+
+def cap_text(text: str, limit: int = MAX_OUTPUT_CHARS) -> str:
+    """Cut `text` to `limit` characters, saying how much was dropped."""
+    if len(text) <= limit:
+        return text
+    dropped = len(text) - limit
+    return text[:limit] + f"\n… [{dropped} more characters not shown]"
+
+
+@dataclass
+class TestResult:
+    """One reference test's verdict."""
+
+    name: str
+    status: str
+    score: float
+    max_score: float
+    visibility: str = "visible"
+    output: str = ""
+    duration: float = 0.0
+
+
+@dataclass
+class DeliverableResult:
+    """A deliverable's score and the tests behind it."""
+
+    id: str
+    title: str
+    score: float
+    max_score: float
+    tests: list[TestResult] = field(default_factory=list)
+
+
+@dataclass
+class GradeResult:
+    """What grading one submission produced."""
+
+    assignment: str
+    status: str  # "graded" | "error"
+    score: float
+    max_score: float
+    message: str = ""
+    execution_time: float = 0.0
+    deliverables: list[DeliverableResult] = field(default_factory=list)
+    runner: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document, as printed by `grader grade` and stored by the service."""
+        data = asdict(self)
+        for deliverable in data["deliverables"]:
+            for test in deliverable["tests"]:
+                test.pop("duration", None)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GradeResult:
+        """Rebuild a result from its JSON document."""
+        deliverables = [
+            DeliverableResult(
+                id=d["id"],
+                title=d["title"],
+                score=float(d["score"]),
+                max_score=float(d["max_score"]),
+                tests=[TestResult(**t) for t in d.get("tests", [])],
+            )
+            for d in data.get("deliverables", [])
+        ]
+        return cls(
+            assignment=data["assignment"],
+            status=data["status"],
+            score=float(data["score"]),
+            max_score=float(data["max_score"]),
+            message=data.get("message", ""),
+            execution_time=float(data.get("execution_time", 0.0)),
+            deliverables=deliverables,
+            runner=data.get("runner", ""),
+        )
+
+    def scores_by_deliverable(self) -> dict[str, float]:
+        """{deliverable id: score}."""
+        return {d.id: d.score for d in self.deliverables}
+
+
+def for_student(result: dict[str, Any], after_due: bool) -> dict[str, Any]:
+    """A copy of a result document with hidden tests reduced to what a student may see."""
+    visible = dict(result)
+    visible["deliverables"] = []
+    for deliverable in result.get("deliverables", []):
+        tests = []
+        for test in deliverable.get("tests", []):
+            shown = test["visibility"] == "visible" or (test["visibility"] == "after_due_date" and after_due)
+            tests.append(test if shown else {**test, "output": "", "status": "hidden"})
+        visible["deliverables"].append({**deliverable, "tests": tests})
+    return visible
+
+
+def to_gradescope(result: GradeResult) -> dict[str, Any]:
+    """Gradescope's results.json schema."""
+    tests = []
+    for deliverable in result.deliverables:
+        for test in deliverable.tests:
+            tests.append(
+                {
+                    "name": f"{deliverable.title}: {test.name}",
+                    "score": test.score,
+                    "max_score": test.max_score,
+                    "status": "passed" if test.status == "passed" else "failed",
+                    "output": test.output,
+                    "visibility": test.visibility,
+                    "tags": [deliverable.id],
+                }
+            )
+    return {
+        "score": result.score,
+        "execution_time": round(result.execution_time, 3),
+        "output": result.message,
+        "visibility": "visible",
+        "tests": tests,
+    }
+
+
+def to_prairielearn(result: GradeResult) -> dict[str, Any]:
+    """PrairieLearn's external grader results schema (score as a fraction)."""
+    tests = []
+    for deliverable in result.deliverables:
+        for test in deliverable.tests:
+            tests.append(
+                {
+                    "name": f"{deliverable.title}: {test.name}",
+                    "description": deliverable.id,
+                    "points": test.score,
+                    "max_points": test.max_score,
+                    "message": test.output,
+                    "output": test.output,
+                }
+            )
+    fraction = result.score / result.max_score if result.max_score else 0.0
+    return {
+        "gradable": result.status == "graded",
+        "score": round(fraction, 6),
+        "message": result.message,
+        "tests": tests,
+    }

@@ -1,0 +1,124 @@
+"""The runner interface: a runner prepares sandboxes; a sandbox is one isolated student server process.
+
+Split in two steps so a warm pool can slot in: `prepare()` starts a sandbox whose server has imported torch and
+is waiting, and the judge then loads one submission into it and calls the student's functions through it.
+A sandbox serves exactly one submission and is always stopped afterwards.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from worker.engine.manifest import Limits
+
+SANDBOX_SOURCE = Path(__file__).resolve().parents[2] / "sandbox"
+# Files copied into every sandbox; nothing else of ours enters it.
+SANDBOX_FILES = ("wire.py", "student_server.py")
+
+
+@dataclass(frozen=True)
+class SandboxSpec:
+    """What one sandbox needs: the assignment's limits and whether it gets the GPUs."""
+
+    limits: Limits
+    gpu: bool = False
+
+
+@dataclass
+class ExitInfo:
+    """How a sandbox's student process ended (or that it still runs)."""
+
+    state: str  # "running" | "exited" | "oom" | "killed"
+    code: int | None = None
+    detail: str = ""
+
+
+class SandboxTimeout(TimeoutError):
+    """No bytes arrived before the deadline."""
+
+
+class Sandbox(ABC):
+    """One running student server, talking frames on its stdin/stdout."""
+
+    @abstractmethod
+    def write(self, data: bytes) -> None:
+        """Send raw bytes to the student server's stdin (raise BrokenPipeError/OSError if it is gone)."""
+
+    @abstractmethod
+    def read(self, timeout: float) -> bytes:
+        """Some bytes from the server's protocol stream; b"" at end of stream; SandboxTimeout if none came."""
+
+    @abstractmethod
+    def exit_info(self, wait: float = 0.0) -> ExitInfo:
+        """How the student process ended, waiting up to `wait` seconds for it to end."""
+
+    @abstractmethod
+    def stderr_tail(self) -> str:
+        """The last few KiB the student process wrote to stderr (capped)."""
+
+    @abstractmethod
+    def stop(self) -> None:
+        """Kill everything in the sandbox and release it; safe to call twice."""
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class Runner(ABC):
+    """A way to start sandboxes (docker, local, ...)."""
+
+    name: ClassVar[str]
+    production: ClassVar[bool] = False
+
+    @abstractmethod
+    def prepare(self, spec: SandboxSpec) -> Sandbox:
+        """Start a fresh sandbox; raise InfrastructureError when that is impossible."""
+
+    @abstractmethod
+    def describe(self) -> dict[str, Any]:
+        """Facts recorded with each grading run (runner name, image, ...)."""
+
+    def gpu_capable(self) -> bool:
+        """Whether sandboxes from this runner can be given GPUs (the judge still checks one is present)."""
+        return False
+
+    def options(self) -> dict[str, Any]:
+        """Keyword arguments that rebuild this runner in another process (see `make_runner`)."""
+        return {}
+
+    def close(self) -> None:
+        """Release pooled resources."""
+
+
+class CappedBuffer:
+    """Keeps the last `limit` bytes written to it and counts what was dropped."""
+
+    def __init__(self, limit: int = 8192) -> None:
+        self.limit = limit
+        self.data = bytearray()
+        self.dropped = 0
+
+    def add(self, chunk: bytes) -> None:
+        """Append, dropping the oldest bytes beyond the limit."""
+        self.data += chunk
+        if len(self.data) > self.limit:
+            extra = len(self.data) - self.limit
+            del self.data[:extra]
+            self.dropped += extra
+
+    def text(self) -> str:
+        """Decoded contents, noting how much was dropped."""
+        body = self.data.decode("utf-8", "replace")
+        return f"[{self.dropped} earlier bytes dropped]\n{body}" if self.dropped else body
+
+
+def deadline_left(deadline: float) -> float:
+    """Seconds until `deadline` (time.monotonic based), never negative."""
+    return max(0.0, deadline - time.monotonic())

@@ -1,0 +1,275 @@
+"""The local runner: the student server in Linux namespaces on this host. For development and Docker-less hosts.
+
+Where the kernel allows, each sandbox gets new network, pid, mount, IPC and UTS namespaces and a private root
+built from read-only bind mounts of the system and Python directories, so the repository, the reference tests and
+the service's data are simply not there. As root the student runs as uid 65534 with no capabilities; otherwise a
+user namespace stands in. Resource limits come from rlimits. It is not the production sandbox (no cgroups): the
+Docker runner is.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from worker.engine.errors import InfrastructureError
+from worker.engine.runners.base import (
+    SANDBOX_FILES,
+    SANDBOX_SOURCE,
+    CappedBuffer,
+    ExitInfo,
+    Runner,
+    Sandbox,
+    SandboxSpec,
+    SandboxTimeout,
+)
+
+log = logging.getLogger(__name__)
+STUDENT_UID = 65534
+_warned = False
+
+# Runs as (namespace) root inside the new namespaces: builds the private root, then drops privileges and execs
+# the student server. Paths arrive as arguments, never interpolated into the script.
+_LAUNCH = r"""
+set -eu
+sbx=$1; python=$2; uid=$3; gpu=$4; shift 4
+root=$sbx/root
+mount --make-rprivate /
+mkdir -p "$root"
+mount -t tmpfs -o mode=0755,size=16m grader-root "$root"
+expose() {
+  if [ -L "$1" ]; then mkdir -p "$(dirname "$root$1")"; ln -s "$(readlink "$1")" "$root$1"; return; fi
+  [ -e "$1" ] || return 0
+  mkdir -p "$root$1"
+  mount --rbind "$1" "$root$1"
+  mount -o remount,bind,ro "$root$1"
+}
+for d in /usr /bin /sbin /lib /lib64 /lib32 /etc "$@"; do expose "$d"; done
+if [ "$gpu" = 1 ]; then expose /sys; fi
+mkdir -p "$root/sandbox/work" "$root/sandbox/server" "$root/proc" "$root/tmp" "$root/dev"
+mount --bind "$sbx/work" "$root/sandbox/work"
+mount --bind "$sbx/server" "$root/sandbox/server"
+mount -o remount,bind,ro "$root/sandbox/server"
+mount -t proc -o nosuid,nodev,noexec proc "$root/proc"
+mount -t tmpfs -o size=64m,mode=1777,nosuid,nodev grader-tmp "$root/tmp"
+for n in null zero urandom random; do touch "$root/dev/$n"; mount --bind "/dev/$n" "$root/dev/$n"; done
+if [ "$gpu" = 1 ]; then
+  for n in /dev/nvidia*; do [ -e "$n" ] || continue; touch "$root$n"; mount --bind "$n" "$root$n"; done
+fi
+if [ "$uid" = 0 ]; then drop="--no-new-privs"; else drop="--reuid=$uid --regid=$uid --clear-groups --no-new-privs"; fi
+exec chroot "$root" /usr/bin/env -C /sandbox/work setpriv $drop --inh-caps=-all --bounding-set=-all \
+  "$python" -I -B /sandbox/server/student_server.py
+"""
+
+
+@cache
+def namespace_mode() -> str:
+    """'root' (namespaces + uid drop), 'user' (unprivileged user namespace) or 'none', probed once."""
+    base = ["unshare", "--net", "--pid", "--fork", "--mount", "--ipc", "--uts", "--kill-child"]
+    probe = "mount -t tmpfs none /mnt 2>/dev/null || mount -t tmpfs none /tmp"
+    candidates = [("root", base)] if os.geteuid() == 0 else []
+    candidates.append(("user", ["unshare", "--user", "--map-root-user", *base[1:]]))
+    for mode, cmd in candidates:
+        try:
+            done = subprocess.run([*cmd, "sh", "-c", probe], capture_output=True, timeout=20, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if done.returncode == 0:
+            return mode
+    return "none"
+
+
+def _python_dirs() -> list[str]:
+    """Directories the student's Python needs: the interpreter's prefix and the environment's."""
+    dirs = {os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix),
+            os.path.dirname(os.path.realpath(sys.executable))}
+    top_level = {"/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/etc"}
+    return sorted(d for d in dirs if not any(d == t or d.startswith(t + "/") for t in top_level))
+
+
+class LocalRunner(Runner):
+    """Starts student servers as local processes, isolated as well as this kernel and user allow."""
+
+    name = "local"
+
+    def __init__(self, python: str | None = None, uid: int | None = None) -> None:
+        self.python = python or sys.executable
+        self.uid = uid if uid is not None else (STUDENT_UID if os.geteuid() == 0 else 0)
+
+    def options(self) -> dict[str, Any]:
+        """Rebuild this runner in the judge process."""
+        return {"python": self.python, "uid": self.uid}
+
+    def gpu_capable(self) -> bool:
+        """GPUs on this host are passed through when the judge finds CUDA."""
+        return True
+
+    def describe(self) -> dict[str, Any]:
+        """Runner facts recorded with each grading run."""
+        return {"runner": "local", "isolation": namespace_mode(), "python": self.python}
+
+    def prepare(self, spec: SandboxSpec) -> LocalSandbox:
+        """Start a student server in a fresh private directory."""
+        global _warned
+        mode = namespace_mode()
+        if not _warned:
+            _warned = True
+            log.warning("local runner: student code runs on this host with %s isolation; this is not the "
+                        "production sandbox (use the docker runner)", mode)
+        sbx = Path(tempfile.mkdtemp(prefix="grader-sbx-"))
+        try:
+            return LocalSandbox(sbx, spec, self.python, self.uid if mode == "root" else 0, mode)
+        except BaseException:
+            shutil.rmtree(sbx, ignore_errors=True)
+            raise
+
+
+class LocalSandbox(Sandbox):
+    """A student server process and its private directory."""
+
+    def __init__(self, sbx: Path, spec: SandboxSpec, python: str, uid: int, mode: str) -> None:
+        self.sbx = sbx
+        self.stderr = CappedBuffer(8192)
+        self._stopped = False
+        server = sbx / "server"
+        work = sbx / "work"
+        server.mkdir()
+        work.mkdir(mode=0o700)
+        for name in SANDBOX_FILES:
+            shutil.copy(SANDBOX_SOURCE / name, server / name)
+            (server / name).chmod(0o444)
+        if uid:
+            os.chown(work, uid, uid)
+        limits = spec.limits
+        env = {
+            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/sandbox/work", "LANG": "C.UTF-8",
+            "OMP_NUM_THREADS": str(max(1, int(limits.cpus))), "PYTHONHASHSEED": "0",
+            "GRADER_OUTPUT_LIMIT": str(limits.output_kb * 1024),
+        }
+        if spec.gpu and "CUDA_VISIBLE_DEVICES" in os.environ:
+            env["CUDA_VISIBLE_DEVICES"] = os.environ["CUDA_VISIBLE_DEVICES"]
+        if not spec.gpu:
+            env["CUDA_VISIBLE_DEVICES"] = ""
+        if mode == "none":
+            argv = [python, "-I", "-B", str(server / "student_server.py")]
+            cwd: Path | None = work
+        else:
+            prefix = ["unshare", "--net", "--pid", "--fork", "--mount", "--ipc", "--uts", "--kill-child"]
+            if mode == "user":
+                prefix = ["unshare", "--user", "--map-root-user", *prefix[1:]]
+            argv = [*prefix, "sh", "-c", _LAUNCH, "grader-launch", str(sbx), python, str(uid),
+                    "1" if spec.gpu else "0", *_python_dirs()]
+            cwd = None
+        try:
+            self.proc = subprocess.Popen(
+                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd, env=env,
+                start_new_session=True, preexec_fn=lambda: _apply_rlimits(spec, uid),  # noqa: PLW1509
+            )
+        except OSError as exc:
+            raise InfrastructureError(f"could not start the local sandbox: {exc}") from exc
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        os.set_blocking(self.proc.stdout.fileno(), False)
+        self._drain = threading.Thread(target=self._drain_stderr, daemon=True)
+        self._drain.start()
+
+    def _drain_stderr(self) -> None:
+        stream = self.proc.stderr
+        assert stream is not None
+        for chunk in iter(lambda: stream.read1(65536), b""):
+            self.stderr.add(chunk)
+
+    def write(self, data: bytes) -> None:
+        """Send bytes to the server's stdin."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(data)
+        self.proc.stdin.flush()
+
+    def read(self, timeout: float) -> bytes:
+        """Bytes from the server's stdout, b"" at its end."""
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        ready, _, _ = select.select([fd], [], [], timeout)
+        if not ready:
+            raise SandboxTimeout()
+        try:
+            return os.read(fd, 1 << 20)
+        except BlockingIOError:
+            return self.read(timeout=0.05)
+
+    def exit_info(self, wait: float = 0.0) -> ExitInfo:
+        """Whether and how the server ended."""
+        try:
+            code = self.proc.wait(timeout=wait) if wait else self.proc.poll()
+        except subprocess.TimeoutExpired:
+            code = None
+        if code is None:
+            return ExitInfo("running")
+        if code < 0:
+            return ExitInfo("killed", code, signal.Signals(-code).name)
+        if code == 137:  # unshare reports a killed child as 128 + SIGKILL
+            return ExitInfo("killed", code, "SIGKILL")
+        return ExitInfo("exited", code)
+
+    def stderr_tail(self) -> str:
+        """The end of what the student process wrote to stderr."""
+        return self.stderr.text()
+
+    def stop(self) -> None:
+        """Kill the whole process group (the pid namespace dies with its first process); remove the files."""
+        if self._stopped:
+            return
+        self._stopped = True
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            log.error("local sandbox %s did not die", self.proc.pid)
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            try:
+                if stream is not None:
+                    stream.close()
+            except OSError:
+                pass
+        self._drain.join(timeout=2)
+        _remove_tree(self.sbx)
+
+
+def _apply_rlimits(spec: SandboxSpec, uid: int) -> None:
+    """In the child before exec: resource limits that the sandbox cannot raise again."""
+    limits = spec.limits
+    mb = 1024 * 1024
+    cpu = int(limits.run_timeout) + 5
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
+    resource.setrlimit(resource.RLIMIT_DATA, (limits.memory_mb * mb, limits.memory_mb * mb))
+    if not spec.gpu:  # CUDA reserves huge address ranges; the data limit still applies
+        address = (limits.memory_mb + 2048) * mb
+        resource.setrlimit(resource.RLIMIT_AS, (address, address))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * mb, 64 * mb))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if uid:
+        resource.setrlimit(resource.RLIMIT_NPROC, (limits.pids, limits.pids))
+
+
+def _remove_tree(path: Path) -> None:
+    for _ in range(3):
+        shutil.rmtree(path, ignore_errors=True)
+        if not path.exists():
+            return
+        time.sleep(0.1)
+    log.error("could not remove sandbox directory %s", path)

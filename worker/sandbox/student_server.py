@@ -1,0 +1,287 @@
+"""The student server: imports a submission and answers the judge's calls. Runs inside the sandbox.
+
+Everything this process does can be subverted by the student's code (it shares the interpreter), so it holds no
+secret and decides nothing: it only turns the judge's requests into calls and the results into plain data. The
+judge checks every reply. Protocol frames use the original stdin/stdout; the student's own prints are captured
+per call, and fd 1 is pointed at stderr so stray writes cannot corrupt a frame by accident.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import math
+import numbers
+import os
+import sys
+import traceback
+import warnings
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import wire  # noqa: E402  (a sibling file, copied into the sandbox with this one)
+
+WORK_DIR = os.getcwd()
+OUTPUT_LIMIT = int(os.environ.get("GRADER_OUTPUT_LIMIT", "16384"))
+TRACEBACK_LIMIT = 4000
+
+
+class CappedOutput(io.TextIOBase):
+    """A text stream keeping the first `limit` characters written, counting the rest."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.parts: list[str] = []
+        self.size = 0
+        self.dropped = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        room = self.limit - self.size
+        if room > 0:
+            self.parts.append(text[:room])
+            self.size += min(room, len(text))
+        self.dropped += max(0, len(text) - max(room, 0))
+        return len(text)
+
+    def text(self) -> str:
+        body = "".join(self.parts)
+        return body + (f"\n… [{self.dropped} more characters of output dropped]" if self.dropped else "")
+
+
+class Server:
+    """Reads request frames, runs them, writes reply frames."""
+
+    def __init__(self, proto_in: Any, proto_out: Any) -> None:
+        self.proto_in = proto_in
+        self.proto_out = proto_out
+        self.reader = wire.FrameReader()
+        self.module: Any = None
+        self.module_name = ""
+
+    # -- framing -------------------------------------------------------------------------------------
+    def send(self, message: dict[str, Any]) -> None:
+        try:
+            frame = wire.encode_frame(message)
+        except (wire.WireError, TypeError, ValueError) as exc:
+            frame = wire.encode_frame(_error("protocol", "ValueError", f"the reply could not be sent: {exc}"))
+        self.proto_out.write(frame)
+        self.proto_out.flush()
+
+    def receive(self) -> dict[str, Any] | None:
+        while True:
+            frame = self.reader.next_frame()
+            if frame is not None:
+                return frame
+            chunk = self.proto_in.read1(65536) if hasattr(self.proto_in, "read1") else self.proto_in.read(65536)
+            if not chunk:
+                return None
+            self.reader.feed(chunk)
+
+    def serve(self) -> None:
+        while True:
+            request = self.receive()
+            if request is None:
+                return
+            op = request.get("op")
+            if op == "ping":
+                self.send({"ok": True, "value": "pong"})
+            elif op == "load":
+                self.send(self.load(request))
+            elif op == "call":
+                self.send(self.call(request))
+            else:
+                self.send(_error("protocol", "ValueError", f"unknown op {op!r}"))
+
+    # -- operations ----------------------------------------------------------------------------------
+    def load(self, request: dict[str, Any]) -> dict[str, Any]:
+        files = request.get("files", {})
+        name = str(request.get("module", "solution"))
+        for filename, text in files.items():
+            # The judge validated the names; basename() is a second guard against path tricks.
+            path = os.path.join(WORK_DIR, os.path.basename(str(filename)))
+            with open(path, "w", encoding="utf-8") as handle:
+                handle.write(str(text))
+        sys.path.insert(0, WORK_DIR)
+        output = CappedOutput(OUTPUT_LIMIT)
+        try:
+            with _captured(output):
+                self.module = importlib.import_module(name)
+            self.module_name = name
+            return {"ok": True, "value": None, "output": output.text()}
+        except SyntaxError as exc:
+            where = f"line {exc.lineno}" if exc.lineno else "unknown line"
+            detail = f"{type(exc).__name__}: {exc.msg} ({os.path.basename(exc.filename or name)}, {where})"
+            if exc.text:
+                detail += f"\n    {exc.text.rstrip()}"
+            return _error("syntax", type(exc).__name__, detail, line=exc.lineno, output=output.text())
+        except SystemExit as exc:
+            return _error("exit", "SystemExit", f"exited while being imported (code {exc.code!r})",
+                          output=output.text())
+        except BaseException as exc:
+            return _exception_reply("import", exc, output)
+
+    def call(self, request: dict[str, Any]) -> dict[str, Any]:
+        if self.module is None:
+            return _error("protocol", "RuntimeError", "no submission is loaded")
+        fn_name = str(request.get("fn", ""))
+        target = getattr(self.module, fn_name, None) if not fn_name.startswith("_") else None
+        if not callable(target):
+            return _error("missing", "AttributeError", f"{self.module_name}.py does not define {fn_name}()")
+        refs: dict[int, Any] = {}
+        try:
+            args = [self.decode(a, refs) for a in request.get("args", [])]
+            kwargs = {str(k): self.decode(v, refs) for k, v in request.get("kwargs", {}).items()}
+        except (wire.WireError, SyntaxError, NameError, TypeError, ValueError, AttributeError) as exc:
+            return _error("protocol", type(exc).__name__, f"the test's arguments could not be rebuilt: {exc}")
+        output = CappedOutput(OUTPUT_LIMIT)
+        try:
+            with _captured(output):
+                value = target(*args, **kwargs)
+        except SystemExit as exc:
+            return _error("exit", "SystemExit", f"{fn_name}() called exit (code {exc.code!r})",
+                          output=output.text())
+        except NotImplementedError as exc:
+            return _error("not_implemented", "NotImplementedError", str(exc), output=output.text())
+        except MemoryError:
+            return _error("memory", "MemoryError", f"{fn_name}() ran out of memory", output=output.text())
+        except BaseException as exc:
+            if isinstance(exc, RuntimeError) and _is_allocation_failure(exc):
+                return _error("memory", "MemoryError", f"{fn_name}() ran out of memory", output=output.text())
+            return _exception_reply("exception", exc, output)
+        try:
+            ids = {id(obj): ref for ref, obj in refs.items()}
+            encoded = self.encode(value, ids)
+            writeback = [{"ref": ref, "value": self.encode(obj, ids, top=True)} for ref, obj in refs.items()]
+        except BaseException as exc:
+            return _error("protocol", type(exc).__name__, f"{fn_name}() returned something that cannot be "
+                          f"checked: {exc}", output=output.text())
+        return {"ok": True, "value": encoded, "writeback": writeback, "output": output.text()}
+
+    # -- values --------------------------------------------------------------------------------------
+    def decode(self, value: Any, refs: dict[int, Any]) -> Any:
+        import torch
+
+        if isinstance(value, list):
+            return [self.decode(v, refs) for v in value]
+        if not isinstance(value, dict):
+            return value
+        if wire.is_tensor_spec(value):
+            spec = value["__tensor__"]
+            tensor = wire.tensor_from_wire(spec)
+            if spec.get("requires_grad") and (tensor.is_floating_point() or tensor.is_complex()):
+                tensor.requires_grad_(bool(spec.get("requires_grad")))
+            if spec.get("grad") is not None:
+                tensor.grad = wire.tensor_from_wire(spec["grad"]["__tensor__"])
+            if spec.get("ref") is not None:
+                refs[int(spec["ref"])] = tensor
+            return tensor
+        if "__list__" in value:
+            items = [self.decode(v, refs) for v in value["__list__"]]
+            if value.get("ref") is not None:
+                refs[int(value["ref"])] = items
+            return items
+        if "__tuple__" in value:
+            return tuple(self.decode(v, refs) for v in value["__tuple__"])
+        if "__dict__" in value:
+            items_d = {str(k): self.decode(v, refs) for k, v in value["__dict__"].items()}
+            if value.get("ref") is not None:
+                refs[int(value["ref"])] = items_d
+            return items_d
+        if "__float__" in value:
+            return float(value["__float__"])
+        if "__code__" in value:
+            code = value["__code__"]
+            scope: dict[str, Any] = {"torch": torch, "nn": torch.nn, "F": torch.nn.functional, "math": math}
+            scope.update({str(k): self.decode(v, refs) for k, v in code.get("env", {}).items()})
+            if code.get("name"):
+                exec(compile(code["src"], "<test helper>", "exec"), scope)  # noqa: S102  (the judge's own code)
+                return scope[code["name"]]
+            return eval(compile(code["src"], "<test helper>", "eval"), scope)  # noqa: S307
+        raise wire.WireError(f"unknown value {sorted(value)[:3]}")
+
+    def encode(self, value: Any, ids: dict[int, int], top: bool = False) -> Any:
+        import torch
+
+        if isinstance(value, torch.Tensor):
+            return wire.tensor_to_wire(value, ref=ids.get(id(value)))
+        if value is None or isinstance(value, (bool, str)):
+            return value
+        if isinstance(value, numbers.Integral):
+            return int(value)
+        if isinstance(value, numbers.Real):
+            number = float(value)
+            return number if math.isfinite(number) else {"__float__": repr(number)}
+        if not top and id(value) in ids:
+            return {"__ref__": ids[id(value)]}
+        if isinstance(value, list):
+            return {"__list__": [self.encode(v, ids) for v in value]}
+        if isinstance(value, tuple):
+            return {"__tuple__": [self.encode(v, ids) for v in value]}
+        if isinstance(value, dict):
+            return {"__dict__": {str(k): self.encode(v, ids) for k, v in value.items()}}
+        return {"__unsupported__": type(value).__name__}
+
+
+class _captured:
+    """Send the student's sys.stdout/sys.stderr writes to a capped buffer for the duration of a call."""
+
+    def __init__(self, output: CappedOutput) -> None:
+        self.output = output
+
+    def __enter__(self) -> None:
+        self.saved = sys.stdout, sys.stderr
+        sys.stdout = sys.stderr = self.output
+
+    def __exit__(self, *exc: object) -> None:
+        sys.stdout, sys.stderr = self.saved
+
+
+def _is_allocation_failure(exc: BaseException) -> bool:
+    text = str(exc)
+    return "can't allocate memory" in text or "out of memory" in text.lower()
+
+
+def _error(kind: str, type_name: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"ok": False, "error": {"kind": kind, "type": type_name, "message": message[:TRACEBACK_LIMIT], **extra}}
+
+
+def _exception_reply(kind: str, exc: BaseException, output: CappedOutput) -> dict[str, Any]:
+    """Describe an exception with only the student's own frames in the traceback."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith(WORK_DIR)]
+    lines = traceback.format_list(frames) if frames else []
+    line = frames[-1].lineno if frames else None
+    try:
+        message = str(exc)
+    except BaseException:
+        message = "<the exception's message could not be shown>"
+    text = "".join(lines)[-TRACEBACK_LIMIT:]
+    return _error(kind, type(exc).__name__, message, traceback=text, line=line, output=output.text())
+
+
+def main() -> None:
+    """Take over stdin/stdout for frames, warm up torch, say ready, then serve until stdin closes."""
+    proto_in = os.fdopen(os.dup(0), "rb", buffering=0)
+    proto_out = os.fdopen(os.dup(1), "wb", buffering=0)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    warnings.simplefilter("ignore")  # a warning in a correct solution costs nothing and says nothing
+    import torch
+
+    # One autograd step now, so the first graded call does not pay for lazy initialisation.
+    probe = torch.ones(2, requires_grad=True)
+    (probe * probe).sum().backward()
+    server = Server(proto_in, proto_out)
+    server.send({"ready": True, "pid": os.getpid(), "torch": torch.__version__,
+                 "cuda": bool(torch.cuda.is_available())})
+    server.serve()
+
+
+if __name__ == "__main__":
+    main()
