@@ -46,23 +46,21 @@ def grader_home(environ: Mapping[str, str] | None = None) -> Path:
 
 
 def load_config(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Build the app's settings from `environ` (default: the process environment)."""
+    """Read the settings from `environ` (default: the process environment); None means "derive a default"."""
     env = os.environ if environ is None else environ
-    home = grader_home(env)
-    broker_url = env.get("BROKER_URL") or "filesystem://"
-    redis_broker = broker_url.startswith(("redis://", "rediss://"))
+    database_url = env.get("DATABASE_URL")
     return {
-        "GRADER_HOME": str(home),
-        "SQLALCHEMY_DATABASE_URI": normalize_database_url(env.get("DATABASE_URL") or f"sqlite:///{home}/grader.db"),
-        "BROKER_URL": broker_url,
-        "RESULT_BACKEND": env.get("RESULT_BACKEND") or (broker_url if redis_broker else None),
+        "GRADER_HOME": str(grader_home(env)),
+        "SQLALCHEMY_DATABASE_URI": database_url or None,
+        "BROKER_URL": env.get("BROKER_URL") or "filesystem://",
+        "RESULT_BACKEND": env.get("RESULT_BACKEND") or None,
         "SECRET_KEY": env.get("SECRET_KEY") or None,  # filled from GRADER_HOME by ensure_secret_key
-        "SUBMISSIONS_DIR": str(Path(env.get("SUBMISSIONS_DIR") or home / "submissions").resolve()),
+        "SUBMISSIONS_DIR": env.get("SUBMISSIONS_DIR") or None,
         "GRADER_ASSIGNMENTS": env.get("GRADER_ASSIGNMENTS") or None,  # None: the engine's default_root()
         "GRADER_RUNNER": env.get("GRADER_RUNNER") or "auto",
         "GRADER_MAX_UPLOAD_BYTES": _int(env, "GRADER_MAX_UPLOAD_BYTES", 1_048_576),
         "GRADER_UPLOAD_RATE_LIMIT": env.get("GRADER_UPLOAD_RATE_LIMIT") or "10 per minute",
-        "RATELIMIT_STORAGE_URI": env.get("RATELIMIT_STORAGE_URI") or (broker_url if redis_broker else "memory://"),
+        "RATELIMIT_STORAGE_URI": env.get("RATELIMIT_STORAGE_URI") or None,
         "GRADER_TASK_SOFT_TIME_LIMIT": _int(env, "GRADER_TASK_SOFT_TIME_LIMIT", 840),
         "GRADER_TASK_TIME_LIMIT": _int(env, "GRADER_TASK_TIME_LIMIT", 900),
         "GRADER_VISIBILITY_TIMEOUT": _int(env, "GRADER_VISIBILITY_TIMEOUT", 3600),
@@ -73,11 +71,24 @@ def load_config(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_HTTPONLY": True,
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "RATELIMIT_HEADERS_ENABLED": True,
     }
 
 
 def finalize(config: dict[str, Any]) -> None:
-    """Derive dependent settings after overrides are applied, and check they are consistent."""
+    """Fill derived defaults after overrides are applied, and check the settings are consistent."""
+    home = Path(config["GRADER_HOME"]).resolve()
+    config["GRADER_HOME"] = str(home)
+    if not config.get("SQLALCHEMY_DATABASE_URI"):
+        config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{home / 'grader.db'}"
+    config["SQLALCHEMY_DATABASE_URI"] = normalize_database_url(config["SQLALCHEMY_DATABASE_URI"])
+    config["SUBMISSIONS_DIR"] = str(Path(config.get("SUBMISSIONS_DIR") or home / "submissions").resolve())
+    redis_broker = str(config["BROKER_URL"]).startswith(("redis://", "rediss://"))
+    if not config.get("RESULT_BACKEND") and redis_broker:
+        config["RESULT_BACKEND"] = config["BROKER_URL"]
+    if not config.get("RATELIMIT_STORAGE_URI"):
+        # Counters must be shared by every web process: Redis when there is one, else this process's memory.
+        config["RATELIMIT_STORAGE_URI"] = config["BROKER_URL"] if redis_broker else "memory://"
     max_upload = int(config["GRADER_MAX_UPLOAD_BYTES"])
     if max_upload <= 0:
         raise ConfigError("GRADER_MAX_UPLOAD_BYTES must be positive")
@@ -126,7 +137,6 @@ def celery_settings(config: Mapping[str, Any]) -> dict[str, Any]:
         "task_soft_time_limit": int(config["GRADER_TASK_SOFT_TIME_LIMIT"]),
         "task_time_limit": int(config["GRADER_TASK_TIME_LIMIT"]),
         "task_publish_retry_policy": {"max_retries": 3, "interval_start": 0, "interval_step": 0.5},
-        "worker_hijack_root_logger": False,
     }
     return settings
 

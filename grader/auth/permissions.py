@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from grader.auth.identity import current_user
 from grader.errors import Forbidden, NotFound, Unauthorized
 from grader.extensions import db
 from grader.models import Course, Enrollment, Submission, User
@@ -23,6 +24,11 @@ def require_user(user: User | None) -> User:
     if user is None:
         raise Unauthorized("send Authorization: Bearer TOKEN or log in")
     return user
+
+
+def caller() -> User:
+    """The authenticated user of this request, or Unauthorized."""
+    return require_user(current_user())
 
 
 def require_instructor(user: User, course: Course) -> None:

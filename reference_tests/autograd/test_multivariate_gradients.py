@@ -24,7 +24,9 @@ def _scalar(result, call):
 
 def _partials(result, n, call):
     """Check that `call` returned n 0-dim tensors in a tuple; return their values."""
-    assert isinstance(result, (tuple, list)), f"{call} must return a tuple of tensors, got {type(result).__name__}"
+    assert isinstance(result, (tuple, list)), (
+        f"{call} must return a tuple of tensors, got {type(result).__name__}"
+    )
     assert len(result) == n, f"{call} must return one partial derivative per input ({n}), got {len(result)}"
     return [_scalar(r, call) for r in result]
 
@@ -67,22 +69,29 @@ def test_partial_derivatives_of_two_variables(student):
 def test_partial_derivatives_of_three_tensors(student, devices):
     """Do three inputs (floats or tensors on any device) each get their own partial, dtype and device?"""
     f = student.code("lambda a, b, c: a * b * c + a**2 / c")
-    # ∂f/∂a = bc + 2a/c, ∂f/∂b = ac, ∂f/∂c = ab − a²/c²  at (1, 2, −4)
+    # ∂f/∂a = bc + 2a/c, ∂f/∂b = ac, ∂f/∂c = ab - a²/c²  at (1, 2, -4)
     expected = (-8.5, -4.0, 1.9375)
     mixed = (1.0, torch.tensor(2.0, dtype=torch.float64), torch.tensor(-4.0, dtype=torch.float32))
-    cases = [mixed] + [tuple(torch.tensor(v, dtype=torch.float64, device=d) for v in (1.0, 2.0, -4.0)) for d in devices]
+    cases = [mixed] + [
+        tuple(torch.tensor(v, dtype=torch.float64, device=d) for v in (1.0, 2.0, -4.0)) for d in devices
+    ]
     for inputs in cases:
-        shown = ", ".join(f"{v.dtype} on {v.device}" if isinstance(v, torch.Tensor) else "float" for v in inputs)
+        shown = ", ".join(
+            f"{v.dtype} on {v.device}" if isinstance(v, torch.Tensor) else "float" for v in inputs
+        )
         result = student.partial_derivatives(f, *inputs)
         values = _partials(result, 3, f"partial_derivatives(f, a, b, c) with ({shown})")
         assert values == pytest.approx(expected, rel=1e-5), (
-            f"for f(a, b, c) = abc + a²/c at (1, 2, −4) the partials are {expected}, got {tuple(values)} ({shown})"
+            f"for f(a, b, c) = abc + a²/c at (1, 2, -4) the partials are {expected}, "
+            f"got {tuple(values)} ({shown})"
         )
         for r, x in zip(result, inputs, strict=True):
-            dtype, device = (x.dtype, x.device.type) if isinstance(x, torch.Tensor) else (torch.float32, "cpu")
+            dtype, device = (
+                (x.dtype, x.device.type) if isinstance(x, torch.Tensor) else (torch.float32, "cpu")
+            )
             assert r.dtype == dtype and r.device.type == device, (
-                f"wrong device/dtype: the partial for a {dtype} input on {device} must be {dtype} on {device}, "
-                f"got {r.dtype} on {r.device} ({shown})"
+                f"wrong device/dtype: the partial for a {dtype} input on {device} must be {dtype} "
+                f"on {device}, got {r.dtype} on {r.device} ({shown})"
             )
 
 
@@ -90,7 +99,7 @@ def test_partial_derivatives_of_three_tensors(student, devices):
 def test_gradient_of_vector_and_matrix_inputs(student):
     """Does gradient() return df/dx with the shape of x, for a vector and for a matrix?"""
     x = torch.tensor([1.0, -2.0, 3.0], dtype=torch.float64)
-    g = student.gradient(student.code("lambda x: (x**2).sum()"), x)
+    g = student.gradient(student.code("lambda x: (x**2).sum()"), x.clone())
     _tensor_like(g, x, "gradient(f, x)", check_dtype=False)
     _close(g, 2 * x, "gradient of sum(x²) at [1, -2, 3]")
 
@@ -100,9 +109,11 @@ def test_gradient_of_vector_and_matrix_inputs(student):
     expected = w * torch.cos(x)
     expected[0, 0] += x[1, 2]
     expected[1, 2] += x[0, 0]
-    g = student.gradient(f, x)
-    _tensor_like(g, x, "gradient(f, x) for a 2×3 x", check_dtype=False)
-    _close(g, expected, "gradient of sum(w·sin x) + x[0,0]·x[1,2]", "each element's derivative in its own place")
+    g = student.gradient(f, x.clone())
+    _tensor_like(g, x, "gradient(f, x) for a 2x3 x", check_dtype=False)
+    _close(
+        g, expected, "gradient of sum(w·sin x) + x[0,0]·x[1,2]", "each element's derivative in its own place"
+    )
 
 
 @pytest.mark.points(3)
@@ -112,7 +123,7 @@ def test_gradient_follows_device_and_dtype_of_x(student, devices):
     for device in devices:
         for dtype in (torch.float32, torch.float64):
             x = torch.linspace(-1.0, 1.0, 6, dtype=dtype, device=device).reshape(2, 3)
-            g = student.gradient(f, x)
+            g = student.gradient(f, x.clone())
             _tensor_like(g, x, f"gradient(f, x) for a {dtype} x on {device}")
             _close(g, x**2, f"gradient of sum(x³)/3 ({dtype} on {device})")
 
@@ -122,7 +133,7 @@ def test_vector_jacobian_product_weighs_by_v(student):
     """Does vector_jacobian_product() weigh each output by v, as y.backward(v) does?"""
     x = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
     v = torch.tensor([1.0, 0.5, -2.0], dtype=torch.float64)
-    r = student.vector_jacobian_product(student.code("lambda x: x**2"), x, v)
+    r = student.vector_jacobian_product(student.code("lambda x: x**2"), x.clone(), v.clone())
     _tensor_like(r, x, "vector_jacobian_product(f, x, v)", check_dtype=False)
     hint = "pass v to backward: f(x).backward(v)"
     if torch.allclose(r.detach().to("cpu", torch.float64), 2 * x):
@@ -132,14 +143,14 @@ def test_vector_jacobian_product_weighs_by_v(student):
 
 @pytest.mark.points(3)
 def test_vector_jacobian_product_of_a_matrix_product(student, devices):
-    """For f(x) = A @ x with a 3×2 matrix x, is vᵀJ = Aᵀv, shaped like x, on x's device and dtype?"""
+    """For f(x) = A @ x with a 3x2 matrix x, is vᵀJ = Aᵀv, shaped like x, on x's device and dtype?"""
     a = torch.tensor([[1.0, -2.0, 0.5], [3.0, 0.0, -1.0]], dtype=torch.float64)
     x = torch.tensor([[0.5, 1.0], [-1.0, 2.0], [0.25, -0.5]], dtype=torch.float64)
     v = torch.tensor([[1.0, -1.0], [2.0, 0.5]], dtype=torch.float64)
     for device in devices:
         f = student.code("lambda x: A @ x", A=a.to(device))
-        xd = x.to(device)
-        r = student.vector_jacobian_product(f, xd, v.to(device))
+        xd = x.to(device, copy=True)
+        r = student.vector_jacobian_product(f, xd, v.to(device, copy=True))
         _tensor_like(r, xd, f"vector_jacobian_product(f, x, v) on {device}")
         _close(r, a.T @ v, f"vector_jacobian_product(A @ x, x, v) on {device}", "expected Aᵀv")
 
@@ -150,7 +161,8 @@ def test_caller_tensors_are_left_alone(student):
     x = torch.tensor([0.5, -1.5], dtype=torch.float64)
     student.gradient(student.code("lambda x: (x**2).sum()"), x)
     assert not x.requires_grad and x.grad is None, (
-        f"caller's tensor mutated: gradient() left requires_grad={x.requires_grad} / a .grad on x; {COPY_ADVICE}"
+        f"caller's tensor mutated: gradient() left requires_grad={x.requires_grad} / a .grad on x; "
+        f"{COPY_ADVICE}"
     )
     assert x.tolist() == [0.5, -1.5], f"caller's tensor mutated: gradient() changed x to {x.tolist()}"
 
@@ -178,13 +190,15 @@ def test_random_inputs(student):
     c = torch.rand(4, generator=gen, dtype=torch.float64) * 2 - 1
     v = torch.rand(4, generator=gen, dtype=torch.float64) * 2 - 1
 
-    g = student.gradient(student.code("lambda x: (c * x**3).sum() + x[0] * x[3]", c=c), x)
+    g = student.gradient(student.code("lambda x: (c * x**3).sum() + x[0] * x[3]", c=c), x.clone())
     expected = 3 * c * x**2
     expected[0] += x[3]
     expected[3] += x[0]
     _tensor_like(g, x, "gradient(f, x)", check_dtype=False)
     _close(g, expected, "gradient of sum(c·x³) + x[0]·x[3] at a random x")
 
-    r = student.vector_jacobian_product(student.code("lambda x: torch.tanh(x) * c", c=c), x, v)
+    r = student.vector_jacobian_product(
+        student.code("lambda x: torch.tanh(x) * c", c=c), x.clone(), v.clone()
+    )
     _tensor_like(r, x, "vector_jacobian_product(f, x, v)", check_dtype=False)
     _close(r, v * c * (1 - torch.tanh(x) ** 2), "vector_jacobian_product(tanh(x)·c, x, v) at a random x")

@@ -49,10 +49,16 @@ def test_predict_values(student, devices):
     """Does predict(model, x) return model(x), on x's device?"""
     for device in devices:
         model = student.code(LINEAR_MODEL, name="model", W=W.to(device), B=B.to(device))
-        y = student.predict(model, X.to(device))
-        assert isinstance(y, torch.Tensor), f"predict() must return model(x), a tensor; got {type(y).__name__}"
-        assert y.shape == (4, 2), f"predict() on a 4×3 input to nn.Linear(3, 2) must be 4×2, got {list(y.shape)}"
-        assert y.device.type == torch.device(device).type, f"predict() on {device} returned a tensor on {y.device}"
+        y = student.predict(model, X.to(device, copy=True))
+        assert isinstance(y, torch.Tensor), (
+            f"predict() must return model(x), a tensor; got {type(y).__name__}"
+        )
+        assert y.shape == (4, 2), (
+            f"predict() on a 4x3 input to nn.Linear(3, 2) must be 4x2, got {list(y.shape)}"
+        )
+        assert y.device.type == torch.device(device).type, (
+            f"predict() on {device} returned a tensor on {y.device}"
+        )
         expected = X @ W.T + B
         got = y.detach().to("cpu", torch.float32)
         assert torch.allclose(got, expected, atol=1e-5), (
@@ -64,7 +70,7 @@ def test_predict_values(student, devices):
 def test_predict_returns_no_graph(student):
     """Is predict()'s result detached from autograd (requires_grad False, no grad_fn)?"""
     model = student.code(LINEAR_MODEL, name="model", W=W, B=B)
-    y = student.predict(model, X)
+    y = student.predict(model, X.clone())
     assert isinstance(y, torch.Tensor), f"predict() must return model(x), a tensor; got {type(y).__name__}"
     assert not y.requires_grad and y.grad_fn is None, (
         f"graph left attached: predict() returned a tensor that requires grad (grad_fn={_grad_fn_name(y)}), "
@@ -97,7 +103,7 @@ def _params(device):
 
 @pytest.mark.points(3)
 def test_sgd_step_values(student, devices):
-    """Does sgd_step() compute p − lr·p.grad for every parameter, on any device?"""
+    """Does sgd_step() compute p - lr·p.grad for every parameter, on any device?"""
     for device in devices:
         params, after = _params(device)
         student.sgd_step(params, 0.1)
@@ -105,13 +111,13 @@ def test_sgd_step_values(student, devices):
             got = p.detach().to("cpu")
             assert torch.allclose(got, expected, atol=1e-6), (
                 f"after sgd_step(params, lr=0.1) parameter {name} is {got.tolist()}, expected "
-                f"p − lr·p.grad = {expected.tolist()} ({device})"
+                f"p - lr·p.grad = {expected.tolist()} ({device})"
             )
 
 
 @pytest.mark.points(4)
 def test_sgd_step_is_not_recorded_and_in_place(student):
-    """Do the parameters stay the same leaf tensors that require grad, updated in place, unseen by autograd?"""
+    """Do parameters stay the same leaf tensors that require grad, updated in place, unseen by autograd?"""
     params, after = _params("cpu")
     w, b = params
     student.sgd_step(params, 0.1)

@@ -44,7 +44,12 @@ OTHER_CASES = [
     # (source of f, shown as, x, f'(x))
     ("lambda x: x**2 + 3*x + 1", "x² + 3x + 1", -4.0, -5.0),
     ("lambda x: x**3 + 2*x", "x³ + 2x", 0.5, 2.75),
-    ("lambda x: torch.sin(x) * torch.exp(x)", "sin(x)·eˣ", 0.3, math.exp(0.3) * (math.sin(0.3) + math.cos(0.3))),
+    (
+        "lambda x: torch.sin(x) * torch.exp(x)",
+        "sin(x)·eˣ",
+        0.3,
+        math.exp(0.3) * (math.sin(0.3) + math.cos(0.3)),
+    ),
     ("lambda x: 1 / (1 + x**2)", "1 / (1 + x²)", 2.0, -4.0 / 25.0),
 ]
 
@@ -79,7 +84,7 @@ def test_random_polynomials_and_points(student):
 @pytest.mark.points(3)
 def test_result_follows_device_and_dtype_of_x(student, devices):
     """Is the result a tensor on x's device with x's dtype (float32 on the CPU for a Python float)?"""
-    f = student.code("lambda x: x**3 - 2*x")  # f'(1.5) = 3·1.5² − 2 = 4.75
+    f = student.code("lambda x: x**3 - 2*x")  # f'(1.5) = 3·1.5² - 2 = 4.75
     d = student.derivative(f, 1.5)
     _scalar(d, "derivative(f, 1.5)")
     assert d.dtype == torch.float32 and d.device.type == "cpu", (
@@ -92,11 +97,12 @@ def test_result_follows_device_and_dtype_of_x(student, devices):
             value = _scalar(d, f"derivative(f, x) for a {dtype} x on {device}")
             assert d.dtype == dtype and d.device.type == x.device.type, (
                 f"wrong device/dtype: for a {dtype} x on {device} the result must be {dtype} on {device}, "
-                f"got {d.dtype} on {d.device}. Build the leaf from x itself: x.detach().clone().requires_grad_()"
+                f"got {d.dtype} on {d.device}. Build the leaf from x itself: "
+                "x.detach().clone().requires_grad_()"
             )
             tolerance = FLOAT64 if dtype == torch.float64 else FLOAT32
             assert value == pytest.approx(4.75, **tolerance), (
-                f"d/dx (x³ − 2x) at x = 1.5 is 4.75, got {value} for a {dtype} x on {device}"
+                f"d/dx (x³ - 2x) at x = 1.5 is 4.75, got {value} for a {dtype} x on {device}"
             )
 
 
@@ -109,15 +115,22 @@ def test_caller_tensor_is_left_alone(student):
 
     x = torch.tensor(0.8, dtype=torch.float64)
     value = _scalar(student.derivative(f, x), "derivative(f, x)")
-    assert not x.requires_grad, f"caller's tensor mutated: derivative() turned on requires_grad of x; {advice}"
+    assert not x.requires_grad, (
+        f"caller's tensor mutated: derivative() turned on requires_grad of x; {advice}"
+    )
     assert x.grad is None, f"caller's tensor mutated: derivative() left a gradient in x.grad; {advice}"
     assert x.item() == 0.8, f"caller's tensor mutated: x changed from 0.8 to {x.item()}; {advice}"
-    assert value == pytest.approx(expected, **FLOAT32), f"d/dx (x·sin x) at 0.8 is {expected:.6g}, got {value}"
+    assert value == pytest.approx(expected, **FLOAT32), (
+        f"d/dx (x·sin x) at 0.8 is {expected:.6g}, got {value}"
+    )
 
     y = torch.tensor(0.8, dtype=torch.float64, requires_grad=True)
     value = _scalar(student.derivative(f, y), "derivative(f, x)")
     assert y.grad is None, (
-        f"caller's tensor mutated: x already required grad and derivative() left a gradient in its .grad; {advice}"
+        f"caller's tensor mutated: x already required grad and derivative() left a gradient in its "
+        f".grad; {advice}"
     )
     assert y.requires_grad, f"caller's tensor mutated: derivative() turned off requires_grad of x; {advice}"
-    assert value == pytest.approx(expected, **FLOAT32), f"d/dx (x·sin x) at 0.8 is {expected:.6g}, got {value}"
+    assert value == pytest.approx(expected, **FLOAT32), (
+        f"d/dx (x·sin x) at 0.8 is {expected:.6g}, got {value}"
+    )

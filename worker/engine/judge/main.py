@@ -21,11 +21,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     if not job.get("gpu"):
         # Decided before torch loads: without a GPU for the sandbox, CUDA cases must skip in the judge too.
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
-    import pytest
-    import torch
-
     from worker.engine.errors import InfrastructureError
-    from worker.engine.judge.plugin import GradingPlugin
     from worker.engine.judge.session import StudentSession
     from worker.engine.manifest import load_assignment
     from worker.engine.runners import make_runner
@@ -33,9 +29,16 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
 
     assignment = load_assignment(Path(job["assignment_path"]))
     runner = make_runner(job["runner"], **job.get("runner_options", {}))
-    cuda = bool(job.get("gpu")) and torch.cuda.is_available()
-    spec = SandboxSpec(limits=assignment.limits, gpu=cuda)
+    spec = SandboxSpec(limits=assignment.limits, gpu=bool(job.get("gpu")))
     session = StudentSession(runner, spec, dict(job["files"]), assignment.module)
+    # Start the first sandbox now: it imports torch while this process imports torch and pytest.
+    session.warm_up()
+    import pytest
+    import torch
+
+    from worker.engine.judge.plugin import GradingPlugin
+
+    cuda = spec.gpu and torch.cuda.is_available()
     session.run_deadline = time.monotonic() + assignment.limits.run_timeout
     plugin = GradingPlugin(assignment, session, cuda=cuda)
     with tempfile.TemporaryDirectory(prefix="grader-judge-") as scratch:

@@ -51,6 +51,8 @@ class StudentSession:
         self.files = files
         self.module = module
         self.sandbox: Sandbox | None = None
+        self._fresh: Sandbox | None = None
+        self.loaded = False
         self.reader = wire.FrameReader()
         self.load_failure: LoadFailure | None = None
         self.deadline = float("inf")
@@ -66,20 +68,32 @@ class StudentSession:
         self.output = []
 
     def close(self) -> None:
-        """Stop the sandbox, if any."""
-        if self.sandbox is not None:
-            self.sandbox.stop()
-            self.sandbox = None
+        """Stop the sandboxes, if any."""
+        for sandbox in (self.sandbox, self._fresh):
+            if sandbox is not None:
+                sandbox.stop()
+        self.sandbox = self._fresh = None
+        self.loaded = False
+
+    def warm_up(self) -> None:
+        """Start a sandbox ahead of the first call, so its start-up overlaps the judge's own."""
+        if self.sandbox is None and self._fresh is None:
+            self._fresh = self.runner.prepare(self.spec)
+            self.sandboxes_started += 1
 
     def _ensure_loaded(self, fn: str) -> Sandbox:
         if self.load_failure is not None:
             raise StudentError(self.load_failure.message, kind="import")
-        if self.sandbox is not None:
+        if self.sandbox is not None and self.loaded:
             return self.sandbox
         self.reader = wire.FrameReader()
-        sandbox = self.runner.prepare(self.spec)
-        self.sandboxes_started += 1
+        if self._fresh is not None:
+            sandbox, self._fresh = self._fresh, None
+        else:
+            sandbox = self.runner.prepare(self.spec)
+            self.sandboxes_started += 1
         self.sandbox = sandbox
+        self.loaded = False
         try:
             ready = self._receive(sandbox, time.monotonic() + STARTUP_TIMEOUT, during=None)
         except SandboxLimit as exc:
@@ -88,12 +102,18 @@ class StudentSession:
         if not ready.get("ready"):
             self.close()
             raise InfrastructureError("the sandbox did not say it was ready")
-        reply = self._exchange({"op": "load", "files": self.files, "module": self.module}, during="import")
+        try:
+            reply = self._exchange({"op": "load", "files": self.files, "module": self.module}, during="import")
+        except SandboxLimit as exc:
+            # Importing again would fail the same way and cost every later test the same wait.
+            self.load_failure = LoadFailure(f"{self.module}.py could not be imported: {exc}")
+            raise
         if not reply.get("ok"):
             self.load_failure = LoadFailure(_load_message(reply.get("error", {}), self.module))
             self.close()
             raise StudentError(self.load_failure.message, kind="import")
         self._note_output(reply)
+        self.loaded = True
         return sandbox
 
     # -- calls ---------------------------------------------------------------------------------------

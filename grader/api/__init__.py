@@ -1,0 +1,41 @@
+"""The JSON API under /api/v1: every caller is authenticated (bearer token or session) unless a view is public."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from flask import Blueprint, current_app, request
+
+from grader.auth.identity import auth_method, current_user
+from grader.auth.permissions import require_user
+from grader.extensions import csrf
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+# Token callers carry no cookie, so they need no CSRF token; session callers are checked in authenticate().
+csrf.exempt(bp)
+
+F = TypeVar("F", bound=Callable[..., object])
+
+
+def public(view: F) -> F:
+    """Mark a view that needs no credentials (the OpenAPI document)."""
+    view.public = True  # type: ignore[attr-defined]
+    return view
+
+
+@bp.before_request
+def authenticate() -> None:
+    """Refuse anonymous callers (401), and require a CSRF token from session callers that change things."""
+    view = current_app.view_functions.get(request.endpoint or "")
+    if getattr(view, "public", False):
+        return
+    require_user(current_user())
+    if auth_method() == "session" and request.method not in ("GET", "HEAD", "OPTIONS"):
+        # A browser sends the session cookie with a forged cross-site form too; the token proves intent.
+        csrf.protect()
+
+
+from grader.api import assignments, openapi, submissions  # noqa: E402  (routes register on bp)
+
+__all__ = ["assignments", "bp", "openapi", "public", "submissions"]

@@ -1,0 +1,67 @@
+"""Assignment routes: list, describe, and the instructors' scores."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app, request
+from sqlalchemy import select
+
+from grader.api import bp
+from grader.auth.permissions import caller, require_instructor, require_member
+from grader.errors import ServiceError
+from grader.extensions import db
+from grader.models import SCORE_POLICIES, Assignment, Enrollment
+from grader.services.assignments import find_assignment
+from grader.services.scores import gradebook
+
+
+def _describe(assignment: Assignment) -> dict[str, Any]:
+    return {**assignment.summary(), "max_upload_bytes": current_app.config["GRADER_MAX_UPLOAD_BYTES"]}
+
+
+@bp.get("/me")
+def me() -> dict[str, Any]:
+    """Who the caller is, and their courses."""
+    user = caller()
+    return {
+        "id": user.id,
+        "email": user.email,
+        "name": user.name,
+        "external_id": user.external_id,
+        "role": user.role,
+        "courses": [{"code": e.course.code, "role": e.role} for e in user.enrollments],
+    }
+
+
+@bp.get("/assignments")
+def list_assignments() -> dict[str, Any]:
+    """Assignments of the caller's courses (every assignment for admins)."""
+    user = caller()
+    query = select(Assignment).order_by(Assignment.slug)
+    if not user.is_admin:
+        query = query.join(Enrollment, Enrollment.course_id == Assignment.course_id).where(
+            Enrollment.user_id == user.id
+        )
+    return {"assignments": [_describe(a) for a in db.session.scalars(query)]}
+
+
+@bp.get("/assignments/<assignment_id>")
+def get_assignment(assignment_id: str) -> dict[str, Any]:
+    """What an upload must look like (file names, size limit) and what is scored."""
+    user = caller()
+    assignment = find_assignment(assignment_id)
+    require_member(user, assignment.course)
+    return _describe(assignment)
+
+
+@bp.get("/assignments/<assignment_id>/scores")
+def get_scores(assignment_id: str) -> dict[str, Any]:
+    """The gradebook: per student (email, external id), per deliverable scores. Instructors of the course only."""
+    user = caller()
+    assignment = find_assignment(assignment_id)
+    require_instructor(user, assignment.course)
+    policy = request.args.get("policy")
+    if policy is not None and policy not in SCORE_POLICIES:
+        raise ServiceError(f"policy must be one of {', '.join(SCORE_POLICIES)}", code="bad_policy")
+    return gradebook(assignment, policy)

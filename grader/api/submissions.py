@@ -1,0 +1,82 @@
+"""Submission routes: upload (202 + queued), read one, list an assignment's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app, request
+from sqlalchemy import select
+
+from grader.api import bp
+from grader.auth.permissions import caller, course_role, require_member, submission_access
+from grader.errors import NotFound, ServiceError
+from grader.extensions import db, limiter
+from grader.models import Submission, User
+from grader.services.assignments import find_assignment
+from grader.services.submissions import describe, submit
+
+
+def _upload_rate() -> str:
+    return current_app.config["GRADER_UPLOAD_RATE_LIMIT"]
+
+
+def read_upload() -> tuple[str, bytes]:
+    """(client's file name, bytes) of the single multipart field `file`, or a 400/415 ServiceError."""
+    if request.mimetype != "multipart/form-data":
+        raise ServiceError(
+            f"send multipart/form-data with a field 'file', not {request.mimetype or 'no body'}",
+            code="unsupported_media_type",
+            status=415,
+        )
+    files = request.files.getlist("file")
+    if len(files) != 1 or not files[0].filename:
+        raise ServiceError("send exactly one file in the multipart field 'file'", code="missing_file")
+    upload = files[0]
+    # Read one byte past the limit: enough to tell "too large" without holding more than that.
+    data = upload.stream.read(int(current_app.config["GRADER_MAX_UPLOAD_BYTES"]) + 1)
+    return upload.filename or "", data
+
+
+@bp.post("/assignments/<assignment_id>/submissions")
+@limiter.limit(_upload_rate)
+def create_submission(assignment_id: str) -> tuple[dict[str, Any], int, dict[str, str]]:
+    """Upload a file for grading: 202 with the queued submission and where to poll it."""
+    user = caller()
+    assignment = find_assignment(assignment_id)
+    require_member(user, assignment.course)
+    name, data = read_upload()
+    submission = submit(user, assignment, name, data)
+    doc = describe(submission, "owner")
+    body = {"id": submission.id, "status": submission.status, "url": doc["url"]}
+    if "queue_position" in doc:
+        body["queue_position"] = doc["queue_position"]
+    return body, 202, {"Location": doc["url"]}
+
+
+@bp.get("/submissions/<int:submission_id>")
+def get_submission(submission_id: int) -> dict[str, Any]:
+    """A submission's status (queue position while queued) and, once graded, its result."""
+    user = caller()
+    submission = db.session.get(Submission, submission_id)
+    if submission is None:
+        raise NotFound(f"no submission {submission_id}")
+    return describe(submission, submission_access(user, submission))
+
+
+@bp.get("/assignments/<assignment_id>/submissions")
+def list_submissions(assignment_id: str) -> dict[str, Any]:
+    """The caller's submissions to an assignment, newest first; instructors get everyone's (`?email=` filters)."""
+    user = caller()
+    assignment = find_assignment(assignment_id)
+    require_member(user, assignment.course)
+    query = (
+        select(Submission)
+        .where(Submission.assignment_id == assignment.id)
+        .order_by(Submission.created_at.desc(), Submission.id.desc())
+    )
+    access = "instructor" if course_role(user, assignment.course) == "instructor" else "owner"
+    if access == "owner":
+        query = query.where(Submission.user_id == user.id)
+    elif request.args.get("email"):
+        query = query.join(User, User.id == Submission.user_id).where(User.email == request.args["email"].lower())
+    return {"submissions": [describe(s, access) for s in db.session.scalars(query)]}

@@ -1,0 +1,86 @@
+"""The `grader` command: Flask's commands (`grader db upgrade`, …) plus ours, registered from their modules.
+
+Errors a user can fix are printed as one line on stderr and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+from flask.cli import FlaskGroup
+
+from grader.config import ConfigError
+from grader.errors import ServiceError
+from worker.engine.errors import AssignmentError, UsageError
+
+# Exceptions that mean "you asked for something impossible", not "the program is broken".
+USER_ERRORS = (ConfigError, ServiceError, AssignmentError, UsageError)
+
+
+class CLIError(click.ClickException):
+    """A one-line error; exit status 2."""
+
+    exit_code = 2
+
+    def show(self, file: Any = None) -> None:
+        """Print `grader: error: MESSAGE` on stderr."""
+        click.echo(f"grader: error: {self.format_message()}", err=True)
+
+
+def _message(exc: BaseException) -> str:
+    detail = getattr(exc, "detail", None)
+    text = str(detail if detail is not None else exc) or type(exc).__name__
+    return " ".join(text.split())  # one line, whatever the exception held
+
+
+class GraderGroup(FlaskGroup):
+    """FlaskGroup that turns user errors (also those raised while building the app) into CLIError."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command, translating user errors."""
+        try:
+            return super().invoke(ctx)
+        except USER_ERRORS as exc:
+            raise CLIError(_message(exc)) from exc
+
+
+def _create_app() -> Any:
+    from grader.app import create_app
+
+    return create_app()
+
+
+cli = GraderGroup(
+    name="grader",
+    create_app=_create_app,
+    add_default_commands=True,
+    help="Containerized autograding service. Run `grader serve` to start it on embedded defaults.",
+)
+
+
+def _register_commands(group: click.Group) -> None:
+    from grader.commands import admin, demo, serve
+
+    serve.register(group)
+    demo.register(group)
+    admin.register(group)
+    try:
+        # Engine commands (`grader grade`, `grader image build`) live with the engine.
+        from grader.cli_engine import register as register_engine
+    except ImportError:
+        return
+    register_engine(group)
+
+
+_register_commands(cli)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `grader` console script."""
+    cli.main(args=argv, prog_name="grader")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

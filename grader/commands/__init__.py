@@ -1,0 +1,1 @@
+"""`grader` subcommands, one module per concern; each has `register(group)`."""

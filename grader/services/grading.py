@@ -1,0 +1,111 @@
+"""Grading-run bookkeeping: claim a run, record the engine's result or an error — each exactly once."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from grader.extensions import db
+from grader.models import DeliverableScore, GradingRun, Submission, TestResult, utcnow
+from grader.signals import notify, submission_failed, submission_graded
+from worker.engine.result import GradeResult
+
+log = logging.getLogger(__name__)
+FINISHED = ("graded", "error")
+
+
+def find_run(submission_id: int, run_id: int | None = None) -> GradingRun | None:
+    """The run to grade: `run_id`, or the submission's first run."""
+    if run_id is not None:
+        run = db.session.get(GradingRun, run_id)
+        return run if run is not None and run.submission_id == submission_id else None
+    return db.session.scalar(
+        select(GradingRun).where(GradingRun.submission_id == submission_id).order_by(GradingRun.number).limit(1)
+    )
+
+
+def claim(run: GradingRun, worker: str | None) -> bool:
+    """Mark `run` running for one more attempt; False when it already finished (a redelivered task)."""
+    if run.status in FINISHED:
+        return False
+    run.status = "running"
+    run.attempt += 1
+    run.started_at = utcnow()
+    run.worker = worker
+    _mirror_status(run)
+    db.session.commit()
+    return True
+
+
+def requeue(run: GradingRun, reason: str) -> None:
+    """Put `run` back to queued while a retry waits (the student sees it queued, with the reason)."""
+    run.status = "queued"
+    run.message = reason
+    _mirror_status(run)
+    db.session.commit()
+
+
+def record_result(run: GradingRun, result: GradeResult, runner_facts: dict[str, object]) -> bool:
+    """Store the engine's result: scores, test results, the document. False when another delivery beat us.
+
+    Everything lands in one transaction guarded by the unique (run, deliverable) constraint, so two
+    deliveries of the same task can both grade but only one can store a score.
+    """
+    assignment = run.submission.assignment
+    deliverables = {d.slug: d for d in assignment.deliverables}
+    status = result.status if result.status in FINISHED else "error"
+    run.status = status
+    run.finished_at = utcnow()
+    run.execution_time = result.execution_time
+    run.score, run.max_score = result.score, result.max_score
+    run.message = result.message
+    run.result = result.to_dict()
+    run.runner = result.runner or str(runner_facts.get("runner") or runner_facts.get("name") or "") or None
+    image = runner_facts.get("image")
+    run.image = str(image) if image else None
+    position = 0
+    for item in result.deliverables:
+        deliverable = deliverables.get(item.id)
+        if deliverable is None:
+            log.error("run %s: the engine scored unknown deliverable %r; not stored", run.id, item.id)
+            continue
+        db.session.add(DeliverableScore(run=run, deliverable=deliverable, score=item.score,
+                                        max_score=item.max_score))
+        for test in item.tests:
+            db.session.add(TestResult(
+                run=run, deliverable=deliverable, position=position, name=test.name, status=test.status,
+                score=test.score, max_score=test.max_score, visibility=test.visibility, output=test.output,
+            ))
+            position += 1
+    _mirror_status(run)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        log.warning("run %s was already recorded by another delivery; keeping that one", run.id)
+        return False
+    notify(submission_failed if status == "error" else submission_graded,
+           submission_id=run.submission_id, run_id=run.id, published=run.published)
+    return True
+
+
+def record_error(run: GradingRun, message: str) -> None:
+    """End `run` in error (not the student's fault) with a plain message, unless it already finished."""
+    db.session.refresh(run)
+    if run.status in FINISHED:
+        return
+    run.status = "error"
+    run.finished_at = utcnow()
+    run.message = message
+    _mirror_status(run)
+    db.session.commit()
+    notify(submission_failed, submission_id=run.submission_id, run_id=run.id, published=run.published)
+
+
+def _mirror_status(run: GradingRun) -> None:
+    # The submission shows its published run's state; an unpublished regrade leaves it alone.
+    if run.published:
+        submission: Submission = run.submission
+        submission.status = run.status

@@ -1,0 +1,392 @@
+"""The production runner: one fresh, locked-down container per sandbox, spoken to over Docker's attach stream.
+
+The container has no network, a read-only root, no capabilities, a non-root uid, cgroup limits on memory
+(no swap), CPU and pids, and two small tmpfs mounts (/work for the submission, /tmp). Its stdin/stdout are
+the student server's frame channel: we attach before starting it, so not a byte of output is lost, and a
+reader thread splits Docker's multiplexed stream into protocol bytes (stdout) and a capped stderr tail.
+Nothing is logged by Docker (log driver "none"), so a chatty submission cannot fill the host's disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import struct
+import threading
+import time
+import uuid
+from typing import Any
+
+import requests
+from docker.types import DeviceRequest, LogConfig, Ulimit
+
+import docker
+from worker.engine import image as runner_image
+from worker.engine.errors import InfrastructureError, UsageError
+from worker.engine.manifest import Limits
+from worker.engine.runners.base import (
+    CappedBuffer,
+    ExitInfo,
+    Runner,
+    Sandbox,
+    SandboxSpec,
+    SandboxTimeout,
+    deadline_left,
+)
+
+log = logging.getLogger(__name__)
+
+LABEL = {"grader": "sandbox"}
+TMPFS_MB = 64  # each of /work and /tmp; tmpfs pages count against the container's memory limit too
+# RLIMIT_FSIZE in bytes: below the tmpfs sizes, so no single file can take a whole mount (nor /dev/shm)
+FILE_SIZE_LIMIT = 32 * 1024 * 1024
+OPEN_FILES = 256
+_HEADER = struct.Struct(">BxxxL")  # Docker's multiplexed stream: stream id, 3 pad bytes, payload length
+_POLL = 0.2  # seconds between checks for stop() in the reader thread and for progress in write()
+_UNREAD_CAP = 4 * 1024 * 1024  # stop pulling stdout beyond this much unread: backpressure, not host memory
+_DOCKER_ERRORS = (docker.errors.DockerException, requests.RequestException)
+
+
+def docker_available(base_url: str | None = None, timeout: float = 3.0) -> bool:
+    """True when a Docker engine answers a ping within `timeout` seconds; False on any error."""
+    try:
+        client = (docker.DockerClient(base_url=base_url, timeout=int(max(1, timeout))) if base_url
+                  else docker.from_env(timeout=int(max(1, timeout))))
+    except Exception:
+        return False
+    try:
+        return bool(client.ping())
+    except Exception:
+        return False
+    finally:
+        client.close()
+
+
+def parse_gpus(value: str | None) -> str | None:
+    """Normalise a GPU selection: None/"" (no GPUs), "all", or a comma list of device ids/UUIDs."""
+    value = (value or "").strip()
+    if not value or value.lower() == "none":
+        return None
+    if value.lower() == "all":
+        return "all"
+    ids = [part.strip() for part in value.split(",")]
+    if not all(ids) or not all(part.replace("-", "").isalnum() for part in ids):
+        raise UsageError(f"GRADER_GPUS must be 'all' or device ids like '0,1', not {value!r}")
+    return ",".join(ids)
+
+
+def gpu_requests(gpus: str | None) -> list[DeviceRequest]:
+    """The DeviceRequests giving a container the selected GPUs (via the NVIDIA container toolkit)."""
+    if gpus is None:
+        return []
+    if gpus == "all":
+        return [DeviceRequest(count=-1, capabilities=[["gpu"]])]
+    return [DeviceRequest(device_ids=gpus.split(","), capabilities=[["gpu"]])]
+
+
+def container_config(image: str, spec: SandboxSpec, gpus: str | None = None,
+                     command: list[str] | None = None) -> dict[str, Any]:
+    """Keyword arguments for `containers.create`: every hardening setting of a sandbox lives here."""
+    limits = spec.limits
+    memory = limits.memory_mb * 1024 * 1024
+    threads = str(max(1, int(limits.cpus)))
+    config: dict[str, Any] = {
+        "image": image,
+        "name": f"grader-sandbox-{uuid.uuid4().hex[:12]}",
+        "labels": dict(LABEL),
+        "user": f"{runner_image.SANDBOX_UID}:{runner_image.SANDBOX_UID}",
+        "working_dir": "/work",
+        "environment": {
+            "HOME": "/work",
+            "LANG": "C.UTF-8",
+            "PATH": "/opt/venv/bin:/usr/bin:/bin",
+            "OMP_NUM_THREADS": threads,  # torch would otherwise start a thread per host core (and pid)
+            "MKL_NUM_THREADS": threads,
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "GRADER_OUTPUT_LIMIT": str(limits.output_kb * 1024),
+        },
+        # The frame channel: stdin kept open, no TTY (a TTY would mangle bytes and merge stderr into stdout).
+        "stdin_open": True,
+        "tty": False,
+        "network_mode": "none",
+        "read_only": True,
+        "tmpfs": {
+            "/work": f"rw,size={TMPFS_MB}m,mode=1777,nosuid,nodev,noexec",
+            "/tmp": f"rw,size={TMPFS_MB}m,mode=1777,nosuid,nodev,noexec",  # noqa: S108 (the container's)
+        },
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges"],
+        "pids_limit": limits.pids,
+        "mem_limit": memory,
+        "memswap_limit": memory,  # equal to mem_limit: no swap, so a memory hog is killed, not slowed down
+        "nano_cpus": int(limits.cpus * 1e9),
+        "ulimits": [
+            Ulimit(name="core", soft=0, hard=0),
+            Ulimit(name="nofile", soft=OPEN_FILES, hard=OPEN_FILES),
+            Ulimit(name="fsize", soft=FILE_SIZE_LIMIT, hard=FILE_SIZE_LIMIT),
+        ],
+        "ipc_mode": "private",
+        "shm_size": TMPFS_MB * 1024 * 1024,
+        # Under host memory pressure the kernel kills sandboxes before the worker or the database.
+        "oom_score_adj": 1000,
+        "log_config": LogConfig(type=LogConfig.types.NONE),
+        # A real PID 1 (docker-init): it reaps the student's orphaned children, which would otherwise hold
+        # pids of the pids limit as zombies, and forwards signals the server, as PID 1, would ignore.
+        "init": True,
+        "auto_remove": False,  # stop() removes it; auto-removal would race exit_info()'s inspect
+        "hostname": "sandbox",
+    }
+    if command:
+        config["entrypoint"] = list(command)
+    if spec.gpu and gpus:
+        config["device_requests"] = gpu_requests(gpus)
+    return config
+
+
+class DockerRunner(Runner):
+    """Starts each sandbox as a new container of the runner image."""
+
+    name = "docker"
+    production = True
+
+    def __init__(self, image: str | None = None, gpus: str | None = None,
+                 base_url: str | None = None) -> None:
+        self.image = image or runner_image.image_name()
+        self.gpus = parse_gpus(gpus if gpus is not None else os.environ.get("GRADER_GPUS"))
+        self.base_url = base_url
+
+    def options(self) -> dict[str, Any]:
+        """Rebuild this runner elsewhere with the same image and GPUs."""
+        return {"image": self.image, "gpus": self.gpus, "base_url": self.base_url}
+
+    def describe(self) -> dict[str, Any]:
+        """Runner name, image and GPU selection, recorded with each grading run."""
+        return {"runner": "docker", "image": self.image, "gpus": self.gpus}
+
+    def _connect(self) -> docker.DockerClient:
+        # One client per sandbox, closed by its stop(): nothing pooled outlives a sandbox, so no socket leaks
+        # even when a caller never calls close().
+        return runner_image.open_client(self.base_url, timeout=60)
+
+    def prepare(self, spec: SandboxSpec, command: list[str] | None = None) -> DockerSandbox:
+        """Create, attach to and start a sandbox container (`command` replaces the server: tests only)."""
+        client = self._connect()
+        try:
+            container = client.containers.create(**container_config(self.image, spec, self.gpus, command))
+        except docker.errors.ImageNotFound as exc:
+            client.close()
+            raise InfrastructureError(f"the runner image {self.image} is missing; build it with "
+                                      "`grader image build`") from exc
+        except _DOCKER_ERRORS as exc:
+            client.close()
+            raise InfrastructureError(f"Docker could not create a sandbox: {exc}") from exc
+        try:
+            # Attach before start, so the ready frame (and any early stderr) cannot be missed.
+            attached = container.attach_socket(params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
+        except _DOCKER_ERRORS as exc:
+            _remove(container)
+            client.close()
+            raise InfrastructureError(f"Docker could not attach to a sandbox: {exc}") from exc
+        sandbox = DockerSandbox(client, container, attached, spec.limits)
+        try:
+            container.start()
+        except _DOCKER_ERRORS as exc:
+            sandbox.stop()
+            raise InfrastructureError(f"Docker could not start a sandbox: {exc}") from exc
+        return sandbox
+
+
+class DockerSandbox(Sandbox):
+    """One sandbox container; frames go through the attach socket."""
+
+    def __init__(self, client: Any, container: Any, attached: Any, limits: Limits) -> None:
+        self.client = client
+        self.container = container
+        self._attached = attached
+        # The SDK hands back a SocketIO over the socket; talk to the socket itself (send/recv, timeouts).
+        self._sock: socket.socket = getattr(attached, "_sock", attached)
+        self._sock.settimeout(_POLL)
+        self._write_timeout = max(5.0, limits.test_timeout)
+        self._cond = threading.Condition()
+        self._unread = bytearray()
+        self._eof = False
+        self._stopping = False
+        self._stderr = CappedBuffer(max(8192, limits.output_kb * 1024))
+        self._write_lock = threading.Lock()
+        self._final: ExitInfo | None = None
+        self._reader = threading.Thread(target=self._pump, name=f"attach-{container.id[:12]}", daemon=True)
+        self._reader.start()
+
+    # -- the attach stream -------------------------------------------------------------------------------
+    def _pump(self) -> None:
+        """Reader thread: split the multiplexed stream until it ends or stop() is called."""
+        pending = bytearray()
+        try:
+            while not self._stopping:
+                try:
+                    chunk = self._sock.recv(65536)
+                except TimeoutError:
+                    continue
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                pending += chunk
+                while len(pending) >= _HEADER.size:
+                    stream, size = _HEADER.unpack_from(pending)
+                    if len(pending) < _HEADER.size + size:
+                        break
+                    payload = bytes(pending[_HEADER.size:_HEADER.size + size])
+                    del pending[:_HEADER.size + size]
+                    if stream == 1:
+                        with self._cond:
+                            self._unread += payload
+                            self._cond.notify_all()
+                    else:
+                        self._stderr.add(payload)
+                with self._cond:
+                    while len(self._unread) > _UNREAD_CAP and not self._stopping:
+                        self._cond.wait(_POLL)
+        finally:
+            with self._cond:
+                self._eof = True
+                self._cond.notify_all()
+
+    def write(self, data: bytes) -> None:
+        """Send bytes to the server's stdin; BrokenPipeError once it is gone, SandboxTimeout if it stalls."""
+        view = memoryview(data)
+        deadline = time.monotonic() + self._write_timeout
+        with self._write_lock:
+            while view:
+                if self._stopping or self._eof:
+                    raise BrokenPipeError("the sandbox's stdin is closed")
+                try:
+                    sent = self._sock.send(view)
+                except TimeoutError:
+                    if deadline_left(deadline) <= 0:
+                        raise SandboxTimeout(f"the sandbox took no input for {self._write_timeout:g} s") \
+                            from None
+                    continue
+                view = view[sent:]
+
+    def read(self, timeout: float) -> bytes:
+        """Whatever protocol bytes arrived, waiting up to `timeout`; b"" once the stream has ended."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not self._unread and not self._eof:
+                left = deadline_left(deadline)
+                if left <= 0:
+                    raise SandboxTimeout(f"no output for {timeout:g} s")
+                self._cond.wait(left)
+            data = bytes(self._unread)
+            self._unread.clear()
+            self._cond.notify_all()  # wake the reader if it paused on a full buffer
+            return data
+
+    def stderr_tail(self) -> str:
+        """The last KiBs of the container's stderr."""
+        return self._stderr.text()
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+    def exit_info(self, wait: float = 0.0) -> ExitInfo:
+        """The container's state: running, exited (with code), oom (memory cgroup kill) or killed (137)."""
+        if self._final is not None:
+            return self._final
+        try:
+            if wait > 0:
+                try:
+                    self.container.wait(timeout=wait)
+                except requests.RequestException:
+                    pass  # still running when the wait ran out (the SDK reports that as a read timeout)
+            self.container.reload()
+        except docker.errors.NotFound:
+            self._final = ExitInfo("killed", None, "the container is gone")
+            return self._final
+        except _DOCKER_ERRORS as exc:
+            log.warning("cannot inspect sandbox %s: %s", self.container.id[:12], exc)
+            return ExitInfo("running", None, f"state unknown: {exc}")
+        info = _state_info(self.container.attrs.get("State", {}))
+        if info.state != "running":
+            self._final = info
+        return info
+
+    def stop(self) -> None:
+        """Kill and remove the container, close the connection; idempotent and never raises."""
+        if self._stopping:
+            return
+        try:
+            if self._final is None:
+                # Record how it ended before it is gone, for callers asking after stop().
+                info = self.exit_info()
+                if info.state == "running":
+                    self._final = ExitInfo("killed", None, "stopped by the judge")
+        except Exception as exc:
+            log.warning("cannot inspect sandbox before stopping it: %s", exc)
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        _remove(self.container)
+        # Outermost first: the HTTP response wraps the SocketIO, which wraps the socket.
+        for closable in (getattr(self._attached, "_response", None), self._attached, self._sock):
+            try:
+                if closable is not None:
+                    closable.close()
+            except Exception as exc:
+                log.warning("closing the attach stream: %s", exc)
+        self._reader.join(timeout=5)
+        try:
+            self.client.close()
+        except Exception as exc:
+            log.warning("closing the Docker client: %s", exc)
+
+
+def _state_info(state: dict[str, Any]) -> ExitInfo:
+    """Map Docker's State object onto ExitInfo."""
+    if state.get("Running") or state.get("Status") in ("created", "running", "restarting", "paused"):
+        return ExitInfo("running")
+    code = state.get("ExitCode")
+    if state.get("OOMKilled"):
+        return ExitInfo("oom", code, "killed by the memory limit")
+    if code == 137:
+        return ExitInfo("killed", code, "killed (SIGKILL)")
+    detail = state.get("Error") or (f"signal {code - 128}" if isinstance(code, int) and code > 128 else "")
+    return ExitInfo("exited", code, detail)
+
+
+def _remove(container: Any) -> None:
+    """Force-remove (SIGKILL, then delete) a container; log instead of raising."""
+    try:
+        container.remove(force=True, v=True)
+    except docker.errors.NotFound:
+        pass
+    except _DOCKER_ERRORS as exc:
+        log.warning("cannot remove sandbox container %s: %s", getattr(container, "id", "?")[:12], exc)
+
+
+def cleanup_orphans(max_age_minutes: float = 30.0, base_url: str | None = None,
+                    extra_labels: tuple[str, ...] = ()) -> int:
+    """Remove sandbox containers (label grader=sandbox) created over `max_age_minutes` ago; how many.
+
+    Leftovers of a worker that crashed between prepare() and stop(). The age threshold keeps this safe while
+    other workers on the host are grading. `extra_labels` ("key=value") narrow the match (used by tests).
+    """
+    try:
+        client = runner_image.open_client(base_url, timeout=60)
+    except InfrastructureError as exc:
+        log.warning("orphan cleanup skipped: %s", exc)
+        return 0
+    removed = 0
+    try:
+        filters = {"label": [f"{k}={v}" for k, v in LABEL.items()] + list(extra_labels)}
+        cutoff = time.time() - max_age_minutes * 60
+        for container in client.containers.list(all=True, sparse=True, filters=filters):
+            # sparse: the list call's own fields, where Created is a Unix time (no inspect per container)
+            if container.attrs.get("Created", 0) <= cutoff:
+                _remove(container)
+                removed += 1
+    except _DOCKER_ERRORS as exc:
+        log.warning("orphan cleanup failed: %s", exc)
+    finally:
+        client.close()
+    return removed

@@ -1,0 +1,120 @@
+"""Celery tasks. They take ids, never ORM objects, and are safe to run twice for the same id."""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import Any
+
+from celery import Task, shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from flask import current_app
+
+from grader.extensions import db
+from grader.models import GradingRun
+from grader.services import grading
+from grader.services.assignments import apply_manifest, load_manifest
+from grader.services.storage import StorageError, store
+from worker.engine.errors import InfrastructureError
+from worker.engine.manifest import Assignment as Manifest
+from worker.engine.result import GradeResult
+from worker.engine.runners.base import Runner
+
+log = logging.getLogger(__name__)
+MAX_BACKOFF = 600  # seconds; stays far below the broker's visibility timeout
+
+_runners: dict[str, Runner] = {}
+
+
+def run_engine(manifest: Manifest, files: dict[str, bytes], runner: Runner) -> GradeResult:
+    """Call the grading engine (one seam, so tests can watch or replace it)."""
+    from worker.engine.grade import grade
+
+    return grade(manifest, files, runner=runner)
+
+
+def get_runner() -> Runner:
+    """This worker process's runner (GRADER_RUNNER: docker, local, or auto = docker when it answers)."""
+    from worker.engine.runners import default_runner_name, make_runner
+
+    name = current_app.config["GRADER_RUNNER"]
+    if name == "auto":
+        name = default_runner_name(announce=False)
+    if name not in _runners:
+        _runners[name] = make_runner(name)
+    return _runners[name]
+
+
+def backoff(retries: int, base: int) -> float:
+    """Exponential backoff with jitter: base, 2·base, 4·base … capped at MAX_BACKOFF seconds."""
+    delay = min(MAX_BACKOFF, base * 2**retries)
+    return delay * random.uniform(0.8, 1.2)
+
+
+class GradeTask(Task):
+    """Marks the run as errored when the task dies in a way the task body cannot see (hard time limit)."""
+
+    def on_failure(self, exc: Any, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        """Record the failure on the run (in an app context of its own if needed)."""
+        flask_app = getattr(self.app, "flask_app", None)
+        if flask_app is None or not args:
+            return
+        with flask_app.app_context():
+            run = grading.find_run(int(args[0]), kwargs.get("run_id"))
+            if run is not None:
+                grading.record_error(run, f"grading failed: {type(exc).__name__}")
+
+
+@shared_task(bind=True, base=GradeTask, name="grader.grade_submission", acks_late=True,
+             reject_on_worker_lost=True, ignore_result=False)
+def grade_submission(self: Task, submission_id: int, run_id: int | None = None) -> dict[str, Any]:
+    """Grade one run of a submission (its first run by default) and store the result exactly once."""
+    run = grading.find_run(submission_id, run_id)
+    if run is None:
+        log.warning("submission %s run %s no longer exists; nothing to grade", submission_id, run_id)
+        return {"submission_id": submission_id, "status": "missing"}
+    if not grading.claim(run, self.request.hostname):
+        return {"submission_id": submission_id, "run_id": run.id, "status": run.status, "duplicate": True}
+    try:
+        result, facts = _grade(run)
+    except InfrastructureError as exc:
+        return _retry_or_fail(self, run, exc)
+    except SoftTimeLimitExceeded:
+        limit = current_app.config["GRADER_TASK_SOFT_TIME_LIMIT"]
+        grading.record_error(run, f"grading did not finish within {limit} s; an instructor was notified")
+        return {"submission_id": submission_id, "run_id": run.id, "status": "error"}
+    except Exception as exc:
+        log.exception("grading submission %s failed", submission_id)
+        db.session.rollback()
+        grading.record_error(run, f"internal error while grading ({type(exc).__name__}); not your fault")
+        raise
+    grading.record_result(run, result, facts)
+    return {"submission_id": submission_id, "run_id": run.id, "status": run.status, "score": run.score}
+
+
+def _grade(run: GradingRun) -> tuple[GradeResult, dict[str, Any]]:
+    submission = run.submission
+    manifest = load_manifest(submission.assignment.slug)
+    # Grade with the tests as they are now, and record which version that was.
+    apply_manifest(submission.assignment, manifest)
+    run.assignment_hash = submission.assignment.content_hash
+    run.assignment_version = submission.assignment.version
+    db.session.commit()
+    try:
+        data = store().get(submission.sha256)
+    except StorageError as exc:
+        raise InfrastructureError(str(exc)) from exc
+    runner = get_runner()
+    result = run_engine(manifest, {submission.original_name: data}, runner)
+    return result, runner.describe()
+
+
+def _retry_or_fail(task: Task, run: GradingRun, exc: InfrastructureError) -> dict[str, Any]:
+    retries = task.request.retries
+    if retries >= int(current_app.config["GRADER_MAX_RETRIES"]):
+        grading.record_error(run, f"grading is unavailable right now ({exc}); please submit again later")
+        return {"submission_id": run.submission_id, "run_id": run.id, "status": "error"}
+    delay = backoff(retries, int(current_app.config["GRADER_RETRY_BACKOFF"]))
+    log.warning("submission %s: %s; retry %d in %.0f s", run.submission_id, exc, retries + 1, delay)
+    grading.requeue(run, f"waiting to retry: {exc}")
+    raise task.retry(exc=exc, countdown=delay, max_retries=None)
