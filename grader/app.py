@@ -51,15 +51,18 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from grader import health
+    from grader import health, lms
     from grader.api import bp as api_bp
     from grader.auth.views import bp as auth_bp
+    from grader.dashboard import bp as dashboard_bp
     from grader.student import bp as student_bp
 
     app.register_blueprint(health.bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(auth_bp)
     app.register_blueprint(student_bp)
+    app.register_blueprint(dashboard_bp)
+    lms.init_app(app)  # LMS webhooks and LTI: blueprints, settings, signal subscriptions
 
 
 def _prepare_broker_folders(celery_config: dict[str, Any]) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 from flask.cli import FlaskGroup
+from sqlalchemy.exc import DBAPIError
 
 from grader.config import ConfigError
 from grader.errors import ServiceError
@@ -35,6 +36,13 @@ def _message(exc: BaseException) -> str:
     return " ".join(text.split())  # one line, whatever the exception held
 
 
+def _database_message(exc: DBAPIError) -> str:
+    first = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
+    if "no such table" in first or "does not exist" in first:
+        return f"the database has no tables yet ({first}): run `grader db upgrade` or `grader serve` first"
+    return f"database error: {first}"
+
+
 class GraderGroup(FlaskGroup):
     """FlaskGroup that turns user errors (also those raised while building the app) into CLIError."""
 
@@ -44,6 +52,8 @@ class GraderGroup(FlaskGroup):
             return super().invoke(ctx)
         except USER_ERRORS as exc:
             raise CLIError(_message(exc)) from exc
+        except DBAPIError as exc:
+            raise CLIError(_database_message(exc)) from exc
 
 
 def _create_app() -> Any:
@@ -62,10 +72,12 @@ cli = GraderGroup(
 
 def _register_commands(group: click.Group) -> None:
     from grader.commands import admin, demo, serve
+    from grader.lms import cli as lms_cli
 
     serve.register(group)
     demo.register(group)
     admin.register(group)
+    lms_cli.register(group)
     try:
         # Engine commands (`grader grade`, `grader image build`) live with the engine.
         from grader.cli_engine import register as register_engine

@@ -18,10 +18,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import docker
 import pytest
 from docker.types import DeviceRequest, LogConfig, Ulimit
 
+import docker
 from worker.engine import image as runner_image
 from worker.engine.errors import InfrastructureError, UsageError
 from worker.engine.manifest import Limits
@@ -124,7 +124,7 @@ def test_create_kwargs_are_exactly_the_hardened_ones(fake: FakeClient) -> None:
         "network_mode": "none",
         "read_only": True,
         "tmpfs": {"/work": "rw,size=64m,mode=1777,nosuid,nodev,noexec",
-                  "/tmp": "rw,size=64m,mode=1777,nosuid,nodev,noexec"},
+                  "/tmp": "rw,size=64m,mode=1777,nosuid,nodev,noexec"},  # noqa: S108 (in the container)
         "cap_drop": ["ALL"],
         "security_opt": ["no-new-privileges"],
         "pids_limit": 32,
@@ -264,7 +264,8 @@ def drain(sandbox: DockerSandbox, timeout: float = 60) -> bytes:
 
 def run_python(runner: DockerRunner, code: str, limits: Limits | None = None) -> tuple[dict, DockerSandbox]:
     """Run `code` in a sandbox; its JSON on stdout, and the (stopped) sandbox."""
-    with runner.prepare(SandboxSpec(limits=limits or Limits()), command=[PYTHON, "-I", "-c", code]) as sandbox:
+    spec = SandboxSpec(limits=limits or Limits())
+    with runner.prepare(spec, command=[PYTHON, "-I", "-c", code]) as sandbox:
         out = drain(sandbox)
         assert sandbox.exit_info(wait=10).state == "exited", sandbox.stderr_tail()
     return json.loads(out), sandbox
@@ -332,9 +333,9 @@ def test_sandbox_isolation_from_inside(runner: DockerRunner) -> None:
     assert r["CapEff"] == r["CapPrm"] == r["CapBnd"] == "0000000000000000" and r["NoNewPrivs"] == "1"
     assert r["net"] in ("ENETUNREACH", "EHOSTUNREACH") and r["dns"] != "ok"
     assert r["interfaces"] == ["lo"]
-    assert r["writes"] == {"/probe": "EROFS", "/etc/probe": "EROFS", "/opt/venv/probe": "EROFS",
-                           "/opt/grader-sandbox/wire.py": "EROFS", "/work/probe": "ok", "/tmp/probe": "ok",
-                           "/dev/shm/probe": "ok"}
+    writable = {path for path, outcome in r["writes"].items() if outcome == "ok"}
+    assert writable == {"/work/probe", "/tmp/probe", "/dev/shm/probe"}  # noqa: S108 (in the container)
+    assert set(r["writes"].values()) == {"ok", "EROFS"}  # everything else: read-only file system
     assert r["work_mb"] == 64 and r["fill"] == ["ok", "ok", "ENOSPC"]  # the tmpfs cap
     assert r["big_file"] == "EFBIG"  # RLIMIT_FSIZE (32 MB), below /dev/shm's 64 MB
     assert r["exec_tmp"] == "EACCES"  # noexec
@@ -419,7 +420,7 @@ def test_student_server_round_trip(runner: DockerRunner) -> None:
             assert frame()["ok"] is True
             sandbox.write(wire.encode_frame({"op": "call", "fn": "whoami", "args": [21], "kwargs": {}}))
             assert frame()["value"] == {"__list__": [10001, "/work", 42]}
-        left = client.containers.list(all=True, filters={"label": "grader=sandbox", "id": sandbox.container.id})
+        left = client.containers.list(all=True, filters={"id": sandbox.container.id})
         assert left == []
     finally:
         client.close()
@@ -427,11 +428,12 @@ def test_student_server_round_trip(runner: DockerRunner) -> None:
 
 @engine
 def test_cleanup_orphans_removes_only_old_sandboxes(runner: DockerRunner) -> None:
-    mark = f"grader.test={uuid.uuid4().hex}"
+    token = uuid.uuid4().hex
+    mark = f"grader.test={token}"
     client = docker.from_env()
     try:
         orphan = client.containers.create(runner.image, entrypoint=["sleep", "600"], network_mode="none",
-                                          labels={"grader": "sandbox", mark.split("=")[0]: mark.split("=")[1]})
+                                          labels={"grader": "sandbox", "grader.test": token})
         try:
             assert cleanup_orphans(max_age_minutes=60, extra_labels=(mark,)) == 0
             assert cleanup_orphans(max_age_minutes=0, extra_labels=(mark,)) == 1

@@ -66,7 +66,7 @@ class GradeTask(Task):
 
 
 @shared_task(bind=True, base=GradeTask, name="grader.grade_submission", acks_late=True,
-             reject_on_worker_lost=True, ignore_result=False)
+             reject_on_worker_lost=True, ignore_result=True)
 def grade_submission(self: Task, submission_id: int, run_id: int | None = None) -> dict[str, Any]:
     """Grade one run of a submission (its first run by default) and store the result exactly once."""
     run = grading.find_run(submission_id, run_id)

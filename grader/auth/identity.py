@@ -5,14 +5,14 @@ from __future__ import annotations
 import hashlib
 import secrets
 
-from flask import g, has_request_context, request, session
+from flask import has_request_context, request, session
 from sqlalchemy import select
 
 from grader.extensions import db
 from grader.models import User
 
 TOKEN_PREFIX = "grd_"
-_UNSET = object()
+_CACHE_KEY = "grader.auth"
 
 
 def new_token() -> str:
@@ -41,20 +41,22 @@ def user_for_token(token: str) -> User | None:
 
 def current_user() -> User | None:
     """The authenticated caller of this request (cached per request), or None."""
-    if not has_request_context():
-        return None
-    cached = g.get("_grader_user", _UNSET)
-    if cached is not _UNSET:
-        return cached
-    user, method = _authenticate()
-    g._grader_user, g._grader_auth = user, method
-    return user
+    return _resolve()[0]
 
 
 def auth_method() -> str | None:
     """How this request authenticated: "token", "session" or None."""
-    current_user()
-    return g.get("_grader_auth")
+    return _resolve()[1]
+
+
+def _resolve() -> tuple[User | None, str | None]:
+    if not has_request_context():
+        return None, None
+    # Cached in the request's environ, not in `g`: `g` belongs to the app context, which can outlive a request.
+    cached = request.environ.get(_CACHE_KEY)
+    if cached is None:
+        cached = request.environ[_CACHE_KEY] = _authenticate()
+    return cached
 
 
 def _authenticate() -> tuple[User | None, str | None]:
@@ -79,10 +81,10 @@ def login_user(user: User) -> None:
     session.clear()
     session["user_id"] = user.id
     session.permanent = True
-    g._grader_user, g._grader_auth = user, "session"
+    request.environ[_CACHE_KEY] = (user, "session")
 
 
 def logout_user() -> None:
     """End the session."""
     session.clear()
-    g._grader_user, g._grader_auth = None, None
+    request.environ[_CACHE_KEY] = (None, None)

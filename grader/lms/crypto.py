@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import current_app
 
-SECRET_PREFIX = "whsec_"
+SECRET_PREFIX = "whsec_"  # noqa: S105  (a format prefix, not a secret)
 _INFO = b"grader lms secrets v1"  # domain separation: this key is used for nothing else
 
 
@@ -38,8 +38,10 @@ def decrypt(token: str, secret_key: str | None = None) -> str:
     try:
         return _fernet(secret_key).decrypt(token.encode()).decode()
     except InvalidToken:
-        raise SecretUnreadable("a stored LMS secret cannot be decrypted: was SECRET_KEY changed? "
-                               "Rotate the integration's secrets") from None
+        raise SecretUnreadable(
+            "a stored LMS secret cannot be decrypted: was SECRET_KEY changed? "
+            "Rotate the integration's secrets"
+        ) from None
 
 
 def new_webhook_secret() -> str:

@@ -2,7 +2,7 @@
 
 | variable | default | meaning |
 |---|---|---|
-| GRADER_LMS_RETRY_DELAYS | 60 s doubling, capped at 4 h, over 24 h | seconds between delivery attempts, comma-separated |
+| GRADER_LMS_RETRY_DELAYS | 60 s doubling, ≤ 4 h, 24 h in all | seconds between attempts, comma-separated |
 | GRADER_LMS_TIMEOUT | 10 | seconds one outbound request (webhook, LTI service call) may take |
 | GRADER_LMS_SECRET_GRACE | 86400 | seconds a rotated-out secret stays valid |
 """
@@ -21,7 +21,7 @@ DAY = 24 * 3600
 
 
 def exponential_delays(first: float = 60.0, cap: float = 4 * 3600.0, window: float = DAY) -> list[float]:
-    """Delays first, 2·first, 4·first … (each at most `cap`) whose sum is exactly `window`: retry for a day."""
+    """Delays first, 2·first, 4·first … (each at most `cap`) adding up to exactly `window` (a day)."""
     delays: list[float] = []
     total, delay = 0.0, first
     while total < window:

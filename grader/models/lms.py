@@ -39,7 +39,9 @@ class LmsIntegration(db.Model):
     course_id: Mapped[int] = mapped_column(ForeignKey("course.id", ondelete="CASCADE"), index=True)
     outbound_url: Mapped[str | None] = mapped_column(String(2000))
     inbound_secret: Mapped[str] = mapped_column(Text)  # encrypted whsec_…
-    inbound_previous: Mapped[str | None] = mapped_column(Text)  # encrypted, valid until inbound_previous_until
+    inbound_previous: Mapped[str | None] = mapped_column(
+        Text
+    )  # encrypted, valid until inbound_previous_until
     inbound_previous_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     outbound_secret: Mapped[str] = mapped_column(Text)
     outbound_previous: Mapped[str | None] = mapped_column(Text)
@@ -66,7 +68,9 @@ class LmsWebhookReceipt(db.Model):
     __table_args__ = (UniqueConstraint("integration_id", "webhook_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    integration_id: Mapped[int] = mapped_column(ForeignKey("lms_integration.id", ondelete="CASCADE"), index=True)
+    integration_id: Mapped[int] = mapped_column(
+        ForeignKey("lms_integration.id", ondelete="CASCADE"), index=True
+    )
     webhook_id: Mapped[str] = mapped_column(String(255))
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
     status_code: Mapped[int | None]
@@ -89,10 +93,14 @@ class LmsDelivery(db.Model):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    integration_id: Mapped[int] = mapped_column(ForeignKey("lms_integration.id", ondelete="CASCADE"), index=True)
+    integration_id: Mapped[int] = mapped_column(
+        ForeignKey("lms_integration.id", ondelete="CASCADE"), index=True
+    )
     event_id: Mapped[str] = mapped_column(String(64), unique=True)
     event_type: Mapped[str] = mapped_column(String(40))
-    submission_id: Mapped[int | None] = mapped_column(ForeignKey("submission.id", ondelete="SET NULL"), index=True)
+    submission_id: Mapped[int | None] = mapped_column(
+        ForeignKey("submission.id", ondelete="SET NULL"), index=True
+    )
     run_id: Mapped[int | None] = mapped_column(Integer)
     # The exact JSON text that is signed and sent: identical on every attempt.
     payload: Mapped[str] = mapped_column(Text)
@@ -107,7 +115,9 @@ class LmsDelivery(db.Model):
 
     integration: Mapped[LmsIntegration] = relationship(back_populates="deliveries")
     attempt_log: Mapped[list[LmsDeliveryAttempt]] = relationship(
-        back_populates="delivery", order_by="LmsDeliveryAttempt.number", cascade="all, delete-orphan",
+        back_populates="delivery",
+        order_by="LmsDeliveryAttempt.number",
+        cascade="all, delete-orphan",
         passive_deletes=True,
     )
 
@@ -166,7 +176,9 @@ class LtiDeployment(db.Model):
     __table_args__ = (UniqueConstraint("registration_id", "deployment_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    registration_id: Mapped[int] = mapped_column(ForeignKey("lti_registration.id", ondelete="CASCADE"), index=True)
+    registration_id: Mapped[int] = mapped_column(
+        ForeignKey("lti_registration.id", ondelete="CASCADE"), index=True
+    )
     deployment_id: Mapped[str] = mapped_column(String(255))
     course_id: Mapped[int] = mapped_column(ForeignKey("course.id", ondelete="CASCADE"), index=True)
 
@@ -181,7 +193,9 @@ class LtiIdentity(db.Model):
     __table_args__ = (UniqueConstraint("registration_id", "sub"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    registration_id: Mapped[int] = mapped_column(ForeignKey("lti_registration.id", ondelete="CASCADE"), index=True)
+    registration_id: Mapped[int] = mapped_column(
+        ForeignKey("lti_registration.id", ondelete="CASCADE"), index=True
+    )
     sub: Mapped[str] = mapped_column(String(255))
     user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), index=True)
 
@@ -196,7 +210,9 @@ class LtiLineItem(db.Model):
     __table_args__ = (UniqueConstraint("deployment_id", "url"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    deployment_id: Mapped[int] = mapped_column(ForeignKey("lti_deployment.id", ondelete="CASCADE"), index=True)
+    deployment_id: Mapped[int] = mapped_column(
+        ForeignKey("lti_deployment.id", ondelete="CASCADE"), index=True
+    )
     assignment_id: Mapped[int] = mapped_column(ForeignKey("assignment.id", ondelete="CASCADE"), index=True)
     url: Mapped[str] = mapped_column(String(1000))
     lineitems_url: Mapped[str | None] = mapped_column(String(1000))

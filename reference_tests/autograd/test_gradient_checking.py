@@ -4,6 +4,9 @@ Checked: central differences against analytic values (for a cubic, the central d
 exactly 3x² + eps², so a one-sided difference or an ignored eps shows), every element of a matrix in its own
 place, the device/dtype rule and an untouched caller's tensor; check_gradient accepts correct gradients,
 rejects a hand-written autograd.Function with a wrong backward, and honours its tolerances.
+
+Every assertion carries its own message, which is what the student reads; PYTEST_DONT_REWRITE keeps pytest's
+assertion introspection (object reprs, memory addresses) out of it.
 """
 
 import pytest
@@ -80,22 +83,22 @@ def test_numerical_gradient_uses_central_differences(student):
     def matches(candidate):
         return torch.allclose(got, candidate, rtol=0, atol=1e-9)
 
-    if not matches(central):
-        if matches(forward) or matches(backward):
-            pytest.fail(
-                f"one-sided differences: for sum(x³) with eps = 1e-3 you returned {got.tolist()}, which is "
-                "(f(x + eps·eᵢ) - f(x)) / eps (or its backward twin), off by O(eps); use the central "
-                "difference (f(x + eps·eᵢ) - f(x - eps·eᵢ)) / (2·eps), accurate to O(eps²)"
-            )
-        if torch.allclose(got, 3 * x**2, rtol=0, atol=1e-9):
-            pytest.fail(
-                "for sum(x³) with eps = 1e-3 the central difference is 3x² + eps², but you returned the "
-                "exact derivative 3x²: use the eps you are given, and finite differences, not autograd"
-            )
-        pytest.fail(
-            f"for sum(x³) at {x.tolist()} with eps = 1e-3 the central difference "
-            f"(f(x + eps·eᵢ) - f(x - eps·eᵢ)) / (2·eps) is {central.tolist()}, got {got.tolist()}"
+    message = (
+        f"for sum(x³) at {x.tolist()} with eps = 1e-3 the central difference "
+        f"(f(x + eps·eᵢ) - f(x - eps·eᵢ)) / (2·eps) is {central.tolist()}, got {got.tolist()}"
+    )
+    if matches(forward) or matches(backward):
+        message = (
+            f"one-sided differences: for sum(x³) with eps = 1e-3 you returned {got.tolist()}, which is "
+            "(f(x + eps·eᵢ) - f(x)) / eps (or its backward twin), off by O(eps); use the central "
+            "difference (f(x + eps·eᵢ) - f(x - eps·eᵢ)) / (2·eps), accurate to O(eps²)"
         )
+    elif matches(3 * x**2):
+        message = (
+            "for sum(x³) with eps = 1e-3 the central difference is 3x² + eps², but you returned the "
+            "exact derivative 3x²: use the eps you are given, and finite differences, not autograd"
+        )
+    assert matches(central), message
 
 
 @pytest.mark.points(3)

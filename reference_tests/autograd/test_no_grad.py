@@ -4,6 +4,9 @@ Checked: predict's values on every device, that it returns a tensor with no grap
 is really off while the model runs (a probe model reports torch.is_grad_enabled()); sgd_step's update values,
 that the update is not recorded by autograd and happens in place (parameters stay the same leaf tensors that
 require grad), that gradients are left as they are and parameters without a gradient are skipped.
+
+Every assertion carries its own message, which is what the student reads; PYTEST_DONT_REWRITE keeps pytest's
+assertion introspection (object reprs, memory addresses) out of it.
 """
 
 import pytest

@@ -3,6 +3,9 @@
 Checked: the seed's examples, other functions and points, points drawn at random (hidden until after the
 due date, so that answers hard-coded for the examples lose them), the device/dtype rule, and that the
 caller's tensor is left alone. Expected values are analytic derivatives.
+
+Every assertion carries its own message, which is what the student reads; PYTEST_DONT_REWRITE keeps pytest's
+assertion introspection (object reprs, memory addresses) out of it.
 """
 
 import math
@@ -60,7 +63,7 @@ def test_other_functions_and_points(student):
     for src, shown, x, expected in OTHER_CASES:
         d = _scalar(student.derivative(student.code(src), x), f"derivative(f, {x})")
         assert d == pytest.approx(expected, **FLOAT32), (
-            f"d/dx {shown} at x = {x} should be {expected:.6g}, got {d:.6g}: "
+            f"for f(x) = {shown}, f'({x}) should be {expected:.6g}, got {d:.6g}: "
             "compute the derivative with autograd for whatever f and x you are given"
         )
 

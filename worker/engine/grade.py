@@ -132,7 +132,9 @@ def build_result(assignment: Assignment, verdicts: dict[str, Any]) -> GradeResul
                                               max_score=deliverable.points, tests=tests))
     total = round(sum(d.score for d in deliverables), 4)
     result = GradeResult(assignment=assignment.id, status="graded", score=total, max_score=assignment.max_score,
-                         deliverables=deliverables, runner=_runner_name(verdicts))
+                         deliverables=deliverables, runner=_runner_name(verdicts),
+                         environment={**(verdicts.get("runner") or {}), "cuda": bool(verdicts.get("cuda")),
+                                      "sandboxes": int(verdicts.get("sandboxes", 0))})
     result.message = _summary(result, verdicts.get("load_failure"))
     return result
 

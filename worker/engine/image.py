@@ -18,6 +18,7 @@ import hashlib
 import os
 import platform
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -48,8 +49,24 @@ def log(message: str) -> None:
     print(f"grader image: {message}", file=sys.stderr, flush=True)
 
 
+def _probe_unix_socket(base_url: str | None, timeout: float) -> None:
+    """Connect to the engine's Unix socket ourselves first: docker-py leaks the socket of a failed connect,
+    which surfaces later as a ResourceWarning (an error under our pytest settings) far from the cause."""
+    url = base_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    if not url.startswith("unix://"):
+        return
+    path = url.removeprefix("unix://")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(timeout)
+        try:
+            probe.connect(path)
+        except OSError as exc:
+            raise InfrastructureError(f"no Docker engine answered at {path} ({exc})") from exc
+
+
 def open_client(base_url: str | None = None, timeout: float = 120.0) -> docker.DockerClient:
     """A Docker client (DOCKER_HOST etc. unless `base_url`); InfrastructureError when no engine answers."""
+    _probe_unix_socket(base_url, min(timeout, 5.0))
     try:
         if base_url:
             return docker.DockerClient(base_url=base_url, timeout=int(timeout))
@@ -230,6 +247,7 @@ def build_runner_image(force: bool = False, client: docker.DockerClient | None =
         finally:
             shutil.rmtree(context, ignore_errors=True)
         client.images.get(name).tag(REPOSITORY, "latest")
+        _remove_stale_tags(client, keep=name)
         size = client.images.get(name).attrs.get("Size", 0) / 1e6
         log(f"built {name} in {time.monotonic() - started:.0f} s ({size:.0f} MB)")
         return name
@@ -238,6 +256,19 @@ def build_runner_image(force: bool = False, client: docker.DockerClient | None =
     finally:
         if own:
             client.close()
+
+
+def _remove_stale_tags(client: docker.DockerClient, keep: str) -> None:
+    """Untag runner images of older inputs (each is ~1 GB); one still used by a container stays."""
+    for image in client.images.list(name=REPOSITORY):
+        for tag in image.tags:
+            if tag in (keep, f"{REPOSITORY}:latest"):
+                continue
+            try:
+                client.images.remove(tag)
+                log(f"removed the outdated {tag}")
+            except docker.errors.APIError as exc:
+                log(f"kept {tag}: {exc.explanation or exc}")
 
 
 def _docker_build(client: docker.DockerClient, context: Path, name: str, base: str, nocache: bool) -> None:
@@ -262,22 +293,25 @@ def ensure_image(client: docker.DockerClient | None = None) -> str:
     return build_runner_image(client=client)
 
 
-def main_build(force: bool = False) -> int:
-    """`grader image build`: make sure the runner image exists (rebuild with force); exit status."""
-    try:
-        if os.environ.get("GRADER_RUNNER_IMAGE"):
-            log(f"GRADER_RUNNER_IMAGE={os.environ['GRADER_RUNNER_IMAGE']}: nothing to build")
-            return 0
-        name = build_runner_image(force=force)
-    except InfrastructureError as exc:
-        log(f"error: {exc}")
-        return 1
+def main_build(force: bool = False) -> str:
+    """`grader image build`: make sure the runner image exists (rebuild with force); prints and returns its
+    name, raises InfrastructureError when it cannot be built."""
+    override = os.environ.get("GRADER_RUNNER_IMAGE")
+    if override:
+        log(f"GRADER_RUNNER_IMAGE={override}: nothing to build")
+        return override
+    name = build_runner_image(force=force)
     print(name)
-    return 0
+    return name
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m worker.engine.image")
     parser.add_argument("command", choices=["build"])
     parser.add_argument("--force", action="store_true", help="rebuild even when the image exists")
-    sys.exit(main_build(force=parser.parse_args().force))
+    arguments = parser.parse_args()
+    try:
+        main_build(force=arguments.force)
+    except InfrastructureError as exc:
+        log(f"error: {exc}")
+        sys.exit(1)

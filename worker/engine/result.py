@@ -53,6 +53,8 @@ class GradeResult:
     execution_time: float = 0.0
     deliverables: list[DeliverableResult] = field(default_factory=list)
     runner: str = ""
+    # Facts about the run (runner details, whether CUDA cases ran, sandboxes started), for the grading record.
+    environment: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document, as printed by `grader grade` and stored by the service."""
@@ -84,6 +86,7 @@ class GradeResult:
             execution_time=float(data.get("execution_time", 0.0)),
             deliverables=deliverables,
             runner=data.get("runner", ""),
+            environment=dict(data.get("environment", {})),
         )
 
     def scores_by_deliverable(self) -> dict[str, float]:

@@ -51,8 +51,7 @@ _DOCKER_ERRORS = (docker.errors.DockerException, requests.RequestException)
 def docker_available(base_url: str | None = None, timeout: float = 3.0) -> bool:
     """True when a Docker engine answers a ping within `timeout` seconds; False on any error."""
     try:
-        client = (docker.DockerClient(base_url=base_url, timeout=int(max(1, timeout))) if base_url
-                  else docker.from_env(timeout=int(max(1, timeout))))
+        client = runner_image.open_client(base_url, timeout=max(1.0, timeout))
     except Exception:
         return False
     try:

@@ -66,7 +66,10 @@ mount -t proc -o nosuid,nodev,noexec proc "$root/proc"
 mount -t tmpfs -o size=64m,mode=1777,nosuid,nodev grader-tmp "$root/tmp"
 for n in null zero urandom random; do touch "$root/dev/$n"; mount --bind "/dev/$n" "$root/dev/$n"; done
 if [ "$gpu" = 1 ]; then
-  for n in /dev/nvidia*; do [ -e "$n" ] || continue; touch "$root$n"; mount --bind "$n" "$root$n"; done
+  for n in /dev/nvidia*; do
+    if [ -d "$n" ]; then mkdir -p "$root$n"; mount --rbind "$n" "$root$n"
+    elif [ -e "$n" ]; then touch "$root$n"; mount --bind "$n" "$root$n"; fi
+  done
 fi
 if [ "$uid" = 0 ]; then drop="--no-new-privs"; else drop="--reuid=$uid --regid=$uid --clear-groups --no-new-privs"; fi
 exec chroot "$root" /usr/bin/env -C /sandbox/work setpriv $drop --inh-caps=-all --bounding-set=-all \
@@ -158,8 +161,10 @@ class LocalSandbox(Sandbox):
             "OMP_NUM_THREADS": str(max(1, int(limits.cpus))), "PYTHONHASHSEED": "0",
             "GRADER_OUTPUT_LIMIT": str(limits.output_kb * 1024),
         }
-        if spec.gpu and "CUDA_VISIBLE_DEVICES" in os.environ:
-            env["CUDA_VISIBLE_DEVICES"] = os.environ["CUDA_VISIBLE_DEVICES"]
+        if spec.gpu:
+            # The driver's libraries may live outside the default search path (e.g. /usr/local/nvidia).
+            env.update({k: v for k, v in os.environ.items()
+                        if k in ("CUDA_VISIBLE_DEVICES", "LD_LIBRARY_PATH") or k.startswith("NVIDIA_")})
         if not spec.gpu:
             env["CUDA_VISIBLE_DEVICES"] = ""
         if mode == "none":
@@ -255,10 +260,11 @@ def _apply_rlimits(spec: SandboxSpec, uid: int) -> None:
     mb = 1024 * 1024
     cpu = int(limits.run_timeout) + 5
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
-    resource.setrlimit(resource.RLIMIT_DATA, (limits.memory_mb * mb, limits.memory_mb * mb))
-    if not spec.gpu:  # CUDA reserves huge address ranges; the data limit still applies
-        address = (limits.memory_mb + 2048) * mb
-        resource.setrlimit(resource.RLIMIT_AS, (address, address))
+    # A CUDA context costs the host several GB of driver allocations before the student allocates anything.
+    data = (limits.memory_mb + (8192 if spec.gpu else 0)) * mb
+    # RLIMIT_DATA counts heap and private anonymous mappings, which is where a memory bomb lands. No RLIMIT_AS:
+    # a CUDA build of torch maps GBs of address space at import, even when the sandbox gets no GPU.
+    resource.setrlimit(resource.RLIMIT_DATA, (data, data))
     resource.setrlimit(resource.RLIMIT_FSIZE, (64 * mb, 64 * mb))
     resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))

@@ -1,0 +1,155 @@
+"""Instructor actions (POST, CSRF-protected forms) and the JSON that keeps open pages current while grading runs."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from flask import flash, redirect, render_template, request, url_for
+from sqlalchemy import func, select
+from werkzeug.wrappers import Response
+
+from grader.auth.permissions import caller
+from grader.dashboard import bp, instructor_required, regrade, require_teacher
+from grader.dashboard.pages import taught_assignment
+from grader.dashboard.queue import queue_state
+from grader.dashboard.stats import overview
+from grader.errors import NotFound, ServiceError
+from grader.extensions import db
+from grader.models import SCORE_POLICIES, GradingRun, Submission
+from grader.models.regrades import Regrade, RegradeItem
+
+POLICY_WORDS = {"latest": "the latest submission", "best": "the best submission"}
+
+
+@bp.post("/assignments/<slug>/policy")
+@instructor_required
+def set_policy(slug: str) -> Response:
+    """Choose which submission counts for this assignment: the latest or the best."""
+    found = taught_assignment(slug)
+    policy = request.form.get("policy", "")
+    if policy not in SCORE_POLICIES:
+        raise ServiceError(f"choose one of: {', '.join(SCORE_POLICIES)}", code="bad_policy")
+    found.score_policy = policy
+    db.session.commit()
+    flash(f"The gradebook now counts {POLICY_WORDS[policy]} of each student.", "info")
+    return redirect(url_for("dashboard.assignment", slug=slug))
+
+
+@bp.post("/assignments/<slug>/regrades")
+@instructor_required
+def regrade_all(slug: str) -> Response:
+    """Regrade every finished submission of the assignment with the tests as they are now (preview first)."""
+    found = taught_assignment(slug)
+    started = regrade.start(found, caller())
+    flash(f"Regrading {len(started.items)} submissions. Nothing changes for students until you publish.", "info")
+    return redirect(url_for("dashboard.regrade_page", regrade_id=started.id))
+
+
+@bp.post("/submissions/<int:submission_id>/regrade")
+@instructor_required
+def regrade_one(submission_id: int) -> Response:
+    """Regrade one submission (preview first)."""
+    found = db.session.get(Submission, submission_id)
+    if found is None:
+        raise NotFound(f"no submission {submission_id}")
+    require_teacher(caller(), found.assignment.course)
+    started = regrade.start(found.assignment, caller(), found)
+    flash(f"Regrading submission {found.id}. Nothing changes for the student until you publish.", "info")
+    return redirect(url_for("dashboard.regrade_page", regrade_id=started.id))
+
+
+def _taught_regrade(regrade_id: int) -> Regrade:
+    found = db.session.get(Regrade, regrade_id)
+    if found is None:
+        raise NotFound(f"no regrade {regrade_id}")
+    require_teacher(caller(), found.assignment.course)
+    return found
+
+
+@bp.get("/regrades/<int:regrade_id>")
+@instructor_required
+def regrade_page(regrade_id: int) -> str:
+    """The regrade's progress and its before → after preview per student and deliverable."""
+    found = _taught_regrade(regrade_id)
+    changes = regrade.preview(found)
+    show = request.args.get("show", "changed" if found.scope == "assignment" else "all")
+    shown = [c for c in changes if c.changed] if show == "changed" else changes
+    errors = [i for i in found.items if i.after_run.status == "error"]
+    return render_template(
+        "dashboard/regrade.html", r=found, a=found.assignment, progress=regrade.progress(found),
+        changes=shown, show=show, summary=regrade.summary(changes), errors=errors,
+    )
+
+
+@bp.post("/regrades/<int:regrade_id>/publish")
+@instructor_required
+def regrade_publish(regrade_id: int) -> Response:
+    """Publish the regrade's new scores (the confirmation step: the form sits under the preview)."""
+    found = _taught_regrade(regrade_id)
+    count = regrade.publish(found, caller())
+    flash(f"Published {count} new {'score' if count == 1 else 'scores'}. Students see them now.", "info")
+    return redirect(url_for("dashboard.assignment", slug=found.assignment.slug))
+
+
+@bp.post("/regrades/<int:regrade_id>/discard")
+@instructor_required
+def regrade_discard(regrade_id: int) -> Response:
+    """Close the regrade without changing any score."""
+    found = _taught_regrade(regrade_id)
+    regrade.discard(found, caller())
+    flash("Regrade discarded. No score changed.", "info")
+    return redirect(url_for("dashboard.assignment", slug=found.assignment.slug))
+
+
+def _stamp(*parts: Any) -> str:
+    """A short fingerprint of what a page shows: when it changes, the page fetches itself again."""
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
+
+
+@bp.get("/assignments/<slug>/live.json")
+@instructor_required
+def assignment_live(slug: str) -> dict[str, Any]:
+    """Status counts, queue and a change stamp for the assignment page (polled while it is open)."""
+    found = taught_assignment(slug)
+    view = overview(found)
+    runs = db.session.execute(
+        select(GradingRun.status, func.count(), func.max(GradingRun.id), func.max(GradingRun.attempt))
+        .join(Submission, Submission.id == GradingRun.submission_id)
+        .where(Submission.assignment_id == found.id)
+        .group_by(GradingRun.status)
+    ).all()
+    open_regrades = db.session.scalars(
+        select(Regrade.id).where(Regrade.assignment_id == found.id, Regrade.state == "open")
+    ).all()
+    queue = queue_state([found.id], ping=False)
+    return {
+        "stamp": _stamp(sorted(map(tuple, runs)), view.counts, found.score_policy, found.version,
+                        list(open_regrades), view.total.scores),
+        "counts": view.counts,
+        "queue": queue.to_dict(),
+        "graded_students": view.graded_students,
+        "mean": view.total.mean,
+        "median": view.total.median,
+        "busy": view.counts["queued"] + view.counts["running"] > 0,
+    }
+
+
+@bp.get("/regrades/<int:regrade_id>/live.json")
+@instructor_required
+def regrade_live(regrade_id: int) -> dict[str, Any]:
+    """The regrade's progress and a change stamp (polled by the preview page until every run finished)."""
+    found = _taught_regrade(regrade_id)
+    state = regrade.progress(found)
+    statuses = db.session.execute(
+        select(GradingRun.id, GradingRun.status)
+        .join(RegradeItem, RegradeItem.after_run_id == GradingRun.id)
+        .where(RegradeItem.regrade_id == found.id)
+    ).all()
+    return {
+        "stamp": _stamp(sorted(map(tuple, statuses)), found.state),
+        "counts": state.counts,
+        "done": state.done,
+        "state": found.state,
+        "busy": not state.done and found.state == "open",
+    }

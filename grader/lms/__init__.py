@@ -1,0 +1,40 @@
+"""LMS integration: signed webhooks in (`inbound`) and out (`outbound`), LTI 1.3 launch (`lti`) and grade
+passback (`ags`), the instructor's delivery log (`views`) and `grader lms` (`cli`).
+
+`init_app(app)` is the one call the app factory makes: settings, blueprints, and the subscriptions to the
+service's "submission graded/failed" signals.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+import grader.models.lms  # noqa: F401  (register the LMS tables with the metadata)
+
+
+def init_app(app: Flask) -> None:
+    """Wire the LMS features into `app`."""
+    from grader.lms import ags, inbound, lti, outbound, settings, views
+    from grader.signals import submission_failed, submission_graded
+
+    settings.configure(app)
+    app.register_blueprint(inbound.bp)
+    app.register_blueprint(lti.bp)
+    app.register_blueprint(views.bp)
+    # Connecting the same module-level function twice is a no-op in blinker: safe for many apps per process.
+    submission_graded.connect(outbound.on_graded)
+    submission_failed.connect(outbound.on_failed)
+    submission_graded.connect(ags.on_graded)
+    _document(app)
+
+
+def _document(app: Flask) -> None:
+    """Add the inbound route to the service's OpenAPI document, which describes every /api/v1 route."""
+    try:
+        from grader.api.openapi import SPEC
+    except ImportError:
+        return
+    from grader.lms.openapi import PATHS
+
+    for path, item in PATHS.items():
+        SPEC["paths"].setdefault(path, item)

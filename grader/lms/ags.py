@@ -1,0 +1,152 @@
+"""LTI Assignment and Grade Services: publish a student's score to the platform's line item after grading.
+
+One `LtiScore` row per (line item, graded run) makes the publication idempotent; the Celery task claims each
+attempt like outbound deliveries do and retries on the same `GRADER_LMS_RETRY_DELAYS` schedule. What is
+published is the score that counts in our gradebook (the assignment's latest/best policy) at publishing time,
+stamped with that time, so a late retry never overwrites a newer score with an older one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import requests
+from celery import shared_task
+from pylti1p3.assignments_grades import AssignmentsGradesService
+from pylti1p3.exception import LtiException
+from pylti1p3.grade import Grade
+from pylti1p3.service_connector import ServiceConnector
+from sqlalchemy import select, update
+
+from grader.extensions import db
+from grader.lms import settings
+from grader.lms.lti_conf import http_session, to_registration
+from grader.models import GradingRun, utcnow
+from grader.models.lms import LtiIdentity, LtiLineItem, LtiScore
+from grader.services.scores import counted_runs
+
+log = logging.getLogger(__name__)
+
+
+def create_scores(run_id: int) -> list[int]:
+    """Record a publication for each line item of the run's assignment whose platform knows the student."""
+    run = db.session.get(GradingRun, run_id)
+    if run is None or run.status != "graded":
+        return []
+    submission = run.submission
+    created = []
+    items = db.session.scalars(
+        select(LtiLineItem).where(LtiLineItem.assignment_id == submission.assignment_id)
+    )
+    for item in items:
+        identity = db.session.scalar(
+            select(LtiIdentity).where(
+                LtiIdentity.registration_id == item.deployment.registration_id,
+                LtiIdentity.user_id == submission.user_id,
+            )
+        )
+        if identity is None:
+            continue  # this student never launched from that platform: it has no `sub` for them
+        exists = db.session.scalar(
+            select(LtiScore.id).where(LtiScore.line_item_id == item.id, LtiScore.run_id == run.id)
+        )
+        if exists is None:
+            score = LtiScore(line_item=item, user_id=submission.user_id, run_id=run.id)
+            db.session.add(score)
+            db.session.flush()
+            created.append(score.id)
+    db.session.commit()
+    return created
+
+
+def enqueue(score_id: int, expected_attempts: int, countdown: float = 0.0) -> None:
+    """Queue a publication attempt (a broker failure is logged; the row stays pending)."""
+    try:
+        publish_score.apply_async(args=[score_id, expected_attempts], countdown=countdown or None)
+    except Exception:
+        log.exception("could not queue LTI score %s", score_id)
+
+
+def score_document(score: LtiScore, sub: str) -> dict[str, Any]:
+    """The AGS score for the student's counted run: scoreGiven, scoreMaximum, progress, timestamp, userId."""
+    item = score.line_item
+    assignment = item.assignment
+    chosen = counted_runs(assignment, assignment.score_policy).get(score.user_id)
+    run = chosen[1] if chosen else db.session.get(GradingRun, score.run_id)
+    assert run is not None
+    grade = (
+        Grade()
+        .set_score_given(float(run.score or 0.0))
+        .set_score_maximum(float(run.max_score if run.max_score is not None else assignment.max_score))
+        .set_activity_progress("Completed")
+        .set_grading_progress("FullyGraded")
+        .set_timestamp(utcnow().isoformat(timespec="milliseconds"))
+        .set_user_id(sub)
+    )
+    return json.loads(grade.get_value())
+
+
+def attempt(score_id: int, expected_attempts: int) -> float | None:
+    """Publish once if still due; returns the delay before a retry, or None when done (sent or given up)."""
+    claimed = db.session.execute(
+        update(LtiScore)
+        .where(LtiScore.id == score_id, LtiScore.status == "pending", LtiScore.attempts == expected_attempts)
+        .values(attempts=expected_attempts + 1)
+    ).rowcount
+    db.session.commit()
+    if not claimed:
+        return None
+    score = db.session.get(LtiScore, score_id)
+    assert score is not None
+    item = score.line_item
+    registration = item.deployment.registration
+    identity = db.session.scalar(
+        select(LtiIdentity).where(
+            LtiIdentity.registration_id == registration.id, LtiIdentity.user_id == score.user_id
+        )
+    )
+    try:
+        if identity is None:
+            raise LtiException("the student's platform identity is gone")
+        document = score_document(score, identity.sub)
+        grade = Grade().set_extra_claims(document)  # the document already holds every field
+        with http_session() as http:
+            connector = ServiceConnector(to_registration(registration), http)
+            service = AssignmentsGradesService(
+                connector,
+                {"scope": list(item.scopes), "lineitem": item.url, "lineitems": item.lineitems_url or ""},
+            )
+            service.put_grade(grade)
+    except (LtiException, requests.RequestException, ValueError) as exc:
+        score.last_error = f"{type(exc).__name__}: {exc}"[:1000]
+        delays = settings.retry_delays()
+        if score.attempts <= len(delays):
+            db.session.commit()
+            return delays[score.attempts - 1]
+        score.status = "failed"
+        log.warning("LTI score %s: gave up after %d attempts: %s", score.id, score.attempts, score.last_error)
+        db.session.commit()
+        return None
+    score.status, score.sent, score.sent_at, score.last_error = "sent", document, utcnow(), ""
+    db.session.commit()
+    return None
+
+
+@shared_task(name="grader.lms.publish_score", acks_late=True, ignore_result=True)
+def publish_score(score_id: int, expected_attempts: int = 0) -> None:
+    """Publish a score to the platform, retrying with backoff when the platform is unreachable or refuses."""
+    delay = attempt(score_id, expected_attempts)
+    if delay is not None:
+        score = db.session.get(LtiScore, score_id)
+        if score is not None:
+            enqueue(score_id, score.attempts, countdown=delay)
+
+
+def on_graded(app: Any, submission_id: int, run_id: int, published: bool = True, **_: Any) -> None:
+    """Signal receiver: publish the new score to every platform line item of the assignment."""
+    if not published:
+        return
+    for score_id in create_scores(run_id):
+        enqueue(score_id, 0)

@@ -1,0 +1,271 @@
+"""Outbound events: `submission.graded` / `submission.failed`, signed and POSTed to each integration's URL.
+
+At least once: the delivery row is committed before its task is queued, every attempt claims the row with a
+conditional UPDATE (a duplicate task message finds nothing to claim), and `sweep()` re-queues deliveries
+whose message was lost. Between attempts the task waits `GRADER_LMS_RETRY_DELAYS` (exponential, a day in
+all); after the last one the delivery is `failed` and its log says so. Every attempt is logged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+import requests
+from celery import shared_task
+from sqlalchemy import or_, select, update
+
+from grader.extensions import db
+from grader.lms import settings
+from grader.lms.integrations import sign_outbound
+from grader.models import GradingRun, Submission, utcnow
+from grader.models.lms import LmsDelivery, LmsDeliveryAttempt, LmsIntegration
+
+log = logging.getLogger(__name__)
+USER_AGENT = "grader-webhooks/1"
+
+
+def event_document(event_type: str, run: GradingRun, when: datetime) -> dict[str, Any]:
+    """The event body: ids and times let the LMS drop duplicates (same `webhook-id`) and stale ones (older
+    `data.graded_at` for the same submission) — deliverable scores only, never test details."""
+    submission: Submission = run.submission
+    result = run.result or {}
+    deliverables = [
+        {key: item.get(key) for key in ("id", "title", "score", "max_score")}
+        for item in result.get("deliverables", [])
+        if isinstance(item, dict)
+    ]
+    return {
+        "type": event_type,
+        "timestamp": when.isoformat().replace("+00:00", "Z"),
+        "data": {
+            "submission_id": submission.id,
+            "run": run.number,
+            "user": {"external_id": submission.user.external_id, "email": submission.user.email},
+            "assignment": submission.assignment.slug,
+            "course": submission.assignment.course.code,
+            "status": run.status,
+            "score": run.score,
+            "max_score": run.max_score if run.max_score is not None else submission.assignment.max_score,
+            "deliverables": deliverables,
+            "message": run.message or "",
+            "submitted_at": submission.created_at.isoformat(),
+            "graded_at": run.finished_at.isoformat() if run.finished_at else None,
+        },
+    }
+
+
+def create_deliveries(event_type: str, run_id: int) -> list[int]:
+    """Record the event for every integration of the run's course that has a URL; returns delivery ids.
+
+    Unique per (integration, run, event type): a second notification for the same run adds nothing.
+    """
+    run = db.session.get(GradingRun, run_id)
+    if run is None:
+        return []
+    course_id = run.submission.assignment.course_id
+    integrations = db.session.scalars(
+        select(LmsIntegration).where(
+            LmsIntegration.course_id == course_id, LmsIntegration.outbound_url.is_not(None)
+        )
+    ).all()
+    created = []
+    now = utcnow()
+    for integration in integrations:
+        exists = db.session.scalar(
+            select(LmsDelivery.id).where(
+                LmsDelivery.integration_id == integration.id,
+                LmsDelivery.run_id == run.id,
+                LmsDelivery.event_type == event_type,
+            )
+        )
+        if exists is not None:
+            continue
+        delivery = LmsDelivery(
+            integration=integration,
+            event_id=f"msg_{uuid.uuid4().hex}",
+            event_type=event_type,
+            submission_id=run.submission_id,
+            run_id=run.id,
+            next_attempt_at=now,
+            payload=json.dumps(event_document(event_type, run, now), separators=(",", ":")),
+        )
+        db.session.add(delivery)
+        db.session.flush()
+        created.append(delivery.id)
+    db.session.commit()
+    return created
+
+
+def enqueue(delivery_id: int, expected_attempts: int, countdown: float = 0.0) -> None:
+    """Queue attempt number `expected_attempts + 1` of a delivery (logged, not raised, if the broker is down:
+    the row is committed and `sweep()` finds it)."""
+    try:
+        deliver_event.apply_async(args=[delivery_id, expected_attempts], countdown=countdown or None)
+    except Exception:
+        log.exception("could not queue delivery %s; sweep() will", delivery_id)
+
+
+def attempt(delivery_id: int, expected_attempts: int) -> float | None:
+    """Make one attempt if it is still due; returns the delay before the next one, or None when done.
+
+    The conditional UPDATE claims the attempt: only a delivery still `pending` with exactly
+    `expected_attempts` behind it is taken, so a duplicate or superseded task message does nothing.
+    """
+    claimed = db.session.execute(
+        update(LmsDelivery)
+        .where(
+            LmsDelivery.id == delivery_id,
+            LmsDelivery.status == "pending",
+            LmsDelivery.attempts == expected_attempts,
+        )
+        .values(status="sending", attempts=expected_attempts + 1, next_attempt_at=utcnow())
+    ).rowcount
+    db.session.commit()
+    if not claimed:
+        return None
+    delivery = db.session.get(LmsDelivery, delivery_id)
+    assert delivery is not None
+    number = delivery.attempts
+    started, clock = utcnow(), time.monotonic()
+    status_code, error = _post(delivery, started)
+    entry = LmsDeliveryAttempt(
+        delivery=delivery,
+        number=number,
+        started_at=started,
+        duration=round(time.monotonic() - clock, 4),
+        status_code=status_code,
+        error=error,
+    )
+    delivery.last_status_code, delivery.last_error = status_code, error
+    delay: float | None = None
+    if status_code is not None and 200 <= status_code < 300:
+        delivery.status, delivery.delivered_at, delivery.next_attempt_at = "delivered", utcnow(), None
+        entry.outcome = "delivered"
+    else:
+        delays = settings.retry_delays()
+        made = number - delivery.round_start  # attempts in this round
+        if made <= len(delays):
+            delay = delays[made - 1]
+            delivery.status, delivery.next_attempt_at = "pending", utcnow() + timedelta(seconds=delay)
+            entry.outcome = f"retry in {delay:g} s"
+        else:
+            delivery.status, delivery.next_attempt_at = "failed", None
+            entry.outcome = f"gave up after {made} attempts"
+            log.warning(
+                "delivery %s to %s: gave up after %d attempts (%s)",
+                delivery.event_id,
+                delivery.integration.name,
+                made,
+                error or status_code,
+            )
+    db.session.add(entry)
+    db.session.commit()
+    return delay
+
+
+def _post(delivery: LmsDelivery, when: datetime) -> tuple[int | None, str]:
+    """POST the signed payload once: (status code, "") or (None, the network error)."""
+    integration = delivery.integration
+    if not integration.outbound_url:
+        return None, "the integration has no outbound URL"
+    headers = {
+        "content-type": "application/json",
+        "user-agent": USER_AGENT,
+        "webhook-id": delivery.event_id,
+        "webhook-timestamp": str(int(when.timestamp())),
+        # Signed per attempt: the timestamp must be fresh, while id and body stay the same.
+        "webhook-signature": sign_outbound(integration, delivery.event_id, when, delivery.payload),
+    }
+    try:
+        with requests.Session() as http:
+            response = http.post(
+                integration.outbound_url,
+                data=delivery.payload.encode(),
+                headers=headers,
+                timeout=settings.timeout(),
+                allow_redirects=False,
+                stream=True,
+            )
+            with response:
+                detail = (
+                    ""
+                    if response.ok
+                    else response.raw.read(300, decode_content=True).decode(errors="replace")
+                )
+            return response.status_code, detail.strip()
+    except requests.RequestException as exc:
+        return None, f"{type(exc).__name__}: {exc}"[:500]
+
+
+@shared_task(name="grader.lms.deliver_event", acks_late=True, ignore_result=True)
+def deliver_event(delivery_id: int, expected_attempts: int = 0) -> None:
+    """Attempt a delivery and, when it failed and retries remain, queue the next attempt after its delay."""
+    delay = attempt(delivery_id, expected_attempts)
+    if delay is not None:
+        delivery = db.session.get(LmsDelivery, delivery_id)
+        if delivery is not None:
+            enqueue(delivery_id, delivery.attempts, countdown=delay)
+
+
+def redeliver(delivery: LmsDelivery) -> None:
+    """Start a new round for a delivery (whatever its state): one attempt now, then the usual retries."""
+    # Supersedes any scheduled attempt: that message expects the old count and no longer claims anything...
+    delivery.status, delivery.round_start, delivery.next_attempt_at = "pending", delivery.attempts, utcnow()
+    db.session.commit()
+    # ...except one expecting exactly this count, which may run instead of ours: either way, one attempt.
+    enqueue(delivery.id, delivery.attempts)
+
+
+def sweep(grace: float = 300.0) -> int:
+    """Re-queue deliveries whose attempt is overdue by more than `grace` seconds (a lost task message), and
+    reset those stuck `sending` (a worker died mid-attempt). Returns how many were re-queued."""
+    now = utcnow()
+    late = now - timedelta(seconds=grace)
+    stuck_before = now - timedelta(seconds=grace + settings.timeout())
+    rows = db.session.scalars(
+        select(LmsDelivery).where(
+            or_(
+                (LmsDelivery.status == "pending") & (LmsDelivery.next_attempt_at < late),
+                (LmsDelivery.status == "sending") & (LmsDelivery.next_attempt_at < stuck_before),
+            )
+        )
+    ).all()
+    for delivery in rows:
+        if delivery.status == "sending":
+            delivery.status = "pending"
+            db.session.add(
+                LmsDeliveryAttempt(
+                    delivery=delivery,
+                    number=delivery.attempts,
+                    started_at=now,
+                    error="no result was recorded",
+                    outcome="lost: the worker stopped during this attempt",
+                )
+            )
+        delivery.next_attempt_at = now
+    db.session.commit()
+    for delivery in rows:
+        enqueue(delivery.id, delivery.attempts)
+    return len(rows)
+
+
+def on_graded(app: Any, submission_id: int, run_id: int, published: bool = True, **_: Any) -> None:
+    """Signal receiver: a run was graded — tell the course's LMS integrations (visible runs only)."""
+    _on_event("submission.graded", run_id, published)
+
+
+def on_failed(app: Any, submission_id: int, run_id: int, published: bool = True, **_: Any) -> None:
+    """Signal receiver: a run ended in error — tell the course's LMS integrations (visible runs only)."""
+    _on_event("submission.failed", run_id, published)
+
+
+def _on_event(event_type: str, run_id: int, published: bool) -> None:
+    if not published:
+        return  # an unpublished regrade is not the student's result yet
+    for delivery_id in create_deliveries(event_type, run_id):
+        enqueue(delivery_id, 0)

@@ -1,0 +1,324 @@
+"""Shared fixtures: an app on a throwaway SQLite home, a client, a factory for people and courses, and the
+machine's real PostgreSQL, Redis and a real Celery worker process for end-to-end tests.
+
+PostgreSQL and Redis are expected at 127.0.0.1 (override with GRADER_TEST_POSTGRES_URL / GRADER_TEST_REDIS_URL).
+Where one is missing, tests that need it are skipped — except under CI=true, where that is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+REPO = Path(__file__).resolve().parents[1]
+REFERENCE_SOLUTION = REPO / "reference_tests" / "autograd" / "reference" / "solution.py"
+STARTER_SOLUTION = REPO / "reference_tests" / "autograd" / "starter" / "solution.py"
+POSTGRES_ADMIN_URL = os.environ.get("GRADER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+REDIS_BASE_URL = os.environ.get("GRADER_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+
+
+def require_service(name: str, reason: str) -> None:
+    """Skip a test whose service is missing, but fail under CI, where every service must be there."""
+    message = f"{name} is not available: {reason}"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def service_config(home: Path, **overrides: Any) -> dict[str, Any]:
+    """A complete test configuration under `home`, ignoring whatever the developer's environment sets."""
+    config: dict[str, Any] = {
+        "TESTING": True,
+        "GRADER_HOME": str(home),
+        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{home / 'grader.db'}",
+        "SUBMISSIONS_DIR": str(home / "submissions"),
+        "BROKER_URL": "filesystem://",
+        "RESULT_BACKEND": None,
+        "RATELIMIT_STORAGE_URI": "memory://",
+        "GRADER_UPLOAD_RATE_LIMIT": "1000 per minute",
+        "GRADER_RUNNER": "local",
+        "GRADER_ASSIGNMENTS": str(REPO / "reference_tests"),
+    }
+    config.update(overrides)
+    return config
+
+
+@pytest.fixture
+def make_app(tmp_path: Path) -> Iterator[Callable[..., Flask]]:
+    """Build apps with `service_config` plus overrides; tables are created, engines disposed afterwards."""
+    from grader import create_app
+    from grader.extensions import db
+
+    apps: list[Flask] = []
+
+    def build(create_tables: bool = True, **overrides: Any) -> Flask:
+        home = tmp_path / f"home{len(apps)}"
+        app = create_app(service_config(home, **overrides))
+        if create_tables:
+            with app.app_context():
+                db.create_all()
+        apps.append(app)
+        return app
+
+    yield build
+    for app in apps:
+        with app.app_context():
+            db.session.remove()
+            for engine in db.engines.values():
+                engine.dispose()
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Flask]) -> Iterator[Flask]:
+    """An app on SQLite and the filesystem broker in a temporary GRADER_HOME, inside an app context."""
+    app = make_app()
+    with app.app_context():
+        yield app
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    """A test client of `app`."""
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app: Flask) -> Any:
+    """A CLI runner of `app` (invoke `grader` subcommands in-process)."""
+    return app.test_cli_runner()
+
+
+@dataclass
+class Person:
+    """A user made by the factory, with an API token ready to send."""
+
+    user: Any
+    token: str
+    password: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Authorization header carrying the token."""
+        return {"Authorization": f"Bearer {self.token}"}
+
+    @property
+    def email(self) -> str:
+        """The user's email."""
+        return str(self.user.email)
+
+
+@dataclass
+class Factory:
+    """Creates courses, assignments and people in the current app's database."""
+
+    people: dict[str, Person] = field(default_factory=dict)
+
+    def course(self, code: str = "DEMO101") -> Any:
+        """The course `code`, created if needed."""
+        from sqlalchemy import select
+
+        from grader.extensions import db
+        from grader.models import Course
+
+        course = db.session.scalar(select(Course).where(Course.code == code))
+        if course is None:
+            course = Course(code=code, title=f"Course {code}")
+            db.session.add(course)
+            db.session.commit()
+        return course
+
+    def assignment(self, course: Any, slug: str = "autograd") -> Any:
+        """Attach pack `slug` (from reference_tests/) to `course`."""
+        from grader.extensions import db
+        from grader.services.assignments import attach
+
+        assignment = attach(course, slug)
+        db.session.commit()
+        return assignment
+
+    def person(self, email: str, course: Any | None = None, course_role: str = "student",
+               role: str = "student", external_id: str | None = None) -> Person:
+        """A user with a password and token, enrolled in `course` with `course_role` when given."""
+        from grader.auth.identity import issue_token
+        from grader.extensions import db
+        from grader.services.accounts import ensure_enrollment, ensure_user
+
+        user = ensure_user(email, name=email.split("@")[0], role=role)
+        user.external_id = external_id
+        password = secrets.token_urlsafe(8)
+        user.set_password(password)
+        token = issue_token(user)
+        if course is not None:
+            ensure_enrollment(user, course, course_role)
+        db.session.commit()
+        self.people[email] = Person(user, token, password)
+        return self.people[email]
+
+
+@pytest.fixture
+def factory(app: Flask) -> Factory:
+    """Make courses, assignments and people."""
+    return Factory()
+
+
+@dataclass
+class World:
+    """DEMO101 with assignment autograd, an instructor, two students, and an outsider course."""
+
+    course: Any
+    assignment: Any
+    instructor: Person
+    student: Person
+    student2: Person
+    other_instructor: Person
+    outsider: Person
+
+
+def make_world(factory: Factory | None = None) -> World:
+    """DEMO101 + autograd, an instructor, two students; OTHER200 with its own instructor and student."""
+    factory = factory or Factory()
+    course = factory.course("DEMO101")
+    assignment = factory.assignment(course, "autograd")
+    other = factory.course("OTHER200")
+    return World(
+        course=course,
+        assignment=assignment,
+        instructor=factory.person("instructor@example.edu", course, "instructor", role="instructor"),
+        student=factory.person("student@example.edu", course, external_id="lms-student-1"),
+        student2=factory.person("student2@example.edu", course, external_id="lms-student-2"),
+        other_instructor=factory.person("prof@other.edu", other, "instructor", role="instructor"),
+        outsider=factory.person("outsider@other.edu", other),
+    )
+
+
+@pytest.fixture
+def world(factory: Factory) -> World:
+    """The usual cast, ready to make requests."""
+    return make_world(factory)
+
+
+def upload(client: FlaskClient, slug: str, content: bytes, name: str = "solution.py",
+           headers: dict[str, str] | None = None) -> Any:
+    """POST a file to the upload endpoint as multipart field `file`."""
+    from io import BytesIO
+
+    return client.post(f"/api/v1/assignments/{slug}/submissions", headers=headers or {},
+                       data={"file": (BytesIO(content), name)}, content_type="multipart/form-data")
+
+
+# --- real services ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for this test session (dropped at the end)."""
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"grader_test_{secrets.token_hex(6)}"
+    try:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as exc:
+        admin.dispose()
+        require_service("PostgreSQL", str(exc).splitlines()[0])
+    url = admin.url.set(database=name).render_as_string(hide_password=False)
+    yield url
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A Redis database number of its own for this session, emptied before and after."""
+    import redis
+
+    number = secrets.randbelow(15) + 1
+    url = f"{REDIS_BASE_URL}/{number}"
+    client = redis.Redis.from_url(url, socket_connect_timeout=3)
+    try:
+        client.flushdb()
+    except redis.exceptions.ConnectionError as exc:
+        require_service("Redis", str(exc))
+    yield url
+    client.flushdb()
+    client.close()
+
+
+def docker_works() -> bool:
+    """Whether a Docker engine answers here."""
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=20, check=False).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@dataclass
+class WorkerProcess:
+    """A `grader worker` child process and its log."""
+
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def output(self) -> str:
+        """Everything the worker logged so far."""
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+def start_worker(env: dict[str, str], log: Path, queues: str = "cpu,gpu", timeout: float = 90) -> WorkerProcess:
+    """Start `grader worker` with `env` and wait until Celery says it is ready."""
+    handle = log.open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "grader", "worker", "--queues", queues, "--concurrency", "2"],
+        cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT,
+    )
+    handle.close()
+    worker = WorkerProcess(process, log)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if " ready." in worker.output():
+            return worker
+        if process.poll() is not None:
+            raise RuntimeError(f"the worker exited with {process.returncode}:\n{worker.output()[-4000:]}")
+        time.sleep(0.3)
+    stop_process(process)
+    raise RuntimeError(f"the worker was not ready within {timeout} s:\n{worker.output()[-4000:]}")
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    """SIGTERM (graceful), then SIGKILL if it lingers."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def service_env(config: dict[str, Any]) -> dict[str, str]:
+    """Environment variables that make a child process (`grader worker`, `grader serve`) use `config`."""
+    env = {k: v for k, v in os.environ.items() if k not in ("RESULT_BACKEND", "RATELIMIT_STORAGE_URI")}
+    env.update({
+        "GRADER_HOME": config["GRADER_HOME"],
+        "DATABASE_URL": config["SQLALCHEMY_DATABASE_URI"],
+        "BROKER_URL": config["BROKER_URL"],
+        "SUBMISSIONS_DIR": config["SUBMISSIONS_DIR"],
+        "GRADER_RUNNER": config["GRADER_RUNNER"],
+        "GRADER_ASSIGNMENTS": config["GRADER_ASSIGNMENTS"],
+        "PYTHONUNBUFFERED": "1",
+    })
+    if config.get("SECRET_KEY"):
+        env["SECRET_KEY"] = config["SECRET_KEY"]
+    return env
