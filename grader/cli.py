@@ -90,8 +90,21 @@ _register_commands(cli)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the `grader` console script."""
-    cli.main(args=argv, prog_name="grader")
+    """Entry point of the `grader` console script: usage errors are one line on stderr and exit 2."""
+    try:
+        cli.main(args=argv, prog_name="grader", standalone_mode=False)
+    except click.UsageError as exc:
+        hint = f" (see 'grader {exc.ctx.info_name} --help')" if exc.ctx and exc.ctx.parent else ""
+        click.echo(f"grader: error: {' '.join(exc.format_message().split())}{hint}", err=True)
+        sys.exit(2)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("grader: aborted", err=True)
+        sys.exit(1)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
 
 
 if __name__ == "__main__":

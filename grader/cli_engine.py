@@ -14,7 +14,7 @@ FORMATS = ("json", "gradescope", "prairielearn")
 
 def _usage_error(message: str) -> NoReturn:
     """One line on stderr, exit 2: the contract for every bad input to the CLI."""
-    click.echo(f"grader: {message}", err=True)
+    click.echo(f"grader: error: {message}", err=True)
     sys.exit(2)
 
 
@@ -82,7 +82,7 @@ def image_build(force: bool) -> None:
     try:
         main_build(force)
     except InfrastructureError as exc:
-        click.echo(f"grader: {exc}", err=True)
+        click.echo(f"grader: error: {exc}", err=True)
         sys.exit(1)
 
 

@@ -13,27 +13,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-# (variable, default, meaning) — the README's configuration table is generated from the same words.
-SETTINGS_HELP: tuple[tuple[str, str, str], ...] = (
-    ("GRADER_HOME", "./instance", "Folder for the embedded database, broker, secret key and submissions"),
-    ("DATABASE_URL", "sqlite:///$GRADER_HOME/grader.db", "SQLAlchemy URL; PostgreSQL in production"),
-    ("BROKER_URL", "filesystem:// under $GRADER_HOME/broker", "Celery broker; Redis in production"),
-    ("RESULT_BACKEND", "BROKER_URL when it is Redis, else none", "Celery result store"),
-    ("SECRET_KEY", "generated into $GRADER_HOME/secret_key", "Signs sessions and CSRF tokens"),
-    ("SUBMISSIONS_DIR", "$GRADER_HOME/submissions", "Content-addressed store of uploaded files"),
-    ("GRADER_ASSIGNMENTS", "the repository's reference_tests/", "Folder of assignment packs"),
-    ("GRADER_RUNNER", "auto", "Sandbox runner: docker, local or auto (docker when it answers)"),
-    ("GRADER_MAX_UPLOAD_BYTES", "1048576", "Largest accepted file (bytes)"),
-    ("GRADER_UPLOAD_RATE_LIMIT", "10 per minute", "Uploads allowed per user"),
-    ("RATELIMIT_STORAGE_URI", "memory://, or BROKER_URL when it is Redis", "Where rate-limit counters live"),
-    ("GRADER_TASK_SOFT_TIME_LIMIT", "840", "Seconds before a grading task is asked to stop"),
-    ("GRADER_TASK_TIME_LIMIT", "900", "Seconds before a grading task is killed"),
-    ("GRADER_VISIBILITY_TIMEOUT", "3600", "Seconds Redis waits before redelivering an unacked task"),
-    ("GRADER_MAX_RETRIES", "5", "Retries of a grading task after infrastructure errors"),
-    ("GRADER_RETRY_BACKOFF", "15", "First retry delay in seconds (doubles each retry, capped at 10 min)"),
-    ("SESSION_COOKIE_SECURE", "false", "Send session cookies over HTTPS only (set true behind TLS)"),
-)
-
 
 class ConfigError(ValueError):
     """A setting is missing or inconsistent (reported on one line by the CLI)."""

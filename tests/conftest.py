@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+
+from tests.fixtures_engine import docker_ready  # noqa: F401  (engine fixture, shared by engine and corpus tests)
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE_SOLUTION = REPO / "reference_tests" / "autograd" / "reference" / "solution.py"
@@ -219,9 +222,9 @@ def upload(client: FlaskClient, slug: str, content: bytes, name: str = "solution
 
 
 # --- real services ---------------------------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database for this test session (dropped at the end)."""
+@contextmanager
+def fresh_postgres_database() -> Iterator[str]:
+    """Create an empty PostgreSQL database with a random name; yield its URL; drop it afterwards."""
     import sqlalchemy as sa
 
     admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
@@ -232,11 +235,19 @@ def postgres_url() -> Iterator[str]:
     except sa.exc.OperationalError as exc:
         admin.dispose()
         require_service("PostgreSQL", str(exc).splitlines()[0])
-    url = admin.url.set(database=name).render_as_string(hide_password=False)
-    yield url
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    try:
+        yield admin.url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database shared by this test session (dropped at the end)."""
+    with fresh_postgres_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

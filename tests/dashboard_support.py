@@ -6,12 +6,36 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from flask import Flask, g
 from flask.testing import FlaskClient
 
 from grader.models import Assignment, GradingRun, Submission
 from grader.services import grading
 from grader.services.submissions import submit
 from worker.engine.result import DeliverableResult, GradeResult, TestResult
+
+
+class FreshClient(FlaskClient):
+    """A test client whose every request starts with an empty `flask.g`.
+
+    The shared `app` fixture keeps one app context open for the whole test, and a request reuses an open app
+    context, so without this `g` (the CSRF token, the cached current user) would leak from one request into
+    the next, which never happens in a real server.
+    """
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        for name in list(vars(g)):
+            delattr(g, name)
+        return super().open(*args, **kwargs)
+
+
+def fresh_client(app: Flask) -> FreshClient:
+    """A FreshClient of `app`."""
+    app.test_client_class = FreshClient
+    client = app.test_client()
+    assert isinstance(client, FreshClient)
+    return client
+
 
 _CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 
@@ -45,16 +69,19 @@ def fake_result(assignment: Assignment, scores: dict[str, float], output: str = 
         visible_max, hidden_max = d.points - 2, 2.0
         visible = min(score, visible_max)
         hidden = score - visible
-        deliverables.append(DeliverableResult(id=d.slug, title=d.title, score=score, max_score=d.points, tests=[
+        tests = [
             TestResult(name=f"Does {d.slug} work?", status="passed" if visible == visible_max else "failed",
                        score=visible, max_score=visible_max, output=output or f"visible output of {d.slug}"),
             TestResult(name=f"Secret check of {d.slug}", status="passed" if hidden == hidden_max else "failed",
                        score=hidden, max_score=hidden_max, visibility="hidden",
                        output=f"SECRET hidden output of {d.slug}"),
-        ]))
+        ]
+        deliverables.append(DeliverableResult(id=d.slug, title=d.title, score=score, max_score=d.points,
+                                              tests=tests))
     total = sum(d.score for d in deliverables)
-    return GradeResult(assignment=assignment.slug, status="graded", score=total, max_score=assignment.max_score,
-                       message=f"Scored {total}", execution_time=1.5, deliverables=deliverables, runner="local")
+    return GradeResult(assignment=assignment.slug, status="graded", score=total,
+                       max_score=assignment.max_score, message=f"Scored {total}", execution_time=1.5,
+                       deliverables=deliverables, runner="local")
 
 
 def grade_run(run: GradingRun, scores: dict[str, float]) -> None:
@@ -63,8 +90,11 @@ def grade_run(run: GradingRun, scores: dict[str, float]) -> None:
     grading.record_result(run, fake_result(run.submission.assignment, scores), {"runner": "local"})
 
 
+SOURCE = "def derivative(f, x):\n    return 2 * x  # <b>not bold</b>\n"
+
+
 def graded_submission(person: Any, assignment: Assignment, scores: dict[str, float],
-                      source: str = "def derivative(f, x):\n    return 2 * x  # <b>not bold</b>\n") -> Submission:
+                      source: str = SOURCE) -> Submission:
     """Upload through the service (stored, queued) and record a result with these deliverable scores."""
     submission = submit(person.user, assignment, "solution.py", source.encode())
     grade_run(submission.runs[0], scores)

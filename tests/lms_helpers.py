@@ -65,7 +65,7 @@ class LoopbackServer:
 
             do_GET = do_POST = do_PUT = _serve
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002  (the base class's name)
+            def log_message(self, format: str, *args: Any) -> None:
                 """Quiet: the test reports what matters."""
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -163,10 +163,30 @@ def wait_until(check: Callable[[], Any], timeout: float = 30.0, interval: float 
 def embedded_worker(app: Flask) -> Iterator[None]:
     """Run a real Celery worker (solo pool, in a thread) for `app`, whose BROKER_URL must be memory://.
 
-    It honours countdowns, so retry delays really elapse between attempts.
+    It honours countdowns, so retry delays really elapse between attempts. `grader worker` runs its pool
+    inside an app context; this thread has none, so each task gets a fresh one (its own database session).
     """
     from celery.contrib.testing.worker import start_worker
+    from celery.signals import task_postrun, task_prerun
 
-    celery_app = app.extensions["celery"]
-    with start_worker(celery_app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
-        yield
+    contexts = threading.local()
+
+    def push(**_: Any) -> None:
+        contexts.current = app.app_context()
+        contexts.current.push()
+
+    def pop(**_: Any) -> None:
+        context = getattr(contexts, "current", None)
+        if context is not None:
+            db.session.remove()
+            context.pop()
+            contexts.current = None
+
+    task_prerun.connect(push, weak=False)
+    task_postrun.connect(pop, weak=False)
+    try:
+        with start_worker(app.extensions["celery"], pool="solo", perform_ping_check=False, shutdown_timeout=10):
+            yield
+    finally:
+        task_prerun.disconnect(push)
+        task_postrun.disconnect(pop)

@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from tests.expectations import expected_scores
-from tests.fixtures_engine import docker_ready  # noqa: F401  (fixture)
 from worker.engine.grade import grade
 from worker.engine.manifest import get_assignment
 from worker.engine.runners import make_runner

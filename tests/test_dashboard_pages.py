@@ -1,4 +1,4 @@
-"""The instructor pages through the real app: who may see them, and whether what they show matches the data."""
+"""The instructor pages through the real app: who may see them, and whether they show what the data says."""
 
 from __future__ import annotations
 
@@ -13,9 +13,17 @@ from flask.testing import FlaskClient
 from grader.dashboard.highlight import pygments_css
 from grader.services.scores import gradebook
 from tests.conftest import World
-from tests.dashboard_support import full, graded_submission, login
+from tests.dashboard_support import fresh_client, full, graded_submission, login
 
 REPO = Path(__file__).resolve().parents[1]
+PAGE = "/instructor/assignments/autograd"
+CSV = "/instructor/assignments/autograd/gradebook.csv"
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    """A browser-like client: each request gets a fresh `g`, as in a real server."""
+    return fresh_client(app)
 
 
 @pytest.fixture
@@ -40,7 +48,7 @@ def test_anonymous_visitors_are_sent_to_login(client: FlaskClient, world: World)
 def test_students_cannot_open_the_dashboard(client: FlaskClient, world: World, who: str) -> None:
     """Can a student (of this course or another) open the dashboard or download the gradebook? (No: 403.)"""
     login(client, getattr(world, who))
-    for url in ("/instructor/", "/instructor/assignments/autograd", "/instructor/assignments/autograd/gradebook.csv"):
+    for url in ("/instructor/", PAGE, CSV):
         response = client.get(url)
         assert response.status_code == 403, url
         assert "instructors" in response.get_data(as_text=True)
@@ -57,7 +65,7 @@ def test_instructors_of_another_course_are_refused(client: FlaskClient, graded: 
     assert "OTHER200" in index and "DEMO101" not in index
 
 
-def test_assignment_page_shows_counts_averages_histograms_and_the_table(client: FlaskClient, graded: World) -> None:
+def test_assignment_page_shows_counts_averages_histograms_and_table(client: FlaskClient, graded: World) -> None:
     """Does the assignment page show the status counts, mean/median, a titled histogram per deliverable and
     every student's counted scores?"""
     login(client, graded.instructor)
@@ -68,7 +76,8 @@ def test_assignment_page_shows_counts_averages_histograms_and_the_table(client: 
     for d in graded.assignment.active_deliverables:
         assert f'id="hist-{d.slug}"' in html
         assert f"{d.title} (out of 20 points)</title>" in html
-    assert 'id="hist-total"' in html and "2 students: 1 with 80 to under 90 points, 1 with 90 to 100 points." in html
+    assert 'id="hist-total"' in html
+    assert "2 students: 1 with 80 to under 90 points, 1 with 90 to 100 points." in html
     assert "student@example.edu" in html and "student2@example.edu" in html
     assert "lms-student-1" in html
 
@@ -102,7 +111,8 @@ def test_csv_export_matches_the_database(client: FlaskClient, graded: World, app
         assert float(row["total"]) == student["score"]
         for d in book["deliverables"]:
             assert float(row[d["id"]]) == student["deliverables"][d["id"]]
-    assert {r["email"]: r["total"] for r in rows} == {"student2@example.edu": "80", "student@example.edu": "91"}
+    assert {r["email"]: r["total"] for r in rows} == {"student2@example.edu": "80",
+                                                      "student@example.edu": "91"}
 
 
 def test_best_policy_changes_what_counts(client: FlaskClient, graded: World) -> None:
@@ -110,14 +120,11 @@ def test_best_policy_changes_what_counts(client: FlaskClient, graded: World) -> 
     from tests.dashboard_support import post_form
 
     login(client, graded.instructor)
-    response = post_form(client, "/instructor/assignments/autograd", "/instructor/assignments/autograd/policy",
-                         policy="best")
+    response = post_form(client, PAGE, PAGE + "/policy", policy="best")
     assert response.status_code == 302
-    rows = list(csv.DictReader(io.StringIO(client.get("/instructor/assignments/autograd/gradebook.csv").get_data(
-        as_text=True))))
+    rows = list(csv.DictReader(io.StringIO(client.get(CSV).get_data(as_text=True))))
     assert {r["email"]: r["total"] for r in rows}["student@example.edu"] == "100"
-    bad = post_form(client, "/instructor/assignments/autograd", "/instructor/assignments/autograd/policy",
-                    policy="worst")
+    bad = post_form(client, PAGE, PAGE + "/policy", policy="worst")
     assert bad.status_code == 400 and "choose one of" in bad.get_data(as_text=True)
 
 
@@ -130,7 +137,8 @@ def test_policy_form_needs_a_csrf_token(client: FlaskClient, graded: World) -> N
 
 
 def test_submission_detail_shows_source_tests_timings_and_runner(client: FlaskClient, graded: World) -> None:
-    """Does the instructor see highlighted, escaped source, every test (hidden ones too) with output, and the run?"""
+    """Does the instructor see highlighted, escaped source, every test (hidden ones too) with its output, and
+    the run's facts?"""
     login(client, graded.instructor)
     html = client.get("/instructor/submissions/1").get_data(as_text=True)
     assert '<div class="highlight">' in html and '<span class="k">def</span>' in html

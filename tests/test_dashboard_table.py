@@ -9,7 +9,8 @@ from grader.dashboard.table import Sort, gradebook_csv, matches, safe_cell, sort
 
 BOOK = {
     "max_score": 40.0,
-    "deliverables": [{"id": "a", "title": "Part A", "max_score": 20.0}, {"id": "b", "title": "Part B", "max_score": 20.0}],
+    "deliverables": [{"id": "a", "title": "Part A", "max_score": 20.0},
+                     {"id": "b", "title": "Part B", "max_score": 20.0}],
     "students": [
         {"name": "Zoe", "email": "zoe@x.edu", "external_id": "z-1", "submissions": 2, "score": 30.0,
          "submitted_at": "2026-01-02T00:00:00+00:00", "deliverables": {"a": 20.0, "b": 10.0}},
@@ -22,7 +23,7 @@ BOOK = {
 
 
 def test_csv_has_one_row_per_student_and_a_column_per_deliverable_and_total() -> None:
-    """Does the CSV carry name, email, external id, each deliverable and the total, in an LMS-friendly form?"""
+    """Does the CSV carry name, email, external id, each deliverable and the total, as an LMS expects?"""
     rows = list(csv.reader(io.StringIO(gradebook_csv(BOOK))))
     assert rows[0] == ["name", "email", "external_id", "a", "b", "total"]
     assert rows[1] == ["Zoe", "zoe@x.edu", "z-1", "20", "10", "30"]

@@ -18,10 +18,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import docker
 import pytest
 from docker.types import DeviceRequest, LogConfig, Ulimit
 
-import docker
 from worker.engine import image as runner_image
 from worker.engine.errors import InfrastructureError, UsageError
 from worker.engine.manifest import Limits

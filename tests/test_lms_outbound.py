@@ -16,7 +16,14 @@ from grader.lms import integrations, outbound
 from grader.models import Submission
 from grader.models.lms import LmsDelivery
 from tests.conftest import REFERENCE_SOLUTION, Factory, Person, upload
-from tests.lms_helpers import Receiver, embedded_worker, free_port_url, signed_headers, submission_body, wait_until
+from tests.lms_helpers import (
+    Receiver,
+    embedded_worker,
+    free_port_url,
+    signed_headers,
+    submission_body,
+    wait_until,
+)
 from worker.engine.result import DeliverableResult, GradeResult
 
 DELAYS = [0.3, 0.6]

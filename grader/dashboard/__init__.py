@@ -1,5 +1,5 @@
-"""The instructor dashboard (`/instructor/...`): overviews, histograms, the gradebook table and CSV, submission
-detail, regrades with a before → after preview, and a small JSON endpoint that keeps open pages current.
+"""The instructor dashboard (`/instructor/...`): overviews, histograms, the gradebook table and CSV,
+submission detail, regrades with a before → after preview, and a small JSON endpoint that keeps open pages current.
 
 Server-rendered pages; the JavaScript in grader/static/ only enhances them (live refresh, instant sort and
 search). Every page is for instructors of the course in question (admins everywhere).

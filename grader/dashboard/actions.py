@@ -1,4 +1,5 @@
-"""Instructor actions (POST, CSRF-protected forms) and the JSON that keeps open pages current while grading runs."""
+"""Instructor actions (POST, CSRF-protected forms), and the JSON that keeps open pages current while grading
+runs."""
 
 from __future__ import annotations
 
@@ -42,7 +43,8 @@ def regrade_all(slug: str) -> Response:
     """Regrade every finished submission of the assignment with the tests as they are now (preview first)."""
     found = taught_assignment(slug)
     started = regrade.start(found, caller())
-    flash(f"Regrading {len(started.items)} submissions. Nothing changes for students until you publish.", "info")
+    count = len(started.items)
+    flash(f"Regrading {count} submissions. Nothing changes for students until you publish.", "info")
     return redirect(url_for("dashboard.regrade_page", regrade_id=started.id))
 
 

@@ -34,8 +34,8 @@ class Bin:
 
     @property
     def label(self) -> str:
-        """Short x-axis label: "7" for a per-point bin, "10–20" for a range."""
-        return fmt(self.low) if self.per_point else f"{fmt(self.low)}–{fmt(self.high)}"
+        """Short x-axis label: "7" for a per-point bin, "10-20" (en dash) for a range."""
+        return fmt(self.low) if self.per_point else f"{fmt(self.low)}\u2013{fmt(self.high)}"
 
     @property
     def words(self) -> str:
@@ -78,7 +78,7 @@ def histogram(title: str, scores: list[float], max_score: float) -> Histogram:
     counts = [0] * count
     for score in scores:
         value = min(max(float(score), 0.0), top)
-        counts[min(int(math.floor(value / width + 1e-9)), count - 1)] += 1
+        counts[min(math.floor(value / width + 1e-9), count - 1)] += 1
     bins = tuple(
         Bin(
             low=i * width,

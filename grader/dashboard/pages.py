@@ -74,7 +74,7 @@ def course(code: str) -> str:
 @bp.get("/assignments/<slug>")
 @instructor_required
 def assignment(slug: str) -> str:
-    """The assignment page: numbers, histograms, the students × deliverables table, regrade controls."""
+    """The assignment page: numbers, histograms, the students-by-deliverables table, regrade controls."""
     found = taught_assignment(slug)
     view = overview(found)
     ids = [d["id"] for d in view.book["deliverables"]]
@@ -82,7 +82,9 @@ def assignment(slug: str) -> str:
     query = request.args.get("q", "")
     rows = sort_rows([r for r in view.book["students"] if matches(r, query)], sort)
     users = {u.email: u for u in db.session.scalars(
-        select(User).join(Enrollment, Enrollment.user_id == User.id).where(Enrollment.course_id == found.course_id)
+        select(User)
+        .join(Enrollment, Enrollment.user_id == User.id)
+        .where(Enrollment.course_id == found.course_id)
     )}
     regrades = db.session.scalars(
         select(Regrade).where(Regrade.assignment_id == found.id).order_by(Regrade.id.desc()).limit(5)
@@ -140,7 +142,7 @@ def submission(submission_id: int) -> str:
         source, source_error = highlight_source(found.original_name, text), None
     except StorageError as exc:
         current_app.logger.warning("submission %s: %s", found.id, exc)
-        source, source_error = None, "The stored file is missing or damaged; the grading results below remain."
+        source, source_error = None, "The stored file is missing or damaged; its grading results remain."
     open_regrade = db.session.scalar(
         select(Regrade)
         .join(RegradeItem, RegradeItem.regrade_id == Regrade.id)

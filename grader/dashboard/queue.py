@@ -1,4 +1,4 @@
-"""The grading queue as an instructor sees it: workers online, runs waiting and running, how long waits are."""
+"""The grading queue as instructors see it: workers online, runs waiting and running, how long waits are."""
 
 from __future__ import annotations
 
@@ -98,7 +98,9 @@ def queue_state(assignment_ids: list[int] | None = None, *, ping: bool = True) -
             by_queue[queue] = by_queue.get(queue, 0) + int(n)
     now = utcnow()
     oldest = db.session.scalar(
-        scoped(select(func.min(GradingRun.queued_at)).select_from(GradingRun)).where(GradingRun.status == "queued")
+        scoped(select(func.min(GradingRun.queued_at)).select_from(GradingRun)).where(
+            GradingRun.status == "queued"
+        )
     )
     recent = db.session.execute(
         scoped(select(GradingRun.queued_at, GradingRun.started_at).select_from(GradingRun)).where(

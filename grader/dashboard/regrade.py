@@ -97,7 +97,8 @@ def _enqueue_all(regrade: Regrade) -> None:
                 rest.after_run.message = "the grading queue was unavailable"
                 rest.after_run.finished_at = utcnow()
             db.session.commit()
-            raise Unavailable(f"the grading queue is unavailable ({type(exc).__name__}); try again later") from exc
+            reason = f"the grading queue is unavailable ({type(exc).__name__}); try again later"
+            raise Unavailable(reason) from exc
 
 
 def _close(regrade: Regrade, state: str, user: User) -> None:
@@ -154,16 +155,19 @@ class Change:
 
     @property
     def delta(self) -> float | None:
-        """after − before, when both exist."""
+        """after minus before, when both exist."""
         if self.before is None or self.after is None:
             return None
         return self.after - self.before
 
 
-def _choose(pairs: list[tuple[Submission, GradingRun]], policy: str) -> dict[int, tuple[Submission, GradingRun]]:
+Pair = tuple[Submission, GradingRun]
+
+
+def _choose(pairs: list[Pair], policy: str) -> dict[int, Pair]:
     # Same rule as grader.services.scores.counted_runs (a test holds them together): oldest first, so a tie
     # goes to the later submission; "latest" keeps the last one, "best" the highest score.
-    chosen: dict[int, tuple[Submission, GradingRun]] = {}
+    chosen: dict[int, Pair] = {}
     for submission, run in sorted(pairs, key=lambda p: (p[0].created_at, p[0].id)):
         current = chosen.get(submission.user_id)
         if current is None or policy == "latest" or (run.score or 0.0) >= (current[1].score or 0.0):
@@ -189,7 +193,8 @@ def preview(regrade: Regrade) -> list[Change]:
     before_pairs = [(s, r) for s, r in current]
     replacement = {i.submission_id: i.after_run for i in regrade.items if i.after_run.status == "graded"}
     after_pairs = [(s, r) for s, r in before_pairs if s.id not in replacement]
-    after_pairs += [(i.submission, replacement[i.submission_id]) for i in regrade.items if i.submission_id in replacement]
+    after_pairs += [(i.submission, replacement[i.submission_id]) for i in regrade.items
+                    if i.submission_id in replacement]
     before, after = _choose(before_pairs, policy), _choose(after_pairs, policy)
     run_ids = {r.id for _, r in before.values()} | {r.id for _, r in after.values()}
     scores: dict[int, dict[int, float]] = {}

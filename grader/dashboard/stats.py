@@ -1,4 +1,4 @@
-"""Numbers an instructor decides from: submission counts by status, score summaries, histograms, table rows."""
+"""Numbers instructors decide from: submission counts by status, score summaries, histograms, table rows."""
 
 from __future__ import annotations
 
@@ -119,7 +119,9 @@ def overview(assignment: Assignment, policy: str | None = None) -> AssignmentOve
             value = row["deliverables"].get(column.id)
             if value is not None:
                 column.scores.append(float(value))
-    last = db.session.scalar(select(func.max(Submission.created_at)).where(Submission.assignment_id == assignment.id))
+    last = db.session.scalar(
+        select(func.max(Submission.created_at)).where(Submission.assignment_id == assignment.id)
+    )
     return AssignmentOverview(
         assignment=assignment,
         book=book,

@@ -1,4 +1,4 @@
-"""Helpers the student templates call (the student routes live in grader/student; their pages are styled here).
+"""Helpers the student templates call (the routes live in grader/student; their pages are styled here).
 
 Registered as template globals, so the result page can list a student's history without its route passing it.
 """
@@ -22,7 +22,8 @@ def submission_history(submission: Submission) -> list[Submission]:
     return list(
         db.session.scalars(
             select(Submission)
-            .where(Submission.user_id == submission.user_id, Submission.assignment_id == submission.assignment_id)
+            .where(Submission.user_id == submission.user_id)
+            .where(Submission.assignment_id == submission.assignment_id)
             .order_by(Submission.created_at.desc(), Submission.id.desc())
         )
     )
@@ -57,11 +58,9 @@ def human_bytes(size: int | None) -> str:
         return "—"
     if size < 1024:
         return f"{size} bytes"
-    value = float(size)
-    for unit in ("KB", "MB"):
-        value /= 1024
-        if value < 1024:
-            break
-    else:
-        unit, value = "GB", value / 1024
+    value, unit = size / 1024, "KB"
+    if value >= 1024:
+        value, unit = value / 1024, "MB"
+    if value >= 1024:
+        value, unit = value / 1024, "GB"
     return f"{value:.1f}".removesuffix(".0") + f" {unit}"

@@ -1,4 +1,4 @@
-"""The students × deliverables table (sorted and filtered on the server, so it works without JavaScript) and
+"""The students-by-deliverables table (sorted and filtered on the server, so it works without JavaScript) and
 its CSV export, which an LMS imports: one row per student, a column per deliverable and the total."""
 
 from __future__ import annotations
@@ -115,4 +115,5 @@ def gradebook_csv(book: dict[str, Any]) -> str:
 
 def points_possible_row(book: dict[str, Any]) -> list[str]:
     """The maximum of each CSV column, for the note beside the download link."""
-    return [f"{d['id']}: {fmt(d['max_score'])}" for d in book["deliverables"]] + [f"total: {fmt(book['max_score'])}"]
+    columns = [f"{d['id']}: {fmt(d['max_score'])}" for d in book["deliverables"]]
+    return [*columns, f"total: {fmt(book['max_score'])}"]

@@ -1,4 +1,4 @@
-"""Regrades: grading submissions again (after the tests changed) and publishing the new scores on confirmation.
+"""Regrades: grading submissions again (after the tests changed), publishing the new scores on confirmation.
 
 A regrade owns one item per submission it re-runs. Each item points at the run that was published when the
 regrade started (`before_run`) and at the new, unpublished run it queued (`after_run`). Nothing a student or

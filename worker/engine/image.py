@@ -25,9 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import docker
 import requests
 
-import docker
 from worker.engine.errors import InfrastructureError
 from worker.engine.runners.base import SANDBOX_FILES, SANDBOX_SOURCE
 

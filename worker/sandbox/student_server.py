@@ -19,7 +19,7 @@ import warnings
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import wire  # noqa: E402  (a sibling file, copied into the sandbox with this one)
+import wire
 
 WORK_DIR = os.getcwd()
 OUTPUT_LIMIT = int(os.environ.get("GRADER_OUTPUT_LIMIT", "16384"))

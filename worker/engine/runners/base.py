@@ -93,7 +93,7 @@ class Runner(ABC):
         """Keyword arguments that rebuild this runner in another process (see `make_runner`)."""
         return {}
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (optional hook: most runners hold nothing)
         """Release pooled resources."""
 
 

@@ -18,10 +18,10 @@ import time
 import uuid
 from typing import Any
 
+import docker
 import requests
 from docker.types import DeviceRequest, LogConfig, Ulimit
 
-import docker
 from worker.engine import image as runner_image
 from worker.engine.errors import InfrastructureError, UsageError
 from worker.engine.manifest import Limits

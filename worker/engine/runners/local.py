@@ -157,7 +157,8 @@ class LocalSandbox(Sandbox):
             os.chown(work, uid, uid)
         limits = spec.limits
         env = {
-            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/sandbox/work", "LANG": "C.UTF-8",
+            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "HOME": "/sandbox/work", "LANG": "C.UTF-8",
             "OMP_NUM_THREADS": str(max(1, int(limits.cpus))), "PYTHONHASHSEED": "0",
             "GRADER_OUTPUT_LIMIT": str(limits.output_kb * 1024),
         }
@@ -180,7 +181,7 @@ class LocalSandbox(Sandbox):
         try:
             self.proc = subprocess.Popen(
                 argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd, env=env,
-                start_new_session=True, preexec_fn=lambda: _apply_rlimits(spec, uid),  # noqa: PLW1509
+                start_new_session=True, preexec_fn=lambda: _apply_rlimits(spec, uid),
             )
         except OSError as exc:
             raise InfrastructureError(f"could not start the local sandbox: {exc}") from exc
