@@ -1,7 +1,8 @@
 """Events other parts subscribe to (LMS webhooks, LTI grade passback, live dashboards).
 
-Each signal is sent with the Flask app as sender and keyword arguments `submission_id` and `run_id`, after the
-database transaction that made the event true has committed, inside an app context. Receivers should be quick
+Each signal is sent with the Flask app as sender and keyword arguments `submission_id` and `run_id` (graded and
+failed also `published`: False for a regrade's run awaiting an instructor's decision), after the database
+transaction that made the event true has committed, inside an app context. Receivers should be quick
 (enqueue a Celery task for anything that talks to the network): they run in the grading worker.
 
     from grader.signals import submission_graded

@@ -58,6 +58,19 @@ def service_config(home: Path, **overrides: Any) -> dict[str, Any]:
     return config
 
 
+class IsolatedClient(FlaskClient):
+    """A test client whose every request gets a fresh app context, as under a real server.
+
+    Tests keep an app context pushed for their own database work; without this, requests would share it —
+    and with it `g` (Flask-WTF caches the CSRF token there) and the database session.
+    """
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        """Make the request inside its own app context."""
+        with self.application.app_context():
+            return super().open(*args, **kwargs)
+
+
 @pytest.fixture
 def make_app(tmp_path: Path) -> Iterator[Callable[..., Flask]]:
     """Build apps with `service_config` plus overrides; tables are created, engines disposed afterwards."""
@@ -69,6 +82,7 @@ def make_app(tmp_path: Path) -> Iterator[Callable[..., Flask]]:
     def build(create_tables: bool = True, **overrides: Any) -> Flask:
         home = tmp_path / f"home{len(apps)}"
         app = create_app(service_config(home, **overrides))
+        app.test_client_class = IsolatedClient
         if create_tables:
             with app.app_context():
                 db.create_all()
@@ -110,16 +124,13 @@ class Person:
     user: Any
     token: str
     password: str
+    email: str  # kept as text: usable after the session that loaded `user` is gone
+    id: int
 
     @property
     def headers(self) -> dict[str, str]:
         """Authorization header carrying the token."""
         return {"Authorization": f"Bearer {self.token}"}
-
-    @property
-    def email(self) -> str:
-        """The user's email."""
-        return str(self.user.email)
 
 
 @dataclass
@@ -166,7 +177,7 @@ class Factory:
         if course is not None:
             ensure_enrollment(user, course, course_role)
         db.session.commit()
-        self.people[email] = Person(user, token, password)
+        self.people[email] = Person(user, token, password, user.email, user.id)
         return self.people[email]
 
 

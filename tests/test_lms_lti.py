@@ -168,7 +168,8 @@ def test_graded_submission_score_reaches_the_platform(lti_app: Flask, platform: 
         wait_until(lambda: platform.scores)
     assert platform.refused == ["platform busy", "platform busy"]
     (score,) = platform.scores
-    assert score.path == "/lineitems/7/lineitem/scores" and score.content_type == "application/vnd.ims.lis.v1.score+json"
+    assert score.path == "/lineitems/7/lineitem/scores"
+    assert score.content_type == "application/vnd.ims.lis.v1.score+json"
     body = score.body
     assert body["userId"] == "sub-ada-1"
     assert (body["scoreGiven"], body["scoreMaximum"]) == (85.0, 100.0)

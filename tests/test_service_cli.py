@@ -80,8 +80,11 @@ def state(home: Path) -> str:
         (("assignment", "add", "no-such-pack", "--course", "CS50"), "unknown assignment 'no-such-pack'"),
         (("user", "create", "not-an-email"), "not an email address"),
         (("worker", "--queues", "cpu,tpu"), "--queues takes a comma-separated subset of cpu,gpu"),
+        (("course", "frobnicate"), "No such command"),
+        (("enrollment", "add", "a@example.edu", "CS50", "--role", "dean"), "'dean' is not one of"),
     ],
-    ids=["duplicate-course", "unknown-user", "unknown-assignment", "bad-email", "bad-queue"],
+    ids=["duplicate-course", "unknown-user", "unknown-assignment", "bad-email", "bad-queue", "unknown-command",
+         "bad-role"],
 )
 def test_cli_errors_are_one_line_with_status_2(cli_home: tuple[Path, str], args: tuple[str, ...],
                                                message: str) -> None:

@@ -65,6 +65,7 @@ class GradeTask(Task):
                 grading.record_error(run, f"grading failed: {type(exc).__name__}")
 
 
+# ignore_result: outcomes live in SQL; waiting on a result store would only add a way for uploads to hang.
 @shared_task(bind=True, base=GradeTask, name="grader.grade_submission", acks_late=True,
              reject_on_worker_lost=True, ignore_result=True)
 def grade_submission(self: Task, submission_id: int, run_id: int | None = None) -> dict[str, Any]:

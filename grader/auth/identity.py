@@ -11,7 +11,7 @@ from sqlalchemy import select
 from grader.extensions import db
 from grader.models import User
 
-TOKEN_PREFIX = "grd_"
+TOKEN_PREFIX = "grd_"  # noqa: S105  (a public marker, not a secret)
 _CACHE_KEY = "grader.auth"
 
 

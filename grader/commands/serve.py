@@ -46,6 +46,27 @@ def prepare_database() -> None:
         engine.dispose()
 
 
+def prepare_runner() -> str:
+    """Resolve GRADER_RUNNER; for docker, make sure the runner image exists before taking any task."""
+    from grader.cli import CLIError
+    from worker.engine.errors import InfrastructureError
+    from worker.engine.runners import default_runner_name
+
+    name = current_app.config["GRADER_RUNNER"]
+    if name == "auto":
+        name = default_runner_name(announce=True)
+    if name == "docker":
+        from worker.engine.image import ensure_image
+
+        click.echo("grader: checking the runner image (the first build takes a few minutes)", err=True)
+        try:
+            image = ensure_image()
+        except InfrastructureError as exc:
+            raise CLIError(f"the docker runner is not ready: {exc}") from exc
+        click.echo(f"grader: runner image {image}", err=True)
+    return name
+
+
 @click.command("worker")
 @click.option("--queues", default="cpu,gpu", show_default=True, help="Queues to consume (cpu, gpu or both).")
 @click.option("--concurrency", type=click.IntRange(min=1), default=None, help="Parallel gradings [CPUs/2].")
@@ -54,6 +75,7 @@ def prepare_database() -> None:
 def worker_command(queues: str, concurrency: int | None, loglevel: str) -> None:
     """Run a grading worker (start more of these, on more hosts, to scale out)."""
     names = parse_queues(queues)
+    prepare_runner()
     celery = current_app.extensions["celery"]
     celery.worker_main([
         "worker",

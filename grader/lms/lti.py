@@ -51,10 +51,11 @@ def login() -> Any:
 def launch() -> Any:
     """Validate the platform's id_token, log the user into the course, show where to go next."""
     with http_session() as http:
-        message = FlaskMessageLaunch(
-            FlaskRequest(), ToolConf(), launch_data_storage=DbLaunchDataStorage(), requests_session=http
-        )
         try:
+            # The constructor already refuses a browser without the login's session cookie.
+            message = FlaskMessageLaunch(
+                FlaskRequest(), ToolConf(), launch_data_storage=DbLaunchDataStorage(), requests_session=http
+            )
             data = message.get_launch_data()
         except LtiException as exc:
             log.info("LTI launch refused: %s", exc)

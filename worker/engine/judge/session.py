@@ -75,6 +75,11 @@ class StudentSession:
         self.sandbox = self._fresh = None
         self.loaded = False
 
+    def hand_over(self, sandbox: Sandbox) -> None:
+        """Use `sandbox`, started ahead of time by a pool, for the first call."""
+        self._fresh = sandbox
+        self.sandboxes_started += 1
+
     def warm_up(self) -> None:
         """Start a sandbox ahead of the first call, so its start-up overlaps the judge's own."""
         if self.sandbox is None and self._fresh is None:
@@ -86,22 +91,18 @@ class StudentSession:
             raise StudentError(self.load_failure.message, kind="import")
         if self.sandbox is not None and self.loaded:
             return self.sandbox
-        self.reader = wire.FrameReader()
-        if self._fresh is not None:
-            sandbox, self._fresh = self._fresh, None
-        else:
+        # Starting a sandbox is our cost, not the student's: the test's clock stops meanwhile.
+        paused = time.monotonic()
+        warm, self._fresh = self._fresh, None
+        sandbox = self._start(warm) if warm is not None else None
+        if sandbox is None:  # no warm sandbox, or it died while it waited: start a new one
             sandbox = self.runner.prepare(self.spec)
             self.sandboxes_started += 1
-        self.sandbox = sandbox
-        self.loaded = False
-        try:
-            ready = self._receive(sandbox, time.monotonic() + STARTUP_TIMEOUT, during=None)
-        except SandboxLimit as exc:
-            self.close()
-            raise InfrastructureError(f"the sandbox did not start: {exc}") from exc
-        if not ready.get("ready"):
-            self.close()
-            raise InfrastructureError("the sandbox did not say it was ready")
+            sandbox = self._start(sandbox, must=True)
+        assert sandbox is not None
+        started = time.monotonic() - paused
+        self.deadline += started
+        self.run_deadline += started
         try:
             reply = self._exchange({"op": "load", "files": self.files, "module": self.module}, during="import")
         except SandboxLimit as exc:
@@ -116,6 +117,28 @@ class StudentSession:
         self.loaded = True
         return sandbox
 
+    def _start(self, sandbox: Sandbox, must: bool = False) -> Sandbox | None:
+        """Take `sandbox` into use and wait until its server answers a ping (it has imported torch then).
+
+        A ping rather than the server's spontaneous ready frame, because a pooled sandbox may have said ready
+        before anyone listened. Returns None (or raises InfrastructureError when `must`) if it never answers.
+        """
+        self.reader = wire.FrameReader()
+        self.sandbox = sandbox
+        self.loaded = False
+        try:
+            sandbox.adopt()
+            sandbox.write(wire.encode_frame({"op": "ping"}))
+            while True:
+                frame = self._receive(sandbox, time.monotonic() + STARTUP_TIMEOUT, during=None)
+                if frame.get("value") == "pong":
+                    return sandbox
+        except (SandboxLimit, OSError) as exc:
+            self.close()
+            if must:
+                raise InfrastructureError(f"the sandbox did not start: {exc}") from exc
+            return None
+
     # -- calls ---------------------------------------------------------------------------------------
     def call(self, fn: str, args: list[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
         """Run solution.fn in the sandbox; return the raw successful reply or raise."""
@@ -129,6 +152,9 @@ class StudentSession:
     def _exchange(self, request: dict[str, Any], during: str | None) -> dict[str, Any]:
         sandbox = self.sandbox
         assert sandbox is not None
+        started = time.monotonic() - paused
+        self.deadline += started
+        self.run_deadline += started
         try:
             sandbox.write(wire.encode_frame(request))
         except OSError:

@@ -44,6 +44,16 @@ class SandboxTimeout(TimeoutError):
 class Sandbox(ABC):
     """One running student server, talking frames on its stdin/stdout."""
 
+    def adopt(self) -> None:  # noqa: B027  (optional hook)
+        """Make the sandbox usable from this process (start reader threads, connect); idempotent.
+
+        A pool may start a sandbox in one process and hand it to a forked child: threads do not survive a fork,
+        so whatever needs them starts here, in the process that talks to the sandbox.
+        """
+
+    def release(self) -> None:  # noqa: B027  (optional hook)
+        """Forget the sandbox in this process after handing it to another one, without stopping it."""
+
     @abstractmethod
     def write(self, data: bytes) -> None:
         """Send raw bytes to the student server's stdin (raise BrokenPipeError/OSError if it is gone)."""
@@ -80,6 +90,10 @@ class Runner(ABC):
     @abstractmethod
     def prepare(self, spec: SandboxSpec) -> Sandbox:
         """Start a fresh sandbox; raise InfrastructureError when that is impossible."""
+
+    def prepare_pooled(self, spec: SandboxSpec) -> Sandbox:
+        """Start a sandbox to be handed to another process later (see `Sandbox.adopt`)."""
+        return self.prepare(spec)
 
     @abstractmethod
     def describe(self) -> dict[str, Any]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import struct
 import threading
 import time
@@ -168,8 +167,11 @@ class DockerRunner(Runner):
         # even when a caller never calls close().
         return runner_image.open_client(self.base_url, timeout=60)
 
-    def prepare(self, spec: SandboxSpec, command: list[str] | None = None) -> DockerSandbox:
-        """Create, attach to and start a sandbox container (`command` replaces the server: tests only)."""
+    def prepare(self, spec: SandboxSpec, command: list[str] | None = None, attach: bool = True) -> DockerSandbox:
+        """Create, attach to and start a sandbox container (`command` replaces the server: tests only).
+
+        With `attach=False` (a warm pool), the container starts unattached and whoever adopts it attaches.
+        """
         client = self._connect()
         try:
             container = client.containers.create(**container_config(self.image, spec, self.gpus, command))
@@ -180,14 +182,9 @@ class DockerRunner(Runner):
         except _DOCKER_ERRORS as exc:
             client.close()
             raise InfrastructureError(f"Docker could not create a sandbox: {exc}") from exc
-        try:
-            # Attach before start, so the ready frame (and any early stderr) cannot be missed.
-            attached = container.attach_socket(params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
-        except _DOCKER_ERRORS as exc:
-            _remove(container)
-            client.close()
-            raise InfrastructureError(f"Docker could not attach to a sandbox: {exc}") from exc
-        sandbox = DockerSandbox(client, container, attached, spec.limits)
+        sandbox = DockerSandbox(client, container, spec.limits)
+        if attach:
+            sandbox.adopt()  # before start, so the ready frame (and any early stderr) cannot be missed
         try:
             container.start()
         except _DOCKER_ERRORS as exc:
@@ -196,16 +193,20 @@ class DockerRunner(Runner):
         return sandbox
 
 
+    def prepare_pooled(self, spec: SandboxSpec) -> DockerSandbox:
+        """Start a container unattached: the process that adopts it attaches with its own connection."""
+        return self.prepare(spec, attach=False)
+
+
 class DockerSandbox(Sandbox):
     """One sandbox container; frames go through the attach socket."""
 
-    def __init__(self, client: Any, container: Any, attached: Any, limits: Limits) -> None:
+    def __init__(self, client: Any, container: Any, limits: Limits) -> None:
         self.client = client
         self.container = container
-        self._attached = attached
-        # The SDK hands back a SocketIO over the socket; talk to the socket itself (send/recv, timeouts).
-        self._sock: socket.socket = getattr(attached, "_sock", attached)
-        self._sock.settimeout(_POLL)
+        self._attached: Any = None
+        self._sock: Any = None
+        self._owner = os.getpid()  # the process whose Docker client this is
         self._write_timeout = max(5.0, limits.test_timeout)
         self._cond = threading.Condition()
         self._unread = bytearray()
@@ -214,7 +215,26 @@ class DockerSandbox(Sandbox):
         self._stderr = CappedBuffer(max(8192, limits.output_kb * 1024))
         self._write_lock = threading.Lock()
         self._final: ExitInfo | None = None
-        self._reader = threading.Thread(target=self._pump, name=f"attach-{container.id[:12]}", daemon=True)
+        self._reader: threading.Thread | None = None
+
+    def adopt(self) -> None:
+        """Attach to the container and start the reader thread, in the process that talks to it."""
+        if self._reader is not None and self._owner == os.getpid():
+            return
+        if self._owner != os.getpid():
+            # Handed over by a pool after a fork: never share the parent's HTTP connection.
+            self.client = runner_image.open_client(None, timeout=60)
+            self.container = self.client.containers.get(self.container.id)
+            self._owner = os.getpid()
+        try:
+            self._attached = self.container.attach_socket(
+                params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
+        except _DOCKER_ERRORS as exc:
+            raise InfrastructureError(f"Docker could not attach to a sandbox: {exc}") from exc
+        # The SDK hands back a SocketIO over the socket; talk to the socket itself (send/recv, timeouts).
+        self._sock = getattr(self._attached, "_sock", self._attached)
+        self._sock.settimeout(_POLL)
+        self._reader = threading.Thread(target=self._pump, name=f"attach-{self.container.id[:12]}", daemon=True)
         self._reader.start()
 
     # -- the attach stream -------------------------------------------------------------------------------
@@ -254,6 +274,7 @@ class DockerSandbox(Sandbox):
 
     def write(self, data: bytes) -> None:
         """Send bytes to the server's stdin; BrokenPipeError once it is gone, SandboxTimeout if it stalls."""
+        self.adopt()
         view = memoryview(data)
         deadline = time.monotonic() + self._write_timeout
         with self._write_lock:
@@ -333,7 +354,8 @@ class DockerSandbox(Sandbox):
                     closable.close()
             except Exception as exc:
                 log.warning("closing the attach stream: %s", exc)
-        self._reader.join(timeout=5)
+        if self._reader is not None and self._owner == os.getpid():
+            self._reader.join(timeout=5)
         try:
             self.client.close()
         except Exception as exc:

@@ -187,8 +187,22 @@ class LocalSandbox(Sandbox):
             raise InfrastructureError(f"could not start the local sandbox: {exc}") from exc
         assert self.proc.stdout is not None and self.proc.stderr is not None
         os.set_blocking(self.proc.stdout.fileno(), False)
-        self._drain = threading.Thread(target=self._drain_stderr, daemon=True)
-        self._drain.start()
+        self._drain: threading.Thread | None = None
+        self._owner = os.getpid()
+        self._parent = os.getpid()  # only this process can reap the server and read its exit code
+
+    def adopt(self) -> None:
+        """Start draining stderr in the process that uses the sandbox (threads do not survive a fork)."""
+        if self._drain is None or self._owner != os.getpid():
+            self._owner = os.getpid()
+            self._drain = threading.Thread(target=self._drain_stderr, daemon=True)
+            self._drain.start()
+
+    def release(self) -> None:
+        """Close this process's ends of the pipes; the process that adopted the sandbox keeps its own."""
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
 
     def _drain_stderr(self) -> None:
         stream = self.proc.stderr
@@ -198,6 +212,7 @@ class LocalSandbox(Sandbox):
 
     def write(self, data: bytes) -> None:
         """Send bytes to the server's stdin."""
+        self.adopt()
         assert self.proc.stdin is not None
         self.proc.stdin.write(data)
         self.proc.stdin.flush()
@@ -216,6 +231,8 @@ class LocalSandbox(Sandbox):
 
     def exit_info(self, wait: float = 0.0) -> ExitInfo:
         """Whether and how the server ended."""
+        if self._parent != os.getpid():
+            return self._exit_info_from_afar(wait)
         try:
             code = self.proc.wait(timeout=wait) if wait else self.proc.poll()
         except subprocess.TimeoutExpired:
@@ -227,6 +244,20 @@ class LocalSandbox(Sandbox):
         if code == 137:  # unshare reports a killed child as 128 + SIGKILL
             return ExitInfo("killed", code, "SIGKILL")
         return ExitInfo("exited", code)
+
+    def _exit_info_from_afar(self, wait: float) -> ExitInfo:
+        """In a process that adopted the sandbox from a pool: only the parent can reap it and see its code."""
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                state = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except (OSError, IndexError):
+                state = "Z"
+            if state in ("Z", "X"):
+                return ExitInfo("exited", None)
+            if time.monotonic() >= deadline:
+                return ExitInfo("running")
+            time.sleep(0.05)
 
     def stderr_tail(self) -> str:
         """The end of what the student process wrote to stderr."""
@@ -241,17 +272,19 @@ class LocalSandbox(Sandbox):
             os.killpg(self.proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            log.error("local sandbox %s did not die", self.proc.pid)
+        if self._parent == os.getpid():
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                log.error("local sandbox %s did not die", self.proc.pid)
         for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             try:
                 if stream is not None:
                     stream.close()
             except OSError:
                 pass
-        self._drain.join(timeout=2)
+        if self._drain is not None and self._owner == os.getpid():
+            self._drain.join(timeout=2)
         _remove_tree(self.sbx)
 
 

@@ -1,0 +1,94 @@
+"""The judge zygote: a process that has imported torch and pytest once and forks a judge per job.
+
+It also keeps one sandbox warm (started, server importing torch) for the next job's runner and limits, and hands
+it to the forked judge: a sandbox still serves exactly one submission, it just starts before the submission comes.
+Control protocol, one JSON object per line: job in on stdin; `{"started": pid}` and `{"done": pid, "status": n}`
+out on the original stdout. The verdicts go to the file each job names, as with a cold judge.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from worker.engine.runners.base import Sandbox
+
+
+def _pool_key(job: dict[str, Any]) -> str:
+    return json.dumps([job["runner"], job.get("runner_options", {}), job["assignment_path"], job.get("gpu")],
+                      sort_keys=True)
+
+
+def _prepare(job: dict[str, Any]) -> Sandbox | None:
+    """A sandbox for jobs like this one, started now; None if that failed (the judge will start its own)."""
+    from worker.engine.manifest import load_assignment
+    from worker.engine.runners import make_runner
+    from worker.engine.runners.base import SandboxSpec
+
+    try:
+        assignment = load_assignment(Path(job["assignment_path"]))
+        runner = make_runner(job["runner"], **job.get("runner_options", {}))
+        return runner.prepare_pooled(SandboxSpec(limits=assignment.limits, gpu=bool(job.get("gpu"))))
+    except Exception as exc:
+        print(f"judge zygote: could not prepare a warm sandbox: {exc}", file=sys.stderr)
+        return None
+
+
+def _child(job: dict[str, Any], warm: Sandbox | None, control: Any) -> None:
+    """In the forked judge: run the job, write its verdicts, leave without running the zygote's exit hooks."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    control.close()
+    # Not os.close(0): the next socket or pipe would get fd 0, which pytest's capture replaces during tests.
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    from worker.engine.judge.main import run_job, write_verdicts
+
+    try:
+        write_verdicts(job, run_job(job, warm=warm))
+    finally:
+        sys.stderr.flush()
+        os._exit(0)
+
+
+def zygote_main() -> None:
+    """Serve jobs until stdin closes."""
+    control = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # pytest and friends print; only control lines may reach the parent
+    import pytest  # noqa: F401  (imported once here, so every forked judge starts with it)
+    import torch
+
+    import worker.engine.judge.plugin
+    import worker.engine.judge.proxy  # noqa: F401
+
+    probe = torch.ones(2, requires_grad=True)
+    (probe * probe).sum().backward()  # autograd's lazy set-up happens once, before any fork
+    pool: dict[str, Sandbox] = {}
+    control.write(json.dumps({"ready": os.getpid()}) + "\n")
+    for line in sys.stdin:
+        job = json.loads(line)
+        key = _pool_key(job)
+        warm = pool.pop(key, None)
+        for other in pool.values():  # keep only the sandbox that the latest kind of job needs
+            other.stop()
+        pool.clear()
+        pid = os.fork()
+        if pid == 0:
+            _child(job, warm, control)
+        if warm is not None:
+            warm.release()
+        control.write(json.dumps({"started": pid}) + "\n")
+        fresh = _prepare(job)  # starts while the judge works, ready for the next submission
+        if fresh is not None:
+            pool[key] = fresh
+        _, status = os.waitpid(pid, 0)
+        if warm is not None:
+            warm.stop()  # whatever the judge left running (it was killed, say) goes now
+        control.write(json.dumps({"done": pid, "status": status}) + "\n")
+    for sandbox in pool.values():
+        sandbox.stop()
