@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import timedelta
 from typing import Any
 
 import requests
@@ -37,9 +38,7 @@ def create_scores(run_id: int) -> list[int]:
         return []
     submission = run.submission
     created = []
-    items = db.session.scalars(
-        select(LtiLineItem).where(LtiLineItem.assignment_id == submission.assignment_id)
-    )
+    items = db.session.scalars(select(LtiLineItem).where(LtiLineItem.assignment_id == submission.assignment_id))
     for item in items:
         identity = db.session.scalar(
             select(LtiIdentity).where(
@@ -93,7 +92,7 @@ def attempt(score_id: int, expected_attempts: int) -> float | None:
     claimed = db.session.execute(
         update(LtiScore)
         .where(LtiScore.id == score_id, LtiScore.status == "pending", LtiScore.attempts == expected_attempts)
-        .values(attempts=expected_attempts + 1)
+        .values(attempts=expected_attempts + 1, next_attempt_at=utcnow())
     ).rowcount
     db.session.commit()
     if not claimed:
@@ -103,9 +102,7 @@ def attempt(score_id: int, expected_attempts: int) -> float | None:
     item = score.line_item
     registration = item.deployment.registration
     identity = db.session.scalar(
-        select(LtiIdentity).where(
-            LtiIdentity.registration_id == registration.id, LtiIdentity.user_id == score.user_id
-        )
+        select(LtiIdentity).where(LtiIdentity.registration_id == registration.id, LtiIdentity.user_id == score.user_id)
     )
     try:
         if identity is None:
@@ -123,13 +120,16 @@ def attempt(score_id: int, expected_attempts: int) -> float | None:
         score.last_error = f"{type(exc).__name__}: {exc}"[:1000]
         delays = settings.retry_delays()
         if score.attempts <= len(delays):
+            delay = delays[score.attempts - 1]
+            score.next_attempt_at = utcnow() + timedelta(seconds=delay)
             db.session.commit()
-            return delays[score.attempts - 1]
-        score.status = "failed"
+            return delay
+        score.status, score.next_attempt_at = "failed", None
         log.warning("LTI score %s: gave up after %d attempts: %s", score.id, score.attempts, score.last_error)
         db.session.commit()
         return None
     score.status, score.sent, score.sent_at, score.last_error = "sent", document, utcnow(), ""
+    score.next_attempt_at = None
     db.session.commit()
     return None
 
@@ -142,6 +142,21 @@ def publish_score(score_id: int, expected_attempts: int = 0) -> None:
         score = db.session.get(LtiScore, score_id)
         if score is not None:
             enqueue(score_id, score.attempts, countdown=delay)
+
+
+def sweep(grace: float = 300.0) -> int:
+    """Re-queue pending publications overdue by more than `grace` seconds (a lost task message, or a worker
+    that died mid-attempt — publishing twice is harmless: the platform keeps the latest)."""
+    late = utcnow() - timedelta(seconds=grace + settings.timeout())
+    rows = db.session.scalars(
+        select(LtiScore).where(LtiScore.status == "pending", LtiScore.next_attempt_at < late)
+    ).all()
+    for score in rows:
+        score.next_attempt_at = utcnow()
+    db.session.commit()
+    for score in rows:
+        enqueue(score.id, score.attempts)
+    return len(rows)
 
 
 def on_graded(app: Any, submission_id: int, run_id: int, published: bool = True, **_: Any) -> None:

@@ -11,7 +11,7 @@ import json
 import click
 from flask.cli import AppGroup
 
-from grader.lms import integrations, lti_conf, outbound
+from grader.lms import ags, inbound, integrations, lti_conf, outbound
 
 lms_group = AppGroup("lms", help="LMS integrations: signed webhooks in and out, LTI 1.3.")
 
@@ -36,17 +36,13 @@ def list_command(as_json: bool) -> None:
         click.echo(json.dumps(rows, indent=2))
         return
     for row in rows:
-        grace = (
-            f" (old secrets valid until {row['inbound_grace_until']})" if row["inbound_grace_until"] else ""
-        )
+        grace = f" (old secrets valid until {row['inbound_grace_until']})" if row["inbound_grace_until"] else ""
         click.echo(f"{row['name']}\tcourse={row['course']}\toutbound={row['outbound_url'] or '-'}{grace}")
 
 
 @lms_group.command("rotate")
 @click.argument("name")
-@click.option(
-    "--which", type=click.Choice(["inbound", "outbound", "both"]), default="both", show_default=True
-)
+@click.option("--which", type=click.Choice(["inbound", "outbound", "both"]), default="both", show_default=True)
 @click.option(
     "--grace",
     type=float,
@@ -78,8 +74,11 @@ def remove_command(name: str) -> None:
 
 @lms_group.command("sweep")
 def sweep_command() -> None:
-    """Re-queue deliveries whose task was lost (run it periodically, e.g. from cron or celery beat)."""
+    """Re-queue deliveries and score publications whose task was lost, purge old replay records (run it
+    periodically, e.g. every few minutes from cron)."""
     click.echo(f"re-queued {outbound.sweep()} deliveries")
+    click.echo(f"re-queued {ags.sweep()} LTI score publications")
+    click.echo(f"purged {inbound.purge_receipts()} old webhook receipts")
 
 
 @lms_group.group("lti")
@@ -95,9 +94,7 @@ def lti_group() -> None:
 @click.option("--token-url", required=True, help="The platform's OAuth2 token endpoint.")
 @click.option("--deployment-id", required=True, help="The deployment id launches carry.")
 @click.option("--course", required=True, help="Course code launches from this deployment land in.")
-@click.option(
-    "--audience", default=None, help="Token audience, when the platform wants other than the token URL."
-)
+@click.option("--audience", default=None, help="Token audience, when the platform wants other than the token URL.")
 def lti_add_command(
     issuer: str,
     client_id: str,

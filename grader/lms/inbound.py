@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from grader.errors import NotFound, ServiceError, UploadRejected
@@ -34,6 +34,9 @@ bp = Blueprint("lms_api", __name__, url_prefix="/api/v1/lms")
 # The caller is a server authenticated by its signature, not a browser with a cookie: CSRF does not apply.
 csrf.exempt(bp)
 
+# Replay records are kept long enough to cover an LMS's retries of one message (Standard Webhooks senders
+# retry for days), then purged by `grader lms sweep`.
+RECEIPT_RETENTION = timedelta(days=30)
 # A receipt still unanswered after this long belongs to a request that died midway: it may be taken over.
 STALE_RECEIPT = timedelta(minutes=2)
 
@@ -84,8 +87,7 @@ def receive_submission(name: str) -> tuple[Response, int]:
                 409,
                 {
                     "error": "in_progress",
-                    "detail": f"webhook {webhook_id} is being processed; "
-                    "send it again shortly for its answer",
+                    "detail": f"webhook {webhook_id} is being processed; send it again shortly for its answer",
                 },
             )
 
@@ -115,13 +117,10 @@ def _replay(receipt: LmsWebhookReceipt) -> tuple[Response, int] | None:
             409,
             {
                 "error": "in_progress",
-                "detail": f"webhook {receipt.webhook_id} is being "
-                "processed; send it again shortly for its answer",
+                "detail": f"webhook {receipt.webhook_id} is being processed; send it again shortly for its answer",
             },
         )
-    log.warning(
-        "webhook %s: taking over an attempt abandoned since %s", receipt.webhook_id, receipt.received_at
-    )
+    log.warning("webhook %s: taking over an attempt abandoned since %s", receipt.webhook_id, receipt.received_at)
     return None
 
 
@@ -163,20 +162,14 @@ def _parse(body: bytes) -> dict[str, Any]:
         raise UploadRejected("the body must be a JSON object", code="invalid_message")
     user, assignment, files = doc.get("user"), doc.get("assignment"), doc.get("files")
     if not isinstance(user, dict):
-        raise UploadRejected(
-            "`user` must be an object with `external_id` and `email`", code="invalid_message"
-        )
+        raise UploadRejected("`user` must be an object with `external_id` and `email`", code="invalid_message")
     external_id, email = user.get("external_id"), user.get("email")
     if not isinstance(external_id, str) or not external_id.strip() or len(external_id) > 255:
-        raise UploadRejected(
-            "`user.external_id` must be a non-empty string (at most 255)", code="invalid_message"
-        )
+        raise UploadRejected("`user.external_id` must be a non-empty string (at most 255)", code="invalid_message")
     if not isinstance(email, str) or "@" not in email or len(email) > 254 or any(c.isspace() for c in email):
         raise UploadRejected("`user.email` must be an email address", code="invalid_message")
     if not isinstance(assignment, str) or not assignment:
-        raise UploadRejected(
-            '`assignment` must be the assignment\'s id, e.g. "autograd"', code="invalid_message"
-        )
+        raise UploadRejected('`assignment` must be the assignment\'s id, e.g. "autograd"', code="invalid_message")
     if not isinstance(files, dict) or not files or not all(isinstance(v, str) for v in files.values()):
         raise UploadRejected("`files` must map file names to base64 contents", code="invalid_message")
     return {
@@ -225,9 +218,7 @@ def _student(integration: LmsIntegration, person: dict[str, str]) -> User:
         user.external_id = person["external_id"]
     enrolled = (
         db.session.scalar(
-            select(Enrollment).where(
-                Enrollment.user_id == user.id, Enrollment.course_id == integration.course_id
-            )
+            select(Enrollment).where(Enrollment.user_id == user.id, Enrollment.course_id == integration.course_id)
         )
         if user.id is not None
         else None
@@ -236,3 +227,12 @@ def _student(integration: LmsIntegration, person: dict[str, str]) -> User:
         db.session.add(Enrollment(user=user, course_id=integration.course_id, role="student"))
         db.session.flush()
     return user
+
+
+def purge_receipts(older_than: timedelta = RECEIPT_RETENTION) -> int:
+    """Delete replay records older than `older_than`; returns how many."""
+    done = db.session.execute(
+        delete(LmsWebhookReceipt).where(LmsWebhookReceipt.received_at < utcnow() - older_than)
+    ).rowcount
+    db.session.commit()
+    return int(done or 0)

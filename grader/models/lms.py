@@ -39,9 +39,7 @@ class LmsIntegration(db.Model):
     course_id: Mapped[int] = mapped_column(ForeignKey("course.id", ondelete="CASCADE"), index=True)
     outbound_url: Mapped[str | None] = mapped_column(String(2000))
     inbound_secret: Mapped[str] = mapped_column(Text)  # encrypted whsec_…
-    inbound_previous: Mapped[str | None] = mapped_column(
-        Text
-    )  # encrypted, valid until inbound_previous_until
+    inbound_previous: Mapped[str | None] = mapped_column(Text)  # encrypted, valid until inbound_previous_until
     inbound_previous_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     outbound_secret: Mapped[str] = mapped_column(Text)
     outbound_previous: Mapped[str | None] = mapped_column(Text)
@@ -68,9 +66,7 @@ class LmsWebhookReceipt(db.Model):
     __table_args__ = (UniqueConstraint("integration_id", "webhook_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    integration_id: Mapped[int] = mapped_column(
-        ForeignKey("lms_integration.id", ondelete="CASCADE"), index=True
-    )
+    integration_id: Mapped[int] = mapped_column(ForeignKey("lms_integration.id", ondelete="CASCADE"), index=True)
     webhook_id: Mapped[str] = mapped_column(String(255))
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
     status_code: Mapped[int | None]
@@ -93,14 +89,10 @@ class LmsDelivery(db.Model):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    integration_id: Mapped[int] = mapped_column(
-        ForeignKey("lms_integration.id", ondelete="CASCADE"), index=True
-    )
+    integration_id: Mapped[int] = mapped_column(ForeignKey("lms_integration.id", ondelete="CASCADE"), index=True)
     event_id: Mapped[str] = mapped_column(String(64), unique=True)
     event_type: Mapped[str] = mapped_column(String(40))
-    submission_id: Mapped[int | None] = mapped_column(
-        ForeignKey("submission.id", ondelete="SET NULL"), index=True
-    )
+    submission_id: Mapped[int | None] = mapped_column(ForeignKey("submission.id", ondelete="SET NULL"), index=True)
     run_id: Mapped[int | None] = mapped_column(Integer)
     # The exact JSON text that is signed and sent: identical on every attempt.
     payload: Mapped[str] = mapped_column(Text)
@@ -176,9 +168,7 @@ class LtiDeployment(db.Model):
     __table_args__ = (UniqueConstraint("registration_id", "deployment_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    registration_id: Mapped[int] = mapped_column(
-        ForeignKey("lti_registration.id", ondelete="CASCADE"), index=True
-    )
+    registration_id: Mapped[int] = mapped_column(ForeignKey("lti_registration.id", ondelete="CASCADE"), index=True)
     deployment_id: Mapped[str] = mapped_column(String(255))
     course_id: Mapped[int] = mapped_column(ForeignKey("course.id", ondelete="CASCADE"), index=True)
 
@@ -193,9 +183,7 @@ class LtiIdentity(db.Model):
     __table_args__ = (UniqueConstraint("registration_id", "sub"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    registration_id: Mapped[int] = mapped_column(
-        ForeignKey("lti_registration.id", ondelete="CASCADE"), index=True
-    )
+    registration_id: Mapped[int] = mapped_column(ForeignKey("lti_registration.id", ondelete="CASCADE"), index=True)
     sub: Mapped[str] = mapped_column(String(255))
     user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), index=True)
 
@@ -210,9 +198,7 @@ class LtiLineItem(db.Model):
     __table_args__ = (UniqueConstraint("deployment_id", "url"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    deployment_id: Mapped[int] = mapped_column(
-        ForeignKey("lti_deployment.id", ondelete="CASCADE"), index=True
-    )
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("lti_deployment.id", ondelete="CASCADE"), index=True)
     assignment_id: Mapped[int] = mapped_column(ForeignKey("assignment.id", ondelete="CASCADE"), index=True)
     url: Mapped[str] = mapped_column(String(1000))
     lineitems_url: Mapped[str | None] = mapped_column(String(1000))
@@ -240,6 +226,7 @@ class LtiScore(db.Model):
     run_id: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(10), default="pending")
     attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=utcnow)
     last_error: Mapped[str] = mapped_column(Text, default="")
     sent: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # the score document last sent
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
