@@ -4,7 +4,9 @@
 
 Baseline ("naive"): one fresh container per submission running cold Python that imports torch and pytest and
 executes the submission once — the floor of the design where tests and student code share one container, before a
-single test has run. Runners: the real engine (`worker.engine.grade.grade`) grading the full reference test suite.
+single test has run. Then the real engine (`worker.engine.grade.grade`) grading the full reference test suite, per
+runner, with a cold judge (a new Python per submission, as `grader grade` does) and with the warm judge the workers
+use (a zygote that forks a judge per submission and keeps the next sandbox started).
 Wall time is measured around each submission; CPU is the whole machine's busy time over the same span (from
 /proc/stat, so container and dockerd CPU count too): run it on an otherwise idle machine.
 """
@@ -25,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 from worker.engine.grade import grade  # noqa: E402
 from worker.engine.manifest import get_assignment  # noqa: E402
 from worker.engine.runners import make_runner  # noqa: E402
+from worker.engine.warm import ColdJudge, WarmJudge  # noqa: E402
 
 EXAMPLES = ROOT / "reference_tests" / "autograd" / "examples"
 
@@ -68,13 +71,13 @@ def naive_baseline(image: str) -> Callable[[Path], object]:
     return run
 
 
-def engine(runner_name: str) -> Callable[[Path], object]:
-    """The real engine with the named runner, the full reference test suite included."""
+def engine(runner_name: str, judge: ColdJudge | WarmJudge) -> Callable[[Path], object]:
+    """The real engine with the named runner and judge, the full reference test suite included."""
     assignment = get_assignment("autograd")
     runner = make_runner(runner_name)
 
     def run(path: Path) -> object:
-        result = grade(assignment, {"solution.py": path.read_bytes()}, runner)
+        result = grade(assignment, {"solution.py": path.read_bytes()}, runner, judge=judge)
         if result.status != "graded":
             raise SystemExit(f"{runner_name}: {path.name}: {result.message}")
         return result
@@ -101,11 +104,14 @@ def main() -> None:
     if not args.no_baseline and image:
         rows.append(measure("naive: fresh container, cold python (no tests run)", submissions, naive_baseline(image)))
     for name in names:
-        engine(name)(submissions[0])  # one warm-up grade: image layers and page cache, not measured
-        rows.append(measure(f"engine: {name} runner, full test suite", submissions, engine(name)))
-    print(f"{'what':55} {'n':>3} {'wall med':>9} {'wall p90':>9} {'cpu med':>8} {'cpu p90':>8}")
+        for label, judge in (("cold judge", ColdJudge()), ("warm judge + pooled sandbox", WarmJudge())):
+            run = engine(name, judge)
+            run(submissions[0])  # one unmeasured grade: image layers, page cache, the zygote's start
+            rows.append(measure(f"engine: {name} runner, {label}", submissions, run))
+            judge.close()
+    print(f"{'what':60} {'n':>3} {'wall med':>9} {'wall p90':>9} {'cpu med':>8} {'cpu p90':>8}")
     for row in rows:
-        print(f"{row['label']:55} {row['n']:>3} {row['wall_median']:>8.2f}s {row['wall_p90']:>8.2f}s "
+        print(f"{row['label']:60} {row['n']:>3} {row['wall_median']:>8.2f}s {row['wall_p90']:>8.2f}s "
               f"{row['cpu_median']:>7.2f}s {row['cpu_p90']:>7.2f}s")
 
 

@@ -339,6 +339,8 @@ def service_env(config: dict[str, Any]) -> dict[str, str]:
         "SUBMISSIONS_DIR": config["SUBMISSIONS_DIR"],
         "GRADER_RUNNER": config["GRADER_RUNNER"],
         "GRADER_ASSIGNMENTS": config["GRADER_ASSIGNMENTS"],
+        "GRADER_RETRY_BACKOFF": str(config["GRADER_RETRY_BACKOFF"]),
+        "GRADER_MAX_RETRIES": str(config["GRADER_MAX_RETRIES"]),
         "PYTHONUNBUFFERED": "1",
     })
     if config.get("SECRET_KEY"):

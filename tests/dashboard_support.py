@@ -24,6 +24,7 @@ class FreshClient(FlaskClient):
     """
 
     def open(self, *args: Any, **kwargs: Any) -> Any:
+        """FlaskClient.open, after emptying `g`."""
         for name in list(vars(g)):
             delattr(g, name)
         return super().open(*args, **kwargs)

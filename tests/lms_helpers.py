@@ -49,6 +49,8 @@ class LoopbackServer:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
+            """Records each request and answers with `outer.handle`."""
+
             def _serve(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
@@ -111,10 +113,6 @@ class Receiver(LoopbackServer):
             status = self.script.pop(0) if self.script else self.then
         return status, {"Content-Type": "text/plain"}, b"ok" if status < 300 else b"receiver is failing"
 
-    def accepted(self) -> list[Received]:
-        """Requests answered 2xx (the script's answer is not stored, so recompute from the order)."""
-        return [r for r in self.received if r.path == "/hooks/grader"]
-
 
 def free_port_url() -> str:
     """A loopback URL where nothing listens (a receiver that is down for good: connection refused)."""
@@ -172,10 +170,12 @@ def embedded_worker(app: Flask) -> Iterator[None]:
     contexts = threading.local()
 
     def push(**_: Any) -> None:
+        """Before a task: a fresh app context for it."""
         contexts.current = app.app_context()
         contexts.current.push()
 
     def pop(**_: Any) -> None:
+        """After a task: drop its session and context."""
         context = getattr(contexts, "current", None)
         if context is not None:
             db.session.remove()

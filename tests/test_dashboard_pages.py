@@ -220,3 +220,14 @@ def test_pages_load_no_third_party_assets(client: FlaskClient, graded: World) ->
         html = client.get(url).get_data(as_text=True)
         assert "https://" not in html.replace("http://www.w3.org/2000/svg", "") or "cdn" not in html.lower()
         assert 'src="http' not in html and 'href="http' not in html
+
+
+def test_unknown_things_get_plain_error_pages(client: FlaskClient, graded: World) -> None:
+    """Does a wrong address give a page that says what is wrong in words, with a way back?"""
+    login(client, graded.instructor)
+    missing = client.get("/instructor/assignments/nope")
+    html = missing.get_data(as_text=True)
+    assert missing.status_code == 404
+    assert "<h1>Not found</h1>" in html and "unknown assignment &#39;nope&#39;" in html and ">Home</a>" in html
+    assert client.get("/instructor/submissions/1?run=9").status_code == 404
+    assert client.get("/instructor/regrades/99").status_code == 404

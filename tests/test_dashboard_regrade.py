@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -93,6 +96,7 @@ def test_publish_makes_new_scores_count_and_sends_the_graded_signal(graded: Worl
     heard: list[dict] = []
 
     def listener(sender: Flask, **kwargs: object) -> None:
+        """Record what the signal carried."""
         heard.append(kwargs)
 
     with submission_graded.connected_to(listener, sender=app):
@@ -172,6 +176,7 @@ def test_regrade_pages_preview_then_publish_on_confirm(client: FlaskClient, grad
     page = response.location
     html = client.get(page).get_data(as_text=True)
     assert "Grading: 0 of 2 finished" in html and "disabled" in html
+    assert "<strong>0</strong> stay the same,\n     <strong>2</strong> not regraded yet" in html
     live = client.get(page + "/live.json").get_json()
     assert live["busy"] is True and live["counts"]["queued"] == 2
     r = db.session.scalar(select(Regrade))
@@ -211,3 +216,17 @@ def test_students_cannot_start_or_publish_regrades(client: FlaskClient, graded: 
     assert start.status_code == 403
     assert client.post(f"/instructor/regrades/{r.id}/publish", data={"csrf_token": token}).status_code == 403
     assert db.session.scalar(select(Regrade).where(Regrade.id != r.id)) is None
+
+
+def test_a_broken_pack_on_disk_refuses_the_regrade(graded: World, app: Flask, tmp_path: Path) -> None:
+    """If the tests on disk are mid-edit and do not load, is the regrade refused with the reason, queueing
+    nothing?"""
+    broken = tmp_path / "packs"
+    shutil.copytree(Path(app.config["GRADER_ASSIGNMENTS"]), broken)
+    (broken / "autograd" / "assignment.toml").write_text("id = [unclosed")
+    app.config["GRADER_ASSIGNMENTS"] = str(broken)
+    with pytest.raises(ServiceError) as refused:
+        regrade.start(graded.assignment, graded.instructor.user)
+    assert refused.value.status == 409 and "cannot be loaded" in str(refused.value.detail)
+    assert db.session.scalar(select(Regrade)) is None
+    assert db.session.scalar(select(GradingRun).where(GradingRun.number == 2)) is None

@@ -283,12 +283,16 @@ def runner_for(runners: dict[str, Runner], name: str) -> Runner:
     return runners[name]
 
 
-def assert_clean(world: World, runner_name: str, context: str) -> None:
-    """Nothing of our sandboxes is left: no folder in our TMPDIR, no process in their namespaces, no container."""
+def assert_clean(world: World, runner_name: str, context: str, dirs_before: set[str] | None = None) -> None:
+    """Nothing of our sandboxes is left: no folder in our TMPDIR, no process in their namespaces, no container.
+
+    `dirs_before`: sandbox folders that were already there (left by an earlier test, which failed for them).
+    """
     leftovers = wait_until(lambda: processes_mentioning(world.token), 15)
     assert leftovers == [], f"{context}: processes of a stopped sandbox are still running: {leftovers}"
     assert processes_named("hostile-daemon") == [], f"{context}: the daemon outlived its sandbox"
-    dirs = wait_until(lambda: sorted(p.name for p in world.tmpdir.glob("grader-sbx-*")), 5)
+    known = dirs_before or set()
+    dirs = wait_until(lambda: sorted(p.name for p in world.tmpdir.glob("grader-sbx-*") if p.name not in known), 5)
     assert dirs == [], f"{context}: sandbox folders left behind: {dirs}"
     if runner_name == "docker":
         left = wait_until(lambda: sandbox_containers() - world.containers, 30)
@@ -357,18 +361,19 @@ def test_hostile_submission(hostile: Path, runner_name: str, runners: dict[str, 
     expect = expectation(hostile)
     source = hostile.read_text(encoding="utf-8")
     traps = _trap_state()
+    dirs = {p.name for p in world.tmpdir.glob("grader-sbx-*")}
 
     result = grade(assignment, {"solution.py": source.encode()}, runner)
 
     assert_scores(result, expect, hostile.name, deliverables)
     assert_result_is_safe(result, source, world)
     assert _trap_state() == traps, "a file appeared (or changed) where the worker could read it"
-    assert_clean(world, runner_name, hostile.name)
+    assert_clean(world, runner_name, hostile.name, dirs)
     if expect.next_reference is not None:
         after = grade(assignment, {"solution.py": REFERENCE.read_bytes()}, runner)
         assert after.score == expect.next_reference, (
             f"the reference scored {after.score} right after {hostile.name}: {after.message}")
-        assert_clean(world, runner_name, f"the reference after {hostile.name}")
+        assert_clean(world, runner_name, f"the reference after {hostile.name}", dirs)
 
 
 @pytest.mark.parametrize("runner_name", ["local", "docker"])

@@ -163,6 +163,7 @@ def test_queue_outage_is_not_remembered(client: FlaskClient, secret: str, monkey
     import grader.services.submissions as service
 
     def broken(run: object) -> None:
+        """A broker that is down."""
         raise ConnectionError("broker down")
 
     monkeypatch.setattr(service, "enqueue", broken)
@@ -178,3 +179,31 @@ def test_inbound_route_is_in_the_openapi_document(client: FlaskClient) -> None:
     """Does /api/v1/openapi.json describe the LMS route?"""
     paths = client.get("/api/v1/openapi.json").json["paths"]
     assert "post" in paths["/api/v1/lms/{name}/submissions"]
+
+
+def test_abandoned_attempt_is_taken_over_without_a_second_submission(client: FlaskClient, secret: str) -> None:
+    """When a first attempt died midway (its replay record has no answer), is a retry told 409 while the
+    attempt may still be running, and after that answered with the submission the dead attempt created
+    (none twice) — or processed afresh if it created none?"""
+    from grader.lms.integrations import find_integration
+    from grader.models import utcnow
+
+    body = submission_body(REFERENCE_SOLUTION.read_bytes())
+    headers = signed_headers(secret, body, msg_id="msg_crashed")
+    first = client.post(URL, data=body, headers=headers)
+    receipt = db.session.scalar(select(LmsWebhookReceipt))
+    # As if the process died after creating the submission, before recording the answer (one commit).
+    receipt.status_code, receipt.response, receipt.submission_id = None, None, None
+    db.session.commit()
+    assert client.post(URL, data=body, headers=headers).status_code == 409
+    receipt.received_at = utcnow() - timedelta(minutes=5)
+    db.session.commit()
+    retried = client.post(URL, data=body, headers=headers)
+    assert retried.status_code == 202 and retried.json == first.json and count(Submission) == 1
+
+    integration = find_integration("canvas")
+    db.session.add(LmsWebhookReceipt(integration_id=integration.id, webhook_id="msg_died_early",
+                                     received_at=utcnow() - timedelta(minutes=5)))
+    db.session.commit()
+    fresh = client.post(URL, data=body, headers=signed_headers(secret, body, msg_id="msg_died_early"))
+    assert fresh.status_code == 202 and fresh.json["id"] != first.json["id"] and count(Submission) == 2

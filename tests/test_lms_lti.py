@@ -140,6 +140,7 @@ def fake_engine(monkeypatch: pytest.MonkeyPatch, score: float) -> None:
     """Replace the grading engine by a canned result of `score` out of 100."""
 
     def run_engine(manifest, files, runner):  # type: ignore[no-untyped-def]
+        """`score` % of every deliverable."""
         parts = [DeliverableResult(id=d.id, title=d.title, score=d.points * score / 100, max_score=d.points)
                  for d in manifest.deliverables]
         return GradeResult(assignment=manifest.id, status="graded", score=score, max_score=100.0,

@@ -62,7 +62,9 @@ def fake_engine(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], None]:
     """Replace the grading engine (the worker's `run_engine` seam) by a canned result: "graded" or "error"."""
 
     def install(status: str = "graded") -> None:
+        """Make the engine answer with `status`."""
         def run_engine(manifest: Any, files: dict[str, bytes], runner: Any) -> GradeResult:
+            """80 % of every deliverable, or an infrastructure error."""
             parts = [DeliverableResult(id=d.id, title=d.title, score=d.points * 0.8, max_score=d.points)
                      for d in manifest.deliverables]
             if status == "error":
@@ -223,3 +225,34 @@ def test_signed_inbound_submission_is_graded_and_the_event_reaches_the_lms(make_
     assert event["type"] == "submission.graded"
     assert event["data"]["submission_id"] == submission.id
     assert event["data"]["score"] == event["data"]["max_score"] == 100.0
+
+
+def test_sweep_resends_deliveries_whose_task_was_lost(lms_app: Flask, cast: Cast) -> None:
+    """If a delivery's task message is lost (broker flushed) or its worker died mid-attempt, does
+    `sweep()` send it again — logging the lost attempt — so the event still arrives at least once?"""
+    from datetime import timedelta
+
+    from grader.models import utcnow
+    from grader.services.submissions import submit
+
+    with Receiver() as receiver:
+        integrations.add_integration("canvas", "DEMO101", receiver.url)
+        lost, stuck = (submit(cast.student.user, cast.assignment, "solution.py", f"x = {i}\n".encode())
+                       for i in range(2))
+        ids = []
+        for submission in (lost, stuck):
+            run = submission.runs[0]
+            run.status, run.score, run.max_score = "graded", 10.0, 100.0
+            db.session.commit()
+            ids += outbound.create_deliveries("submission.graded", run.id)  # created, never queued
+        long_ago = utcnow() - timedelta(hours=1)
+        first, second = (db.session.get(LmsDelivery, i) for i in ids)
+        first.next_attempt_at = long_ago
+        second.status, second.attempts, second.next_attempt_at = "sending", 1, long_ago
+        db.session.commit()
+        with embedded_worker(lms_app):
+            assert outbound.sweep() == 2
+            wait_until(lambda: all(db.session.get(LmsDelivery, i).status == "delivered" for i in ids))
+    assert len(receiver.received) == 2
+    assert [a.outcome for a in db.session.get(LmsDelivery, ids[1]).attempt_log] == [
+        "lost: the worker stopped during this attempt", "delivered"]

@@ -42,8 +42,11 @@ def test_spec_vector_verifies_through_our_check(app: Flask, world: World, monkey
     import standardwebhooks.webhooks as sw
 
     class FrozenClock(datetime):
+        """The library's clock, stopped 10 s after the example was signed."""
+
         @classmethod
         def now(cls, tz=None):  # type: ignore[no-untyped-def, override]
+            """The frozen time."""
             return datetime.fromtimestamp(SPEC_TIMESTAMP + 10, tz=tz)
 
     monkeypatch.setattr(sw, "datetime", FrozenClock)

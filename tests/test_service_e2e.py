@@ -75,7 +75,8 @@ def production_like(request: pytest.FixtureRequest, tmp_path: Path, postgres_url
 
     runner_ready(request.param)
     config = service_config(tmp_path / "home", SQLALCHEMY_DATABASE_URI=postgres_url, BROKER_URL=redis_url,
-                            GRADER_RUNNER=request.param, RATELIMIT_STORAGE_URI=redis_url)
+                            GRADER_RUNNER=request.param, RATELIMIT_STORAGE_URI=redis_url,
+                            GRADER_RETRY_BACKOFF=1)  # a busy CI host may refuse a sandbox once: retry soon
     app = create_app(config)
     with app.app_context():
         upgrade()
@@ -106,7 +107,9 @@ def test_reference_solution_is_graded_100_and_reaches_the_scores(production_like
 
     body = wait_until_finished(fetch)
     assert body["status"] == "graded", (body.get("message"), worker.output()[-3000:])
-    assert (body["score"], body["max_score"]) == (100.0, 100.0), body["message"]
+    failed = [(t["name"], t["status"], t["output"][:300]) for d in body["deliverables"] for t in d["tests"]
+              if t["status"] != "passed"]
+    assert (body["score"], body["max_score"]) == (100.0, 100.0), failed
     assert body["grading"]["runner"] == app.config["GRADER_RUNNER"]
     if app.config["GRADER_RUNNER"] == "docker":
         assert body["grading"]["image"].startswith("grader-runner")
@@ -130,13 +133,14 @@ def test_serve_and_demo_on_embedded_defaults(tmp_path: Path) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items()
            if k not in ("DATABASE_URL", "BROKER_URL", "SUBMISSIONS_DIR", "SECRET_KEY", "RATELIMIT_STORAGE_URI")}
-    env.update(GRADER_HOME=str(tmp_path / "instance"), GRADER_RUNNER="local", PYTHONUNBUFFERED="1")
+    env.update(GRADER_HOME=str(tmp_path / "instance"), GRADER_RUNNER="local", PYTHONUNBUFFERED="1",
+               GRADER_RETRY_BACKOFF="1")
     log = (tmp_path / "serve.log").open("wb")
     serve = subprocess.Popen([sys.executable, "-m", "grader", "serve", "--port", str(port), "--concurrency", "1"],
                              cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 180
         while True:
             try:
                 if requests.get(f"{base}/healthz", timeout=2).json()["status"] == "ok":

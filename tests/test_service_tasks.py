@@ -70,7 +70,8 @@ def test_reference_solution_scores_full_marks_with_the_real_engine(app: Flask, c
     run = submission.runs[0]
     assert submission.status == "graded" and run.status == "graded", run.message
     assert run.score == 100.0 and run.max_score == 100.0
-    assert run.runner == "local" and run.attempt == 1 and run.assignment_version == 1
+    # attempt may exceed 1 when a busy host refused a sandbox once (an infrastructure retry).
+    assert run.runner == "local" and run.attempt >= 1 and run.assignment_version == 1
     assert run.assignment_hash == world.assignment.content_hash
     assert {s.deliverable.slug: s.score for s in run.scores} == {d.slug: 20.0 for d in world.assignment.deliverables}
     assert len(run.test_results) == len(run.result["deliverables"][0]["tests"]) + sum(

@@ -28,6 +28,7 @@ def instructor_required(view: F) -> F:
 
     @wraps(view)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
+        """Check the caller, then run the view."""
         user = current_user()
         if user is None:
             if request.path.endswith(".json"):

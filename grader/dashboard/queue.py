@@ -7,14 +7,14 @@ import statistics
 import threading
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import current_app
 from sqlalchemy import func, select
 
 from grader.extensions import db
-from grader.models import GradingRun, utcnow
+from grader.models import GradingRun, Submission, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +76,8 @@ def workers_online() -> int | None:
 
 def queue_state(assignment_ids: list[int] | None = None, *, ping: bool = True) -> QueueState:
     """Counts and waits over every run (the queue is shared), or only those of the given assignments."""
-    from grader.models import Submission
-
     def scoped(query: Any) -> Any:
+        """Limit a query over runs to the given assignments' submissions."""
         if assignment_ids is None:
             return query
         return query.join(Submission, Submission.id == GradingRun.submission_id).where(
@@ -118,10 +117,8 @@ def queue_state(assignment_ids: list[int] | None = None, *, ping: bool = True) -
     )
 
 
-def _aware(value: Any) -> Any:
+def _aware(value: datetime | str) -> datetime:
     # func.min() bypasses the UTC column type on SQLite, which then returns a naive string or datetime.
-    from datetime import UTC, datetime
-
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value

@@ -16,6 +16,7 @@ from grader.models.regrades import Regrade, RegradeItem
 from grader.services.assignments import apply_manifest, load_manifest
 from grader.services.submissions import enqueue
 from grader.signals import notify, submission_graded
+from worker.engine.errors import AssignmentError, UsageError
 
 log = logging.getLogger(__name__)
 FINISHED = ("graded", "error")
@@ -34,7 +35,12 @@ def start(assignment: Assignment, user: User, submission: Submission | None = No
     An open regrade that covers the same submissions is discarded: only the newest can be published.
     """
     from_version = assignment.version
-    apply_manifest(assignment, load_manifest(assignment.slug))
+    try:
+        apply_manifest(assignment, load_manifest(assignment.slug))
+    except (AssignmentError, UsageError) as exc:
+        # A half-edited pack must not be graded: say what is wrong instead of queueing doomed runs.
+        db.session.rollback()
+        raise Conflict(f"the assignment's tests on disk cannot be loaded, so nothing was regraded: {exc}") from exc
     if submission is not None:
         if submission.assignment_id != assignment.id:
             raise ServiceError("that submission belongs to another assignment")
@@ -147,6 +153,7 @@ class Change:
     before: float | None
     after: float | None
     deliverables: list[tuple[str, float | None, float | None]] = field(default_factory=list)
+    pending: bool = False  # some of this student's submissions are still being regraded
 
     @property
     def changed(self) -> bool:
@@ -202,6 +209,7 @@ def preview(regrade: Regrade) -> list[Change]:
         for row in db.session.scalars(select(DeliverableScore).where(DeliverableScore.run_id.in_(run_ids))):
             scores.setdefault(row.run_id, {})[row.deliverable_id] = row.score
     deliverables = assignment.active_deliverables
+    waiting = {i.submission.user_id for i in regrade.items if i.after_run.status not in FINISHED}
     changes = []
     for user in db.session.scalars(select(User).where(User.id.in_(users)).order_by(User.email)):
         old, new = before.get(user.id), after.get(user.id)
@@ -220,6 +228,7 @@ def preview(regrade: Regrade) -> list[Change]:
                     )
                     for d in deliverables
                 ],
+                pending=user.id in waiting,
             )
         )
     return changes
@@ -266,5 +275,6 @@ def summary(changes: list[Change]) -> dict[str, Any]:
     up = sum(1 for c in changes if c.delta is not None and c.delta > 0)
     down = sum(1 for c in changes if c.delta is not None and c.delta < 0)
     other = sum(1 for c in changes if c.changed and (c.delta is None or c.delta == 0))
-    return {"students": len(changes), "up": up, "down": down, "other": other,
-            "unchanged": len(changes) - up - down - other}
+    pending = sum(1 for c in changes if c.pending and not c.changed)
+    return {"students": len(changes), "up": up, "down": down, "other": other, "pending": pending,
+            "unchanged": len(changes) - up - down - other - pending}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from markupsafe import Markup
@@ -88,7 +87,6 @@ class AssignmentOverview:
     counts: dict[str, int]
     total: Summary
     deliverables: list[Summary]
-    last_activity: datetime | None
 
     @property
     def submissions(self) -> int:
@@ -119,14 +117,10 @@ def overview(assignment: Assignment, policy: str | None = None) -> AssignmentOve
             value = row["deliverables"].get(column.id)
             if value is not None:
                 column.scores.append(float(value))
-    last = db.session.scalar(
-        select(func.max(Submission.created_at)).where(Submission.assignment_id == assignment.id)
-    )
     return AssignmentOverview(
         assignment=assignment,
         book=book,
         counts=status_counts([assignment.id]),
         total=total,
         deliverables=columns,
-        last_activity=last,
     )

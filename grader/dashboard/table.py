@@ -59,6 +59,7 @@ def sort_rows(rows: list[dict[str, Any]], sort: Sort) -> list[dict[str, Any]]:
     """Rows in the requested order; students without a score always go last, whatever the direction."""
 
     def value(row: dict[str, Any]) -> Any:
+        """The row's value in the sorted column."""
         if sort.key == "student":
             return (row.get("name") or row["email"]).lower()
         if sort.key == "email":

@@ -23,6 +23,7 @@ from sqlalchemy import select, update
 
 from grader.extensions import db
 from grader.lms import settings
+from grader.lms.crypto import SecretUnreadable
 from grader.lms.lti_conf import http_session, to_registration
 from grader.models import GradingRun, utcnow
 from grader.models.lms import LtiIdentity, LtiLineItem, LtiScore
@@ -116,7 +117,7 @@ def attempt(score_id: int, expected_attempts: int) -> float | None:
                 {"scope": list(item.scopes), "lineitem": item.url, "lineitems": item.lineitems_url or ""},
             )
             service.put_grade(grade)
-    except (LtiException, requests.RequestException, ValueError) as exc:
+    except (LtiException, requests.RequestException, ValueError, SecretUnreadable) as exc:
         score.last_error = f"{type(exc).__name__}: {exc}"[:1000]
         delays = settings.retry_delays()
         if score.attempts <= len(delays):

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from grader.errors import NotFound, ServiceError, UploadRejected
@@ -74,8 +74,15 @@ def receive_submission(name: str) -> tuple[Response, int]:
         if replay is not None:
             return replay
         takeover_since = receipt.received_at
-        receipt.received_at = utcnow()
+        # Conditional, so that of two retries arriving together only one takes the abandoned attempt over.
+        taken = db.session.execute(
+            update(LmsWebhookReceipt)
+            .where(LmsWebhookReceipt.id == receipt.id, LmsWebhookReceipt.received_at == takeover_since)
+            .values(received_at=utcnow())
+        ).rowcount
         db.session.commit()
+        if not taken:
+            return _in_progress(webhook_id)
     else:
         receipt = LmsWebhookReceipt(integration_id=integration.id, webhook_id=webhook_id)
         db.session.add(receipt)
@@ -83,13 +90,7 @@ def receive_submission(name: str) -> tuple[Response, int]:
             db.session.commit()  # the unique (integration, webhook id) makes exactly one request the owner
         except IntegrityError:
             db.session.rollback()
-            return _answer(
-                409,
-                {
-                    "error": "in_progress",
-                    "detail": f"webhook {webhook_id} is being processed; send it again shortly for its answer",
-                },
-            )
+            return _in_progress(webhook_id)
 
     try:
         submission = _process(integration, body, takeover_since)
@@ -99,13 +100,26 @@ def receive_submission(name: str) -> tuple[Response, int]:
         db.session.rollback()
         if exc.status >= 500:
             # A transient failure (queue down) must not be remembered: the LMS's retry should succeed.
-            db.session.delete(receipt)
-            db.session.commit()
+            _forget(receipt)
             return _answer(exc.status, exc.to_dict())
         status, answer = exc.status, exc.to_dict()
+    except Exception:
+        db.session.rollback()
+        _forget(receipt)  # an unexpected error (a 500) is not an answer to replay either
+        raise
     receipt.status_code, receipt.response = status, answer
     db.session.commit()
     return _answer(status, answer)
+
+
+def _in_progress(webhook_id: str) -> tuple[Response, int]:
+    detail = f"webhook {webhook_id} is being processed; send it again shortly for its answer"
+    return _answer(409, {"error": "in_progress", "detail": detail})
+
+
+def _forget(receipt: LmsWebhookReceipt) -> None:
+    db.session.execute(delete(LmsWebhookReceipt).where(LmsWebhookReceipt.id == receipt.id))
+    db.session.commit()
 
 
 def _replay(receipt: LmsWebhookReceipt) -> tuple[Response, int] | None:
@@ -113,13 +127,7 @@ def _replay(receipt: LmsWebhookReceipt) -> tuple[Response, int] | None:
     if receipt.status_code is not None and receipt.response is not None:
         return _answer(receipt.status_code, receipt.response)
     if utcnow() - receipt.received_at < STALE_RECEIPT:
-        return _answer(
-            409,
-            {
-                "error": "in_progress",
-                "detail": f"webhook {receipt.webhook_id} is being processed; send it again shortly for its answer",
-            },
-        )
+        return _in_progress(receipt.webhook_id)
     log.warning("webhook %s: taking over an attempt abandoned since %s", receipt.webhook_id, receipt.received_at)
     return None
 
@@ -145,6 +153,10 @@ def _process(integration: LmsIntegration, body: bytes, takeover_since: datetime 
                 Submission.assignment_id == assignment.id,
                 Submission.sha256 == hashlib.sha256(data).hexdigest(),
                 Submission.created_at >= takeover_since,
+                # ...and not the answer to another message (the same file may well be sent twice).
+                Submission.id.not_in(
+                    select(LmsWebhookReceipt.submission_id).where(LmsWebhookReceipt.submission_id.is_not(None))
+                ),
             )
             .limit(1)
         )

@@ -21,6 +21,7 @@ from sqlalchemy import or_, select, update
 
 from grader.extensions import db
 from grader.lms import settings
+from grader.lms.crypto import SecretUnreadable
 from grader.lms.integrations import sign_outbound
 from grader.models import GradingRun, Submission, utcnow
 from grader.models.lms import LmsDelivery, LmsDeliveryAttempt, LmsIntegration
@@ -173,13 +174,17 @@ def _post(delivery: LmsDelivery, when: datetime) -> tuple[int | None, str]:
     integration = delivery.integration
     if not integration.outbound_url:
         return None, "the integration has no outbound URL"
+    try:
+        # Signed per attempt: the timestamp must be fresh, while id and body stay the same.
+        signature = sign_outbound(integration, delivery.event_id, when, delivery.payload)
+    except SecretUnreadable as exc:
+        return None, str(exc)
     headers = {
         "content-type": "application/json",
         "user-agent": USER_AGENT,
         "webhook-id": delivery.event_id,
         "webhook-timestamp": str(int(when.timestamp())),
-        # Signed per attempt: the timestamp must be fresh, while id and body stay the same.
-        "webhook-signature": sign_outbound(integration, delivery.event_id, when, delivery.payload),
+        "webhook-signature": signature,
     }
     try:
         with requests.Session() as http:

@@ -13,6 +13,7 @@
   var LIVE_BUSY_MS = 2500;   // while something is grading
   var LIVE_IDLE_MS = 10000;  // otherwise: new submissions still show up, at a gentle rate
   var STATUS_MS = 2000;
+  var FOCUSABLE = "a[href], button, input, select, textarea, [tabindex]";
 
   function getJSON(url) {
     return fetch(url, { credentials: "same-origin", cache: "no-store", headers: { Accept: "application/json" } })
@@ -43,23 +44,21 @@
         .then(function (response) { return response.text(); })
         .then(function (html) {
           var fresh = new DOMParser().parseFromString(html, "text/html");
-          var complete = true;
           regions.forEach(function (id) {
             var now = document.getElementById(id);
             var next = fresh.getElementById(id);
             if (!now || !next) { return; }
-            // Never yank the element someone is using: try again on the next round instead.
-            if (now.contains(document.activeElement) && document.activeElement !== document.body) {
-              complete = false;
-              return;
-            }
-            now.replaceWith(document.importNode(next, true));
-            enhance(document.getElementById(id));
+            // Keyboard users keep their place: the focused control's twin in the new region gets the focus.
+            var place = Array.prototype.indexOf.call(now.querySelectorAll(FOCUSABLE), document.activeElement);
+            var incoming = document.importNode(next, true);
+            now.replaceWith(incoming);
+            enhance(incoming);
+            var twin = place >= 0 ? incoming.querySelectorAll(FOCUSABLE)[place] : null;
+            if (twin) { twin.focus({ preventScroll: true }); }
           });
           document.title = fresh.title;
           var freshNote = fresh.getElementById(note.id);
           if (freshNote && !freshNote.hasAttribute("data-live-url")) { stopped = true; }
-          return complete;
         });
     }
 
@@ -69,8 +68,8 @@
         failures = 0;
         if (stamp === null) { stamp = data.stamp; return data; }
         if (data.stamp === stamp) { return data; }
-        return swap().then(function (complete) {
-          if (complete) { stamp = data.stamp; }
+        return swap().then(function () {
+          stamp = data.stamp;
           note.textContent = "Updated at " + new Date().toLocaleTimeString() + ".";
           return data;
         });

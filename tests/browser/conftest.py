@@ -48,6 +48,16 @@ class LiveService:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
+def full_config(overrides: dict[str, Any]) -> dict[str, Any]:
+    """Every setting, as `create_app` would compute it from the defaults plus `overrides`."""
+    from grader.config import finalize, load_config
+
+    config = load_config({})
+    config.update(overrides)
+    finalize(config)
+    return config
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:
@@ -92,7 +102,8 @@ def live_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServi
     home = tmp_path_factory.mktemp("grader-home")
     assignments = home / "reference_tests"
     shutil.copytree(REPO / "reference_tests", assignments)
-    config = service_config(home, GRADER_ASSIGNMENTS=str(assignments), SECRET_KEY=secrets.token_hex(16))
+    config = full_config(service_config(home, GRADER_ASSIGNMENTS=str(assignments),
+                                        SECRET_KEY=secrets.token_hex(16)))
     env = service_env(config)
     logins = demo_logins(env)
     port = free_port()
