@@ -73,9 +73,7 @@ def test_numerical_gradient_uses_central_differences(student):
     eps = 1e-3
     x = torch.tensor([1.0, -2.0, 0.5], dtype=F64)
     f = student.code("lambda x: (x**3).sum()")
-    got = _estimate(
-        student.numerical_gradient(f, x.clone(), eps=eps), x, "numerical_gradient(f, x, eps=1e-3)"
-    )
+    got = _estimate(student.numerical_gradient(f, x.clone(), eps=eps), x, "numerical_gradient(f, x, eps=1e-3)")
     central = 3 * x**2 + eps**2  # ((x+h)³ - (x-h)³) / 2h, exactly
     forward = 3 * x**2 + 3 * x * eps + eps**2  # ((x+h)³ - x³) / h
     backward = 3 * x**2 - 3 * x * eps + eps**2  # (x³ - (x-h)³) / h
@@ -125,9 +123,7 @@ def test_numerical_gradient_leaves_x_alone_and_follows_its_device(student, devic
     for device in devices:
         x = torch.tensor([[0.3, -1.2], [2.0, 0.7]], dtype=F64, device=device)
         before = x.clone()
-        got = _estimate(
-            student.numerical_gradient(f, x), x, f"numerical_gradient(f, x) on {device}", check_dtype=True
-        )
+        got = _estimate(student.numerical_gradient(f, x), x, f"numerical_gradient(f, x) on {device}", check_dtype=True)
         assert torch.equal(x, before), (
             f"caller's tensor mutated: numerical_gradient() changed x from {before.tolist()} "
             f"to {x.tolist()}; "

@@ -27,9 +27,7 @@ def _scalar(result, call):
 
 def _partials(result, n, call):
     """Check that `call` returned n 0-dim tensors in a tuple; return their values."""
-    assert isinstance(result, (tuple, list)), (
-        f"{call} must return a tuple of tensors, got {type(result).__name__}"
-    )
+    assert isinstance(result, (tuple, list)), f"{call} must return a tuple of tensors, got {type(result).__name__}"
     assert len(result) == n, f"{call} must return one partial derivative per input ({n}), got {len(result)}"
     return [_scalar(r, call) for r in result]
 
@@ -75,23 +73,16 @@ def test_partial_derivatives_of_three_tensors(student, devices):
     # ∂f/∂a = bc + 2a/c, ∂f/∂b = ac, ∂f/∂c = ab - a²/c²  at (1, 2, -4)
     expected = (-8.5, -4.0, 1.9375)
     mixed = (1.0, torch.tensor(2.0, dtype=torch.float64), torch.tensor(-4.0, dtype=torch.float32))
-    cases = [mixed] + [
-        tuple(torch.tensor(v, dtype=torch.float64, device=d) for v in (1.0, 2.0, -4.0)) for d in devices
-    ]
+    cases = [mixed] + [tuple(torch.tensor(v, dtype=torch.float64, device=d) for v in (1.0, 2.0, -4.0)) for d in devices]
     for inputs in cases:
-        shown = ", ".join(
-            f"{v.dtype} on {v.device}" if isinstance(v, torch.Tensor) else "float" for v in inputs
-        )
+        shown = ", ".join(f"{v.dtype} on {v.device}" if isinstance(v, torch.Tensor) else "float" for v in inputs)
         result = student.partial_derivatives(f, *inputs)
         values = _partials(result, 3, f"partial_derivatives(f, a, b, c) with ({shown})")
         assert values == pytest.approx(expected, rel=1e-5), (
-            f"for f(a, b, c) = abc + a²/c at (1, 2, -4) the partials are {expected}, "
-            f"got {tuple(values)} ({shown})"
+            f"for f(a, b, c) = abc + a²/c at (1, 2, -4) the partials are {expected}, got {tuple(values)} ({shown})"
         )
         for r, x in zip(result, inputs, strict=True):
-            dtype, device = (
-                (x.dtype, x.device.type) if isinstance(x, torch.Tensor) else (torch.float32, "cpu")
-            )
+            dtype, device = (x.dtype, x.device.type) if isinstance(x, torch.Tensor) else (torch.float32, "cpu")
             assert r.dtype == dtype and r.device.type == device, (
                 f"wrong device/dtype: the partial for a {dtype} input on {device} must be {dtype} "
                 f"on {device}, got {r.dtype} on {r.device} ({shown})"
@@ -114,9 +105,7 @@ def test_gradient_of_vector_and_matrix_inputs(student):
     expected[1, 2] += x[0, 0]
     g = student.gradient(f, x.clone())
     _tensor_like(g, x, "gradient(f, x) for a 2x3 x", check_dtype=False)
-    _close(
-        g, expected, "gradient of sum(w·sin x) + x[0,0]·x[1,2]", "each element's derivative in its own place"
-    )
+    _close(g, expected, "gradient of sum(w·sin x) + x[0,0]·x[1,2]", "each element's derivative in its own place")
 
 
 @pytest.mark.points(3)
@@ -164,8 +153,7 @@ def test_caller_tensors_are_left_alone(student):
     x = torch.tensor([0.5, -1.5], dtype=torch.float64)
     student.gradient(student.code("lambda x: (x**2).sum()"), x)
     assert not x.requires_grad and x.grad is None, (
-        f"caller's tensor mutated: gradient() left requires_grad={x.requires_grad} / a .grad on x; "
-        f"{COPY_ADVICE}"
+        f"caller's tensor mutated: gradient() left requires_grad={x.requires_grad} / a .grad on x; {COPY_ADVICE}"
     )
     assert x.tolist() == [0.5, -1.5], f"caller's tensor mutated: gradient() changed x to {x.tolist()}"
 
@@ -200,8 +188,6 @@ def test_random_inputs(student):
     _tensor_like(g, x, "gradient(f, x)", check_dtype=False)
     _close(g, expected, "gradient of sum(c·x³) + x[0]·x[3] at a random x")
 
-    r = student.vector_jacobian_product(
-        student.code("lambda x: torch.tanh(x) * c", c=c), x.clone(), v.clone()
-    )
+    r = student.vector_jacobian_product(student.code("lambda x: torch.tanh(x) * c", c=c), x.clone(), v.clone())
     _tensor_like(r, x, "vector_jacobian_product(f, x, v)", check_dtype=False)
     _close(r, v * c * (1 - torch.tanh(x) ** 2), "vector_jacobian_product(tanh(x)·c, x, v) at a random x")

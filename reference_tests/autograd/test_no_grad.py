@@ -53,15 +53,9 @@ def test_predict_values(student, devices):
     for device in devices:
         model = student.code(LINEAR_MODEL, name="model", W=W.to(device), B=B.to(device))
         y = student.predict(model, X.to(device, copy=True))
-        assert isinstance(y, torch.Tensor), (
-            f"predict() must return model(x), a tensor; got {type(y).__name__}"
-        )
-        assert y.shape == (4, 2), (
-            f"predict() on a 4x3 input to nn.Linear(3, 2) must be 4x2, got {list(y.shape)}"
-        )
-        assert y.device.type == torch.device(device).type, (
-            f"predict() on {device} returned a tensor on {y.device}"
-        )
+        assert isinstance(y, torch.Tensor), f"predict() must return model(x), a tensor; got {type(y).__name__}"
+        assert y.shape == (4, 2), f"predict() on a 4x3 input to nn.Linear(3, 2) must be 4x2, got {list(y.shape)}"
+        assert y.device.type == torch.device(device).type, f"predict() on {device} returned a tensor on {y.device}"
         expected = X @ W.T + B
         got = y.detach().to("cpu", torch.float32)
         assert torch.allclose(got, expected, atol=1e-5), (

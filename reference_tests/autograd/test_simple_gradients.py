@@ -118,22 +118,15 @@ def test_caller_tensor_is_left_alone(student):
 
     x = torch.tensor(0.8, dtype=torch.float64)
     value = _scalar(student.derivative(f, x), "derivative(f, x)")
-    assert not x.requires_grad, (
-        f"caller's tensor mutated: derivative() turned on requires_grad of x; {advice}"
-    )
+    assert not x.requires_grad, f"caller's tensor mutated: derivative() turned on requires_grad of x; {advice}"
     assert x.grad is None, f"caller's tensor mutated: derivative() left a gradient in x.grad; {advice}"
     assert x.item() == 0.8, f"caller's tensor mutated: x changed from 0.8 to {x.item()}; {advice}"
-    assert value == pytest.approx(expected, **FLOAT32), (
-        f"d/dx (x·sin x) at 0.8 is {expected:.6g}, got {value}"
-    )
+    assert value == pytest.approx(expected, **FLOAT32), f"d/dx (x·sin x) at 0.8 is {expected:.6g}, got {value}"
 
     y = torch.tensor(0.8, dtype=torch.float64, requires_grad=True)
     value = _scalar(student.derivative(f, y), "derivative(f, x)")
     assert y.grad is None, (
-        f"caller's tensor mutated: x already required grad and derivative() left a gradient in its "
-        f".grad; {advice}"
+        f"caller's tensor mutated: x already required grad and derivative() left a gradient in its .grad; {advice}"
     )
     assert y.requires_grad, f"caller's tensor mutated: derivative() turned off requires_grad of x; {advice}"
-    assert value == pytest.approx(expected, **FLOAT32), (
-        f"d/dx (x·sin x) at 0.8 is {expected:.6g}, got {value}"
-    )
+    assert value == pytest.approx(expected, **FLOAT32), f"d/dx (x·sin x) at 0.8 is {expected:.6g}, got {value}"

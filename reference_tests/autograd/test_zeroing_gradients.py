@@ -85,9 +85,7 @@ def test_zero_gradients_zeroes_in_place(student, devices):
                 f"{list(p.grad.shape)} on {p.grad.device}: zero the existing gradient in place, "
                 "p.grad.zero_()"
             )
-            assert torch.all(p.grad == 0), (
-                f"after zero_gradients() {name}.grad is {p.grad.tolist()}, not zeros"
-            )
+            assert torch.all(p.grad == 0), f"after zero_gradients() {name}.grad is {p.grad.tolist()}, not zeros"
             assert torch.equal(p.detach(), value) and p.requires_grad, (
                 f"zero_gradients() must change only the gradients, but parameter {name} changed"
             )
@@ -147,9 +145,7 @@ def test_fit_linear_follows_gradient_descent_exactly(student):
     """After exactly 5 steps, are (w, b) the iterates of plain gradient descent from w = b = 0?"""
     xs, ys = [0.0, 1.0, 2.0, 3.0], [1.0, 2.5, 5.5, 6.0]
     steps, lr = 5, 0.05
-    w, b = _fit(
-        student, torch.tensor(xs, dtype=torch.float64), torch.tensor(ys, dtype=torch.float64), steps, lr
-    )
+    w, b = _fit(student, torch.tensor(xs, dtype=torch.float64), torch.tensor(ys, dtype=torch.float64), steps, lr)
     expected = _gradient_descent(xs, ys, steps, lr)
     message = (
         f"after {steps} steps of lr = {lr} from w = b = 0, gradient descent on the mean squared error gives "
