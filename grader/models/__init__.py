@@ -1,11 +1,12 @@
 """The data model. Importing this package registers every table on `db.metadata` (Alembic relies on it)."""
 
+# Imported for their side effect: the LMS and regrade tables join the metadata.
+import grader.models.lms
+import grader.models.regrades  # noqa: F401
 from grader.models.accounts import COURSE_ROLES, USER_ROLES, Course, Enrollment, User
 from grader.models.assignments import SCORE_POLICIES, Assignment, Deliverable
 from grader.models.grading import QUEUES, STATUSES, DeliverableScore, GradingRun, Submission, TestResult
 from grader.models.types import utcnow
-import grader.models.lms  # noqa: F401,E402  (registers the LMS tables)
-import grader.models.regrades  # noqa: F401,E402  (registers the regrade tables)
 
 __all__ = [
     "COURSE_ROLES",
