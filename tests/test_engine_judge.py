@@ -71,7 +71,8 @@ def test_hidden(student):
 
 @pytest.mark.points(5)
 def test_slow(student):
-    assert student.slow() == 1
+    if student.slow() != 1:
+        pytest.fail("slow() should return 1")
 
 @pytest.mark.points(5)
 def test_gpu_only(student, cuda):
@@ -158,6 +159,13 @@ def test_hidden_test_output_is_withheld_from_students(tmp_path: Path) -> None:
     assert hidden["output"] == "" and hidden["status"] == "hidden" and hidden["max_score"] == 5.0
     full = verdicts_by_name(result)["test_hidden"]
     assert "the answer is 42" in full.output and "thinking" in full.output
+
+
+def test_pytest_fail_is_an_ordinary_failure(tmp_path: Path) -> None:
+    """Does a test that calls pytest.fail() show its message as a plain failure?"""
+    result = run(tmp_path, GOOD.replace("def slow():\n    return 1", "def slow():\n    return 2"))
+    slow = verdicts_by_name(result)["test_slow"]
+    assert slow.status == "failed" and slow.output == "slow() should return 1"
 
 
 def test_syntax_error_names_the_line(tmp_path: Path) -> None:

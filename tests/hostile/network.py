@@ -72,10 +72,12 @@ def _reach():
                 reached.append(f"unix {path}")
         except OSError as exc:
             tried.append(f"unix {path}: {exc}")
-    try:
+    try:  # a DNS query to the worker's resolver (a reply is what counts: a send alone proves nothing)
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.sendto(b"x", ("127.0.0.1", 53))
-            reached.append("udp 127.0.0.1:53 (sent)")
+            s.settimeout(1.0)
+            s.sendto(bytes.fromhex("abcd01000001000000000000076578616d706c6503636f6d0000010001"), ("127.0.0.1", 53))
+            s.recvfrom(512)
+            reached.append("udp 127.0.0.1:53")
     except OSError as exc:
         tried.append(f"udp: {exc}")
     return reached, tried

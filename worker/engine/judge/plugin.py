@@ -109,6 +109,8 @@ class GradingPlugin:
             return ("failed" if exc.kind in ("not_implemented", "missing") else "error"), str(exc)
         if isinstance(exc, AssertionError):
             return "failed", _assertion_text(exc)
+        if isinstance(exc, pytest.fail.Exception):  # pytest.fail("...") in a test: an ordinary failure
+            return "failed", str(exc.msg if hasattr(exc, "msg") else exc)
         name = type(exc).__name__ if exc else "Error"
         return "failed", f"the result could not be checked ({name}: {exc})"
 
