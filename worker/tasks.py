@@ -8,7 +8,7 @@ from typing import Any
 
 from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
-from flask import current_app
+from flask import current_app, has_app_context
 
 from grader.extensions import db
 from grader.models import GradingRun
@@ -29,8 +29,10 @@ _runners: dict[str, Runner] = {}
 def run_engine(manifest: Manifest, files: dict[str, bytes], runner: Runner) -> GradeResult:
     """Call the grading engine (one seam, so tests can watch or replace it)."""
     from worker.engine.grade import grade
+    from worker.engine.warm import shared_judge
 
-    return grade(manifest, files, runner=runner)
+    # The warm judge: torch and pytest are loaded once per worker process, and the next sandbox starts early.
+    return grade(manifest, files, runner=runner, judge=shared_judge())
 
 
 def get_runner() -> Runner:
@@ -52,7 +54,17 @@ def backoff(retries: int, base: int) -> float:
 
 
 class GradeTask(Task):
-    """Marks the run as errored when the task dies in a way the task body cannot see (hard time limit)."""
+    """Marks the run as errored when the task dies in a way the task body cannot see (hard time limit).
+
+    Like the app's own task class, it runs in an app context, pushing one only when none is active.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        flask_app = getattr(self.app, "flask_app", None)
+        if flask_app is None or has_app_context():
+            return self.run(*args, **kwargs)
+        with flask_app.app_context():
+            return self.run(*args, **kwargs)
 
     def on_failure(self, exc: Any, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         """Record the failure on the run (in an app context of its own if needed)."""

@@ -7,6 +7,7 @@ still gets a new judge process and a sandbox that no other submission touched.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import select
@@ -154,4 +155,5 @@ def shared_judge() -> WarmJudge | ColdJudge:
         return ColdJudge()
     if _shared is None:
         _shared = WarmJudge()
+        atexit.register(_shared.close)
     return _shared

@@ -116,8 +116,10 @@ class LocalRunner(Runner):
         return {"python": self.python, "uid": self.uid}
 
     def gpu_capable(self) -> bool:
-        """GPUs on this host are passed through when the judge finds CUDA."""
-        return True
+        """Whether this host has NVIDIA devices to pass through. The sandbox's GPU mode is decided before the
+        judge can ask torch, and it raises the data limit by 8 GB and exposes /sys: never on a host without a GPU.
+        """
+        return Path("/dev/nvidiactl").exists() or any(Path("/dev").glob("nvidia[0-9]*"))
 
     def describe(self) -> dict[str, Any]:
         """Runner facts recorded with each grading run."""
