@@ -35,13 +35,13 @@ from typing import Any
 import pytest
 
 from tests.expectations import expected_scores
-from tests.fixtures_engine import docker_ready  # noqa: F401  (fixture)
 from worker.engine.errors import UsageError
 from worker.engine.grade import MAX_FILE_BYTES, check_files, grade
 from worker.engine.manifest import get_assignment
 from worker.engine.result import MAX_OUTPUT_CHARS, GradeResult
 from worker.engine.runners import make_runner
 from worker.engine.runners.base import Runner
+from worker.engine.runners.local import SANDBOX_UIDS as LOCAL_SANDBOX_UIDS
 
 REPO = Path(__file__).resolve().parents[1]
 HOSTILE = sorted((Path(__file__).resolve().parent / "hostile").glob("*.py"))
@@ -49,11 +49,22 @@ ASSIGNMENT_DIR = REPO / "reference_tests" / "autograd"
 REFERENCE = ASSIGNMENT_DIR / "reference" / "solution.py"
 CANARY_DIR = Path("/tmp/grader-hostile-canary")  # noqa: S108  (symlinks_and_paths.py links to it from its work dir)
 OUTPUT_CAP = MAX_OUTPUT_CHARS + 100  # cap_text's limit plus its "… [n more characters not shown]" note
-SANDBOX_UIDS = (65534, 10001)  # the local runner's student uid, and the runner image's
+DOCKER_STUDENT_UID = 10001  # the runner image's student; the local runner draws uids from LOCAL_SANDBOX_UIDS
+
+
+def is_sandbox_uid(uid: int) -> bool:
+    """Whether `uid` belongs to student code (a local sandbox's or the runner image's)."""
+    return uid in LOCAL_SANDBOX_UIDS or uid == DOCKER_STUDENT_UID
 # Where fake_results_files.py and daemon.py try to leave files the worker might read.
-HOST_TRAPS = [Path(p) for p in ("/tmp/verdicts.json", "/tmp/results.json", "/verdicts.json",  # noqa: S108
-                                "/var/tmp/verdicts.json", "/autograder/results/results.json", "/work/verdicts.json",
-                                "/tmp/grader-poison", "/var/tmp/grader-poison")]  # noqa: S108
+# The worker's real paths (no sandbox's): nothing may appear or change there.
+HOST_TRAPS = [
+    Path("/tmp/verdicts.json"),  # noqa: S108
+    Path("/tmp/results.json"),  # noqa: S108
+    Path("/tmp/grader-poison"),  # noqa: S108
+    Path("/var/tmp/verdicts.json"),  # noqa: S108
+    Path("/var/tmp/grader-poison"),  # noqa: S108
+    Path("/verdicts.json"), Path("/autograder/results/results.json"), Path("/work/verdicts.json"),
+]
 HOST_TRAPS += [Path.home() / "verdicts.json", REPO / "verdicts.json", REPO / "results.json"]
 TEST_SOURCE_MARKERS = ("pytestmark = pytest.mark.deliverable(", "@pytest.mark.points(", "def test_")
 REQUIRED_ATTACKS = {
@@ -169,7 +180,7 @@ def sandbox_uid_processes() -> dict[int, str]:
     for proc in _procs():
         try:
             uid = int((proc / "status").read_text().split("Uid:")[1].split()[0])
-            if uid in SANDBOX_UIDS:
+            if is_sandbox_uid(uid):
                 found[int(proc.name)] = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()[:200]
         except (OSError, IndexError, ValueError):
             continue
@@ -407,7 +418,7 @@ def test_worker_is_healthy_after_the_corpus(runner_name: str, runners: dict[str,
     assert_clean(world, runner_name, "after the corpus")
     stray = wait_until(lambda: {pid: cmd for pid, cmd in sandbox_uid_processes().items()
                                 if pid not in world.sandbox_pids}, 30)
-    assert stray == {}, f"processes of a sandbox uid ({SANDBOX_UIDS}) outlived the corpus: {stray}"
+    assert stray == {}, f"processes of a sandbox uid outlived the corpus: {stray}"
     system_dirs = {p.name for p in Path(tempfile.gettempdir()).glob("grader-sbx-*")} - world.system_sbx_dirs
     assert system_dirs == set(), f"sandbox folders left in the system temp dir: {system_dirs}"
 
@@ -416,7 +427,7 @@ def test_worker_is_healthy_after_the_corpus(runner_name: str, runners: dict[str,
 BAD_NAMES = [
     "../solution.py", "solution.py/..", "/etc/passwd", "solution.py\x00.txt", "./solution.py", "solution.py/",
     "/solution.py", "sub/solution.py", "..\\solution.py", "solution.py\n", " solution.py", "SOLUTION.PY",
-    "solution.pyc", "solution.py.txt", "..", ".", "", "solutіon.py",  # the last has a Cyrillic і
+    "solution.pyc", "solution.py.txt", "..", ".", "", "solut\u0456on.py",  # a Cyrillic look-alike of i
     "solution.py::$DATA", "~/solution.py", "%2e%2e/solution.py",
 ]
 

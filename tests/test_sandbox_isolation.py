@@ -28,13 +28,15 @@ import pytest
 from worker.engine.grade import grade
 from worker.engine.manifest import Limits, load_assignment
 from worker.engine.runners.base import Sandbox, SandboxSpec, SandboxTimeout
-from worker.engine.runners.local import STUDENT_UID, LocalRunner, namespace_mode
+from worker.engine.runners.local import SANDBOX_UIDS, LocalRunner, namespace_mode
 from worker.sandbox import wire
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO / "reference_tests" / "autograd" / "reference" / "solution.py"
 HIDDEN_TESTS = REPO / "reference_tests" / "autograd" / "test_simple_gradients.py"
 MB = 1024 * 1024
+WORKER_TMP = Path("/tmp")  # noqa: S108  (the worker's own /tmp, on purpose: the sandbox must not see it)
+SANDBOX_TMP = "/tmp"  # noqa: S108  (the sandbox's private /tmp, as the probe sees it)
 
 pytestmark = pytest.mark.skipif(namespace_mode() == "none",
                                 reason="this kernel gives the local runner no namespaces to test")
@@ -449,10 +451,10 @@ def _processes_named(name: str) -> list[int]:
 # -- who the student is ------------------------------------------------------------------------------------
 @needs_root
 def test_student_is_nobody_without_capabilities(probe: Callable[..., Probe]) -> None:
-    """Does student code run as uid 65534, with no capabilities, no groups and no way to gain privileges?"""
+    """Does student code run as a sandbox uid of its own, with no capabilities, groups or way to gain privileges?"""
     me = probe().call("identity")
-    assert (me["uid"], me["euid"], me["gid"]) == (STUDENT_UID, STUDENT_UID, STUDENT_UID)
-    assert me["groups"] == [] or me["groups"] == [STUDENT_UID]
+    assert me["uid"] in SANDBOX_UIDS and me["uid"] == me["euid"] == me["gid"]
+    assert me["groups"] == [] or me["groups"] == [me["uid"]]
     for field in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
         assert int(me[field], 16) == 0, f"{field} is {me[field]}"
     assert me["NoNewPrivs"] == "1"
@@ -462,11 +464,11 @@ def test_student_is_nobody_without_capabilities(probe: Callable[..., Probe]) -> 
 def test_setuid_binaries_give_nothing_back(probe: Callable[..., Probe]) -> None:
     """Can student code become root again through a setuid-root binary (mount, su)?"""
     p = probe()
-    mounted = p.call("run", ["mount", "-t", "tmpfs", "none", "/tmp"])
+    mounted = p.call("run", ["mount", "-t", "tmpfs", "none", SANDBOX_TMP])
     assert mounted["rc"] != 0, mounted
     assert "superuser" in mounted["err"] or "permission" in mounted["err"].lower(), mounted
     whoami = p.call("run", ["id", "-u"])
-    assert whoami["out"].strip() == str(STUDENT_UID)
+    assert int(whoami["out"].strip()) in SANDBOX_UIDS
 
 
 def test_limits_cannot_be_raised(probe: Callable[..., Probe]) -> None:
@@ -538,18 +540,18 @@ def test_repository_reference_and_service_data_are_invisible(
 
 def test_tmp_is_private_and_size_capped(probe: Callable[..., Probe], tmp_path: Path) -> None:
     """Does the sandbox see the worker's /tmp, and can it fill the worker's memory through its own /tmp?"""
-    marker = Path("/tmp") / f"grader-isolation-{uuid.uuid4().hex}"  # noqa: S108  (the worker's /tmp, on purpose)
+    marker = WORKER_TMP / f"grader-isolation-{uuid.uuid4().hex}"
     marker.write_text("the worker's /tmp")
     try:
         p = probe()
         assert p.call("paths", [str(marker)])[str(marker)]["exists"] is False
         # /tmp is a 64 MiB tmpfs: 2 x 30 MiB fit, a third does not.
-        below = p.call("write_files", "/tmp", 30 * MB, 2)
+        below = p.call("write_files", SANDBOX_TMP, 30 * MB, 2)
         assert below == {"written": 2, "errno": None}, below
-        p.call("remove_files", "/tmp")
-        above = p.call("write_files", "/tmp", 30 * MB, 3)
+        p.call("remove_files", SANDBOX_TMP)
+        above = p.call("write_files", SANDBOX_TMP, 30 * MB, 3)
         assert above == {"written": 2, "errno": errno.ENOSPC}, above
-        assert not any(Path("/tmp").glob("fill-*")), "the sandbox's /tmp files appeared on the worker"
+        assert not any(WORKER_TMP.glob("fill-*")), "the sandbox's /tmp files appeared on the worker"
     finally:
         marker.unlink()
 
@@ -557,11 +559,11 @@ def test_tmp_is_private_and_size_capped(probe: Callable[..., Probe], tmp_path: P
 def test_work_dir_cannot_fill_the_disk(probe: Callable[..., Probe]) -> None:
     """Can student code fill the worker's disk through its work directory (no quota on the host folder)?"""
     p = probe()
-    # 6 x 48 MiB, each under the 64 MiB file-size limit: 288 MiB. Docker's /work is a 64 MiB tmpfs.
-    result = p.call("write_files", ".", 48 * MB, 6)
+    # 6 x 30 MiB, each under the 32 MiB file-size limit: 180 MiB. Docker's /work is a 64 MiB tmpfs too.
+    result = p.call("write_files", ".", 30 * MB, 6)
     p.call("remove_files", ".")
     assert result["errno"] == errno.ENOSPC and result["written"] <= 2, (
-        f"the work directory took {result['written']} x 48 MiB on the worker's disk: it has no size limit")
+        f"the work directory took {result['written']} x 30 MiB on the worker's disk: it has no size limit")
 
 
 # -- resource limits -------------------------------------------------------------------------------------------
@@ -571,7 +573,7 @@ def test_limits_are_in_place(probe: Callable[..., Probe]) -> None:
     seen = probe(limits).call("rlimits")
     assert seen["RLIMIT_CPU"] == [65, 65]
     assert seen["RLIMIT_DATA"] == [768 * MB, 768 * MB]
-    assert seen["RLIMIT_FSIZE"] == [64 * MB, 64 * MB]
+    assert seen["RLIMIT_FSIZE"] == [32 * MB, 32 * MB]
     assert seen["RLIMIT_NOFILE"] == [256, 256]
     assert seen["RLIMIT_CORE"] == [0, 0]
     if os.geteuid() == 0:
@@ -583,12 +585,13 @@ def test_process_limit(probe: Callable[..., Probe]) -> None:
     """Can student code run more processes than its limit (a fork bomb)?"""
     limit = 24
     p = probe(Limits(pids=limit))
-    others = len([t for t in _host_tasks(STUDENT_UID)])  # RLIMIT_NPROC counts every task of the uid
+    uid = p.call("identity")["uid"]
+    others = len(_host_tasks(uid))  # RLIMIT_NPROC counts every task of the uid: here, this sandbox's own
     below = p.call("fork_children", 4)
     assert below == {"children": 4, "errno": None}, below
     above = p.call("fork_children", 1000)
     assert above["errno"] == errno.EAGAIN, above
-    # The limit holds, and not far below it: everything of uid 65534 together stops at `limit` tasks.
+    # The limit holds, and not far below it: everything of the sandbox's uid together stops at `limit` tasks.
     assert limit - others - 4 <= above["children"] < limit, (above, others)
 
 
@@ -602,14 +605,14 @@ def test_process_limit_is_per_sandbox(probe: Callable[..., Probe]) -> None:
     seen = victim.call("fork_children", 2)
     assert seen == {"children": 2, "errno": None}, (
         f"another sandbox's fork bomb left this one unable to fork ({seen}): RLIMIT_NPROC counts every process "
-        f"of uid {STUDENT_UID} on the worker, so concurrent sandboxes share one budget")
+        "of its uid on the worker, so sandboxes sharing a uid share one budget")
 
 
 def test_file_size_limit(probe: Callable[..., Probe]) -> None:
-    """Can student code write a file larger than 64 MiB?"""
+    """Can student code write a file larger than 32 MiB (half its 64 MiB work directory)?"""
     p = probe()
-    assert p.call("file_of_size", 64 * MB) == "ok"
-    assert p.call("file_of_size", 64 * MB + 1) == "EFBIG"
+    assert p.call("file_of_size", 32 * MB) == "ok"
+    assert p.call("file_of_size", 32 * MB + 1) == "EFBIG"
 
 
 def test_open_file_limit(probe: Callable[..., Probe]) -> None:
@@ -687,7 +690,7 @@ def test_gpu_optional_assignment_keeps_limits_without_gpu(tmp_path: Path) -> Non
 # -- what is left afterwards ----------------------------------------------------------------------------------
 def test_stop_removes_everything(probe: Callable[..., Probe], tmp_path: Path) -> None:
     """Does stopping a sandbox remove its files and kill a daemon that double-forked and called setsid?"""
-    canary = Path("/tmp") / f"grader-isolation-canary-{uuid.uuid4().hex}"  # noqa: S108  (the worker's /tmp)
+    canary = WORKER_TMP / f"grader-isolation-canary-{uuid.uuid4().hex}"
     canary.mkdir()
     (canary / "keep.txt").write_text("keep")
     try:
@@ -737,7 +740,7 @@ def test_a_stalled_sandbox_cannot_hang_the_judge(probe: Callable[..., Probe]) ->
         try:
             p.sandbox.write(big)
             outcome.append(None)
-        except BaseException as exc:  # noqa: BLE001  (recorded for the assertion)
+        except BaseException as exc:  # recorded for the assertion
             outcome.append(exc)
 
     writer = threading.Thread(target=send, daemon=True)

@@ -89,13 +89,14 @@ class Server:
                 return
             op = request.get("op")
             if op == "ping":
-                self.send({"ok": True, "value": "pong"})
+                reply = {"ok": True, "value": "pong"}
             elif op == "load":
-                self.send(self.load(request))
+                reply = self.load(request)
             elif op == "call":
-                self.send(self.call(request))
+                reply = self.call(request)
             else:
-                self.send(_error("protocol", "ValueError", f"unknown op {op!r}"))
+                reply = _error("protocol", "ValueError", f"unknown op {op!r}")
+            self.send({**reply, "id": request.get("id")})
 
     # -- operations ----------------------------------------------------------------------------------
     def load(self, request: dict[str, Any]) -> dict[str, Any]:

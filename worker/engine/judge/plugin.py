@@ -14,6 +14,7 @@ from worker.engine.judge.session import SandboxLimit, StudentError, StudentSessi
 from worker.engine.manifest import VISIBILITIES, Assignment
 
 MESSAGE_LIMIT = 3000
+VISIBILITY_RANK = {"visible": 0, "after_due_date": 1, "hidden": 2}
 
 
 @dataclass
@@ -41,6 +42,8 @@ class GradingPlugin:
         self.infrastructure_error: str | None = None
         self.config_errors: list[str] = []
         self._started: dict[str, float] = {}
+        self._rank: dict[str, int] = {}
+        self._current_rank: int | None = None
 
     # -- configuration -------------------------------------------------------------------------------
     def pytest_configure(self, config: pytest.Config) -> None:
@@ -55,9 +58,15 @@ class GradingPlugin:
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
         for item in items:
             try:
-                self._describe(item)
+                visibility = self._describe(item)[3]
             except ValueError as exc:
                 self.config_errors.append(f"{item.nodeid}: {exc}")
+                visibility = "visible"
+            self._rank[item.nodeid] = VISIBILITY_RANK[visibility]
+        # Visible tests first, then after_due_date, then hidden, each group in a sandbox of its own: code and
+        # data of a test the student may not see yet never reach a process whose output the student sees now.
+        items.sort(key=lambda item: self._rank[item.nodeid])
+        self.session.ensure_spares(len(set(self._rank.values())) - 1)
 
     # -- fixtures ------------------------------------------------------------------------------------
     @pytest.fixture(scope="session")
@@ -81,6 +90,10 @@ class GradingPlugin:
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
         if self.infrastructure_error:
             pytest.skip("grading stopped")
+        rank = self._rank.get(item.nodeid, 0)
+        if self._current_rank is not None and rank != self._current_rank:
+            self.session.next_isolation()
+        self._current_rank = rank
         self.session.start_test()
         self._started[item.nodeid] = time.monotonic()
 

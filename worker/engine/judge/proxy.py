@@ -95,7 +95,9 @@ class _Encoder:
         if isinstance(value, torch.Tensor):
             return wire.tensor_to_wire(value, ref=self._ref(value))
         if isinstance(value, RemoteCode):
-            env = {k: self.encode(v) for k, v in value.env.items()}
+            # No refs inside code: whatever the student does to these values must never be written back into
+            # the test's own objects (module-level weights, say).
+            env = {k: _Encoder().encode(v) for k, v in value.env.items()}
             return {"__code__": {"src": value.src, "name": value.name, "env": env}}
         if value is None or isinstance(value, (bool, int, str)):
             return value

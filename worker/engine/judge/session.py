@@ -7,6 +7,7 @@ test costs only its own points.
 
 from __future__ import annotations
 
+import secrets
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +53,7 @@ class StudentSession:
         self.module = module
         self.sandbox: Sandbox | None = None
         self._fresh: Sandbox | None = None
+        self._spares: list[Sandbox] = []
         self.loaded = False
         self.reader = wire.FrameReader()
         self.load_failure: LoadFailure | None = None
@@ -69,16 +71,32 @@ class StudentSession:
 
     def close(self) -> None:
         """Stop the sandboxes, if any."""
-        for sandbox in (self.sandbox, self._fresh):
+        for sandbox in (self.sandbox, self._fresh, *self._spares):
             if sandbox is not None:
                 sandbox.stop()
         self.sandbox = self._fresh = None
+        self._spares = []
         self.loaded = False
 
     def hand_over(self, sandbox: Sandbox) -> None:
         """Use `sandbox`, started ahead of time by a pool, for the first call."""
         self._fresh = sandbox
         self.sandboxes_started += 1
+
+    def ensure_spares(self, count: int) -> None:
+        """Start `count` extra sandboxes now, for the isolation boundaries ahead (see `next_isolation`)."""
+        while len(self._spares) < count:
+            self._spares.append(self.runner.prepare(self.spec))
+            self.sandboxes_started += 1
+
+    def next_isolation(self) -> None:
+        """From the next call on, use a sandbox that has seen none of the calls so far."""
+        if self.sandbox is not None:
+            self.sandbox.stop()
+            self.sandbox = None
+            self.loaded = False
+        if self._fresh is None and self._spares:
+            self._fresh = self._spares.pop(0)
 
     def warm_up(self) -> None:
         """Start a sandbox ahead of the first call, so its start-up overlaps the judge's own."""
@@ -128,10 +146,10 @@ class StudentSession:
         self.loaded = False
         try:
             sandbox.adopt()
-            sandbox.write(wire.encode_frame({"op": "ping"}))
+            sandbox.write(wire.encode_frame({"op": "ping", "id": "start"}))
             while True:
                 frame = self._receive(sandbox, time.monotonic() + STARTUP_TIMEOUT, during=None)
-                if frame.get("value") == "pong":
+                if frame.get("id") == "start" and frame.get("value") == "pong":
                     return sandbox
         except (SandboxLimit, OSError) as exc:
             self.close()
@@ -152,12 +170,20 @@ class StudentSession:
     def _exchange(self, request: dict[str, Any], during: str | None) -> dict[str, Any]:
         sandbox = self.sandbox
         assert sandbox is not None
+        # A fresh id per request: replies to anything else (extra frames a submission wrote) are dropped, so
+        # they cannot pass for the answer to a later call.
+        request_id = secrets.token_hex(8)
+        deadline = min(self.deadline, self.run_deadline)
         try:
-            sandbox.write(wire.encode_frame(request))
+            sandbox.write(wire.encode_frame({**request, "id": request_id}))
+        except SandboxTimeout:
+            raise self._timed_out(during) from None
         except OSError:
             raise self._died(during) from None
-        deadline = min(self.deadline, self.run_deadline)
-        return self._receive(sandbox, deadline, during)
+        while True:
+            reply = self._receive(sandbox, deadline, during)
+            if reply.get("id") == request_id:
+                return reply
 
     def _receive(self, sandbox: Sandbox, deadline: float, during: str | None) -> dict[str, Any]:
         while True:

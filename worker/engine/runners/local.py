@@ -2,7 +2,8 @@
 
 Where the kernel allows, each sandbox gets new network, pid, mount, IPC and UTS namespaces and a private root
 built from read-only bind mounts of the system and Python directories, so the repository, the reference tests and
-the service's data are simply not there. As root the student runs as uid 65534 with no capabilities; otherwise a
+the service's data are simply not there. As root each sandbox runs under a uid of its own (so the process limit
+and signals stay within one sandbox) with no capabilities; otherwise a
 user namespace stands in. Resource limits come from rlimits. It is not the production sandbox (no cgroups): the
 Docker runner is.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import resource
+import secrets
 import select
 import shutil
 import signal
@@ -37,7 +39,7 @@ from worker.engine.runners.base import (
 )
 
 log = logging.getLogger(__name__)
-STUDENT_UID = 65534
+SANDBOX_UIDS = range(1_000_000, 2_000_000)
 _warned = False
 
 # Runs as (namespace) root inside the new namespaces: builds the private root, then drops privileges and execs
@@ -59,7 +61,8 @@ expose() {
 for d in /usr /bin /sbin /lib /lib64 /lib32 /etc "$@"; do expose "$d"; done
 if [ "$gpu" = 1 ]; then expose /sys; fi
 mkdir -p "$root/sandbox/work" "$root/sandbox/server" "$root/proc" "$root/tmp" "$root/dev"
-mount --bind "$sbx/work" "$root/sandbox/work"
+# A size-capped tmpfs, as in the Docker runner: nothing the student writes reaches the host's disk.
+mount -t tmpfs -o "size=64m,mode=0700,uid=$uid,gid=$uid,nosuid,nodev,noexec" grader-work "$root/sandbox/work"
 mount --bind "$sbx/server" "$root/sandbox/server"
 mount -o remount,bind,ro "$root/sandbox/server"
 mount -t proc -o nosuid,nodev,noexec proc "$root/proc"
@@ -109,11 +112,21 @@ class LocalRunner(Runner):
 
     def __init__(self, python: str | None = None, uid: int | None = None) -> None:
         self.python = python or sys.executable
-        self.uid = uid if uid is not None else (STUDENT_UID if os.geteuid() == 0 else 0)
+        self.uid = uid  # None: a fresh uid per sandbox (as root), else this one for all
 
     def options(self) -> dict[str, Any]:
         """Rebuild this runner in the judge process."""
         return {"python": self.python, "uid": self.uid}
+
+    def _sandbox_uid(self) -> int:
+        """The uid a new sandbox runs as: 0 means "no uid change" (not root)."""
+        if os.geteuid() != 0:
+            return 0
+        if self.uid is not None:
+            return self.uid
+        # A uid no account and no other live sandbox uses: RLIMIT_NPROC counts per uid, and processes of one
+        # uid may signal each other, so sharing one would let a fork bomb or a daemon reach other sandboxes.
+        return SANDBOX_UIDS.start + secrets.randbelow(len(SANDBOX_UIDS))
 
     def gpu_capable(self) -> bool:
         """Whether this host has NVIDIA devices to pass through. The sandbox's GPU mode is decided before the
@@ -135,7 +148,7 @@ class LocalRunner(Runner):
                         "production sandbox (use the docker runner)", mode)
         sbx = Path(tempfile.mkdtemp(prefix="grader-sbx-"))
         try:
-            return LocalSandbox(sbx, spec, self.python, self.uid if mode == "root" else 0, mode)
+            return LocalSandbox(sbx, spec, self.python, self._sandbox_uid() if mode == "root" else 0, mode)
         except BaseException:
             shutil.rmtree(sbx, ignore_errors=True)
             raise
@@ -147,16 +160,16 @@ class LocalSandbox(Sandbox):
     def __init__(self, sbx: Path, spec: SandboxSpec, python: str, uid: int, mode: str) -> None:
         self.sbx = sbx
         self.stderr = CappedBuffer(8192)
+        self.write_timeout = max(5.0, spec.limits.test_timeout)
         self._stopped = False
         server = sbx / "server"
         work = sbx / "work"
         server.mkdir()
-        work.mkdir(mode=0o700)
+        work.mkdir(mode=0o700)  # used as the working directory only where no namespaces are available
+        self.uid = uid
         for name in SANDBOX_FILES:
             shutil.copy(SANDBOX_SOURCE / name, server / name)
             (server / name).chmod(0o444)
-        if uid:
-            os.chown(work, uid, uid)
         limits = spec.limits
         env = {
             "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -213,11 +226,22 @@ class LocalSandbox(Sandbox):
             self.stderr.add(chunk)
 
     def write(self, data: bytes) -> None:
-        """Send bytes to the server's stdin."""
+        """Send bytes to the server's stdin; SandboxTimeout if it stops reading (it may, on purpose)."""
         self.adopt()
         assert self.proc.stdin is not None
-        self.proc.stdin.write(data)
-        self.proc.stdin.flush()
+        fd = self.proc.stdin.fileno()
+        os.set_blocking(fd, False)
+        view = memoryview(data)
+        deadline = time.monotonic() + self.write_timeout
+        while view:
+            left = deadline - time.monotonic()
+            _, writable, _ = select.select([], [fd], [], max(0.0, left))
+            if not writable:
+                raise SandboxTimeout(f"the sandbox took no input for {self.write_timeout:g} s")
+            try:
+                view = view[os.write(fd, view):]
+            except BlockingIOError:
+                continue
 
     def read(self, timeout: float) -> bytes:
         """Bytes from the server's stdout, b"" at its end."""
@@ -301,7 +325,8 @@ def _apply_rlimits(spec: SandboxSpec, uid: int) -> None:
     # RLIMIT_DATA counts heap and private anonymous mappings, which is where a memory bomb lands. No RLIMIT_AS:
     # a CUDA build of torch maps GBs of address space at import, even when the sandbox gets no GPU.
     resource.setrlimit(resource.RLIMIT_DATA, (data, data))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * mb, 64 * mb))
+    # Below the 64 MiB work tmpfs, as in the Docker runner, so the limit itself is what a big write meets.
+    resource.setrlimit(resource.RLIMIT_FSIZE, (32 * mb, 32 * mb))
     resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     if uid:
