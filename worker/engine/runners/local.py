@@ -58,15 +58,16 @@ expose() {
   mount --rbind "$1" "$root$1"
   mount -o remount,bind,ro "$root$1"
 }
+mkdir -p "$root/sandbox/work" "$root/sandbox/server" "$root/proc" "$root/tmp" "$root/dev"
+# The private /tmp first: Python directories exposed below may live under /tmp (a CI clone, say).
+mount -t tmpfs -o size=64m,mode=1777,nosuid,nodev grader-tmp "$root/tmp"
 for d in /usr /bin /sbin /lib /lib64 /lib32 /etc "$@"; do expose "$d"; done
 if [ "$gpu" = 1 ]; then expose /sys; fi
-mkdir -p "$root/sandbox/work" "$root/sandbox/server" "$root/proc" "$root/tmp" "$root/dev"
 # A size-capped tmpfs, as in the Docker runner: nothing the student writes reaches the host's disk.
 mount -t tmpfs -o "size=64m,mode=0700,uid=$uid,gid=$uid,nosuid,nodev,noexec" grader-work "$root/sandbox/work"
 mount --bind "$sbx/server" "$root/sandbox/server"
 mount -o remount,bind,ro "$root/sandbox/server"
 mount -t proc -o nosuid,nodev,noexec proc "$root/proc"
-mount -t tmpfs -o size=64m,mode=1777,nosuid,nodev grader-tmp "$root/tmp"
 for n in null zero urandom random; do touch "$root/dev/$n"; mount --bind "/dev/$n" "$root/dev/$n"; done
 if [ "$gpu" = 1 ]; then
   for n in /dev/nvidia*; do
