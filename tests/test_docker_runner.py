@@ -412,8 +412,8 @@ def test_student_server_round_trip(runner: DockerRunner) -> None:
 
             ready = frame()
             assert ready["ready"] is True and ready["torch"].startswith("2.13.0")
-            sandbox.write(wire.encode_frame({"op": "ping"}))
-            assert frame() == {"ok": True, "value": "pong"}
+            sandbox.write(wire.encode_frame({"op": "ping", "id": "p1"}))
+            assert frame() == {"ok": True, "value": "pong", "id": "p1"}  # the request's id comes back
             source = "import os\n\ndef whoami(x):\n    return [os.getuid(), os.getcwd(), x * 2]\n"
             sandbox.write(wire.encode_frame({"op": "load", "files": {"solution.py": source},
                                              "module": "solution"}))
