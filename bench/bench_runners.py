@@ -39,10 +39,12 @@ def machine_cpu_seconds() -> float:
     return (user + nice + system + irq + softirq) / 100.0
 
 
-def measure(label: str, submissions: list[Path], grade_one: Callable[[Path], object]) -> dict[str, float]:
-    """Grade each submission once; return median/p90 of wall and CPU seconds per submission."""
+def measure(label: str, submissions: list[Path], grade_one: Callable[[Path], object],
+            gap: float = 0.0) -> dict[str, float]:
+    """Grade each submission once, `gap` idle seconds apart; median/p90 of wall and CPU seconds per submission."""
     walls, cpus = [], []
     for path in submissions:
+        time.sleep(gap)
         cpu0, wall0 = machine_cpu_seconds(), time.perf_counter()
         grade_one(path)
         walls.append(time.perf_counter() - wall0)
@@ -91,6 +93,8 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=10, help="submissions per runner (cycled from the examples)")
     parser.add_argument("--runners", default="local,docker")
     parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--gap", type=float, default=0.0,
+                        help="idle seconds between submissions (0: back to back, a deadline rush)")
     args = parser.parse_args()
     pool = [EXAMPLES / "reference.py", *sorted(p for p in EXAMPLES.glob("*.py") if p.name != "reference.py")]
     submissions = [pool[i % len(pool)] for i in range(args.n)]
@@ -102,12 +106,13 @@ def main() -> None:
 
         image = ensure_image()
     if not args.no_baseline and image:
-        rows.append(measure("naive: fresh container, cold python (no tests run)", submissions, naive_baseline(image)))
+        rows.append(measure("naive: fresh container, cold python (no tests run)", submissions,
+                            naive_baseline(image), args.gap))
     for name in names:
         for label, judge in (("cold judge", ColdJudge()), ("warm judge + pooled sandbox", WarmJudge())):
             run = engine(name, judge)
             run(submissions[0])  # one unmeasured grade: image layers, page cache, the zygote's start
-            rows.append(measure(f"engine: {name} runner, {label}", submissions, run))
+            rows.append(measure(f"engine: {name} runner, {label}", submissions, run, args.gap))
             judge.close()
     print(f"{'what':60} {'n':>3} {'wall med':>9} {'wall p90':>9} {'cpu med':>8} {'cpu p90':>8}")
     for row in rows:

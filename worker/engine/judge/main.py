@@ -19,17 +19,18 @@ if TYPE_CHECKING:
     from worker.engine.runners.base import Sandbox
 
 
-def run_job(job: dict[str, Any], warm: Sandbox | None = None) -> dict[str, Any]:
+def run_job(job: dict[str, Any], warm: list[Sandbox] | None = None) -> dict[str, Any]:
     """Run the reference tests of `job['assignment_path']` against the job's files; return the verdicts.
 
-    `warm` is a sandbox a pool started ahead of time; without one, the first sandbox starts right away.
+    `warm` are sandboxes a pool started ahead of time (the first serves the first tests, the others the later
+    isolation groups); without them, the first sandbox starts right away.
     Failures of the machinery come back as an `infrastructure_error` entry, never as an exception.
     """
     try:
         return _run_job(job, warm)
     except Exception as exc:
-        if warm is not None:
-            warm.stop()
+        for sandbox in warm or []:
+            sandbox.stop()
         return {"infrastructure_error": f"{type(exc).__name__}: {exc}", "verdicts": [], "config_errors": []}
 
 
@@ -38,7 +39,7 @@ def write_verdicts(job: dict[str, Any], verdicts: dict[str, Any]) -> None:
     Path(job["verdicts_path"]).write_text(json.dumps(verdicts), encoding="utf-8")
 
 
-def _run_job(job: dict[str, Any], warm: Sandbox | None) -> dict[str, Any]:
+def _run_job(job: dict[str, Any], warm: list[Sandbox] | None) -> dict[str, Any]:
     if not job.get("gpu"):
         # Decided before torch loads: without a GPU for the sandbox, CUDA cases must skip in the judge too.
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
@@ -52,7 +53,7 @@ def _run_job(job: dict[str, Any], warm: Sandbox | None) -> dict[str, Any]:
     runner = make_runner(job["runner"], **job.get("runner_options", {}))
     spec = SandboxSpec(limits=assignment.limits, gpu=bool(job.get("gpu")))
     session = StudentSession(runner, spec, dict(job["files"]), assignment.module)
-    if warm is not None:
+    if warm:
         session.hand_over(warm)
     else:
         # Start the first sandbox now: it imports torch while this process imports torch and pytest.
@@ -91,6 +92,7 @@ def _run_job(job: dict[str, Any], warm: Sandbox | None) -> dict[str, Any]:
         "sandboxes": session.sandboxes_started,
         "runner": runner.describe(),
         "cuda": cuda,
+        "groups": plugin.isolation_groups,
     }
 
 

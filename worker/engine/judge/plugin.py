@@ -44,6 +44,7 @@ class GradingPlugin:
         self._started: dict[str, float] = {}
         self._rank: dict[str, int] = {}
         self._current_rank: int | None = None
+        self.isolation_groups = 1
 
     # -- configuration -------------------------------------------------------------------------------
     def pytest_configure(self, config: pytest.Config) -> None:
@@ -66,7 +67,8 @@ class GradingPlugin:
         # Visible tests first, then after_due_date, then hidden, each group in a sandbox of its own: code and
         # data of a test the student may not see yet never reach a process whose output the student sees now.
         items.sort(key=lambda item: self._rank[item.nodeid])
-        self.session.ensure_spares(len(set(self._rank.values())) - 1)
+        self.isolation_groups = max(1, len(set(self._rank.values())))
+        self.session.ensure_spares(self.isolation_groups - 1)
 
     # -- fixtures ------------------------------------------------------------------------------------
     @pytest.fixture(scope="session")

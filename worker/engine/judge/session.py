@@ -78,10 +78,11 @@ class StudentSession:
         self._spares = []
         self.loaded = False
 
-    def hand_over(self, sandbox: Sandbox) -> None:
-        """Use `sandbox`, started ahead of time by a pool, for the first call."""
-        self._fresh = sandbox
-        self.sandboxes_started += 1
+    def hand_over(self, sandboxes: list[Sandbox]) -> None:
+        """Use sandboxes a pool started ahead of time: the first for the first call, the rest as spares."""
+        self._fresh, *rest = sandboxes
+        self._spares.extend(rest)
+        self.sandboxes_started += len(sandboxes)
 
     def ensure_spares(self, count: int) -> None:
         """Start `count` extra sandboxes now, for the isolation boundaries ahead (see `next_isolation`)."""

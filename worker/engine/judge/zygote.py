@@ -1,7 +1,8 @@
 """The judge zygote: a process that has imported torch and pytest once and forks a judge per job.
 
-It also keeps one sandbox warm (started, server importing torch) for the next job's runner and limits, and hands
-it to the forked judge: a sandbox still serves exactly one submission, it just starts before the submission comes.
+It also keeps sandboxes warm (started, server importing torch) for the next job's runner and limits — as many as
+the last such job had isolation groups (visible, after_due_date, hidden tests) — and hands them to the forked
+judge: a sandbox still serves exactly one submission, it just starts before the submission comes.
 Control protocol, one JSON object per line: job in on stdin; `{"started": pid}` and `{"done": pid, "status": n}`
 out on the original stdout. The verdicts go to the file each job names, as with a cold judge.
 """
@@ -38,7 +39,16 @@ def _prepare(job: dict[str, Any]) -> Sandbox | None:
         return None
 
 
-def _child(job: dict[str, Any], warm: Sandbox | None, control: Any) -> None:
+def _groups_used(job: dict[str, Any]) -> int:
+    """How many sandboxes the finished job wanted up front (its verdicts say; our own judge wrote them)."""
+    try:
+        groups = int(json.loads(Path(job["verdicts_path"]).read_text(encoding="utf-8")).get("groups", 1))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return 1
+    return max(1, min(3, groups))
+
+
+def _child(job: dict[str, Any], warm: list[Sandbox], control: Any) -> None:
     """In the forked judge: run the job, write its verdicts, leave without running the zygote's exit hooks."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -68,27 +78,32 @@ def zygote_main() -> None:
 
     probe = torch.ones(2, requires_grad=True)
     (probe * probe).sum().backward()  # autograd's lazy set-up happens once, before any fork
-    pool: dict[str, Sandbox] = {}
+    pool: dict[str, list[Sandbox]] = {}
+    wanted: dict[str, int] = {}
     control.write(json.dumps({"ready": os.getpid()}) + "\n")
     for line in sys.stdin:
         job = json.loads(line)
         key = _pool_key(job)
-        warm = pool.pop(key, None)
-        for other in pool.values():  # keep only the sandbox that the latest kind of job needs
-            other.stop()
+        warm = pool.pop(key, [])
+        for others in pool.values():  # keep only the sandboxes that the latest kind of job needs
+            for other in others:
+                other.stop()
         pool.clear()
         pid = os.fork()
         if pid == 0:
             _child(job, warm, control)
-        if warm is not None:
-            warm.release()
+        for sandbox in warm:
+            sandbox.release()
         control.write(json.dumps({"started": pid}) + "\n")
-        fresh = _prepare(job)  # starts while the judge works, ready for the next submission
-        if fresh is not None:
+        # Started while the judge works, ready for the next submission of this kind.
+        fresh = [s for s in (_prepare(job) for _ in range(wanted.get(key, 1))) if s is not None]
+        if fresh:
             pool[key] = fresh
         _, status = os.waitpid(pid, 0)
-        if warm is not None:
-            warm.stop()  # whatever the judge left running (it was killed, say) goes now
+        for sandbox in warm:
+            sandbox.stop()  # whatever the judge left running (it was killed, say) goes now
+        wanted[key] = _groups_used(job)
         control.write(json.dumps({"done": pid, "status": status}) + "\n")
-    for sandbox in pool.values():
-        sandbox.stop()
+    for sandboxes in pool.values():
+        for sandbox in sandboxes:
+            sandbox.stop()
