@@ -187,28 +187,22 @@ class StudentSession:
                 return reply
 
     def _receive(self, sandbox: Sandbox, deadline: float, during: str | None) -> dict[str, Any]:
-        while True:
-            try:
-                frame = self.reader.next_frame()
-            except wire.WireError as exc:
-                self.close()
-                raise SandboxLimit("crashed", f"the student process sent a malformed reply ({exc})") from None
-            if frame is not None:
-                return frame
-            left = deadline_left(deadline)
-            if left <= 0:
-                raise self._timed_out(during)
-            try:
-                chunk = sandbox.read(timeout=left)
-            except SandboxTimeout:
-                raise self._timed_out(during) from None
-            if not chunk:
-                raise self._died(during)
-            try:
+        try:
+            while (frame := self.reader.next_frame()) is None:
+                left = deadline_left(deadline)
+                if left <= 0:
+                    raise self._timed_out(during)
+                try:
+                    chunk = sandbox.read(timeout=left)
+                except SandboxTimeout:
+                    raise self._timed_out(during) from None
+                if not chunk:
+                    raise self._died(during)
                 self.reader.feed(chunk)
-            except wire.WireError as exc:
-                self.close()
-                raise SandboxLimit("crashed", f"the student process sent a malformed reply ({exc})") from None
+        except wire.WireError as exc:
+            self.close()
+            raise SandboxLimit("crashed", f"the student process sent a malformed reply ({exc})") from None
+        return frame
 
     def _timed_out(self, during: str | None) -> SandboxLimit:
         self.close()
