@@ -13,6 +13,9 @@ import io
 import math
 import numbers
 import os
+import resource
+import signal
+import socket
 import sys
 import traceback
 import warnings
@@ -62,6 +65,8 @@ class Server:
         self.reader = wire.FrameReader()
         self.module: Any = None
         self.module_name = ""
+        self.cpu_seconds = 0  # per-test CPU limit each forked test process sets for itself (0: none)
+        self.in_test = False
 
     # -- framing -------------------------------------------------------------------------------------
     def send(self, message: dict[str, Any]) -> None:
@@ -94,11 +99,41 @@ class Server:
                 reply = self.load(request)
             elif op == "call":
                 reply = self.call(request)
+            elif op == "fork" and not self.in_test and self.module is not None:
+                reply = self.fork_test(request)
+                if self.in_test:
+                    continue  # the fork already answered; it now serves the test
+            elif op == "exit" and self.in_test:
+                os._exit(0)
             else:
                 reply = _error("protocol", "ValueError", f"unknown op {op!r}")
             self.send({**reply, "id": request.get("id")})
 
     # -- operations ----------------------------------------------------------------------------------
+    def fork_test(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Run one test in a fresh fork of this post-import process; answer once it has ended.
+
+        The fork answers the request itself ("forked") and serves the test's calls on the same channel until
+        the judge says "exit"; whatever global state the test changes dies with it. This process then ends
+        everything the test left behind and reports how the test process ended.
+        """
+        pid = os.fork()
+        if pid == 0:
+            self.in_test = True
+            _reseed()
+            if self.cpu_seconds:
+                _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+                resource.setrlimit(resource.RLIMIT_CPU, (self.cpu_seconds, hard))
+            self.send({"ok": True, "value": "forked", "id": request.get("id")})
+            return {"ok": True, "value": None}  # unreachable in practice: serve() carries on in the fork
+        _, status, usage = os.wait4(pid, 0)
+        _end_leftovers()
+        self.reader = wire.FrameReader()  # the fork consumed whatever was buffered when it started
+        return {"ok": True, "reaped": True, "value": {
+            "status": status, "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
+            "code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
+            "cpu": round(usage.ru_utime + usage.ru_stime, 4)}}
+
     def load(self, request: dict[str, Any]) -> dict[str, Any]:
         files = request.get("files", {})
         name = str(request.get("module", "solution"))
@@ -253,7 +288,7 @@ def _error(kind: str, type_name: str, message: str, **extra: Any) -> dict[str, A
 
 def _exception_reply(kind: str, exc: BaseException, output: CappedOutput) -> dict[str, Any]:
     """Describe an exception with only the student's own frames in the traceback."""
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith(WORK_DIR)]
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith(os.path.join(WORK_DIR, ""))]
     lines = traceback.format_list(frames) if frames else []
     line = frames[-1].lineno if frames else None
     try:
@@ -264,6 +299,92 @@ def _exception_reply(kind: str, exc: BaseException, output: CappedOutput) -> dic
     return _error(kind, type(exc).__name__, message, traceback=text, line=line, output=output.text())
 
 
+def _reseed() -> None:
+    """A forked process must not repeat its siblings' random numbers."""
+    import random
+
+    random.seed(os.urandom(32))
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.manual_seed(int.from_bytes(os.urandom(8), "little") & ((1 << 63) - 1))
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        numpy.random.seed(int.from_bytes(os.urandom(4), "little"))
+
+
+def _end_leftovers() -> None:
+    """Kill whatever a test process left behind (daemons, forks) and reap it all.
+
+    Only where this process has a pid namespace to itself (it is its init, or the sandbox's runner says so):
+    kill(-1) there reaches exactly the sandbox's own processes, never anything on the host.
+    """
+    if os.getpid() == 1 or os.environ.get("GRADER_OWN_PID_NAMESPACE") == "1":
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except OSError:
+            pass
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def warm_up() -> None:
+    """Import torch and run autograd's lazy set-up now, so the first graded call does not pay for it.
+
+    A backward with a gradient argument, for one, imports sympy: a third of a second, far more on a busy host.
+    Nothing here touches CUDA: a zygote that forks must not have initialised it.
+    """
+    warnings.simplefilter("ignore")  # a warning in a correct solution costs nothing and says nothing
+    import torch
+
+    probe = torch.ones(2, requires_grad=True)
+    (probe * probe).sum().backward()
+    (probe * probe).backward(torch.ones(2))
+    torch.autograd.grad((probe ** 3).sum(), probe)
+    optimizer = torch.optim.SGD([probe], lr=0.1)
+    optimizer.zero_grad()
+    (probe * 2).sum().backward()
+    optimizer.step()
+    torch.optim.Adam([probe], lr=0.1).step()
+    with torch.no_grad():
+        probe.mul_(1.0)
+    torch.nn.functional.mse_loss(torch.nn.Linear(2, 1)(probe.detach()), torch.zeros(1))
+    torch.autograd.functional.jacobian(lambda t: t * 2, torch.ones(2))
+
+
+class _SocketWriter:
+    """The write/flush pair Server uses, over a socket (sendall: a frame is never sent in part)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    def write(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def flush(self) -> None:
+        pass
+
+
+def serve_channel(sock: socket.socket | int, cpu_seconds: float = 0) -> None:
+    """Serve the judge on a socket handed over by the sandbox zygote (already confined, in /work)."""
+    global WORK_DIR
+    WORK_DIR = os.getcwd()
+    if isinstance(sock, int):
+        sock = socket.socket(fileno=sock)
+    sock.setblocking(True)
+    sys.stdout = sys.stderr
+    import torch
+
+    server = Server(sock.makefile("rb", buffering=0), _SocketWriter(sock))
+    server.cpu_seconds = max(1, round(cpu_seconds)) if cpu_seconds else 0
+    server.send({"ready": True, "pid": os.getpid(), "torch": torch.__version__})
+    server.serve()
+
+
 def main() -> None:
     """Take over stdin/stdout for frames, warm up torch, say ready, then serve until stdin closes."""
     proto_in = os.fdopen(os.dup(0), "rb", buffering=0)
@@ -272,16 +393,18 @@ def main() -> None:
     os.dup2(null, 0)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    warnings.simplefilter("ignore")  # a warning in a correct solution costs nothing and says nothing
+    warm_up()
     import torch
 
-    # Autograd steps now, so the first graded call does not pay for lazy initialisation (a backward with a
-    # gradient argument, for one, imports sympy: a third of a second, far more on a busy host).
-    probe = torch.ones(2, requires_grad=True)
-    (probe * probe).sum().backward()
-    (probe * probe).backward(torch.ones(2))
-    torch.autograd.grad((probe ** 3).sum(), probe)
     server = Server(proto_in, proto_out)
+    cpu = float(os.environ.get("GRADER_CPU_SECONDS", "0") or 0)
+    if cpu:
+        # This process has used some CPU already (torch's import): its own limit counts from here, and each
+        # forked test process lowers its soft limit to `cpu` for itself.
+        server.cpu_seconds = max(1, round(cpu))
+        used = resource.getrusage(resource.RUSAGE_SELF)
+        start = int(used.ru_utime + used.ru_stime) + 1
+        resource.setrlimit(resource.RLIMIT_CPU, (start + server.cpu_seconds, start + server.cpu_seconds + 1))
     server.send({"ready": True, "pid": os.getpid(), "torch": torch.__version__,
                  "cuda": bool(torch.cuda.is_available())})
     server.serve()

@@ -108,6 +108,8 @@ class GradingPlugin:
         elif report.when == "call" or (report.when == "setup" and report.failed):
             status, message = self._classify(report, call)
             self._record(item, status, message)
+            if report.when == "call":
+                self.session.end_test()
 
     def _classify(self, report: pytest.TestReport, call: pytest.CallInfo[Any]) -> tuple[str, str]:
         if report.passed:

@@ -17,6 +17,11 @@ from worker.engine.runners.base import Runner, Sandbox, SandboxSpec, SandboxTime
 from worker.sandbox import wire
 
 STARTUP_TIMEOUT = 90.0
+# A test's limit is CPU time, which the kernel counts for the student's process alone (RLIMIT_CPU), so a busy
+# worker cannot make a correct solution time out; the judge's wall clock is only a backstop this many times it.
+WALL_FACTOR = 3.0
+END_TEST_TIMEOUT = 10.0
+SIGXCPU, SIGKILL = 24, 9
 
 
 class StudentError(AssertionError):
@@ -62,12 +67,42 @@ class StudentSession:
         self.timeout_label = f"{spec.limits.test_timeout:g} s"
         self.sandboxes_started = 0
         self.output: list[str] = []
+        self.fork_id: str | None = None  # the request that forked the current test's process, while it lives
+        self.tests_forked = 0
 
     # -- lifecycle -----------------------------------------------------------------------------------
     def start_test(self) -> None:
-        """Start the per-test clock."""
-        self.deadline = time.monotonic() + self.spec.limits.test_timeout
+        """Start the per-test clock (the wall-clock backstop; the CPU limit is the kernel's)."""
+        self.deadline = time.monotonic() + self.spec.limits.test_timeout * WALL_FACTOR
         self.output = []
+
+    def end_test(self) -> None:
+        """End the current test's process: whatever it changed or started goes with it."""
+        fork_id, self.fork_id = self.fork_id, None
+        sandbox = self.sandbox
+        if fork_id is None or sandbox is None:
+            return
+        try:
+            sandbox.write(wire.encode_frame({"op": "exit", "id": secrets.token_hex(8)}))
+            deadline = time.monotonic() + END_TEST_TIMEOUT
+            while True:
+                frame = self._receive(sandbox, deadline, during=None)
+                if frame.get("id") == fork_id and frame.get("reaped"):
+                    return
+        except (SandboxLimit, OSError):
+            self.close()  # the post-import process is stuck or gone: the next test starts afresh
+
+    def _ensure_test_process(self, fn: str) -> None:
+        """The first call of a test forks a process of its own from the post-import one."""
+        if self.fork_id is not None:
+            return
+        request_id = secrets.token_hex(8)
+        self.fork_id = request_id
+        self.tests_forked += 1
+        reply = self._exchange({"op": "fork"}, during=fn, request_id=request_id)
+        if not (reply.get("ok") and reply.get("value") == "forked"):
+            self.fork_id = None
+            raise SandboxLimit("crashed", f"the student process could not start the test ({_where(fn)})")
 
     def close(self) -> None:
         """Stop the sandboxes, if any."""
@@ -77,6 +112,7 @@ class StudentSession:
         self.sandbox = self._fresh = None
         self._spares = []
         self.loaded = False
+        self.fork_id = None
 
     def hand_over(self, sandboxes: list[Sandbox]) -> None:
         """Use sandboxes a pool started ahead of time: the first for the first call, the rest as spares."""
@@ -102,8 +138,8 @@ class StudentSession:
     def warm_up(self) -> None:
         """Start a sandbox ahead of the first call, so its start-up overlaps the judge's own."""
         if self.sandbox is None and self._fresh is None:
-            self._fresh = self.runner.prepare(self.spec)
-            self.sandboxes_started += 1
+            self._fresh = self.runner.warm(self.spec)
+            self.sandboxes_started += self._fresh is not None
 
     def _ensure_loaded(self, fn: str) -> Sandbox:
         if self.load_failure is not None:
@@ -162,18 +198,20 @@ class StudentSession:
     def call(self, fn: str, args: list[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
         """Run solution.fn in the sandbox; return the raw successful reply or raise."""
         self._ensure_loaded(fn)
+        self._ensure_test_process(fn)
         reply = self._exchange({"op": "call", "fn": fn, "args": args, "kwargs": kwargs}, during=fn)
         self._note_output(reply)
         if reply.get("ok"):
             return reply
         raise _call_error(fn, reply.get("error", {}))
 
-    def _exchange(self, request: dict[str, Any], during: str | None) -> dict[str, Any]:
+    def _exchange(self, request: dict[str, Any], during: str | None,
+                  request_id: str | None = None) -> dict[str, Any]:
         sandbox = self.sandbox
         assert sandbox is not None
         # A fresh id per request: replies to anything else (extra frames a submission wrote) are dropped, so
         # they cannot pass for the answer to a later call.
-        request_id = secrets.token_hex(8)
+        request_id = request_id or secrets.token_hex(8)
         deadline = min(self.deadline, self.run_deadline)
         try:
             sandbox.write(wire.encode_frame({**request, "id": request_id}))
@@ -183,8 +221,27 @@ class StudentSession:
             raise self._died(during) from None
         while True:
             reply = self._receive(sandbox, deadline, during)
-            if reply.get("id") == request_id:
+            if reply.get("id") == request_id and not reply.get("reaped"):
                 return reply
+            if self.fork_id is not None and reply.get("id") == self.fork_id and reply.get("reaped"):
+                # The test's process ended while we waited for it: the post-import process says how.
+                self.fork_id = None
+                raise self._test_process_ended(reply.get("value"), during)
+
+    def _test_process_ended(self, how: Any, during: str | None) -> SandboxLimit:
+        how = how if isinstance(how, dict) else {}
+        where = _where(during)
+        cpu = how.get("cpu") if isinstance(how.get("cpu"), (int, float)) else 0.0
+        signum = how.get("signal")
+        limit = self.spec.limits.test_timeout
+        if signum == SIGXCPU or (signum == SIGKILL and cpu >= limit):
+            return SandboxLimit("timeout", f"timed out: used more than {limit:g} s of CPU time {where}")
+        if signum == SIGKILL:
+            return SandboxLimit("memory", f"was killed {where}, most likely for going over the memory limit "
+                                          f"({self.spec.limits.memory_mb} MB)")
+        code = f" (exit code {how['code']})" if isinstance(how.get("code"), int) else (
+            f" (signal {signum})" if isinstance(signum, int) else "")
+        return SandboxLimit("crashed", f"the student process ended unexpectedly{code} {where}")
 
     def _receive(self, sandbox: Sandbox, deadline: float, during: str | None) -> dict[str, Any]:
         try:
@@ -210,7 +267,8 @@ class StudentSession:
         if time.monotonic() >= self.run_deadline:
             limit = f"{self.spec.limits.run_timeout:g} s"
             return SandboxLimit("timeout", f"the whole run went over its {limit} limit {where}")
-        return SandboxLimit("timeout", f"timed out after {self.timeout_label} {where}")
+        backstop = f"{self.spec.limits.test_timeout * WALL_FACTOR:g} s"
+        return SandboxLimit("timeout", f"timed out: no answer within {backstop} (wall clock) {where}")
 
     def _died(self, during: str | None) -> SandboxLimit:
         sandbox = self.sandbox
@@ -220,6 +278,9 @@ class StudentSession:
         where = _where(during)
         if info is not None and info.state == "oom":
             return SandboxLimit("memory", f"ran out of memory (limit {self.spec.limits.memory_mb} MB) {where}")
+        if info is not None and info.code in (128 + SIGXCPU, -SIGXCPU):
+            limit = self.spec.limits.test_timeout
+            return SandboxLimit("timeout", f"timed out: used more than {limit:g} s of CPU time {where}")
         code = f" (exit code {info.code})" if info is not None and info.code is not None else ""
         message = f"the student process ended unexpectedly{code} {where}"
         if tail:

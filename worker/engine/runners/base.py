@@ -17,7 +17,7 @@ from worker.engine.manifest import Limits
 
 SANDBOX_SOURCE = Path(__file__).resolve().parents[2] / "sandbox"
 # Files copied into every sandbox; nothing else of ours enters it.
-SANDBOX_FILES = ("wire.py", "student_server.py")
+SANDBOX_FILES = ("wire.py", "student_server.py", "jail.py", "seccomp_filter.py", "seccomp_table.json", "zygote.py")
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,11 @@ class Runner(ABC):
     @abstractmethod
     def prepare(self, spec: SandboxSpec) -> Sandbox:
         """Start a fresh sandbox; raise InfrastructureError when that is impossible."""
+
+    def warm(self, spec: SandboxSpec) -> Sandbox | None:
+        """Get a sandbox like `spec` going ahead of its first use: started now (fresh sandboxes), or None
+        where the runner only starts what makes the next `prepare()` fast (a sandbox zygote)."""
+        return self.prepare(spec)
 
     def prepare_pooled(self, spec: SandboxSpec) -> Sandbox:
         """Start a sandbox to be handed to another process later (see `Sandbox.adopt`)."""

@@ -33,6 +33,7 @@ from worker.engine.runners.base import (
     SandboxTimeout,
     deadline_left,
 )
+from worker.engine.runners.forked import ZygoteHandle, ZygotePool, sandbox_mode, spawn
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,8 @@ def container_config(image: str, spec: SandboxSpec, gpus: str | None = None,
             "MKL_NUM_THREADS": threads,
             "PYTHONDONTWRITEBYTECODE": "1",
             "GRADER_OUTPUT_LIMIT": str(limits.output_kb * 1024),
+            "GRADER_CPU_SECONDS": str(limits.test_timeout),
+            "GRADER_OWN_PID_NAMESPACE": "1",  # the container's: a test's leftovers may be killed with kill(-1)
         },
         # The frame channel: stdin kept open, no TTY (a TTY would mangle bytes and merge stderr into stdout).
         "stdin_open": True,
@@ -149,18 +152,40 @@ class DockerRunner(Runner):
     production = True
 
     def __init__(self, image: str | None = None, gpus: str | None = None,
-                 base_url: str | None = None) -> None:
+                 base_url: str | None = None, sandbox: str | None = None, zygote: str | None = None) -> None:
         self.image = image or runner_image.image_name()
         self.gpus = parse_gpus(gpus if gpus is not None else os.environ.get("GRADER_GPUS"))
         self.base_url = base_url
+        self.sandbox = sandbox_mode(sandbox)
+        self.zygote = zygote  # the socket of a zygote container someone else owns (the warm judge's)
+        self._zygotes = ZygotePool(self.start_zygote)
 
     def options(self) -> dict[str, Any]:
-        """Rebuild this runner elsewhere with the same image and GPUs."""
-        return {"image": self.image, "gpus": self.gpus, "base_url": self.base_url}
+        """Rebuild this runner elsewhere with the same image, GPUs and sandbox mode."""
+        return {"image": self.image, "gpus": self.gpus, "base_url": self.base_url, "sandbox": self.sandbox,
+                "zygote": self.zygote}
 
     def describe(self) -> dict[str, Any]:
         """Runner name, image and GPU selection, recorded with each grading run."""
-        return {"runner": "docker", "image": self.image, "gpus": self.gpus}
+        return {"runner": "docker", "image": self.image, "gpus": self.gpus, "sandbox": self.sandbox}
+
+    def start_zygote(self, spec: SandboxSpec) -> ZygoteHandle:
+        """A long-lived zygote container for sandboxes like `spec` (see `docker_zygote`)."""
+        from worker.engine.runners.docker_zygote import DockerZygote
+
+        return DockerZygote(self.image, spec, self.gpus if spec.gpu else None, self.base_url)
+
+    def warm(self, spec: SandboxSpec) -> Sandbox | None:
+        """Start the zygote container now (or, fresh, the first sandbox container)."""
+        if self.sandbox == "fork":
+            if self.zygote is None:
+                self._zygotes.start(spec)
+            return None
+        return self.prepare(spec)
+
+    def close(self) -> None:
+        """Stop the zygote containers this runner started for itself."""
+        self._zygotes.close()
 
     def _connect(self) -> docker.DockerClient:
         # One client per sandbox, closed by its stop(): nothing pooled outlives a sandbox, so no socket leaks
@@ -171,7 +196,10 @@ class DockerRunner(Runner):
         """Create, attach to and start a sandbox container (`command` replaces the server: tests only).
 
         With `attach=False` (a warm pool), the container starts unattached and whoever adopts it attaches.
+        In the "fork" sandbox mode a sandbox is a child of the zygote container instead (`command` aside).
         """
+        if self.sandbox == "fork" and command is None:
+            return spawn(self.zygote or self._zygotes.socket_for(spec), spec.limits)  # type: ignore[return-value]
         client = self._connect()
         try:
             container = client.containers.create(**container_config(self.image, spec, self.gpus, command))

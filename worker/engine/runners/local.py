@@ -37,6 +37,8 @@ from worker.engine.runners.base import (
     SandboxSpec,
     SandboxTimeout,
 )
+from worker.engine.runners.forked import ZygotePool, sandbox_mode, spawn
+from worker.engine.runners.local_zygote import LocalZygote
 
 log = logging.getLogger(__name__)
 SANDBOX_UIDS = range(1_000_000, 2_000_000)
@@ -111,13 +113,37 @@ class LocalRunner(Runner):
 
     name = "local"
 
-    def __init__(self, python: str | None = None, uid: int | None = None) -> None:
+    def __init__(self, python: str | None = None, uid: int | None = None, sandbox: str | None = None,
+                 zygote: str | None = None) -> None:
         self.python = python or sys.executable
         self.uid = uid  # None: a fresh uid per sandbox (as root), else this one for all
+        # Forking needs namespaces; without them each sandbox is a fresh process, as before.
+        self.sandbox = sandbox_mode(sandbox) if namespace_mode() != "none" else "fresh"
+        self.zygote = zygote  # a zygote someone else owns (the warm judge's), else our own pool
+        self._zygotes = ZygotePool(self.start_zygote)
 
     def options(self) -> dict[str, Any]:
         """Rebuild this runner in the judge process."""
-        return {"python": self.python, "uid": self.uid}
+        return {"python": self.python, "uid": self.uid, "sandbox": self.sandbox, "zygote": self.zygote}
+
+    def start_zygote(self, spec: SandboxSpec) -> LocalZygote:
+        """A sandbox zygote process for sandboxes like `spec` (its children confine themselves)."""
+        uid_range = (SANDBOX_UIDS.start, SANDBOX_UIDS.stop) if namespace_mode() == "root" else None
+        if self.uid is not None and uid_range is not None:
+            uid_range = (self.uid, self.uid + 1)
+        return LocalZygote(spec, self.python, sandbox_env(spec), _python_dirs(), uid_range)
+
+    def close(self) -> None:
+        """Stop the zygotes this runner started for itself."""
+        self._zygotes.close()
+
+    def warm(self, spec: SandboxSpec) -> Sandbox | None:
+        """Start the zygote (it imports torch while the judge does) or, fresh, the first sandbox."""
+        if self.sandbox == "fork":
+            if self.zygote is None:
+                self._zygotes.start(spec)
+            return None
+        return self.prepare(spec)
 
     def _sandbox_uid(self) -> int:
         """The uid a new sandbox runs as: 0 means "no uid change" (not root)."""
@@ -137,16 +163,18 @@ class LocalRunner(Runner):
 
     def describe(self) -> dict[str, Any]:
         """Runner facts recorded with each grading run."""
-        return {"runner": "local", "isolation": namespace_mode(), "python": self.python}
+        return {"runner": "local", "isolation": namespace_mode(), "sandbox": self.sandbox, "python": self.python}
 
-    def prepare(self, spec: SandboxSpec) -> LocalSandbox:
-        """Start a student server in a fresh private directory."""
+    def prepare(self, spec: SandboxSpec) -> Sandbox:
+        """A forked child of a sandbox zygote, or (sandbox "fresh") a student server in a new private folder."""
         global _warned
         mode = namespace_mode()
         if not _warned:
             _warned = True
             log.warning("local runner: student code runs on this host with %s isolation; this is not the "
                         "production sandbox (use the docker runner)", mode)
+        if self.sandbox == "fork":
+            return spawn(self.zygote or self._zygotes.socket_for(spec), spec.limits)
         sbx = Path(tempfile.mkdtemp(prefix="grader-sbx-"))
         try:
             return LocalSandbox(sbx, spec, self.python, self._sandbox_uid() if mode == "root" else 0, mode)
@@ -171,19 +199,8 @@ class LocalSandbox(Sandbox):
         for name in SANDBOX_FILES:
             shutil.copy(SANDBOX_SOURCE / name, server / name)
             (server / name).chmod(0o444)
-        limits = spec.limits
-        env = {
-            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            "HOME": "/sandbox/work", "LANG": "C.UTF-8",
-            "OMP_NUM_THREADS": str(max(1, int(limits.cpus))), "PYTHONHASHSEED": "0",
-            "GRADER_OUTPUT_LIMIT": str(limits.output_kb * 1024),
-        }
-        if spec.gpu:
-            # The driver's libraries may live outside the default search path (e.g. /usr/local/nvidia).
-            env.update({k: v for k, v in os.environ.items()
-                        if k in ("CUDA_VISIBLE_DEVICES", "LD_LIBRARY_PATH") or k.startswith("NVIDIA_")})
-        if not spec.gpu:
-            env["CUDA_VISIBLE_DEVICES"] = ""
+        env = {**sandbox_env(spec), "HOME": "/sandbox/work",
+               "GRADER_CPU_SECONDS": str(spec.limits.test_timeout)}
         if mode == "none":
             argv = [python, "-I", "-B", str(server / "student_server.py")]
             cwd: Path | None = work
@@ -313,6 +330,24 @@ class LocalSandbox(Sandbox):
         if self._drain is not None and self._owner == os.getpid():
             self._drain.join(timeout=2)
         _remove_tree(self.sbx)
+
+
+def sandbox_env(spec: SandboxSpec) -> dict[str, str]:
+    """The environment student code starts with (nothing of the worker's own)."""
+    limits = spec.limits
+    env = {
+        "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "HOME": "/work", "LANG": "C.UTF-8",
+        "OMP_NUM_THREADS": str(max(1, int(limits.cpus))), "PYTHONHASHSEED": "0",
+        "GRADER_OUTPUT_LIMIT": str(limits.output_kb * 1024),
+    }
+    if spec.gpu:
+        # The driver's libraries may live outside the default search path (e.g. /usr/local/nvidia).
+        env.update({k: v for k, v in os.environ.items()
+                    if k in ("CUDA_VISIBLE_DEVICES", "LD_LIBRARY_PATH") or k.startswith("NVIDIA_")})
+    else:
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    return env
 
 
 def _apply_rlimits(spec: SandboxSpec, uid: int) -> None:

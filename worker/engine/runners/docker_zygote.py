@@ -1,0 +1,203 @@
+"""The production sandbox zygote: one long-lived, hardened container per worker slot that forks sandboxes.
+
+The container is a sandbox container (see `container_config`: no network, read-only root, no capabilities,
+uid 10001, cgroup limits, no logs) with exactly two extra privileges, both needed to build namespaces without
+any capability on the host:
+
+* a seccomp profile that is Docker's default plus `unshare`, `mount`, `umount2`, `pivot_root`, `sethostname`,
+  `setdomainname` and `clone` with namespace flags (Docker's default allows these only with CAP_SYS_ADMIN);
+* `/proc` without Docker's masks (`systempaths=unconfined`), because the kernel lets a user namespace mount a
+  fresh /proc only where no part of /proc is hidden by an overmount. Every child mounts its own /proc and masks
+  the same paths Docker would, before it loads anything of the student's.
+
+No child keeps either: each loads its own seccomp filter (no namespace, mount, ptrace, bpf, keyctl ...), which
+stacks on the container's, and has no capability left. A subverted zygote would hold what a container with
+that profile holds: namespaces of its own making inside the container, still without host capabilities, network
+or writable root. Its owner's attach connection is its lifeline: when the owner goes, stdin closes, the zygote
+kills its children and the container removes itself.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import socket
+import tempfile
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import docker
+from docker.models.containers import _create_container_args
+
+from worker.engine import image as runner_image
+from worker.engine.errors import InfrastructureError
+from worker.engine.runners.base import SandboxSpec
+from worker.engine.runners.forked import ZygoteHandle, jail_config
+
+log = logging.getLogger(__name__)
+
+PROFILE = Path(__file__).resolve().parents[3] / "docker" / "seccomp" / "moby-default.json"
+ZYGOTE_EXTRA_SYSCALLS = ("unshare", "mount", "umount2", "pivot_root", "sethostname", "setdomainname", "clone")
+# The zygote and its idle pre-forked child share pages with the working child; this much more than the
+# assignment's memory limit leaves a child the limit itself (its rlimits stop it before the cgroup does).
+ZYGOTE_MEMORY_MB = 768
+ROLE_LABEL = "grader.role"
+OWNER_LABEL = "grader.owner"
+SOCKET_DIR = "/run/zygote"
+
+
+@cache
+def seccomp_profile() -> str:
+    """Docker's default profile plus the namespace-building calls the zygote needs (JSON text)."""
+    profile = json.loads(PROFILE.read_text(encoding="utf-8"))
+    profile["syscalls"].append({"names": list(ZYGOTE_EXTRA_SYSCALLS), "action": "SCMP_ACT_ALLOW",
+                                "comment": "grader: the sandbox zygote builds each child's namespaces"})
+    return json.dumps(profile, separators=(",", ":"))
+
+
+def owner_id() -> str:
+    """This process as an owner label: host name, pid and the pid's start time (pids are reused)."""
+    try:
+        start = Path(f"/proc/{os.getpid()}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        start = "0"
+    return f"{socket.gethostname()}:{os.getpid()}:{start}"
+
+
+def owner_alive(owner: str) -> bool:
+    """Whether the process an owner label names still runs on this host (unknown hosts count as alive)."""
+    host, _, rest = owner.partition(":")
+    pid, _, start = rest.partition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True
+    try:
+        now = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return False
+    return now == start
+
+
+def zygote_config(image: str, spec: SandboxSpec, gpus: str | None, socket_dir: str) -> dict[str, Any]:
+    """`containers.create` keyword arguments for a zygote container (the sandbox's hardening, adjusted)."""
+    from worker.engine.runners.docker import LABEL, container_config
+
+    config = jail_config(spec, ["/opt/venv", "/opt/grader-sandbox"], None)
+    command = ["/opt/venv/bin/python", "-I", "-B", "/opt/grader-sandbox/zygote.py",
+               "--socket", f"{SOCKET_DIR}/zygote.sock", "--config", json.dumps(config)]
+    kwargs = container_config(image, spec, gpus, command)
+    memory = (spec.limits.memory_mb + ZYGOTE_MEMORY_MB) * 1024 * 1024
+    kwargs.update({
+        "name": kwargs["name"].replace("grader-sandbox-", "grader-zygote-"),
+        "labels": {**LABEL, ROLE_LABEL: "zygote", OWNER_LABEL: owner_id()},
+        "mem_limit": memory, "memswap_limit": memory,
+        # Each child's own RLIMIT_NPROC bounds it; this bounds the slot: two children, the zygote, waiters.
+        "pids_limit": spec.limits.pids * 2 + 32,
+        "security_opt": ["no-new-privileges", f"seccomp={seccomp_profile()}"],
+        "volumes": {socket_dir: {"bind": SOCKET_DIR, "mode": "rw"}},
+        "stdin_open": True, "detach": False,  # so docker-py sets StdinOnce: the owner's attach connection is the lifeline
+        "auto_remove": True,
+        "oom_score_adj": 500,  # the children say 1000 for themselves: under pressure they go first
+    })
+    return kwargs
+
+
+class DockerZygote(ZygoteHandle):
+    """A zygote container; its socket lives in a host folder only this process (and the container) can reach."""
+
+    def __init__(self, image: str, spec: SandboxSpec, gpus: str | None, base_url: str | None = None) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="grader-zyg-"))
+        socket_dir = self.dir / "sock"
+        socket_dir.mkdir()
+        socket_dir.chmod(0o777)  # the container's uid creates the socket; the parent folder is ours alone
+        self.socket_path = str(socket_dir / "zygote.sock")
+        self.client = runner_image.open_client(base_url, timeout=60)
+        self._lifeline: Any = None
+        self.container_id = ""
+        try:
+            create = _create_container_args({**zygote_config(image, spec, gpus, str(socket_dir)),
+                                             "version": self.client.api._version})
+            host_config = create.pop("host_config")
+            host_config["MaskedPaths"] = []  # systempaths=unconfined: see the module docstring
+            host_config["ReadonlyPaths"] = []
+            self.container_id = self.client.api.create_container(host_config=host_config, **create)["Id"]
+            self._lifeline = self.client.api.attach_socket(self.container_id, params={"stdin": 1, "stream": 1})
+            self.client.api.start(self.container_id)
+        except docker.errors.ImageNotFound as exc:
+            self.stop()
+            raise InfrastructureError(f"the runner image {image} is missing; build it with "
+                                      "`grader image build`") from exc
+        except (docker.errors.DockerException, OSError) as exc:
+            self.stop()
+            raise InfrastructureError(f"Docker could not start a sandbox zygote: {exc}") from exc
+
+    def alive(self) -> bool:
+        """Whether the container still runs."""
+        try:
+            return bool(self.client.api.inspect_container(self.container_id)["State"]["Running"])
+        except (docker.errors.DockerException, OSError, KeyError):
+            return False
+
+    def oom_kills(self) -> int | None:
+        """How many processes the container's memory cgroup has killed (cgroup v1 or v2), where readable."""
+        for path in (f"/sys/fs/cgroup/memory/docker/{self.container_id}/memory.oom_control",
+                     f"/sys/fs/cgroup/system.slice/docker-{self.container_id}.scope/memory.events"):
+            try:
+                for line in Path(path).read_text().splitlines():
+                    key, _, value = line.partition(" ")
+                    if key == "oom_kill":
+                        return int(value)
+            except (OSError, ValueError):
+                continue
+        return None
+
+    def stop(self) -> None:
+        """Close the lifeline, remove the container (its children die with it), remove the socket folder."""
+        for closable in (getattr(self._lifeline, "_response", None), self._lifeline):
+            try:
+                if closable is not None:
+                    closable.close()
+            except Exception as exc:
+                log.warning("closing a zygote's lifeline: %s", exc)
+        self._lifeline = None
+        if self.container_id:
+            try:
+                self.client.api.remove_container(self.container_id, force=True)
+            except docker.errors.NotFound:
+                pass
+            except (docker.errors.DockerException, OSError) as exc:
+                log.warning("cannot remove zygote container %s: %s", self.container_id[:12], exc)
+            self.container_id = ""
+        try:
+            self.client.close()
+        except Exception as exc:
+            log.warning("closing the Docker client: %s", exc)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def remove_orphaned_zygotes(base_url: str | None = None) -> int:
+    """Remove zygote containers of this host whose owner process is gone (a worker that was SIGKILLed)."""
+    from worker.engine.runners.docker import LABEL
+
+    try:
+        client = runner_image.open_client(base_url, timeout=60)
+    except InfrastructureError:
+        return 0
+    removed = 0
+    try:
+        filters = {"label": [f"{k}={v}" for k, v in LABEL.items()] + [f"{ROLE_LABEL}=zygote"]}
+        for container in client.containers.list(all=True, filters=filters):
+            owner = container.labels.get(OWNER_LABEL, "")
+            if not owner_alive(owner):
+                try:
+                    container.remove(force=True)
+                    removed += 1
+                except docker.errors.NotFound:
+                    pass
+    except (docker.errors.DockerException, OSError) as exc:
+        log.warning("zygote cleanup failed: %s", exc)
+    finally:
+        client.close()
+    return removed

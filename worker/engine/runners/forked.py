@@ -1,0 +1,268 @@
+"""Sandboxes forked from a sandbox zygote: the judge's side of `worker/sandbox/zygote.py`.
+
+A `ZygoteHandle` is a running zygote (a long-lived container, or a local process) with a Unix socket; `spawn()`
+asks it for a confined child and receives, with SCM_RIGHTS, the child's frame channel and stderr. The
+connection it was asked on is the child's lease: closing it kills the child's whole pid namespace. Nothing the
+zygote or the child sends is trusted: replies are size-capped JSON, and at most two descriptors are taken.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import select
+import socket
+import stat
+import threading
+import time
+from abc import ABC, abstractmethod
+from typing import Any
+
+from worker.engine.errors import InfrastructureError
+from worker.engine.manifest import Limits
+from worker.engine.runners.base import CappedBuffer, ExitInfo, Sandbox, SandboxSpec, SandboxTimeout
+
+log = logging.getLogger(__name__)
+SPAWN_TIMEOUT = 30.0
+READY_TIMEOUT = 120.0
+
+
+def jail_config(spec: SandboxSpec, expose: list[str], uid_range: tuple[int, int] | None) -> dict[str, Any]:
+    """The zygote's --config: what every child's confinement needs (see `worker.sandbox.jail.JailConfig`)."""
+    limits = spec.limits
+    return {"expose": expose, "uid_range": list(uid_range) if uid_range else None, "memory_mb": limits.memory_mb,
+            "cpu_seconds": limits.test_timeout, "pids": limits.pids, "gpu": spec.gpu}
+
+
+class ZygoteHandle(ABC):
+    """A running sandbox zygote that this process owns."""
+
+    socket_path: str
+
+    @abstractmethod
+    def alive(self) -> bool:
+        """Whether it still runs."""
+
+    @abstractmethod
+    def stop(self) -> None:
+        """Stop it and every child it forked; idempotent."""
+
+    ready = False
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
+        """Wait until its socket accepts connections (it has imported torch then)."""
+        if self.ready:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise InfrastructureError(f"the sandbox zygote exited while starting: {self.last_words()}")
+            try:
+                if stat.S_ISSOCK(os.stat(self.socket_path).st_mode):
+                    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+                        probe.connect(self.socket_path)
+                    self.ready = True
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise InfrastructureError(f"the sandbox zygote did not start within {timeout:g} s")
+
+    def last_words(self) -> str:
+        """Whatever the zygote said on its way out (for error messages)."""
+        return ""
+
+
+def spawn(socket_path: str, limits: Limits, timeout: float = SPAWN_TIMEOUT) -> ForkedSandbox:
+    """A fresh confined child from the zygote at `socket_path`; InfrastructureError when none comes."""
+    lease = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    fds: list[int] = []
+    try:
+        lease.settimeout(timeout)
+        lease.connect(socket_path)
+        lease.sendall(b'{"op": "spawn"}\n')
+        data, fds, _flags, _addr = socket.recv_fds(lease, 4096, 2)
+        reply = json.loads(data.split(b"\n", 1)[0] or b"null")
+        if not isinstance(reply, dict) or not reply.get("ok") or len(fds) != 2:
+            raise InfrastructureError(f"the sandbox zygote refused a child: {reply!r}")
+        channel = socket.socket(fileno=fds[0])
+        if channel.family != socket.AF_UNIX or not stat.S_ISFIFO(os.fstat(fds[1]).st_mode):
+            channel.detach()
+            raise InfrastructureError("the sandbox zygote sent descriptors of the wrong kind")
+        return ForkedSandbox(lease, channel, fds[1], int(reply.get("pid", 0)), limits)
+    except (OSError, ValueError) as exc:
+        for fd in fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        lease.close()
+        raise InfrastructureError(f"no sandbox from the zygote at {socket_path}: {exc}") from exc
+    except InfrastructureError:
+        for fd in fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        lease.close()
+        raise
+
+
+class ForkedSandbox(Sandbox):
+    """One forked child: frames over its socketpair, its life held by the lease."""
+
+    def __init__(self, lease: socket.socket, channel: socket.socket, stderr_fd: int, pid: int,
+                 limits: Limits) -> None:
+        self.lease = lease
+        self.channel = channel
+        self.pid = pid
+        self._stderr_fd = stderr_fd
+        self.stderr = CappedBuffer(max(8192, limits.output_kb * 1024))
+        self._write_timeout = max(5.0, limits.test_timeout)
+        self._final: ExitInfo | None = None
+        self._lease_buffer = b""
+        self._stopped = False
+        self._drain: threading.Thread | None = None
+        self._owner = os.getpid()
+        self.channel.setblocking(False)
+
+    def adopt(self) -> None:
+        """Drain the child's stderr in the process that talks to it."""
+        if self._drain is None or self._owner != os.getpid():
+            self._owner = os.getpid()
+            self._drain = threading.Thread(target=self._drain_stderr, daemon=True, name=f"stderr-{self.pid}")
+            self._drain.start()
+
+    def _drain_stderr(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self._stderr_fd, 65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            self.stderr.add(chunk)
+
+    def write(self, data: bytes) -> None:
+        """Send bytes; SandboxTimeout if the child stops reading, BrokenPipeError once it is gone."""
+        view = memoryview(data)
+        deadline = time.monotonic() + self._write_timeout
+        while view:
+            left = deadline - time.monotonic()
+            _, writable, _ = select.select([], [self.channel], [], max(0.0, left))
+            if not writable:
+                raise SandboxTimeout(f"the sandbox took no input for {self._write_timeout:g} s")
+            try:
+                view = view[self.channel.send(view):]
+            except BlockingIOError:
+                continue
+
+    def read(self, timeout: float) -> bytes:
+        """Bytes from the child, b"" once it is gone."""
+        ready, _, _ = select.select([self.channel], [], [], timeout)
+        if not ready:
+            raise SandboxTimeout()
+        try:
+            return self.channel.recv(1 << 20)
+        except BlockingIOError:
+            return self.read(timeout=0.05)
+        except ConnectionResetError:
+            return b""
+
+    def exit_info(self, wait: float = 0.0) -> ExitInfo:
+        """How the child ended, as its zygote reports on the lease."""
+        if self._final is not None:
+            return self._final
+        deadline = time.monotonic() + wait
+        while b"\n" not in self._lease_buffer:
+            ready, _, _ = select.select([self.lease], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                return ExitInfo("running")
+            try:
+                chunk = self.lease.recv(4096)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                self._final = ExitInfo("killed", None, "its zygote is gone")
+                return self._final
+            self._lease_buffer = (self._lease_buffer + chunk)[-4096:]
+        try:
+            code = int(json.loads(self._lease_buffer.split(b"\n", 1)[0])["exit"])
+        except (ValueError, KeyError, TypeError):
+            code = -1
+        self._final = exit_from_code(code)
+        return self._final
+
+    def stderr_tail(self) -> str:
+        """The end of what the child wrote to its stderr."""
+        return self.stderr.text()
+
+    def stop(self) -> None:
+        """Kill the child (through its lease) and close every descriptor; idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._final is None:
+            info = self.exit_info()
+            if info.state == "running":
+                self._final = ExitInfo("killed", None, "stopped by the judge")
+        for closable in (self.lease, self.channel):
+            try:
+                closable.close()
+            except OSError:
+                pass
+        if self._drain is not None and self._owner == os.getpid():
+            self._drain.join(timeout=2)
+        try:
+            os.close(self._stderr_fd)
+        except OSError:
+            pass
+
+
+def exit_from_code(code: int) -> ExitInfo:
+    """ExitInfo from a shell-style exit code (128 + signal for a process killed by one)."""
+    if code == 137:
+        return ExitInfo("killed", code, "killed (SIGKILL)")
+    if code > 128:
+        return ExitInfo("exited", code, f"signal {code - 128}")
+    return ExitInfo("exited", code)
+
+
+class ZygotePool:
+    """The zygotes a runner started for itself, one per sandbox spec; stopped by `close()`."""
+
+    def __init__(self, start: Any) -> None:
+        self._start = start
+        self._handles: dict[SandboxSpec, ZygoteHandle] = {}
+
+    def start(self, spec: SandboxSpec) -> ZygoteHandle:
+        """A live zygote for `spec`, started now (without waiting for it) if there is none or it died."""
+        handle = self._handles.get(spec)
+        if handle is None or not handle.alive():
+            if handle is not None:
+                handle.stop()
+            handle = self._start(spec)
+            self._handles[spec] = handle
+        return handle
+
+    def socket_for(self, spec: SandboxSpec) -> str:
+        """The socket of a live, ready zygote for `spec`."""
+        handle = self.start(spec)
+        handle.wait_ready()
+        return handle.socket_path
+
+    def close(self) -> None:
+        """Stop every zygote (and so every child) this pool started."""
+        handles, self._handles = list(self._handles.values()), {}
+        for handle in handles:
+            handle.stop()
+
+
+def sandbox_mode(value: str | None = None) -> str:
+    """'fork' (children of a sandbox zygote, the default) or 'fresh' (a new container or process per sandbox)."""
+    mode = (value or os.environ.get("GRADER_SANDBOX") or "fork").strip().lower()
+    if mode not in ("fork", "fresh"):
+        raise InfrastructureError(f"GRADER_SANDBOX must be 'fork' or 'fresh', not {mode!r}")
+    return mode

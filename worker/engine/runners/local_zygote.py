@@ -1,0 +1,64 @@
+"""A sandbox zygote as a local process, for the local runner: its children confine themselves on this host.
+
+The zygote itself runs with this process's privileges (it never runs student code); as root its children each
+take a uid of their own, otherwise a user namespace stands in. Its stdin is its lifeline: when this process
+closes it, or dies, the zygote kills its children and exits.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from worker.engine.errors import InfrastructureError
+from worker.engine.runners.base import SANDBOX_SOURCE, SandboxSpec
+from worker.engine.runners.forked import ZygoteHandle, jail_config
+
+
+class LocalZygote(ZygoteHandle):
+    """`python worker/sandbox/zygote.py` beside this process, its socket in a private folder."""
+
+    def __init__(self, spec: SandboxSpec, python: str, env: dict[str, str], expose: list[str],
+                 uid_range: tuple[int, int] | None) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="grader-zyg-"))
+        self.socket_path = str(self.dir / "zygote.sock")
+        config = jail_config(spec, [*expose, str(SANDBOX_SOURCE)], uid_range)
+        self._log = (self.dir / "zygote.log").open("wb")
+        try:
+            self.proc = subprocess.Popen(
+                [python, "-I", "-B", str(SANDBOX_SOURCE / "zygote.py"), "--socket", self.socket_path,
+                 "--config", json.dumps(config)],
+                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log, env=env, cwd=self.dir)
+        except OSError as exc:
+            self._log.close()
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise InfrastructureError(f"could not start the local sandbox zygote: {exc}") from exc
+
+    def alive(self) -> bool:
+        """Whether the zygote process still runs."""
+        return self.proc.poll() is None
+
+    def last_words(self) -> str:
+        """The end of the zygote's log."""
+        try:
+            return (self.dir / "zygote.log").read_text(errors="replace")[-1500:]
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        """Close the lifeline (the zygote kills its children and exits), then remove its folder."""
+        if self.proc.stdin is not None and not self.proc.stdin.closed:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self._log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
