@@ -89,9 +89,12 @@ def _check(result: int, what: str) -> None:
         raise JailError(errno, f"{what}: {os.strerror(errno)}")
 
 
+def _enc(text: str | None) -> bytes | None:
+    return text.encode() if text is not None else None
+
+
 def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
-    enc = (lambda s: s.encode() if s is not None else None)
-    _check(_libc.mount(enc(source), enc(target), enc(fstype), flags, enc(data)), f"mount {target}")
+    _check(_libc.mount(_enc(source), _enc(target), _enc(fstype), flags, _enc(data)), f"mount {target}")
 
 
 def _prctl(option: int, arg: int = 0) -> None:
@@ -153,12 +156,13 @@ def build_root(config: JailConfig, sandbox_uid: int) -> None:
         os.makedirs(f"{root}/{sub}", exist_ok=True)
     capped = f"size={config.tmpfs_mb}m"
     owner = f"uid={sandbox_uid},gid={sandbox_uid}"
+    secure = MS_NOSUID | MS_NODEV | MS_NOEXEC
+    # The tmpfs first: the Python environment may live under /work or /tmp (a checkout), and is exposed on top.
+    _mount("grader-work", f"{root}/work", "tmpfs", secure, f"{capped},mode=0700,{owner}")
+    _mount("grader-tmp", f"{root}/tmp", "tmpfs", secure, f"{capped},mode=1777")  # noqa: S108 (the child's)
+    _mount("grader-shm", f"{root}/dev/shm", "tmpfs", secure, f"{capped},mode=1777")  # noqa: S108
     for path in dict.fromkeys((*SYSTEM_DIRS, *config.expose)):
         _expose(root, path)
-    secure = MS_NOSUID | MS_NODEV | MS_NOEXEC
-    _mount("grader-work", f"{root}/work", "tmpfs", secure, f"{capped},mode=0700,{owner}")
-    _mount("grader-tmp", f"{root}/tmp", "tmpfs", secure, f"{capped},mode=1777")
-    _mount("grader-shm", f"{root}/dev/shm", "tmpfs", secure, f"{capped},mode=1777")
     for name in DEVICES:
         _bind_file(f"/dev/{name}", f"{root}/dev/{name}")
     for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
@@ -199,7 +203,7 @@ def _pivot_root_nr() -> int:
 def set_limits(config: JailConfig) -> None:
     """rlimits the child can only lower: CPU time (each process counts its own), data, files, processes."""
     mb = 1024 * 1024
-    cpu = max(1, int(round(config.cpu_seconds)))
+    cpu = max(1, round(config.cpu_seconds))
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
     data = (config.memory_mb + (8192 if config.gpu else 0)) * mb
     resource.setrlimit(resource.RLIMIT_DATA, (data, data))

@@ -404,7 +404,10 @@ def main() -> None:
         server.cpu_seconds = max(1, round(cpu))
         used = resource.getrusage(resource.RUSAGE_SELF)
         start = int(used.ru_utime + used.ru_stime) + 1
-        resource.setrlimit(resource.RLIMIT_CPU, (start + server.cpu_seconds, start + server.cpu_seconds + 1))
+        _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+        want = start + server.cpu_seconds + 1
+        hard = want if hard == resource.RLIM_INFINITY else min(hard, want)  # only root could raise it
+        resource.setrlimit(resource.RLIMIT_CPU, (min(start + server.cpu_seconds, hard), hard))
     server.send({"ready": True, "pid": os.getpid(), "torch": torch.__version__,
                  "cuda": bool(torch.cuda.is_available())})
     server.serve()

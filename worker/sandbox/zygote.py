@@ -7,9 +7,9 @@ creation is off the request path. A judge connects to its Unix socket and sends 
 judge's end of a socketpair whose other end is the child's frame channel, and the read end of the child's stderr.
 That connection is the child's lease: when the judge closes it (or dies), or sends `{"op": "kill"}`, the child's
 namespace init is killed, and with it everything it started. When the child ends first, the zygote writes
-`{"exit": code}` on the lease (128 + the signal, for a child killed by one). The zygote reads nothing any child wrote, except the pid its own code in the
-intermediate process reports before anything else runs there; it exits when its stdin (the owner's lifeline)
-closes. Standard library and torch only.
+`{"exit": code}` on the lease (128 + the signal, for a child killed by one). The zygote reads nothing any
+child wrote, except the pid its own code in the intermediate process reports before anything else runs there;
+it exits when its stdin (the owner's lifeline) closes. Standard library and torch only.
 """
 
 from __future__ import annotations
@@ -283,7 +283,7 @@ def main(argv: list[str] | None = None) -> None:
         os.unlink(args.socket)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(args.socket)
-    os.chmod(args.socket, 0o666)  # its folder is private to the owner
+    os.chmod(args.socket, 0o666)  # noqa: S103 (its folder is private to the owner)
     listener.listen(16)
     global _instance
     _instance = Zygote(config, listener)

@@ -1,6 +1,8 @@
 """The judge zygote: a process that has imported torch and pytest once and forks a judge per job.
 
-It also keeps sandboxes warm (started, server importing torch) for the next job's runner and limits — as many as
+It owns the worker slot's sandbox zygotes (`SandboxZygotes`): each job's judge gets the socket of the one for
+its kind of sandbox, and its sandboxes are that zygote's forked children. In the "fresh" sandbox mode it
+instead keeps sandboxes warm (started, server importing torch) for the next job's runner and limits — as many as
 the last such job had isolation groups (visible, after_due_date, hidden tests) — and hands them to the forked
 judge: a sandbox still serves exactly one submission, it just starts before the submission comes.
 Control protocol, one JSON object per line: job in on stdin; `{"started": pid}` and `{"done": pid, "status": n}`
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from worker.engine.runners.base import Sandbox
+from worker.engine.runners.forked import ZygoteHandle
 
 
 def _pool_key(job: dict[str, Any]) -> str:
@@ -48,10 +51,63 @@ def _groups_used(job: dict[str, Any]) -> int:
     return max(1, min(3, groups))
 
 
+def _spec_key(job: dict[str, Any]) -> str:
+    options = {k: v for k, v in job.get("runner_options", {}).items() if k != "zygote"}
+    return json.dumps([job["runner"], options, job["assignment_path"], job.get("gpu")], sort_keys=True)
+
+
+class SandboxZygotes:
+    """The sandbox zygotes (containers or processes) this judge zygote owns: one per kind of sandbox, the
+    two most recently used kept. Their children are the sandboxes of every job forked from here."""
+
+    KEEP = 2
+
+    def __init__(self) -> None:
+        self.handles: dict[str, ZygoteHandle] = {}
+        self.swept = False
+
+    def socket_for(self, job: dict[str, Any]) -> str | None:
+        """A live zygote's socket for `job`'s sandboxes; None when none could be started (the judge's runner
+        then starts its own and the job still runs)."""
+        from worker.engine.manifest import load_assignment
+        from worker.engine.runners import make_runner
+        from worker.engine.runners.base import SandboxSpec
+
+        key = _spec_key(job)
+        handle = self.handles.pop(key, None)
+        try:
+            if handle is not None and not handle.alive():
+                handle.stop()
+                handle = None
+            if handle is None:
+                runner = make_runner(job["runner"], **job.get("runner_options", {}))
+                if job["runner"] == "docker" and not self.swept:
+                    from worker.engine.runners.docker_zygote import remove_orphaned_zygotes
+
+                    self.swept = True
+                    remove_orphaned_zygotes()  # left by a worker of this host that was killed outright
+                assignment = load_assignment(Path(job["assignment_path"]))
+                handle = runner.start_zygote(SandboxSpec(limits=assignment.limits, gpu=bool(job.get("gpu"))))
+            handle.wait_ready()
+        except Exception as exc:
+            print(f"judge zygote: no sandbox zygote: {exc}", file=sys.stderr)
+            return None
+        self.handles[key] = handle  # most recent last
+        while len(self.handles) > self.KEEP:
+            self.handles.pop(next(iter(self.handles))).stop()
+        return handle.socket_path
+
+    def stop(self) -> None:
+        """Stop every zygote (their children die with them)."""
+        handles, self.handles = list(self.handles.values()), {}
+        for handle in handles:
+            handle.stop()
+
+
 def _child(job: dict[str, Any], warm: list[Sandbox], control: Any) -> None:
     """In the forked judge: run the job, write its verdicts, leave without running the zygote's exit hooks."""
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+        signal.signal(signum, signal.SIG_DFL)
     control.close()
     # Not os.close(0): the next socket or pipe would get fd 0, which pytest's capture replaces during tests.
     null = os.open(os.devnull, os.O_RDONLY)
@@ -80,10 +136,28 @@ def zygote_main() -> None:
     (probe * probe).sum().backward()  # autograd's lazy set-up happens once, before any fork
     pool: dict[str, list[Sandbox]] = {}
     wanted: dict[str, int] = {}
+    zygotes = SandboxZygotes()
+
+    def stop(signum: int, _frame: object) -> None:
+        # A worker stopped any way but SIGKILL removes its sandboxes; after SIGKILL, the zygotes' lifelines
+        # close and they remove themselves.
+        zygotes.stop()
+        for sandboxes in pool.values():
+            for sandbox in sandboxes:
+                sandbox.stop()
+        os._exit(128 + signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, stop)
     control.write(json.dumps({"ready": os.getpid()}) + "\n")
     for line in sys.stdin:
         job = json.loads(line)
         key = _pool_key(job)
+        forking = job.get("runner_options", {}).get("sandbox") == "fork"
+        if forking and not job["runner_options"].get("zygote"):
+            path = zygotes.socket_for(job)
+            if path is not None:
+                job = {**job, "runner_options": {**job["runner_options"], "zygote": path}}
         warm = pool.pop(key, [])
         for others in pool.values():  # keep only the sandboxes that the latest kind of job needs
             for other in others:
@@ -95,8 +169,9 @@ def zygote_main() -> None:
         for sandbox in warm:
             sandbox.release()
         control.write(json.dumps({"started": pid}) + "\n")
-        # Started while the judge works, ready for the next submission of this kind.
-        fresh = [s for s in (_prepare(job) for _ in range(wanted.get(key, 1))) if s is not None]
+        # Started while the judge works, ready for the next submission of this kind (a zygote's children
+        # start in milliseconds: nothing to start ahead for those).
+        fresh = [] if forking else [s for s in (_prepare(job) for _ in range(wanted.get(key, 1))) if s is not None]
         if fresh:
             pool[key] = fresh
         _, status = os.waitpid(pid, 0)
@@ -107,3 +182,4 @@ def zygote_main() -> None:
     for sandboxes in pool.values():
         for sandbox in sandboxes:
             sandbox.stop()
+    zygotes.stop()

@@ -84,7 +84,7 @@ def zygote_config(image: str, spec: SandboxSpec, gpus: str | None, socket_dir: s
     """`containers.create` keyword arguments for a zygote container (the sandbox's hardening, adjusted)."""
     from worker.engine.runners.docker import LABEL, container_config
 
-    config = jail_config(spec, ["/opt/venv", "/opt/grader-sandbox"], None)
+    config = jail_config(spec, ["/opt/venv"], None)  # the server's code is imported before the fork
     command = ["/opt/venv/bin/python", "-I", "-B", "/opt/grader-sandbox/zygote.py",
                "--socket", f"{SOCKET_DIR}/zygote.sock", "--config", json.dumps(config)]
     kwargs = container_config(image, spec, gpus, command)
@@ -97,7 +97,8 @@ def zygote_config(image: str, spec: SandboxSpec, gpus: str | None, socket_dir: s
         "pids_limit": spec.limits.pids * 2 + 32,
         "security_opt": ["no-new-privileges", f"seccomp={seccomp_profile()}"],
         "volumes": {socket_dir: {"bind": SOCKET_DIR, "mode": "rw"}},
-        "stdin_open": True, "detach": False,  # so docker-py sets StdinOnce: the owner's attach connection is the lifeline
+        # detach False makes docker-py set StdinOnce: the owner's attach connection is the zygote's lifeline.
+        "stdin_open": True, "detach": False,
         "auto_remove": True,
         "oom_score_adj": 500,  # the children say 1000 for themselves: under pressure they go first
     })
