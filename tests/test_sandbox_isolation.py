@@ -27,9 +27,9 @@ from typing import Any
 
 import pytest
 
+from tests.sandbox_support import MODES, Probe
 from worker.engine.grade import grade
 from worker.engine.manifest import Limits, load_assignment
-from worker.engine.runners.base import Sandbox, SandboxSpec, SandboxTimeout
 from worker.engine.runners.local import SANDBOX_UIDS, LocalRunner, namespace_mode
 from worker.sandbox import wire
 
@@ -325,85 +325,6 @@ PROBE = textwrap.dedent('''
 ''')
 
 
-MODES = ("fresh", "fork")
-
-
-class Probe:
-    """A local sandbox with PROBE loaded; `call(fn, *args)` runs PROBE.fn inside it and returns its value."""
-
-    def __init__(self, runner: LocalRunner, limits: Limits | None = None, gpu: bool = False) -> None:
-        self.mode = runner.sandbox
-        self.sandbox: Sandbox = runner.prepare(SandboxSpec(limits=limits or Limits(), gpu=gpu))
-        self.reader = wire.FrameReader()
-        try:
-            ready = self._receive(90.0)
-            assert ready.get("ready"), ready
-            reply = self.request({"op": "load", "files": {"solution.py": PROBE}, "module": "solution"}, 60.0)
-            assert reply.get("ok"), reply
-        except BaseException:
-            self.sandbox.stop()
-            raise
-
-    def _receive(self, timeout: float) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            frame = self.reader.next_frame()
-            if frame is not None:
-                return frame
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise SandboxTimeout(f"no reply within {timeout:g} s")
-            chunk = self.sandbox.read(timeout=left)
-            if not chunk:
-                raise EOFError(f"the sandbox ended: {self.sandbox.exit_info(wait=5)} {self.sandbox.stderr_tail()}")
-            self.reader.feed(chunk)
-
-    def request(self, message: dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
-        self.sandbox.write(wire.encode_frame(message))
-        return self._receive(timeout)
-
-    def reply(self, fn: str, *args: Any, timeout: float = 60.0) -> dict[str, Any]:
-        """The raw reply to a call of PROBE.fn(*args)."""
-        return self.request({"op": "call", "fn": fn, "args": [_tagged(a) for a in args], "kwargs": {}}, timeout)
-
-    def call(self, fn: str, *args: Any, timeout: float = 60.0) -> Any:
-        """PROBE.fn(*args)'s value; AssertionError when it raised."""
-        reply = self.reply(fn, *args, timeout=timeout)
-        assert reply.get("ok"), f"{fn}() failed in the sandbox: {reply.get('error')}"
-        return _plain(reply["value"])
-
-    @property
-    def path(self) -> Path | None:
-        """The sandbox's private directory on the worker (a fresh local sandbox's; a forked child has none)."""
-        sbx = getattr(self.sandbox, "sbx", None)
-        return Path(sbx) if sbx is not None else None
-
-    def stop(self) -> None:
-        self.sandbox.stop()
-
-
-def _tagged(value: Any) -> Any:
-    """Plain JSON-like values as the wire carries them (lists and dicts are tagged)."""
-    if isinstance(value, (list, tuple)):
-        return {"__list__": [_tagged(v) for v in value]}
-    if isinstance(value, dict):
-        return {"__dict__": {str(k): _tagged(v) for k, v in value.items()}}
-    return value
-
-
-def _plain(value: Any) -> Any:
-    """Undo the wire's container tagging for plain JSON-like values."""
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        for tag in ("__list__", "__tuple__"):
-            if tag in value:
-                return [_plain(v) for v in value[tag]]
-        if "__dict__" in value:
-            return {k: _plain(v) for k, v in value["__dict__"].items()}
-    return value
-
-
 @pytest.fixture(scope="module")
 def local_runners() -> Iterator[dict[str, LocalRunner]]:
     """One local runner per sandbox mode for the module (the fork one keeps its zygotes between tests)."""
@@ -422,7 +343,7 @@ def probe(request: pytest.FixtureRequest, local_runners: dict[str, LocalRunner])
         pytest.skip(f"the local runner cannot {request.param} sandboxes here")
 
     def start(limits: Limits | None = None, gpu: bool = False) -> Probe:
-        started.append(Probe(runner, limits, gpu))
+        started.append(Probe(runner, PROBE, limits, gpu))
         return started[-1]
 
     yield start
