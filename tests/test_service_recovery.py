@@ -132,7 +132,7 @@ def test_a_worker_host_killed_mid_grade_loses_nothing(stack: Stack) -> None:
     watcher = Watcher(stack.app, stack.world.student.headers)
     first = stack.worker("worker-a")
     stack.beat()
-    ids = stack.upload(4, watcher)
+    ids = stack.upload(3, watcher)
     wait_for(lambda: "running" in stack.statuses(ids), 120, "grading")
     time.sleep(1.0)  # well into the grading
     first.signal_group(signal.SIGKILL)
@@ -155,7 +155,7 @@ def test_a_redis_restart_with_work_queued_loses_nothing(stack: Stack) -> None:
     """When Redis restarts (keeping nothing) while submissions wait in the queue, are they all re-published
     from the database and graded exactly once?"""
     watcher = Watcher(stack.app, stack.world.student.headers)
-    ids = stack.upload(4, watcher)  # no worker yet: the messages wait in Redis
+    ids = stack.upload(3, watcher)  # no worker yet: the messages wait in Redis
     stack.redis.stop()
     stack.redis.start()
     import redis
@@ -200,7 +200,7 @@ def test_a_worker_stopped_during_a_burst_loses_nothing(stack: Stack) -> None:
     watcher = Watcher(stack.app, stack.world.student.headers)
     first = stack.worker("worker-a")
     stack.beat()
-    ids = stack.upload(6, watcher)
+    ids = stack.upload(4, watcher)
     wait_for(lambda: "running" in stack.statuses(ids), 120, "grading")
     time.sleep(1.0)
     first.signal_group(signal.SIGTERM)
