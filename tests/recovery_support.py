@@ -61,7 +61,7 @@ class RedisServer:
         log = (self.workdir / "redis.log").open("ab")
         self.process = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", self.bind, "--save", "", "--appendonly", "no",
-             "--dir", str(self.workdir)],
+             "--dir", str(self.workdir), "--protected-mode", "no" if self.bind != "127.0.0.1" else "yes"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         log.close()
