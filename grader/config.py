@@ -45,12 +45,24 @@ def load_config(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "GRADER_VISIBILITY_TIMEOUT": _int(env, "GRADER_VISIBILITY_TIMEOUT", 3600),
         "GRADER_MAX_RETRIES": _int(env, "GRADER_MAX_RETRIES", 5),
         "GRADER_RETRY_BACKOFF": _int(env, "GRADER_RETRY_BACKOFF", 15),
+        # Liveness: a grading worker refreshes its run's heartbeat this often; a run not refreshed for the
+        # timeout is taken as lost (its worker died) and queued again by the sweep, which runs every interval.
+        "GRADER_HEARTBEAT_INTERVAL": _int(env, "GRADER_HEARTBEAT_INTERVAL", 5),
+        "GRADER_HEARTBEAT_TIMEOUT": _int(env, "GRADER_HEARTBEAT_TIMEOUT", 30),
+        "GRADER_SWEEP_INTERVAL": _int(env, "GRADER_SWEEP_INTERVAL", 10),
+        # Deliveries that started a run (retries and takeovers included) before it ends in error: a file that
+        # kills its worker every time must not take the queue down with it.
+        "GRADER_MAX_ATTEMPTS": _int(env, "GRADER_MAX_ATTEMPTS", 8),
         "SESSION_COOKIE_SECURE": env.get("SESSION_COOKIE_SECURE", "").lower() in ("1", "true", "yes"),
         # Lax keeps the session cookie off cross-site POSTs: a second line of defence beside CSRF tokens.
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_HTTPONLY": True,
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "RATELIMIT_HEADERS_ENABLED": True,
+        # The limiter's store is often the broker's Redis: when it is down, count in this process's memory
+        # (and, failing that, let the request through) rather than answer 500 to every upload.
+        "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
+        "RATELIMIT_SWALLOW_ERRORS": True,
     }
 
 
@@ -68,6 +80,9 @@ def finalize(config: dict[str, Any]) -> None:
     if not config.get("RATELIMIT_STORAGE_URI"):
         # Counters must be shared by every web process: Redis when there is one, else this process's memory.
         config["RATELIMIT_STORAGE_URI"] = config["BROKER_URL"] if redis_broker else "memory://"
+    if str(config["RATELIMIT_STORAGE_URI"]).startswith(("redis://", "rediss://")):
+        # A Redis that is down must cost an upload two seconds at most, not the client's default wait.
+        config.setdefault("RATELIMIT_STORAGE_OPTIONS", {"socket_connect_timeout": 2, "socket_timeout": 2})
     max_upload = int(config["GRADER_MAX_UPLOAD_BYTES"])
     if max_upload <= 0:
         raise ConfigError("GRADER_MAX_UPLOAD_BYTES must be positive")
@@ -82,6 +97,9 @@ def finalize(config: dict[str, Any]) -> None:
             "need 0 < GRADER_TASK_SOFT_TIME_LIMIT < GRADER_TASK_TIME_LIMIT < GRADER_VISIBILITY_TIMEOUT, "
             f"got {soft} < {hard} < {visibility}"
         )
+    interval, timeout = int(config["GRADER_HEARTBEAT_INTERVAL"]), int(config["GRADER_HEARTBEAT_TIMEOUT"])
+    if not 0 < interval < timeout:
+        raise ConfigError(f"need 0 < GRADER_HEARTBEAT_INTERVAL < GRADER_HEARTBEAT_TIMEOUT, got {interval} < {timeout}")
     if config["GRADER_RUNNER"] not in ("auto", "docker", "local"):
         raise ConfigError(f"GRADER_RUNNER must be auto, docker or local, not {config['GRADER_RUNNER']!r}")
     config["CELERY"] = celery_settings(config)
@@ -116,8 +134,20 @@ def celery_settings(config: Mapping[str, Any]) -> dict[str, Any]:
         "task_soft_time_limit": int(config["GRADER_TASK_SOFT_TIME_LIMIT"]),
         "task_time_limit": int(config["GRADER_TASK_TIME_LIMIT"]),
         "task_publish_retry_policy": {"max_retries": 3, "interval_start": 0, "interval_step": 0.5},
+        "beat_schedule": beat_schedule(config),
     }
     return settings
+
+
+def beat_schedule(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Every periodic job, as run by `grader beat` (embedded in `grader serve`): intervals in seconds."""
+    sweep = float(config["GRADER_SWEEP_INTERVAL"])
+    return {
+        "recover-runs": {"task": "grader.recover_runs", "schedule": sweep},
+        "lms-due": {"task": "grader.lms_due", "schedule": sweep},
+        "purge-receipts": {"task": "grader.purge_receipts", "schedule": 3600.0},
+        "cleanup-host": {"task": "grader.cleanup_host", "schedule": 600.0},
+    }
 
 
 def ensure_secret_key(config: dict[str, Any]) -> None:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+
 from flask import Flask, Response, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException
+from sqlalchemy.exc import DBAPIError
+from werkzeug.exceptions import HTTPException, InternalServerError
 
 from grader.errors import ServiceError
+from grader.extensions import db
+
+log = logging.getLogger(__name__)
 
 # Short codes for HTTP errors raised by Flask/Werkzeug/extensions rather than by our services.
 _CODES = {
@@ -27,9 +33,19 @@ def wants_json() -> bool:
 
 
 def _render(status: int, code: str, detail: object) -> tuple[Response | str, int]:
+    # A failed statement leaves the session's transaction aborted; the page (which looks up who is signed
+    # in) must not trip over it, so start clean first.
+    try:
+        db.session.rollback()
+    except Exception:  # the database itself is gone: the page copes without a user
+        log.warning("could not roll back the session before rendering an error")
     if wants_json():
         return jsonify(error=code, detail=detail), status
-    return render_template("error.html", status=status, code=code, detail=detail), status
+    try:
+        return render_template("error.html", status=status, code=code, detail=detail), status
+    except DBAPIError:
+        db.session.rollback()
+        return Response(f"{status} {code}: {detail}\n", status=status, mimetype="text/plain"), status
 
 
 def register(app: Flask) -> None:
@@ -51,4 +67,25 @@ def register(app: Flask) -> None:
             return _render(413, "too_large", f"the upload is larger than the limit of {limit} bytes")
         if status == 429:
             return _render(429, "rate_limited", f"too many requests: the limit is {exc.description}")
-        return _render(status, _CODES.get(status, "error"), exc.description)
+        if isinstance(exc, InternalServerError) and exc.original_exception is not None:
+            return unexpected(exc.original_exception)
+        body, code = _render(status, _CODES.get(status, "error"), exc.description)
+        response = app.make_response((body, code))
+        if status == 405:
+            # The client must learn which methods the URL does take (RFC 9110 §15.5.6).
+            allow = dict(exc.get_headers()).get("Allow")
+            if allow:
+                response.headers["Allow"] = allow
+        return response
+
+    @app.errorhandler(DBAPIError)
+    def database_error(exc: DBAPIError) -> tuple[Response | str, int]:
+        log.error("database error: %s", str(exc).splitlines()[0])
+        return _render(503, "unavailable", "the database is unavailable; please try again shortly")
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: BaseException) -> tuple[Response | str, int]:
+        if isinstance(exc, DBAPIError):
+            return database_error(exc)
+        log.error("unhandled error on %s %s", request.method, request.path, exc_info=exc)
+        return _render(500, "internal_error", "something went wrong on our side; it has been logged")

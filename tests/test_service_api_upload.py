@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from grader.extensions import db
-from grader.models import GradingRun, Submission
+from grader.models import GradingRun, Submission, SubmissionFile
 from tests.conftest import REFERENCE_SOLUTION, World, make_world, upload
 
 SOURCE = b"def derivative(f, x):\n    return 0\n"
@@ -22,7 +22,7 @@ def stored_nothing(app: Flask) -> bool:
     """No submission row, no grading run, no file in the store, no message in the broker."""
     rows = db.session.scalar(select(func.count()).select_from(Submission))
     runs = db.session.scalar(select(func.count()).select_from(GradingRun))
-    files = [p for p in Path(app.config["SUBMISSIONS_DIR"]).rglob("*") if p.is_file()]
+    files = db.session.scalar(select(func.count()).select_from(SubmissionFile))
     return rows == 0 and runs == 0 and not files and not queued_messages(app)
 
 
@@ -44,8 +44,8 @@ def test_upload_is_stored_by_hash_and_queued(app: Flask, client: FlaskClient, wo
     submission = db.session.get(Submission, body["id"])
     assert submission.original_name == "solution.py" and submission.size == len(data)
     assert submission.sha256 == hashlib.sha256(data).hexdigest()
-    stored = Path(app.config["SUBMISSIONS_DIR"]) / submission.sha256[:2] / submission.sha256[2:4] / submission.sha256
-    assert stored.read_bytes() == data
+    stored = db.session.get(SubmissionFile, submission.sha256)
+    assert stored is not None and bytes(stored.data) == data and stored.size == len(data)
     assert [run.status for run in submission.runs] == ["queued"] and submission.runs[0].queue == "cpu"
     assert len(queued_messages(app)) == 1
 
@@ -179,13 +179,37 @@ def test_too_many_uploads_per_minute_is_429(make_app: Callable[..., Flask]) -> N
         assert upload(client, "autograd", SOURCE, headers=second.headers).status_code == 202
 
 
-def test_broker_down_is_503_and_stores_nothing(make_app: Callable[..., Flask]) -> None:
-    """When the broker cannot take the task, is the upload refused with 503 and everything undone?"""
+def test_broker_down_still_accepts_the_upload(make_app: Callable[..., Flask]) -> None:
+    """When the broker cannot take the task, is the upload still accepted (202, stored with its run) and does
+    the student read that grading starts when the queue is back?"""
     app = make_app(BROKER_URL="redis://127.0.0.1:1/0")
     with app.app_context():
         student = make_world().student
+        client = app.test_client()
+        response = upload(client, "autograd", SOURCE, headers=student.headers)
+        assert response.status_code == 202, response.json
+        submission = db.session.get(Submission, response.json["id"])
+        assert submission.status == "queued" and submission.runs[0].enqueued_at is None
+        assert db.session.get(SubmissionFile, submission.sha256) is not None
+        body = client.get(response.json["url"], headers=student.headers).json
+        assert body["status"] == "queued" and body["message"] == "queued; grading starts when the queue is back"
+
+
+def test_database_down_is_503(make_app: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the database refuses the upload's transaction, is it a 503 with nothing stored?"""
+    from sqlalchemy.exc import OperationalError
+
+    app = make_app()
+    with app.app_context():
+        student = make_world().student
+
+        def down(*_: object, **__: object) -> None:
+            raise OperationalError("INSERT", {}, Exception("server closed the connection unexpectedly"))
+
+        monkeypatch.setattr(db.session, "commit", down)
         response = upload(app.test_client(), "autograd", SOURCE, headers=student.headers)
-        assert response.status_code == 503
-        assert response.json["error"] == "unavailable" and "nothing was stored" in response.json["detail"]
+        monkeypatch.undo()
+        assert response.status_code == 503 and response.json["error"] == "unavailable"
+        assert "nothing was stored" in response.json["detail"]
+        db.session.rollback()
         assert db.session.scalar(select(func.count()).select_from(Submission)) == 0
-        assert not [p for p in Path(app.config["SUBMISSIONS_DIR"]).rglob("*") if p.is_file()]

@@ -50,9 +50,10 @@ def check_command(argv: list[str]) -> None:
 
 
 def test_compose_defines_the_production_services(compose: dict[str, Any]) -> None:
-    """Does the compose file define web, migrate, CPU and GPU workers, Redis and PostgreSQL, wired together?"""
+    """Does the compose file define web, migrate, beat, CPU and GPU workers, Redis and PostgreSQL, wired together?"""
     services = compose["services"]
-    assert {"web", "migrate", "worker", "worker-gpu", "redis", "postgres"} <= set(services)
+    assert {"web", "migrate", "beat", "worker", "worker-gpu", "redis", "postgres"} <= set(services)
+    assert services["beat"]["command"] == ["grader", "beat"]
     assert services["worker-gpu"]["profiles"] == ["gpu"]
     assert services["worker"]["command"][services["worker"]["command"].index("--queues") + 1] == "cpu"
     assert services["worker-gpu"]["command"][services["worker-gpu"]["command"].index("--queues") + 1] == "gpu"
@@ -83,7 +84,7 @@ def test_compose_commands_exist(compose: dict[str, Any]) -> None:
         if "build" in service:
             check_command(service["command"])
             checked += 1
-    assert checked == 4
+    assert checked == 5  # migrate, web, worker, worker-gpu, beat
 
 
 def test_dockerfile_default_command_exists() -> None:

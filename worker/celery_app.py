@@ -6,11 +6,17 @@ Nothing is created at import time: `grader worker` and the web process each call
 
 from __future__ import annotations
 
+import logging
+import threading
 from typing import Any
 
 from celery import Celery, Task
-from celery.signals import worker_process_init
+from celery.beat import Scheduler
+from celery.signals import worker_process_init, worker_ready, worker_shutdown
 from flask import Flask, has_app_context
+
+log = logging.getLogger(__name__)
+HOST_CLEANUP_INTERVAL = 600.0  # seconds between a worker's sweeps of its own host's leftovers
 
 
 def celery_init_app(app: Flask) -> Celery:
@@ -49,3 +55,66 @@ def _fresh_connections_after_fork(**_: Any) -> None:
         with flask_app.app_context():
             for engine in db.engines.values():
                 engine.dispose(close=False)
+
+
+class InProcessScheduler(Scheduler):
+    """Celery beat that runs each periodic job in its own process instead of sending it to a queue.
+
+    The sweeps exist to repair what the broker lost, so they must not depend on it: they run while Redis is
+    down (and publish the moment it is back), and never wait behind a queue full of gradings. The jobs are
+    short database queries. Start one beat per deployment (`grader beat`, or the one `grader serve` embeds).
+    """
+
+    @property
+    def producer(self) -> None:  # type: ignore[override]
+        """No broker connection: nothing is sent."""
+        return None
+
+    def install_default_entries(self, data: Any) -> None:
+        """No result-backend cleanup entry: outcomes live in SQL."""
+
+    def apply_async(self, entry: Any, producer: Any = None, advance: bool = True, **kwargs: Any) -> Any:
+        """Run the entry's task here and now (exceptions are logged, and the schedule goes on)."""
+        entry = self.reserve(entry) if advance else entry
+        task = self.app.tasks[entry.task]
+        result = task.apply(args=entry.args, kwargs=entry.kwargs)
+        if result.failed():
+            log.error("periodic job %s failed: %r", entry.task, result.result)
+        elif result.result:
+            log.info("periodic job %s: %s", entry.task, result.result)
+        return result
+
+
+_host_cleanup_stop = threading.Event()
+
+
+@worker_ready.connect
+def _start_host_cleanup(sender: Any = None, **_: Any) -> None:
+    """Each worker sweeps its own host (sandbox containers, judge scratch) at start and every 10 minutes:
+    a leftover lives where the worker that made it ran, which may not be where beat runs."""
+    celery_app = getattr(sender, "app", None)
+    flask_app = getattr(celery_app, "flask_app", None)
+    if flask_app is None:
+        return
+    _host_cleanup_stop.clear()
+
+    def loop() -> None:
+        from worker.tasks import cleanup_host
+
+        while True:
+            try:
+                with flask_app.app_context():
+                    removed = cleanup_host()
+                if any(removed.values()):
+                    log.warning("removed leftovers of earlier gradings on this host: %s", removed)
+            except Exception:
+                log.exception("host cleanup failed")
+            if _host_cleanup_stop.wait(HOST_CLEANUP_INTERVAL):
+                return
+
+    threading.Thread(target=loop, name="host-cleanup", daemon=True).start()
+
+
+@worker_shutdown.connect
+def _stop_host_cleanup(**_: Any) -> None:
+    _host_cleanup_stop.set()

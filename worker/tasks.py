@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import logging
 import random
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from flask import current_app, has_app_context
+from sqlalchemy import update
 
 from grader.extensions import db
-from grader.models import GradingRun
+from grader.models import GradingRun, utcnow
 from grader.services import grading
 from grader.services.assignments import apply_manifest, load_manifest
 from grader.services.storage import StorageError, store
@@ -89,7 +98,8 @@ def grade_submission(self: Task, submission_id: int, run_id: int | None = None) 
     if not grading.claim(run, self.request.hostname):
         return {"submission_id": submission_id, "run_id": run.id, "status": run.status, "duplicate": True}
     try:
-        result, facts = _grade(run)
+        with heartbeat(run.id):
+            result, facts = _grade(run)
     except InfrastructureError as exc:
         return _retry_or_fail(self, run, exc)
     except SoftTimeLimitExceeded:
@@ -129,5 +139,93 @@ def _retry_or_fail(task: Task, run: GradingRun, exc: InfrastructureError) -> dic
         return {"submission_id": run.submission_id, "run_id": run.id, "status": "error"}
     delay = backoff(retries, int(current_app.config["GRADER_RETRY_BACKOFF"]))
     log.warning("submission %s: %s; retry %d in %.0f s", run.submission_id, exc, retries + 1, delay)
-    grading.requeue(run, f"waiting to retry: {exc}")
+    # not_before tells the outbox sweep that the countdown message is the live one until then.
+    grading.requeue(run, f"waiting to retry: {exc}", not_before=utcnow() + timedelta(seconds=delay))
     raise task.retry(exc=exc, countdown=delay, max_retries=None)
+
+
+@contextmanager
+def heartbeat(run_id: int) -> Iterator[None]:
+    """Refresh the run's heartbeat every GRADER_HEARTBEAT_INTERVAL seconds while the block runs.
+
+    A thread of this process writes it, so it stops exactly when this process dies (a killed pool child, a
+    host gone): then the liveness sweep sees the run go stale and queues it again.
+    """
+    interval = float(current_app.config["GRADER_HEARTBEAT_INTERVAL"])
+    engine = db.engine
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(interval):
+            try:
+                with engine.begin() as connection:
+                    connection.execute(update(GradingRun)
+                                       .where(GradingRun.id == run_id, GradingRun.status == "running")
+                                       .values(heartbeat_at=utcnow()))
+            except Exception as exc:  # a database blip: the next beat tries again
+                log.warning("heartbeat of run %s failed: %s", run_id, type(exc).__name__)
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{run_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+# --- periodic jobs (scheduled by `grader beat`; see grader.config.beat_schedule) ------------------------------
+@shared_task(name="grader.recover_runs", ignore_result=True)
+def recover_runs() -> dict[str, int]:
+    """Queue again runs whose worker died, and publish queued runs the broker has no message for."""
+    from grader.services import recovery
+
+    return {"requeued": recovery.requeue_lost(), "published": recovery.publish_pending()}
+
+
+@shared_task(name="grader.lms_due", ignore_result=True)
+def lms_due() -> dict[str, int]:
+    """Send LMS webhook deliveries and LTI score publications whose next attempt is due."""
+    from grader.lms import ags, outbound
+
+    return {"deliveries": outbound.send_due(), "lost_deliveries": outbound.sweep(), "scores": ags.send_due()}
+
+
+@shared_task(name="grader.purge_receipts", ignore_result=True)
+def purge_receipts() -> int:
+    """Forget inbound webhook receipts older than their retention."""
+    from grader.lms import inbound
+
+    return inbound.purge_receipts()
+
+
+SCRATCH_PREFIXES = ("grader-run-", "grader-judge-", "grader-sbx-")
+
+
+@shared_task(name="grader.cleanup_host", ignore_result=True)
+def cleanup_host_task() -> dict[str, int]:
+    """Remove this host's leftovers (beat runs it in its own process; each worker also runs it on a timer)."""
+    return cleanup_host()
+
+
+def cleanup_host(scratch_age: float = 3600.0, container_age_minutes: float = 30.0) -> dict[str, int]:
+    """This host's leftovers of killed gradings: sandbox containers with no owner, judge scratch folders."""
+    removed = 0
+    cutoff = time.time() - scratch_age
+    for path in Path(tempfile.gettempdir()).iterdir():
+        try:
+            if (path.name.startswith(SCRATCH_PREFIXES) and path.is_dir() and not path.is_symlink()
+                    and path.stat().st_mtime < cutoff):
+                shutil.rmtree(path, ignore_errors=True)
+                removed += 1
+        except OSError:
+            continue
+    containers = 0
+    if shutil.which("docker") or Path("/var/run/docker.sock").exists():
+        try:
+            from worker.engine.runners.docker import cleanup_orphans
+
+            containers = cleanup_orphans(max_age_minutes=container_age_minutes)
+        except Exception as exc:  # no Docker here, or it is not answering: nothing of ours to remove
+            log.info("orphan container cleanup skipped: %s", exc)
+    return {"scratch": removed, "containers": containers}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from grader.api import bp, public
+from grader.models.types import MAX_ID
 
 _ERROR = {"$ref": "#/components/responses/Error"}
 
@@ -117,7 +118,7 @@ SPEC: dict[str, Any] = {
             "get": {
                 "summary": "A submission's status and, once graded, its result",
                 "parameters": [{"name": "submission_id", "in": "path", "required": True,
-                                "schema": {"type": "integer"}}],
+                                "schema": {"type": "integer", "minimum": 0, "maximum": MAX_ID}}],
                 "responses": {
                     "200": _ok("The submission", {"$ref": "#/components/schemas/Submission"}),
                     **_errors(401, 403, 404),

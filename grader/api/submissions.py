@@ -13,7 +13,7 @@ from grader.errors import NotFound, ServiceError
 from grader.extensions import db, limiter
 from grader.models import Submission, User
 from grader.services.assignments import find_assignment
-from grader.services.submissions import describe, submit
+from grader.services.submissions import describe, single_file, submit
 
 
 def _upload_rate() -> str:
@@ -28,10 +28,7 @@ def read_upload() -> tuple[str, bytes]:
             code="unsupported_media_type",
             status=415,
         )
-    files = request.files.getlist("file")
-    if len(files) != 1 or not files[0].filename:
-        raise ServiceError("send exactly one file in the multipart field 'file'", code="missing_file")
-    upload = files[0]
+    upload = single_file(request.files.getlist("file"))
     # Read one byte past the limit: enough to tell "too large" without holding more than that.
     data = upload.stream.read(int(current_app.config["GRADER_MAX_UPLOAD_BYTES"]) + 1)
     return upload.filename or "", data

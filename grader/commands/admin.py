@@ -1,4 +1,5 @@
-"""Admin commands: `grader course …`, `grader user …`, `grader enrollment …`, `grader assignment …`."""
+"""Admin commands: `grader course …`, `grader user …`, `grader enrollment …`, `grader assignment …`,
+`grader submission requeue`."""
 
 from __future__ import annotations
 
@@ -11,7 +12,18 @@ from sqlalchemy import select
 from grader.auth.identity import issue_token
 from grader.errors import NotFound, ServiceError
 from grader.extensions import db
-from grader.models import COURSE_ROLES, SCORE_POLICIES, USER_ROLES, Assignment, Course, Enrollment, User
+from grader.models import (
+    COURSE_ROLES,
+    SCORE_POLICIES,
+    USER_ROLES,
+    Assignment,
+    Course,
+    Enrollment,
+    GradingRun,
+    Submission,
+    User,
+)
+from grader.models.types import MAX_ID
 from grader.services.accounts import ensure_enrollment, find_course, find_user, normalize_email
 from grader.services.assignments import attach, find_assignment, sync_all
 
@@ -197,7 +209,51 @@ def assignment_list() -> None:
                    f"{assignment.score_policy}\t{assignment.title}")
 
 
+# --- submissions ---------------------------------------------------------------------------------------------
+@click.group("submission")
+def submission_group() -> None:
+    """Put submissions whose grading was lost back in the queue."""
+
+
+@submission_group.command("requeue")
+@click.argument("ids", nargs=-1, type=click.IntRange(1, MAX_ID))
+@click.option("--stuck", is_flag=True,
+              help="Every run the recovery sweeps would act on: running with a dead worker, or queued with no "
+                   "message in the broker.")
+@click.option("--dry-run", is_flag=True, help="List what would be re-queued, and change nothing.")
+@with_appcontext
+def submission_requeue(ids: tuple[int, ...], stuck: bool, dry_run: bool) -> None:
+    """Queue the grading of submissions IDS (queued, running or errored; graded ones need a regrade) again."""
+    from grader.services import recovery
+
+    if not ids and not stuck:
+        raise ServiceError("name submission ids, or pass --stuck", code="usage")
+    plan: list[tuple[GradingRun, str]] = []
+    if stuck:
+        plan += [(found.run, found.reason) for found in recovery.stuck_runs()]
+    for submission_id in ids:
+        submission = db.session.get(Submission, submission_id)
+        if submission is None:
+            raise NotFound(f"no submission {submission_id}")
+        run = submission.published_run or submission.runs[-1]
+        if run.status == "graded":
+            click.echo(f"skip	submission {submission_id}	run {run.number}	graded: regrade it from the dashboard")
+            continue
+        if all(planned.id != run.id for planned, _ in plan):
+            plan.append((run, f"{run.status}, as requested"))
+    for run, reason in plan:
+        where = f"submission {run.submission_id}	run {run.number}	attempt {run.attempt}"
+        if dry_run:
+            click.echo(f"would requeue	{where}	{reason}")
+        elif recovery.requeue(run, "an administrator queued it again", limit_attempts=False):
+            click.echo(f"requeued	{where}	{reason}")
+        else:
+            click.echo(f"skip	{where}	it changed meanwhile (finished or taken by a worker)")
+    if not plan:
+        click.echo("nothing to requeue")
+
+
 def register(group: click.Group) -> None:
     """Add the admin groups to `group`."""
-    for command in (course_group, user_group, enrollment_group, assignment_group):
+    for command in (course_group, user_group, enrollment_group, assignment_group, submission_group):
         group.add_command(command)

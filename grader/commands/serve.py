@@ -1,4 +1,4 @@
-"""`grader serve` (web + worker in one command) and `grader worker` (a worker alone)."""
+"""`grader serve` (web + worker + beat in one command), `grader worker` (a worker alone), `grader beat`."""
 
 from __future__ import annotations
 
@@ -88,6 +88,16 @@ def worker_command(queues: str, concurrency: int | None, loglevel: str) -> None:
     ])
 
 
+@click.command("beat")
+@click.option("--loglevel", default="INFO", show_default=True)
+@with_appcontext
+def beat_command(loglevel: str) -> None:
+    """Run the periodic jobs (recovery sweeps, LMS retries, cleanup); run exactly one per deployment."""
+    celery = current_app.extensions["celery"]
+    celery.start(["beat", "--scheduler", "worker.celery_app:InProcessScheduler", "--loglevel", loglevel,
+                  "--max-interval", "5"])
+
+
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
@@ -95,13 +105,16 @@ def worker_command(queues: str, concurrency: int | None, loglevel: str) -> None:
 @click.option("--threads", default=8, show_default=True, type=click.IntRange(min=1), help="Web threads.")
 @with_appcontext
 def serve_command(host: str, port: int, concurrency: int | None, threads: int) -> None:
-    """Run migrations, then the web app and a worker (all queues) in one command."""
+    """Run migrations, then the web app, a worker (all queues) and beat (the periodic jobs) in one command."""
     prepare_database()
     worker = _start_worker(concurrency)
-    click.echo(f"grader: serving on http://{host}:{port} (worker pid {worker.pid}); Ctrl-C stops both", err=True)
+    beat = subprocess.Popen([sys.executable, "-m", "grader", "beat", "--loglevel", "WARNING"])
+    click.echo(f"grader: serving on http://{host}:{port} (worker pid {worker.pid}, beat pid {beat.pid}); "
+               "Ctrl-C stops all three", err=True)
     try:
         _run_web(host, port, threads)
     finally:
+        _stop(beat)
         _stop(worker)
 
 
@@ -109,7 +122,7 @@ def _start_worker(concurrency: int | None) -> subprocess.Popen[bytes]:
     args = [sys.executable, "-m", "grader", "worker", "--queues", ",".join(QUEUES)]
     if concurrency:
         args += ["--concurrency", str(concurrency)]
-    # The child reads the same environment, so it finds the same database, broker and GRADER_HOME.
+    # The children read the same environment, so they find the same database, broker and GRADER_HOME.
     return subprocess.Popen(args)
 
 
@@ -147,3 +160,4 @@ def register(group: click.Group) -> None:
     """Add `serve` and `worker` to `group`."""
     group.add_command(serve_command)
     group.add_command(worker_command)
+    group.add_command(beat_command)

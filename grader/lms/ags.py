@@ -61,6 +61,9 @@ def create_scores(run_id: int) -> list[int]:
     return created
 
 
+MAX_COUNTDOWN = 60.0  # seconds; longer retry delays are polled by `send_due`
+
+
 def enqueue(score_id: int, expected_attempts: int, countdown: float = 0.0) -> None:
     """Queue a publication attempt (a broker failure is logged; the row stays pending)."""
     try:
@@ -139,10 +142,25 @@ def attempt(score_id: int, expected_attempts: int) -> float | None:
 def publish_score(score_id: int, expected_attempts: int = 0) -> None:
     """Publish a score to the platform, retrying with backoff when the platform is unreachable or refuses."""
     delay = attempt(score_id, expected_attempts)
-    if delay is not None:
+    # As for webhook deliveries: long waits are polled (`send_due`), never a countdown past the visibility timeout.
+    if delay is not None and delay <= MAX_COUNTDOWN:
         score = db.session.get(LtiScore, score_id)
         if score is not None:
             enqueue(score_id, score.attempts, countdown=delay)
+
+
+def send_due(republish_after: float = 300.0) -> int:
+    """Queue every pending publication whose next attempt is due (the periodic poll); how many."""
+    now = utcnow()
+    rows = db.session.scalars(
+        select(LtiScore).where(LtiScore.status == "pending", LtiScore.next_attempt_at <= now)
+    ).all()
+    for score in rows:
+        score.next_attempt_at = now + timedelta(seconds=republish_after)
+    db.session.commit()
+    for score in rows:
+        enqueue(score.id, score.attempts)
+    return len(rows)
 
 
 def sweep(grace: float = 300.0) -> int:

@@ -102,6 +102,10 @@ def create_deliveries(event_type: str, run_id: int) -> list[int]:
     return created
 
 
+# Retry delays up to this many seconds are Celery countdowns; longer ones wait for `send_due`.
+MAX_COUNTDOWN = 60.0
+
+
 def enqueue(delivery_id: int, expected_attempts: int, countdown: float = 0.0) -> None:
     """Queue attempt number `expected_attempts + 1` of a delivery (logged, not raised, if the broker is down:
     the row is committed and `sweep()` finds it)."""
@@ -211,7 +215,9 @@ def _post(delivery: LmsDelivery, when: datetime) -> tuple[int | None, str]:
 def deliver_event(delivery_id: int, expected_attempts: int = 0) -> None:
     """Attempt a delivery and, when it failed and retries remain, queue the next attempt after its delay."""
     delay = attempt(delivery_id, expected_attempts)
-    if delay is not None:
+    # Only short waits ride on a countdown: a long one (hours) would outlive the broker's visibility timeout
+    # and be redelivered early. It stays in `next_attempt_at`, which the periodic `send_due` polls.
+    if delay is not None and delay <= MAX_COUNTDOWN:
         delivery = db.session.get(LmsDelivery, delivery_id)
         if delivery is not None:
             enqueue(delivery_id, delivery.attempts, countdown=delay)
@@ -224,6 +230,22 @@ def redeliver(delivery: LmsDelivery) -> None:
     db.session.commit()
     # ...except one expecting exactly this count, which may run instead of ours: either way, one attempt.
     enqueue(delivery.id, delivery.attempts)
+
+
+def send_due(republish_after: float = 300.0) -> int:
+    """Queue every pending delivery whose next attempt is due (the periodic poll; beat runs it every few
+    seconds). The row is pushed `republish_after` seconds ahead, so a message still waiting in a busy queue is
+    not sent again at each poll; a lost one is sent again after that. Returns how many were queued."""
+    now = utcnow()
+    rows = db.session.scalars(
+        select(LmsDelivery).where(LmsDelivery.status == "pending", LmsDelivery.next_attempt_at <= now)
+    ).all()
+    for delivery in rows:
+        delivery.next_attempt_at = now + timedelta(seconds=republish_after)
+    db.session.commit()
+    for delivery in rows:
+        enqueue(delivery.id, delivery.attempts)
+    return len(rows)
 
 
 def sweep(grace: float = 300.0) -> int:

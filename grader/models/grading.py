@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, CheckConstraint, Float, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import JSON, CheckConstraint, Float, ForeignKey, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from grader.extensions import db
@@ -18,6 +18,18 @@ if TYPE_CHECKING:
 STATUSES = ("queued", "running", "graded", "error")
 QUEUES = ("cpu", "gpu")
 _STATUS_CHECK = "status IN ('queued', 'running', 'graded', 'error')"
+
+
+class SubmissionFile(db.Model):
+    """The bytes of an uploaded file, by sha256: the database is the store, so a worker on any host can read
+    them with no shared folder. Identical uploads share one row."""
+
+    __tablename__ = "submission_file"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int]
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class Submission(db.Model):
@@ -61,6 +73,11 @@ class GradingRun(db.Model):
     A run is created with the submission (or by a regrade) before any task exists, so a task never creates
     one; `attempt` counts task deliveries that started it (retries, redeliveries). A regrade's run stays
     unpublished until an instructor publishes it.
+
+    The row is the record, the task message only a doorbell (an outbox): `enqueued_at` is when a message was
+    last handed to the broker (None: still to send, e.g. the broker was down), `not_before` holds a retry back
+    until its time, and `heartbeat_at` is refreshed by the worker while it grades, so a run whose worker died
+    is found within seconds and queued again (`grader.services.recovery`).
     """
 
     __tablename__ = "grading_run"
@@ -83,6 +100,9 @@ class GradingRun(db.Model):
     assignment_hash: Mapped[str | None] = mapped_column(String(64))
     assignment_version: Mapped[int | None]
     queued_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    not_before: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     execution_time: Mapped[float | None] = mapped_column(Float)

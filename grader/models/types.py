@@ -8,6 +8,10 @@ from sqlalchemy import DateTime
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
+# The largest id any of our databases can hold (PostgreSQL BIGINT, SQLite INTEGER: signed 64-bit). URL
+# converters and the OpenAPI document bound ids by it, so a larger one is a 404, never a driver overflow.
+MAX_ID = 2**63 - 1
+
 
 class UTCDateTime(TypeDecorator[datetime]):
     """A timezone-aware UTC datetime on every backend (SQLite drops the zone; this puts it back)."""

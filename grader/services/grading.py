@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from flask import current_app
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from grader.extensions import db
@@ -27,22 +29,43 @@ def find_run(submission_id: int, run_id: int | None = None) -> GradingRun | None
 
 
 def claim(run: GradingRun, worker: str | None) -> bool:
-    """Mark `run` running for one more attempt; False when it already finished (a redelivered task)."""
-    if run.status in FINISHED:
+    """Mark `run` running for one more attempt; False when it finished or a live worker is grading it.
+
+    One conditional UPDATE decides, so of two deliveries of the same run (a redelivered or re-published
+    message) only one starts grading; a run whose worker stopped heartbeating may be taken over.
+    """
+    now = utcnow()
+    stale = now - timedelta(seconds=float(current_app.config["GRADER_HEARTBEAT_TIMEOUT"]))
+    claimed = db.session.execute(
+        update(GradingRun)
+        .where(
+            GradingRun.id == run.id,
+            or_(
+                GradingRun.status == "queued",
+                (GradingRun.status == "running")
+                & or_(GradingRun.heartbeat_at.is_(None), GradingRun.heartbeat_at < stale),
+            ),
+        )
+        .values(status="running", attempt=GradingRun.attempt + 1, started_at=now, heartbeat_at=now,
+                worker=worker, not_before=None, message="")
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if not claimed:
+        db.session.commit()
+        db.session.refresh(run)
         return False
-    run.status = "running"
-    run.attempt += 1
-    run.started_at = utcnow()
-    run.worker = worker
+    db.session.refresh(run)
     _mirror_status(run)
     db.session.commit()
     return True
 
 
-def requeue(run: GradingRun, reason: str) -> None:
+def requeue(run: GradingRun, reason: str, not_before: datetime | None = None) -> None:
     """Put `run` back to queued while a retry waits (the student sees it queued, with the reason)."""
     run.status = "queued"
     run.message = reason
+    run.not_before = not_before
+    run.heartbeat_at = None
     _mirror_status(run)
     db.session.commit()
 

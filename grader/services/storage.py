@@ -1,7 +1,10 @@
-"""Content-addressed store of uploaded files: `SUBMISSIONS_DIR/ab/cd/<sha256>`.
+"""Content-addressed store of uploaded files, by sha256: rows of `submission_file` in the database.
 
-Files are named by their hash only, so an uploaded name never becomes a path, identical uploads share one
-file, and a read can verify that the bytes are the ones that were graded.
+The database is the store so that a worker on any host reads a submission from where it reads the run, with
+no shared folder to mount. Files are named by their hash only, so an uploaded name never becomes a path,
+identical uploads share one row, and a read verifies that the bytes are the ones that were graded.
+`SubmissionStore` (`SUBMISSIONS_DIR/ab/cd/<sha256>`) is the former store, still read for files written
+before the move.
 """
 
 from __future__ import annotations
@@ -13,6 +16,10 @@ import tempfile
 from pathlib import Path
 
 from flask import current_app
+from sqlalchemy.exc import IntegrityError
+
+from grader.extensions import db
+from grader.models import SubmissionFile
 
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 
@@ -72,6 +79,46 @@ class SubmissionStore:
         self.path_for(sha256).unlink(missing_ok=True)
 
 
-def store() -> SubmissionStore:
-    """The current app's store."""
-    return SubmissionStore(current_app.config["SUBMISSIONS_DIR"])
+class DatabaseStore:
+    """Submission bytes in the database, written in the caller's transaction (committed with the submission)."""
+
+    def __init__(self, legacy: SubmissionStore | None = None) -> None:
+        self.legacy = legacy
+
+    def put(self, data: bytes) -> str:
+        """Add `data` to the session (nothing when already stored) and return its sha256; the caller commits."""
+        sha256 = hashlib.sha256(data).hexdigest()
+        if db.session.get(SubmissionFile, sha256) is None:
+            try:
+                # A savepoint: two uploads of the same bytes at once both succeed, sharing one row.
+                with db.session.begin_nested():
+                    db.session.add(SubmissionFile(sha256=sha256, size=len(data), data=data))
+            except IntegrityError:
+                pass
+        return sha256
+
+    def get(self, sha256: str) -> bytes:
+        """The stored bytes, checked against their hash (from the former folder store if not in the table)."""
+        if not _SHA_RE.match(sha256):
+            raise ValueError(f"not a sha256 hex digest: {sha256!r}")
+        row = db.session.get(SubmissionFile, sha256)
+        if row is None:
+            if self.legacy is not None and self.legacy.exists(sha256):
+                return self.legacy.get(sha256)
+            raise StorageError(f"submission file {sha256} is missing from the database")
+        data = bytes(row.data)
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise StorageError(f"submission file {sha256} is corrupt")
+        return data
+
+    def exists(self, sha256: str) -> bool:
+        """Whether a file with this hash is stored."""
+        if db.session.get(SubmissionFile, sha256) is not None:
+            return True
+        return self.legacy is not None and self.legacy.exists(sha256)
+
+
+def store() -> DatabaseStore:
+    """The current app's store: the database, with the former folder store read as a fallback."""
+    folder = Path(current_app.config["SUBMISSIONS_DIR"])
+    return DatabaseStore(SubmissionStore(folder) if folder.is_dir() else None)

@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import current_app, url_for
 from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError
 
 from grader.auth.permissions import require_member
 from grader.errors import ServiceError, Unavailable, UploadRejected
@@ -22,12 +23,22 @@ from worker.engine.result import for_student
 log = logging.getLogger(__name__)
 
 RESULT_FIELDS = ("score", "max_score", "message", "execution_time", "deliverables")
+# What a student reads while their accepted upload waits for the broker to come back.
+QUEUE_DOWN_MESSAGE = "queued; grading starts when the queue is back"
 
 
 class TooLarge(ServiceError):
     """An uploaded file over GRADER_MAX_UPLOAD_BYTES."""
 
     status, code = 413, "too_large"
+
+
+def single_file(files: list[Any]) -> Any:
+    """The one uploaded file of a form's `file` field, or a 400 ServiceError (none, an empty name, or two):
+    the API and the web form refuse the same requests with the same words."""
+    if len(files) != 1 or not files[0].filename:
+        raise ServiceError("send exactly one file in the multipart field 'file'", code="missing_file")
+    return files[0]
 
 
 def check_upload(assignment: Assignment, name: str, data: bytes) -> None:
@@ -48,45 +59,39 @@ def check_upload(assignment: Assignment, name: str, data: bytes) -> None:
 
 
 def submit(user: User, assignment: Assignment, name: str, data: bytes) -> Submission:
-    """Store a checked upload, create its submission and first grading run, and queue the run.
+    """Store a checked upload with its submission and first grading run in one transaction, then ring the
+    broker's doorbell.
 
-    Every check happens before anything is written, and a failure to queue undoes the write, so a refused
-    upload leaves nothing behind.
+    The database is the record: once the commit succeeds the upload is accepted, whether or not the broker
+    takes the task now. A run the broker refused keeps `enqueued_at` empty and the outbox sweep
+    (`grader.services.recovery.publish_pending`) sends it when the broker is back. Every check happens before
+    anything is written, so a refused upload leaves nothing behind; a database outage raises Unavailable.
     """
     require_member(user, assignment.course)
     check_upload(assignment, name, data)
-    sha256 = store().put(data)
-    submission = Submission(user=user, assignment=assignment, sha256=sha256, original_name=name,
-                            size=len(data))
-    submission.runs.append(GradingRun(number=1, published=True, queue=assignment.queue))
-    db.session.add(submission)
-    db.session.commit()
-    run = submission.runs[0]
     try:
-        enqueue(run)
-    except Exception as exc:
-        log.exception("could not queue submission %s", submission.id)
-        _discard(submission)
-        reason = f"the grading queue is unavailable ({type(exc).__name__}); nothing was stored"
-        raise Unavailable(reason) from exc
+        sha256 = store().put(data)
+        submission = Submission(user=user, assignment=assignment, sha256=sha256, original_name=name,
+                                size=len(data))
+        submission.runs.append(GradingRun(number=1, published=True, queue=assignment.queue))
+        db.session.add(submission)
+        db.session.commit()
+    except DBAPIError as exc:
+        db.session.rollback()
+        log.error("could not store an upload: %s", exc)
+        raise Unavailable("the database is unavailable; nothing was stored, please try again shortly") from exc
+    run = submission.runs[0]
+    enqueue(run)
     notify(submission_queued, submission_id=submission.id, run_id=run.id)
     return submission
 
 
-def enqueue(run: GradingRun) -> None:
-    """Send the grading task for `run` to its queue (after the run is committed, so the worker finds it)."""
-    from worker.tasks import grade_submission
+def enqueue(run: GradingRun) -> bool:
+    """Publish the grading task of committed `run` and note when; False (logged) when the broker refused it,
+    in which case the outbox sweep publishes it later. Never raises for a broker outage."""
+    from grader.services.recovery import publish
 
-    grade_submission.apply_async(args=[run.submission_id], kwargs={"run_id": run.id}, queue=run.queue)
-
-
-def _discard(submission: Submission) -> None:
-    sha256 = submission.sha256
-    db.session.delete(submission)
-    db.session.commit()
-    still_used = db.session.scalar(select(func.count()).where(Submission.sha256 == sha256))
-    if not still_used:
-        store().delete(sha256)
+    return publish(run)
 
 
 def queue_position(run: GradingRun) -> int:
@@ -116,6 +121,10 @@ def describe(submission: Submission, access: str) -> dict[str, Any]:
         return doc
     if submission.status == "queued":
         doc["queue_position"] = queue_position(run)
+        if run.enqueued_at is None:
+            doc["message"] = QUEUE_DOWN_MESSAGE
+        elif run.message:
+            doc["message"] = run.message
     doc["grading"] = {
         "run": run.number,
         "attempt": run.attempt,
