@@ -5,6 +5,7 @@ means), pid, mount, network, IPC and UTS namespaces, becomes pid 1 there through
 read-only root with fresh size-capped tmpfs for /work, /tmp and /dev/shm, a fresh /proc masked like Docker's and
 a minimal /dev, then sets rlimits, oom_score_adj, a uid of its own, drops every capability (bounding and ambient
 too), sets no_new_privs and loads a seccomp allowlist no wider than Docker's default. Standard library only.
+(The zygote then reseeds the child's random generators: `student_server.reseed`.)
 """
 
 from __future__ import annotations
@@ -13,11 +14,9 @@ import ctypes
 import json
 import os
 import platform
-import random
 import resource
 import secrets
 import stat
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -232,17 +231,6 @@ def drop_privileges(uid: int | None) -> None:
     _prctl(PR_SET_NO_NEW_PRIVS, 1)
 
 
-def reseed() -> None:
-    """No two children share random state: Python's, torch's and numpy's generators start anew."""
-    random.seed(os.urandom(32))
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        torch.manual_seed(int.from_bytes(os.urandom(8), "little") & ((1 << 63) - 1))
-    numpy = sys.modules.get("numpy")
-    if numpy is not None:
-        numpy.random.seed(int.from_bytes(os.urandom(4), "little"))
-
-
 def close_fds(keep: tuple[int, ...]) -> None:
     """Close every inherited descriptor but 0-2 and `keep`."""
     for name in os.listdir("/proc/self/fd"):
@@ -265,4 +253,3 @@ def confine(config: JailConfig) -> None:
     drop_privileges(uid)
     _prctl(PR_SET_PDEATHSIG, 9)  # the uid change cleared it: die with the waiter, as before
     seccomp_filter.install(instructions)
-    reseed()

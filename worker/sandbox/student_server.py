@@ -15,7 +15,6 @@ import numbers
 import os
 import resource
 import signal
-import socket
 import sys
 import traceback
 import warnings
@@ -120,7 +119,7 @@ class Server:
         pid = os.fork()
         if pid == 0:
             self.in_test = True
-            _reseed()
+            reseed()
             if self.cpu_seconds:
                 _, hard = resource.getrlimit(resource.RLIMIT_CPU)
                 resource.setrlimit(resource.RLIMIT_CPU, (self.cpu_seconds, hard))
@@ -299,7 +298,7 @@ def _exception_reply(kind: str, exc: BaseException, output: CappedOutput) -> dic
     return _error(kind, type(exc).__name__, message, traceback=text, line=line, output=output.text())
 
 
-def _reseed() -> None:
+def reseed() -> None:
     """A forked process must not repeat its siblings' random numbers."""
     import random
 
@@ -354,35 +353,6 @@ def warm_up() -> None:
         probe.mul_(1.0)
     torch.nn.functional.mse_loss(torch.nn.Linear(2, 1)(probe.detach()), torch.zeros(1))
     torch.autograd.functional.jacobian(lambda t: t * 2, torch.ones(2))
-
-
-class _SocketWriter:
-    """The write/flush pair Server uses, over a socket (sendall: a frame is never sent in part)."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-
-    def write(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def flush(self) -> None:
-        pass
-
-
-def serve_channel(sock: socket.socket | int, cpu_seconds: float = 0) -> None:
-    """Serve the judge on a socket handed over by the sandbox zygote (already confined, in /work)."""
-    global WORK_DIR
-    WORK_DIR = os.getcwd()
-    if isinstance(sock, int):
-        sock = socket.socket(fileno=sock)
-    sock.setblocking(True)
-    sys.stdout = sys.stderr
-    import torch
-
-    server = Server(sock.makefile("rb", buffering=0), _SocketWriter(sock))
-    server.cpu_seconds = max(1, round(cpu_seconds)) if cpu_seconds else 0
-    server.send({"ready": True, "pid": os.getpid(), "torch": torch.__version__})
-    server.serve()
 
 
 def main() -> None:

@@ -85,15 +85,44 @@ def _child_main(config: jail.JailConfig, channel: socket.socket, stderr_w: int, 
         os.close(null)
         os.close(stderr_w)
         jail.confine(config)
+        student_server.reseed()  # no two children share random state
     except BaseException as exc:  # never fall back into the zygote's loop
         try:
             os.write(2, f"sandbox child: confinement failed: {exc}\n".encode())
         finally:
             os._exit(70)
     try:
-        student_server.serve_channel(channel, cpu_seconds=config.cpu_seconds)
+        serve_channel(channel, cpu_seconds=config.cpu_seconds)
     finally:
         os._exit(0)
+
+
+class _SocketWriter:
+    """The write/flush pair Server uses, over a socket (sendall: a frame is never sent in part)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    def write(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def flush(self) -> None:
+        pass
+
+
+def serve_channel(sock: socket.socket | int, cpu_seconds: float = 0) -> None:
+    """Serve the judge on a socket handed over by the sandbox zygote (already confined, in /work)."""
+    student_server.WORK_DIR = os.getcwd()
+    if isinstance(sock, int):
+        sock = socket.socket(fileno=sock)
+    sock.setblocking(True)
+    sys.stdout = sys.stderr
+    import torch
+
+    server = student_server.Server(sock.makefile("rb", buffering=0), _SocketWriter(sock))
+    server.cpu_seconds = max(1, round(cpu_seconds)) if cpu_seconds else 0
+    server.send({"ready": True, "pid": os.getpid(), "torch": torch.__version__})
+    server.serve()
 
 
 class Zygote:

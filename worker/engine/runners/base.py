@@ -86,6 +86,7 @@ class Runner(ABC):
 
     name: ClassVar[str]
     production: ClassVar[bool] = False
+    sandbox: str = "fresh"  # "fork": sandboxes are children of a sandbox zygote (see runners/forked.py)
 
     @abstractmethod
     def prepare(self, spec: SandboxSpec) -> Sandbox:

@@ -419,7 +419,11 @@ def cleanup_orphans(max_age_minutes: float = 30.0, base_url: str | None = None,
 
     Leftovers of a worker that crashed between prepare() and stop(). The age threshold keeps this safe while
     other workers on the host are grading. `extra_labels` ("key=value") narrow the match (used by tests).
+    Zygote containers live as long as their worker, so age says nothing about them: they go when the owner
+    their label names is gone (`remove_orphaned_zygotes`), which this also runs.
     """
+    from worker.engine.runners.docker_zygote import ROLE_LABEL, remove_orphaned_zygotes
+
     try:
         client = runner_image.open_client(base_url, timeout=60)
     except InfrastructureError as exc:
@@ -431,6 +435,8 @@ def cleanup_orphans(max_age_minutes: float = 30.0, base_url: str | None = None,
         cutoff = time.time() - max_age_minutes * 60
         for container in client.containers.list(all=True, sparse=True, filters=filters):
             # sparse: the list call's own fields, where Created is a Unix time (no inspect per container)
+            if (container.attrs.get("Labels") or {}).get(ROLE_LABEL) == "zygote":
+                continue
             if container.attrs.get("Created", 0) <= cutoff:
                 _remove(container)
                 removed += 1
@@ -438,4 +444,4 @@ def cleanup_orphans(max_age_minutes: float = 30.0, base_url: str | None = None,
         log.warning("orphan cleanup failed: %s", exc)
     finally:
         client.close()
-    return removed
+    return removed + (remove_orphaned_zygotes(base_url) if not extra_labels else 0)

@@ -36,7 +36,7 @@ class LocalZygote(ZygoteHandle):
         except OSError as exc:
             self._log.close()
             shutil.rmtree(self.dir, ignore_errors=True)
-            raise InfrastructureError(f"could not start the local sandbox zygote: {exc}") from exc
+            raise InfrastructureError(f"the sandbox did not start: no local sandbox zygote ({exc})") from exc
 
     def alive(self) -> bool:
         """Whether the zygote process still runs."""
