@@ -29,6 +29,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     app = Flask("grader", instance_path=str(home))
     app.config.update(config)
+    from grader import logs
+
+    logs.init_app(app)
 
     import grader.models  # noqa: F401  (register the tables before anything reflects on them)
 

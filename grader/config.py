@@ -51,6 +51,8 @@ def load_config(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "SESSION_COOKIE_HTTPONLY": True,
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "RATELIMIT_HEADERS_ENABLED": True,
+        "GRADER_LOG_FORMAT": (env.get("GRADER_LOG_FORMAT") or "plain").lower(),
+        "GRADER_LOG_LEVEL": (env.get("GRADER_LOG_LEVEL") or "INFO").upper(),
     }
 
 
@@ -84,6 +86,10 @@ def finalize(config: dict[str, Any]) -> None:
         )
     if config["GRADER_RUNNER"] not in ("auto", "docker", "local"):
         raise ConfigError(f"GRADER_RUNNER must be auto, docker or local, not {config['GRADER_RUNNER']!r}")
+    if config["GRADER_LOG_FORMAT"] not in ("plain", "json"):
+        raise ConfigError(f"GRADER_LOG_FORMAT must be plain or json, not {config['GRADER_LOG_FORMAT']!r}")
+    if config["GRADER_LOG_LEVEL"] not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ConfigError(f"GRADER_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, not {config['GRADER_LOG_LEVEL']!r}")
     config["CELERY"] = celery_settings(config)
 
 

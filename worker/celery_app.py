@@ -6,10 +6,11 @@ Nothing is created at import time: `grader worker` and the web process each call
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import Celery, Task
-from celery.signals import worker_process_init
+from celery.signals import setup_logging, worker_process_init
 from flask import Flask, has_app_context
 
 
@@ -49,3 +50,21 @@ def _fresh_connections_after_fork(**_: Any) -> None:
         with flask_app.app_context():
             for engine in db.engines.values():
                 engine.dispose(close=False)
+
+
+@setup_logging.connect
+def _our_logging(loglevel: Any = None, **_: Any) -> None:
+    """Keep the app's dictConfig (plain or JSON) in the worker: a receiver here stops Celery replacing it."""
+    from celery import current_app as celery_current
+
+    from grader.logs import configure_logging
+
+    flask_app = getattr(celery_current, "flask_app", None)
+    fmt = flask_app.config["GRADER_LOG_FORMAT"] if flask_app is not None else "plain"
+    if isinstance(loglevel, int):
+        level = logging.getLevelName(loglevel)
+    elif isinstance(loglevel, str):
+        level = loglevel.upper()
+    else:
+        level = flask_app.config["GRADER_LOG_LEVEL"] if flask_app is not None else "INFO"
+    configure_logging(fmt, level)
