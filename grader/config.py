@@ -51,6 +51,8 @@ def load_config(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "SESSION_COOKIE_HTTPONLY": True,
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "RATELIMIT_HEADERS_ENABLED": True,
+        "GRADER_LOGIN_RATE_LIMIT": env.get("GRADER_LOGIN_RATE_LIMIT") or "10 per minute",
+        "GRADER_SESSION_IDLE_SECONDS": _int(env, "GRADER_SESSION_IDLE_SECONDS", 8 * 3600),
         "GRADER_LOG_FORMAT": (env.get("GRADER_LOG_FORMAT") or "plain").lower(),
         "GRADER_LOG_LEVEL": (env.get("GRADER_LOG_LEVEL") or "INFO").upper(),
     }
@@ -86,6 +88,11 @@ def finalize(config: dict[str, Any]) -> None:
         )
     if config["GRADER_RUNNER"] not in ("auto", "docker", "local"):
         raise ConfigError(f"GRADER_RUNNER must be auto, docker or local, not {config['GRADER_RUNNER']!r}")
+    idle = int(config["GRADER_SESSION_IDLE_SECONDS"])
+    if idle <= 0:
+        raise ConfigError("GRADER_SESSION_IDLE_SECONDS must be positive")
+    # The browser drops the cookie after the idle time too (refreshed with each request, as the session is).
+    config.setdefault("PERMANENT_SESSION_LIFETIME", idle)
     if config["GRADER_LOG_FORMAT"] not in ("plain", "json"):
         raise ConfigError(f"GRADER_LOG_FORMAT must be plain or json, not {config['GRADER_LOG_FORMAT']!r}")
     if config["GRADER_LOG_LEVEL"] not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
