@@ -49,6 +49,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from grader.auth.identity import current_user
 
     http_errors.register(app)
+    from grader.cli import register_commands
+
+    # `flask --app grader user list` works as Flask users expect, beside `grader user list`.
+    register_commands(app.cli)
     app.jinja_env.globals["current_user"] = current_user
     return app
 
