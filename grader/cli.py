@@ -70,7 +70,8 @@ cli = GraderGroup(
 )
 
 
-def _register_commands(group: click.Group) -> None:
+def register_commands(group: click.Group) -> None:
+    """Add our commands to `group`: the `grader` command, and the app's `flask --app grader` commands."""
     from grader.commands import admin, demo, serve
     from grader.lms import cli as lms_cli
 
@@ -86,7 +87,7 @@ def _register_commands(group: click.Group) -> None:
     register_engine(group)
 
 
-_register_commands(cli)
+register_commands(cli)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
-FORMATS = ("json", "gradescope", "prairielearn")
+if TYPE_CHECKING:
+    from worker.engine.result import GradeResult
+
+FORMATS = ("json", "text", "gradescope", "prairielearn")
 
 
 def _usage_error(message: str) -> NoReturn:
@@ -36,15 +39,24 @@ def submission_files(accepted: tuple[str, ...], paths: tuple[str, ...]) -> dict[
 @click.option("--assignment", "assignment_id", required=True, help="Assignment id (a folder of reference_tests/).")
 @click.option("--runner", type=click.Choice(["docker", "local"]), default=None,
               help="Sandbox: docker (default when an engine answers) or local.")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="json", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
+              help="text (the default on a terminal), json (the default otherwise), gradescope or prairielearn.")
+@click.option("--after-due-date", "after_due", is_flag=True,
+              help="PrairieLearn: show after-due-date tests (the due date has passed).")
 @click.argument("files", nargs=-1, required=True)
-def grade_command(assignment_id: str, runner: str | None, fmt: str, files: tuple[str, ...]) -> None:
+def grade_command(assignment_id: str, runner: str | None, fmt: str | None, after_due: bool,
+                  files: tuple[str, ...]) -> None:
     """Grade FILE... against an assignment's reference tests and print the result."""
+    from grader.exports import GRADESCOPE_FAILURE, to_gradescope, to_prairielearn
     from worker.engine.errors import AssignmentError, InfrastructureError, UsageError
     from worker.engine.grade import grade
     from worker.engine.manifest import get_assignment
-    from worker.engine.result import GradeResult, to_gradescope, to_prairielearn
+    from worker.engine.result import GradeResult
     from worker.engine.runners import default_runner_name, make_runner
+
+    if fmt is None:
+        # A person at a terminal reads a summary; pipes and scripts keep getting the JSON document.
+        fmt = "text" if sys.stdout.isatty() else "json"
 
     try:
         assignment = get_assignment(assignment_id)
@@ -61,10 +73,50 @@ def grade_command(assignment_id: str, runner: str | None, fmt: str, files: tuple
     except UsageError as exc:
         _usage_error(str(exc))
     except InfrastructureError as exc:
+        if fmt == "gradescope":
+            # Gradescope has no "failed" field: a run that writes no results.json and exits non-zero is its
+            # failed-autograder state, which staff see and can rerun. A 0 would look like the student's fault.
+            click.echo(f"grader: error: grading failed: {' '.join(str(exc).split())}", err=True)
+            click.echo(GRADESCOPE_FAILURE, err=True)
+            sys.exit(1)
         result = GradeResult(assignment=assignment.id, status="error", score=0.0,
                              max_score=assignment.max_score, message=f"Grading failed: {exc}", runner=name)
-    document = {"json": GradeResult.to_dict, "gradescope": to_gradescope, "prairielearn": to_prairielearn}[fmt]
-    click.echo(json.dumps(document(result), indent=2))
+    if fmt == "text":
+        click.echo(text_summary(result), nl=False)
+        return
+    if fmt == "gradescope":
+        document = to_gradescope(result)
+    elif fmt == "prairielearn":
+        document = to_prairielearn(result, after_due=after_due)
+    else:
+        document = result.to_dict()
+    click.echo(json.dumps(document, indent=2))
+
+
+def _points(score: float, max_score: float) -> str:
+    return f"{score:g} / {max_score:g}"
+
+
+def text_summary(result: GradeResult) -> str:
+    """A readable summary: the total, one line per deliverable, then each failed test and its message."""
+    lines = [f"{result.assignment}: {_points(result.score, result.max_score)} ({result.status}, "
+             f"{result.execution_time:.1f} s)"]
+    if result.message:
+        lines += ["", *result.message.rstrip().splitlines()]
+    if result.deliverables:
+        width = max(len(d.title) for d in result.deliverables)
+        lines.append("")
+        for deliverable in result.deliverables:
+            passed = sum(t.status == "passed" for t in deliverable.tests)
+            lines.append(f"  {deliverable.title:<{width}}  {_points(deliverable.score, deliverable.max_score):>13}"
+                         f"  ({passed}/{len(deliverable.tests)} tests passed)")
+    failed = [(d, t) for d in result.deliverables for t in d.tests if t.status != "passed"]
+    if failed:
+        lines += ["", "Failed tests:"]
+        for deliverable, test in failed:
+            lines.append(f"  {deliverable.title}: {test.name} [{test.status}, {_points(test.score, test.max_score)}]")
+            lines += [f"      {line}" for line in (test.output.rstrip() or "(no message)").splitlines()]
+    return "\n".join(lines) + "\n"
 
 
 @click.group("image")

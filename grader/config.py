@@ -63,6 +63,10 @@ def load_config(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         # (and, failing that, let the request through) rather than answer 500 to every upload.
         "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
         "RATELIMIT_SWALLOW_ERRORS": True,
+        "GRADER_LOGIN_RATE_LIMIT": env.get("GRADER_LOGIN_RATE_LIMIT") or "10 per minute",
+        "GRADER_SESSION_IDLE_SECONDS": _int(env, "GRADER_SESSION_IDLE_SECONDS", 8 * 3600),
+        "GRADER_LOG_FORMAT": (env.get("GRADER_LOG_FORMAT") or "plain").lower(),
+        "GRADER_LOG_LEVEL": (env.get("GRADER_LOG_LEVEL") or "INFO").upper(),
     }
 
 
@@ -102,6 +106,15 @@ def finalize(config: dict[str, Any]) -> None:
         raise ConfigError(f"need 0 < GRADER_HEARTBEAT_INTERVAL < GRADER_HEARTBEAT_TIMEOUT, got {interval} < {timeout}")
     if config["GRADER_RUNNER"] not in ("auto", "docker", "local"):
         raise ConfigError(f"GRADER_RUNNER must be auto, docker or local, not {config['GRADER_RUNNER']!r}")
+    idle = int(config["GRADER_SESSION_IDLE_SECONDS"])
+    if idle <= 0:
+        raise ConfigError("GRADER_SESSION_IDLE_SECONDS must be positive")
+    # The browser drops the cookie after the idle time too (refreshed with each request, as the session is).
+    config.setdefault("PERMANENT_SESSION_LIFETIME", idle)
+    if config["GRADER_LOG_FORMAT"] not in ("plain", "json"):
+        raise ConfigError(f"GRADER_LOG_FORMAT must be plain or json, not {config['GRADER_LOG_FORMAT']!r}")
+    if config["GRADER_LOG_LEVEL"] not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ConfigError(f"GRADER_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, not {config['GRADER_LOG_LEVEL']!r}")
     config["CELERY"] = celery_settings(config)
 
 

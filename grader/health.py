@@ -7,6 +7,7 @@ from typing import Any
 from flask import Blueprint, current_app
 from sqlalchemy import text
 
+from grader.api.openapi import health_operation
 from grader.extensions import db
 
 bp = Blueprint("health", __name__)
@@ -34,6 +35,7 @@ def check_broker() -> str:
 
 
 @bp.get("/healthz")
+@health_operation
 def healthz() -> tuple[dict[str, Any], int]:
     """200 {"status": "ok", ...} when every dependency answers, else 503 naming the broken one."""
     checks = {"database": check_database(), "broker": check_broker()}

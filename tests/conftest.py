@@ -51,6 +51,7 @@ def service_config(home: Path, **overrides: Any) -> dict[str, Any]:
         "RESULT_BACKEND": None,
         "RATELIMIT_STORAGE_URI": "memory://",
         "GRADER_UPLOAD_RATE_LIMIT": "1000 per minute",
+        "GRADER_LOGIN_RATE_LIMIT": "1000 per minute",
         "GRADER_RUNNER": "local",
         "GRADER_ASSIGNMENTS": str(REPO / "reference_tests"),
     }

@@ -13,6 +13,7 @@ from flask import Flask
 from sqlalchemy import select
 from standardwebhooks.webhooks import Webhook
 
+from grader.auth.identity import session_values
 from grader.extensions import db
 from grader.lms import integrations, outbound
 from grader.models import Submission
@@ -168,7 +169,7 @@ def test_instructor_redelivers_after_the_receiver_is_fixed(lms_app: Flask, cast:
 
     browser = lms_app.test_client()
     with browser.session_transaction() as session:
-        session["user_id"] = cast.instructor.user.id
+        session.update(session_values(cast.instructor.user))
     refused = browser.post(url)  # a logged-in browser without the form's CSRF token
     assert refused.status_code == 400
 

@@ -8,7 +8,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from grader.auth.identity import hash_token
+from grader.auth.identity import hash_token, session_values
 from grader.extensions import db
 from grader.models import Submission, User
 from tests.conftest import REFERENCE_SOLUTION, World, upload
@@ -107,7 +107,7 @@ def test_assignment_describes_what_to_upload(client: FlaskClient, world: World) 
 def test_session_caller_needs_a_csrf_token_to_upload(app: Flask, client: FlaskClient, world: World) -> None:
     """Is a session-authenticated upload without a CSRF token refused (400), and accepted with one?"""
     with client.session_transaction() as session:
-        session["user_id"] = world.student.user.id
+        session.update(session_values(world.student.user))
     assert client.get("/api/v1/me").json["email"] == world.student.email
     refused = upload(client, "autograd", b"x = 1\n")
     assert refused.status_code == 400 and refused.json["error"] == "csrf_failed"

@@ -114,3 +114,19 @@ def test_bad_configuration_is_one_line_with_status_2(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]
     assert "GRADER_VISIBILITY_TIMEOUT" in result.stderr
+
+
+def test_flask_app_grader_runs_the_apps_commands(tmp_path: Path) -> None:
+    """Does `flask --app grader` offer our commands as Flask users expect (db upgrade, then user create/list)?"""
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "BROKER_URL", "SUBMISSIONS_DIR")}
+    env.update(GRADER_HOME=str(tmp_path), GRADER_ASSIGNMENTS=str(REPO / "reference_tests"))
+
+    def flask(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "flask", "--app", "grader", *args], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=120, check=False)
+
+    assert flask("db", "upgrade").returncode == 0
+    created = flask("user", "create", "ada@example.edu", "--name", "Ada")
+    assert created.returncode == 0, created.stderr
+    listed = flask("user", "list")
+    assert listed.returncode == 0 and "ada@example.edu" in listed.stdout

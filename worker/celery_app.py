@@ -12,7 +12,7 @@ from typing import Any
 
 from celery import Celery, Task
 from celery.beat import Scheduler
-from celery.signals import worker_process_init, worker_ready, worker_shutdown
+from celery.signals import setup_logging, worker_process_init, worker_ready, worker_shutdown
 from flask import Flask, has_app_context
 
 log = logging.getLogger(__name__)
@@ -118,3 +118,21 @@ def _start_host_cleanup(sender: Any = None, **_: Any) -> None:
 @worker_shutdown.connect
 def _stop_host_cleanup(**_: Any) -> None:
     _host_cleanup_stop.set()
+
+
+@setup_logging.connect
+def _our_logging(loglevel: Any = None, **_: Any) -> None:
+    """Keep the app's dictConfig (plain or JSON) in the worker: a receiver here stops Celery replacing it."""
+    from celery import current_app as celery_current
+
+    from grader.logs import configure_logging
+
+    flask_app = getattr(celery_current, "flask_app", None)
+    fmt = flask_app.config["GRADER_LOG_FORMAT"] if flask_app is not None else "plain"
+    if isinstance(loglevel, int):
+        level = logging.getLevelName(loglevel)
+    elif isinstance(loglevel, str):
+        level = loglevel.upper()
+    else:
+        level = flask_app.config["GRADER_LOG_LEVEL"] if flask_app is not None else "INFO"
+    configure_logging(fmt, level)

@@ -8,6 +8,8 @@ from flask import current_app, request
 from sqlalchemy import select
 
 from grader.api import bp
+from grader.api import schemas as s
+from grader.api.openapi import operation
 from grader.auth.permissions import caller, require_instructor, require_member
 from grader.errors import ServiceError
 from grader.extensions import db
@@ -21,6 +23,7 @@ def _describe(assignment: Assignment) -> dict[str, Any]:
 
 
 @bp.get("/me")
+@operation("account", "getMe", {200: s.Me}, (401,))
 def me() -> dict[str, Any]:
     """Who the caller is, and their courses."""
     user = caller()
@@ -35,6 +38,7 @@ def me() -> dict[str, Any]:
 
 
 @bp.get("/assignments")
+@operation("assignments", "listAssignments", {200: s.AssignmentList}, (401,))
 def list_assignments() -> dict[str, Any]:
     """Assignments of the caller's courses (every assignment for admins)."""
     user = caller()
@@ -47,6 +51,7 @@ def list_assignments() -> dict[str, Any]:
 
 
 @bp.get("/assignments/<assignment_id>")
+@operation("assignments", "getAssignment", {200: s.Assignment}, (401, 403, 404))
 def get_assignment(assignment_id: str) -> dict[str, Any]:
     """What an upload must look like (file names, size limit) and what is scored."""
     user = caller()
@@ -56,6 +61,8 @@ def get_assignment(assignment_id: str) -> dict[str, Any]:
 
 
 @bp.get("/assignments/<assignment_id>/scores")
+@operation("assignments", "getScores", {200: s.Scores}, (400, 401, 403, 404), query=s.ScoresQuery,
+           invalid_code="bad_policy")
 def get_scores(assignment_id: str) -> dict[str, Any]:
     """The gradebook: per student (email, external id), per deliverable scores. Instructors of the course only."""
     user = caller()

@@ -1,216 +1,164 @@
-"""The OpenAPI 3.1 description of the API, served at /api/v1/openapi.json (a test checks it covers every route)."""
+"""The OpenAPI 3.1 document, generated from the code and served at /api/v1/openapi.json.
+
+spectree reads each view's declaration (`operation(...)`: its pydantic models, tag, operationId and the
+statuses it can answer) and Flask's URL map; `document()` adds what spectree cannot know (security, the
+multipart upload body, the 202's `Location` header, id bounds, the LMS webhook's signature headers). Query
+strings are validated against their models; a refusal is our `{"error", "detail"}` body, never spectree's.
+
+Errors stay `{"error": code, "detail": reason}` (not RFC 9457 problem+json): integrations already parse it,
+and it carries the same facts (a stable code, a human reason; the HTTP status is the response's).
+"""
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable, Iterable
 from typing import Any
 
+from pydantic import BaseModel
+from spectree import Response, SpecTree
+
 from grader.api import bp, public
-from grader.models.types import MAX_ID
+from grader.api.schemas import Error, Health, InboundQueued, InboundSubmission
+from grader.errors import ServiceError
+from grader.models.types import MAX_ID  # the id converters enforce the same bound
 
-_ERROR = {"$ref": "#/components/responses/Error"}
+# The largest id a path may carry (a signed 64-bit integer, as stored); the URL converter enforces it.
 
-
-def _errors(*codes: int) -> dict[str, Any]:
-    return {str(code): _ERROR for code in codes}
-
-
-def _ok(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {"description": description}
-    if schema is not None:
-        body["content"] = {"application/json": {"schema": schema}}
-    return body
-
-
-_ASSIGNMENT_ID = {"name": "assignment_id", "in": "path", "required": True, "schema": {"type": "string"},
-                  "description": "The assignment pack's id, e.g. `autograd`"}
-_NUMBER = {"type": "number"}
-_NULLABLE_NUMBER = {"type": ["number", "null"]}
-
-_DELIVERABLE_RESULT = {
-    "type": "object",
-    "properties": {
-        "id": {"type": "string"},
-        "title": {"type": "string"},
-        "score": _NUMBER,
-        "max_score": _NUMBER,
-        "tests": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "name": {"type": "string"},
-                    "status": {"type": "string", "description": "passed, failed, error, timeout, memory, "
-                               "crashed; `hidden` when the student may not see it yet"},
-                    "score": _NUMBER,
-                    "max_score": _NUMBER,
-                    "visibility": {"type": "string", "enum": ["visible", "hidden", "after_due_date"]},
-                    "output": {"type": "string"},
-                },
-            },
-        },
-    },
+ERROR_MEANINGS = {
+    400: "Bad request: an invalid query string, a missing CSRF token (session callers), a malformed body",
+    401: "No or bad credentials (or a bad webhook signature)",
+    403: "Authenticated, but not allowed",
+    404: "Not found (also another student's submission)",
+    409: "The same webhook-id is being processed right now",
+    413: "The file or body is larger than the limit",
+    415: "Not multipart/form-data",
+    422: "The upload cannot be graded as sent (file name, empty, not UTF-8 text) or the message is invalid",
+    429: "Too many requests: see the Retry-After header",
+    503: "The grading queue is unavailable; nothing was stored",
 }
 
-SPEC: dict[str, Any] = {
-    "openapi": "3.1.0",
-    "info": {
-        "title": "grader API",
-        "version": "1",
-        "description": "Upload submissions, follow their grading, read scores. Authenticate with "
-        "`Authorization: Bearer TOKEN` (from `grader demo` or `grader user token`) or a logged-in session "
-        "(which must also send `X-CSRFToken` on POST). Errors are `{\"error\": code, \"detail\": reason}`.",
-    },
-    "servers": [{"url": "/"}],
-    "security": [{"bearer": []}, {"session": []}],
-    "paths": {
-        "/healthz": {
-            "get": {
-                "summary": "Liveness and dependencies (database, broker)",
-                "security": [],
-                "responses": {"200": _ok("All dependencies answer", {"$ref": "#/components/schemas/Health"}),
-                              "503": _ok("A dependency is down", {"$ref": "#/components/schemas/Health"})},
-            }
-        },
-        "/api/v1/openapi.json": {
-            "get": {"summary": "This document", "security": [], "responses": {"200": _ok("OpenAPI 3.1")}}
-        },
-        "/api/v1/me": {
-            "get": {"summary": "The caller and their courses", "responses": {"200": _ok("The caller"),
-                                                                              **_errors(401)}}
-        },
-        "/api/v1/assignments": {
-            "get": {"summary": "Assignments of the caller's courses",
-                    "responses": {"200": _ok("Assignments"), **_errors(401)}}
-        },
-        "/api/v1/assignments/{assignment_id}": {
-            "get": {
-                "summary": "What an upload must look like (file names, size limit) and what is scored",
-                "parameters": [_ASSIGNMENT_ID],
-                "responses": {"200": _ok("The assignment"), **_errors(401, 403, 404)},
-            }
-        },
-        "/api/v1/assignments/{assignment_id}/submissions": {
-            "post": {
-                "summary": "Upload a file for grading",
-                "parameters": [_ASSIGNMENT_ID],
-                "requestBody": {
-                    "required": True,
-                    "content": {"multipart/form-data": {"schema": {
-                        "type": "object", "required": ["file"],
-                        "properties": {"file": {"type": "string", "format": "binary",
-                                                "description": "One UTF-8 file named as the assignment "
-                                                "expects (e.g. solution.py), at most max_upload_bytes"}},
-                    }}},
-                },
-                "responses": {
-                    "202": _ok("Stored and queued; poll `url`", {"$ref": "#/components/schemas/Queued"}),
-                    **_errors(400, 401, 403, 404, 413, 415, 422, 429, 503),
-                },
-            },
-            "get": {
-                "summary": "The caller's submissions (instructors: everyone's; `?email=` filters)",
-                "parameters": [_ASSIGNMENT_ID,
-                               {"name": "email", "in": "query", "required": False, "schema": {"type": "string"}}],
-                "responses": {"200": _ok("Submissions, newest first"), **_errors(401, 403, 404)},
-            },
-        },
-        "/api/v1/submissions/{submission_id}": {
-            "get": {
-                "summary": "A submission's status and, once graded, its result",
-                "parameters": [{"name": "submission_id", "in": "path", "required": True,
-                                "schema": {"type": "integer", "minimum": 0, "maximum": MAX_ID}}],
-                "responses": {
-                    "200": _ok("The submission", {"$ref": "#/components/schemas/Submission"}),
-                    **_errors(401, 403, 404),
-                },
-            }
-        },
-        "/api/v1/assignments/{assignment_id}/scores": {
-            "get": {
-                "summary": "Gradebook: per student, per deliverable scores (instructors of the course)",
-                "parameters": [_ASSIGNMENT_ID,
-                               {"name": "policy", "in": "query", "required": False,
-                                "schema": {"type": "string", "enum": ["latest", "best"]},
-                                "description": "Which submission counts (default: the assignment's policy)"}],
-                "responses": {"200": _ok("Scores", {"$ref": "#/components/schemas/Scores"}),
-                              **_errors(400, 401, 403, 404)},
-            }
-        },
-    },
-    "components": {
-        "securitySchemes": {
-            "bearer": {"type": "http", "scheme": "bearer"},
-            "session": {"type": "apiKey", "in": "cookie", "name": "session"},
-        },
-        "responses": {
-            "Error": {
-                "description": "A refusal: 400 bad request, 401 no or bad credentials, 403 not allowed, 404 not "
-                "found (also another student's submission), 413 file too large, 415 not multipart, 422 wrong "
-                "file name / empty / not UTF-8 text, 429 too many uploads, 503 queue unavailable",
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-            }
-        },
-        "schemas": {
-            "Error": {"type": "object", "required": ["error", "detail"],
-                      "properties": {"error": {"type": "string"}, "detail": {}}},
-            "Health": {"type": "object", "properties": {"status": {"type": "string", "enum": ["ok", "error"]},
-                                                        "database": {"type": "string"},
-                                                        "broker": {"type": "string"}}},
-            "Queued": {"type": "object", "required": ["id", "status", "url"],
-                       "properties": {"id": {"type": "integer"}, "status": {"const": "queued"},
-                                      "url": {"type": "string"}, "queue_position": {"type": "integer"}}},
-            "Submission": {
-                "type": "object",
-                "required": ["id", "status", "url", "assignment"],
-                "properties": {
-                    "id": {"type": "integer"},
-                    "url": {"type": "string"},
-                    "assignment": {"type": "string"},
-                    "status": {"type": "string", "enum": ["queued", "running", "graded", "error"]},
-                    "queue_position": {"type": "integer", "description": "While queued: 1 means next"},
-                    "submitted_at": {"type": "string", "format": "date-time"},
-                    "file": {"type": "object"},
-                    "user": {"type": "object"},
-                    "grading": {"type": "object", "description": "Run number, attempt, runner, image, timings"},
-                    "score": _NUMBER,
-                    "max_score": _NUMBER,
-                    "message": {"type": "string"},
-                    "execution_time": _NUMBER,
-                    "deliverables": {"type": "array", "items": _DELIVERABLE_RESULT},
-                },
-            },
-            "Scores": {
-                "type": "object",
-                "properties": {
-                    "assignment": {"type": "string"},
-                    "course": {"type": "string"},
-                    "version": {"type": "integer"},
-                    "policy": {"type": "string", "enum": ["latest", "best"]},
-                    "max_score": _NUMBER,
-                    "deliverables": {"type": "array", "items": {"type": "object"}},
-                    "students": {"type": "array", "items": {
-                        "type": "object",
-                        "properties": {
-                            "email": {"type": "string"},
-                            "external_id": {"type": ["string", "null"]},
-                            "name": {"type": "string"},
-                            "submissions": {"type": "integer"},
-                            "submission_id": {"type": ["integer", "null"]},
-                            "submitted_at": {"type": ["string", "null"]},
-                            "score": _NULLABLE_NUMBER,
-                            "max_score": _NUMBER,
-                            "deliverables": {"type": "object", "additionalProperties": _NULLABLE_NUMBER},
-                        },
-                    }},
-                },
-            },
-        },
-    },
+
+def refuse_invalid(code: str = "invalid_request") -> Callable[..., None]:
+    """A spectree `before` hook: a validation failure becomes our 400 error body, with `code`."""
+
+    def hook(_req: Any, _resp: Any, error: Exception | None, _instance: Any, _adapter: Any) -> None:
+        if error is not None:
+            errors = error.errors()  # type: ignore[attr-defined]
+            problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors]
+            raise ServiceError("; ".join(problems), code=code, status=400)
+
+    return hook
+
+
+spec = SpecTree(
+    "flask",
+    mode="strict",
+    annotations=False,
+    title="grader API",
+    version="1",
+    openapi_version="3.1.0",
+    naming_strategy=lambda model: model.__name__,
+    nested_naming_strategy=lambda _parent, child: child,
+    validation_error_status=400,
+    validation_error_model=Error,
+    before=refuse_invalid(),
+)
+
+
+def operation(tag: str, operation_id: str, ok: dict[int, type[BaseModel] | None], errors: Iterable[int] = (),
+              query: type[BaseModel] | None = None, skip_validation: bool = False,
+              invalid_code: str = "invalid_request") -> Callable[[Any], Any]:
+    """Declare a view's operation: its tag, operationId, success bodies, refusals and query model.
+
+    An invalid query string is a 400 with error `invalid_code`.
+    """
+    statuses: dict[str, Any] = {f"HTTP_{code}": model for code, model in ok.items()}
+    statuses.update({f"HTTP_{code}": (Error, ERROR_MEANINGS[code]) for code in errors})
+    return spec.validate(query=query, resp=Response(**statuses), tags=[tag], operation_id=operation_id,
+                         skip_validation=skip_validation, before=refuse_invalid(invalid_code))
+
+
+def _bound_ids(operation_doc: dict[str, Any]) -> None:
+    for parameter in operation_doc.get("parameters", []):
+        schema = parameter.get("schema", {})
+        if parameter.get("in") == "path" and schema.get("type") == "integer":
+            parameter["schema"] = {"type": "integer", "format": "int64", "minimum": 1, "maximum": MAX_ID}
+        elif parameter.get("in") == "path" and schema.get("type") == "string":
+            # A segment: Flask's default converter takes anything but a slash.
+            parameter["schema"] = {"type": "string", "pattern": "^[^/]+$"}
+
+
+UPLOAD_BODY = {
+    "required": True,
+    "content": {"multipart/form-data": {"schema": {
+        "type": "object", "required": ["file"],
+        "properties": {"file": {"type": "string", "format": "binary",
+                                "description": "One UTF-8 file named as the assignment expects (e.g. "
+                                "solution.py), at most the assignment's max_upload_bytes"}},
+    }}},
 }
+LOCATION = {"Location": {"description": "The submission's URL (poll it)", "required": True,
+                         "schema": {"type": "string"}}}
+WEBHOOK_HEADERS = [
+    {"name": name, "in": "header", "required": True, "schema": {"type": "string"}, "description": text}
+    for name, text in (
+        ("webhook-id", "Unique per message; the same id again gets the same answer"),
+        ("webhook-timestamp", "Unix seconds, at most 5 minutes off"),
+        ("webhook-signature", "`v1,` + base64 HMAC-SHA256 of `id.timestamp.body` with the inbound secret"),
+    )
+]
+
+
+def document() -> dict[str, Any]:
+    """The full OpenAPI document for the current app."""
+    doc = copy.deepcopy(spec.spec)
+    doc["info"]["description"] = (
+        "Upload submissions, follow their grading, read scores. Authenticate with `Authorization: Bearer TOKEN` "
+        "(from `grader demo` or `grader user token`) or a logged-in session (which must also send `X-CSRFToken` "
+        "on POST). Errors are `{\"error\": code, \"detail\": reason}` with the HTTP status."
+    )
+    doc["servers"] = [{"url": "/"}]
+    doc["security"] = [{"bearer": []}, {"session": []}]
+    components = doc.setdefault("components", {})
+    components["securitySchemes"] = {
+        "bearer": {"type": "http", "scheme": "bearer"},
+        "session": {"type": "apiKey", "in": "cookie", "name": "session"},
+    }
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            _bound_ids(op)
+            for response in op.get("responses", {}).values():
+                response.setdefault("description", "")
+            if "security" in op and not op["security"]:
+                op.pop("security")
+            if path in PUBLIC_PATHS:
+                op["security"] = []
+            if (path, method) == ("/api/v1/assignments/{assignment_id}/submissions", "post"):
+                op["requestBody"] = copy.deepcopy(UPLOAD_BODY)
+                op["responses"]["202"]["headers"] = copy.deepcopy(LOCATION)
+            if (path, method) == ("/api/v1/lms/{name}/submissions", "post"):
+                op["parameters"] = [*op.get("parameters", []), *copy.deepcopy(WEBHOOK_HEADERS)]
+                op["requestBody"] = {"required": True, "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/InboundSubmission"}}}}
+    schemas = components.setdefault("schemas", {})
+    inbound = InboundSubmission.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(inbound.pop("$defs", {}))
+    schemas["InboundSubmission"] = inbound
+    return doc
+
+
+PUBLIC_PATHS = ("/healthz", "/api/v1/openapi.json", "/api/v1/lms/{name}/submissions")
+
+# Operations whose views live elsewhere, declared here so every route has one place to look.
+health_operation = operation("health", "getHealth", {200: Health, 503: Health}, skip_validation=True)
+inbound_operation = operation("lms", "receiveLmsSubmission", {202: InboundQueued},
+                              (400, 401, 404, 409, 413, 422, 503), skip_validation=True)
 
 
 @bp.get("/openapi.json")
 @public
+@operation("meta", "getOpenApiDocument", {200: None})
 def openapi() -> dict[str, Any]:
     """The OpenAPI document."""
-    return SPEC
+    return document()

@@ -8,6 +8,8 @@ from flask import current_app, request
 from sqlalchemy import select
 
 from grader.api import bp
+from grader.api import schemas as s
+from grader.api.openapi import operation
 from grader.auth.permissions import caller, course_role, require_member, submission_access
 from grader.errors import NotFound, ServiceError
 from grader.extensions import db, limiter
@@ -35,6 +37,7 @@ def read_upload() -> tuple[str, bytes]:
 
 
 @bp.post("/assignments/<assignment_id>/submissions")
+@operation("submissions", "createSubmission", {202: s.Queued}, (400, 401, 403, 404, 413, 415, 422, 429, 503))
 @limiter.limit(_upload_rate)
 def create_submission(assignment_id: str) -> tuple[dict[str, Any], int, dict[str, str]]:
     """Upload a file for grading: 202 with the queued submission and where to poll it."""
@@ -51,6 +54,7 @@ def create_submission(assignment_id: str) -> tuple[dict[str, Any], int, dict[str
 
 
 @bp.get("/submissions/<int:submission_id>")
+@operation("submissions", "getSubmission", {200: s.Submission}, (401, 403, 404))
 def get_submission(submission_id: int) -> dict[str, Any]:
     """A submission's status (queue position while queued) and, once graded, its result."""
     user = caller()
@@ -61,6 +65,7 @@ def get_submission(submission_id: int) -> dict[str, Any]:
 
 
 @bp.get("/assignments/<assignment_id>/submissions")
+@operation("submissions", "listSubmissions", {200: s.SubmissionList}, (400, 401, 403, 404), query=s.SubmissionsQuery)
 def list_submissions(assignment_id: str) -> dict[str, Any]:
     """The caller's submissions to an assignment, newest first; instructors get everyone's (`?email=` filters)."""
     user = caller()

@@ -1,11 +1,18 @@
-"""Resolve the caller from `Authorization: Bearer TOKEN` or the session; issue and hash API tokens."""
+"""Resolve the caller from `Authorization: Bearer TOKEN` or the session; issue and hash API tokens.
+
+A session is valid while it is younger than GRADER_SESSION_IDLE_SECONDS since its last request, and while the
+user's credentials are the ones it was started with: changing the password, or issuing or revoking the API
+token, ends every existing session of that user (its stored fingerprint no longer matches).
+"""
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
+import time
 
-from flask import has_request_context, request, session
+from flask import current_app, has_request_context, request, session
 from sqlalchemy import select
 
 from grader.extensions import db
@@ -26,10 +33,22 @@ def hash_token(token: str) -> str:
 
 
 def issue_token(user: User) -> str:
-    """Give `user` a new API token, replacing any previous one; returns the token."""
+    """Give `user` a new API token, replacing any previous one (and ending their sessions); returns the token."""
     token = new_token()
     user.api_token_hash = hash_token(token)
     return token
+
+
+def revoke_token(user: User) -> None:
+    """Remove `user`'s API token (and end their sessions, which may have been opened by the same person)."""
+    user.api_token_hash = None
+
+
+def credentials_fingerprint(user: User) -> str:
+    """A keyed digest of `user`'s password hash and token hash: it changes whenever either does."""
+    material = f"{user.id}:{user.password_hash or ''}:{user.api_token_hash or ''}".encode()
+    key = str(current_app.config["SECRET_KEY"]).encode()
+    return hmac.new(key, material, hashlib.sha256).hexdigest()[:32]
 
 
 def user_for_token(token: str) -> User | None:
@@ -69,17 +88,35 @@ def _authenticate() -> tuple[User | None, str | None]:
         user = user_for_token(token.strip())
         return user, ("token" if user else None)
     user_id = session.get("user_id")
-    if isinstance(user_id, int):
-        user = db.session.get(User, user_id)
-        if user is not None:
-            return user, "session"
-    return None, None
+    if not isinstance(user_id, int):
+        return None, None
+    user = db.session.get(User, user_id)
+    now = int(time.time())
+    last_seen = session.get("seen")
+    idle_limit = int(current_app.config["GRADER_SESSION_IDLE_SECONDS"])
+    fresh = isinstance(last_seen, int) and 0 <= now - last_seen <= idle_limit
+    if user is None or not fresh or not hmac.compare_digest(str(session.get("auth", "")),
+                                                            credentials_fingerprint(user)):
+        session.clear()
+        return None, None
+    if now - last_seen >= _SEEN_RESOLUTION:
+        session["seen"] = now  # rewritten at most once a minute, not on every request
+    return user, "session"
+
+
+# Seconds between refreshes of a session's last-seen time (the idle limit is this precise).
+_SEEN_RESOLUTION = 60
+
+
+def session_values(user: User) -> dict[str, int | str]:
+    """What a new session of `user` holds: who, the credentials' fingerprint, and when it was last used."""
+    return {"user_id": user.id, "auth": credentials_fingerprint(user), "seen": int(time.time())}
 
 
 def login_user(user: User) -> None:
     """Start a session for `user` (a fresh session, so a planted session id is useless)."""
     session.clear()
-    session["user_id"] = user.id
+    session.update(session_values(user))
     session.permanent = True
     request.environ[_CACHE_KEY] = (user, "session")
 

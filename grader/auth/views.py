@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_wtf import FlaskForm
 from sqlalchemy import select
 from werkzeug.wrappers import Response
@@ -12,7 +12,7 @@ from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired
 
 from grader.auth.identity import login_user, logout_user
-from grader.extensions import db
+from grader.extensions import db, limiter
 from grader.models import User
 
 bp = Blueprint("auth", __name__)
@@ -32,7 +32,17 @@ def safe_next(target: str | None) -> str:
     return url_for("student.index")
 
 
+def _login_rate() -> str:
+    return current_app.config["GRADER_LOGIN_RATE_LIMIT"]
+
+
+def _login_key() -> str:
+    # Per client address: the caller is anonymous, and a per-email key would let one address try every email.
+    return f"login:{request.remote_addr}"
+
+
 @bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(_login_rate, methods=["POST"], key_func=_login_key)
 def login() -> str | Response:
     """Show the login form; on valid credentials start a session."""
     form = LoginForm()

@@ -9,7 +9,7 @@ import click
 from flask.cli import with_appcontext
 from sqlalchemy import select
 
-from grader.auth.identity import issue_token
+from grader.auth.identity import issue_token, revoke_token
 from grader.errors import NotFound, ServiceError
 from grader.extensions import db
 from grader.models import (
@@ -89,11 +89,22 @@ def user_create(email: str, name: str, role: str, external_id: str | None, passw
 @click.argument("email")
 @with_appcontext
 def user_token(email: str) -> None:
-    """Issue a new API token for EMAIL (the previous one stops working)."""
+    """Issue a new API token for EMAIL (the previous one stops working and their web sessions end)."""
     user = find_user(email)
     token = issue_token(user)
     db.session.commit()
     click.echo(f"token: {token}")
+
+
+@user_group.command("revoke-token")
+@click.argument("email")
+@with_appcontext
+def user_revoke_token(email: str) -> None:
+    """Revoke EMAIL's API token and end their web sessions."""
+    user = find_user(email)
+    revoke_token(user)
+    db.session.commit()
+    click.echo(f"token revoked for {user.email}; their sessions have ended")
 
 
 @user_group.command("password")
@@ -101,7 +112,7 @@ def user_token(email: str) -> None:
 @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
 @with_appcontext
 def user_password(email: str, password: str) -> None:
-    """Set EMAIL's web password."""
+    """Set EMAIL's web password (their existing web sessions end)."""
     user = find_user(email)
     user.set_password(password)
     db.session.commit()

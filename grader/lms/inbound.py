@@ -17,9 +17,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
+from pydantic import ValidationError
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
+from grader.api.openapi import inbound_operation
+from grader.api.schemas import InboundSubmission
 from grader.errors import NotFound, ServiceError, UploadRejected
 from grader.extensions import csrf, db
 from grader.lms.integrations import find_integration, verify_inbound
@@ -46,6 +49,7 @@ def _answer(status: int, body: dict[str, Any]) -> tuple[Response, int]:
 
 
 @bp.post("/<name>/submissions")
+@inbound_operation
 def receive_submission(name: str) -> tuple[Response, int]:
     """Verify, de-duplicate and queue one submission sent by the LMS integration `name`."""
     # base64 inflates files by 4/3: allow the largest accepted file plus the JSON around it.
@@ -165,6 +169,16 @@ def _process(integration: LmsIntegration, body: bytes, takeover_since: datetime 
     return submit(user, assignment, name, data)
 
 
+_INVALID = {
+    "user": "`user` must be an object with `external_id` and `email`",
+    "user.external_id": "`user.external_id` must be a non-empty string (at most 255)",
+    "user.email": "`user.email` must be an email address",
+    "user.name": "`user.name` must be a string",
+    "assignment": '`assignment` must be the assignment\'s id, e.g. "autograd"',
+    "files": "`files` must map file names to base64 contents",
+}
+
+
 def _parse(body: bytes) -> dict[str, Any]:
     try:
         doc = json.loads(body)
@@ -172,23 +186,20 @@ def _parse(body: bytes) -> dict[str, Any]:
         raise ServiceError(f"the body is not JSON: {exc}", code="malformed_json") from None
     if not isinstance(doc, dict):
         raise UploadRejected("the body must be a JSON object", code="invalid_message")
-    user, assignment, files = doc.get("user"), doc.get("assignment"), doc.get("files")
-    if not isinstance(user, dict):
-        raise UploadRejected("`user` must be an object with `external_id` and `email`", code="invalid_message")
-    external_id, email = user.get("external_id"), user.get("email")
-    if not isinstance(external_id, str) or not external_id.strip() or len(external_id) > 255:
-        raise UploadRejected("`user.external_id` must be a non-empty string (at most 255)", code="invalid_message")
-    if not isinstance(email, str) or "@" not in email or len(email) > 254 or any(c.isspace() for c in email):
-        raise UploadRejected("`user.email` must be an email address", code="invalid_message")
-    if not isinstance(assignment, str) or not assignment:
-        raise UploadRejected('`assignment` must be the assignment\'s id, e.g. "autograd"', code="invalid_message")
-    if not isinstance(files, dict) or not files or not all(isinstance(v, str) for v in files.values()):
-        raise UploadRejected("`files` must map file names to base64 contents", code="invalid_message")
+    # The body's model is the one the OpenAPI document shows (grader.api.schemas.InboundSubmission).
+    try:
+        message = InboundSubmission.model_validate(doc)
+    except ValidationError as exc:
+        where = exc.errors()[0]["loc"]
+        reason = _INVALID.get(".".join(str(part) for part in where[:2]), _INVALID.get(str(where[0]), ""))
+        raise UploadRejected(reason or f"invalid message: {exc.errors()[0]['msg']}", code="invalid_message") from None
+    user, assignment, files = message.user, message.assignment, message.files
+    external_id, email = user.external_id, user.email
     return {
         "user": {
             "external_id": external_id.strip(),
             "email": email.strip().lower(),
-            "name": str(user.get("name") or "")[:200],
+            "name": str(user.name or "")[:200],
         },
         "assignment": assignment,
         "files": files,

@@ -109,6 +109,7 @@ def record_result(run: GradingRun, result: GradeResult, runner_facts: dict[str, 
         db.session.rollback()
         log.warning("run %s was already recorded by another delivery; keeping that one", run.id)
         return False
+    _log_outcome(run)
     notify(submission_failed if status == "error" else submission_graded,
            submission_id=run.submission_id, run_id=run.id, published=run.published)
     return True
@@ -124,7 +125,23 @@ def record_error(run: GradingRun, message: str) -> None:
     run.message = message
     _mirror_status(run)
     db.session.commit()
+    _log_outcome(run)
     notify(submission_failed, submission_id=run.submission_id, run_id=run.id, published=run.published)
+
+
+def _log_outcome(run: GradingRun) -> None:
+    """One line per recorded run: which submission, whose, the outcome and score (or the error's message)."""
+    submission: Submission = run.submission
+    fields = {"submission_id": run.submission_id, "run_id": run.id, "outcome": run.status,
+              "assignment": submission.assignment.slug, "user": submission.user.email, "attempt": run.attempt,
+              "score": run.score, "max_score": run.max_score}
+    if run.status == "graded":
+        log.info("submission %s run %s (%s, %s) graded: %s / %s in %.1f s on attempt %s", run.submission_id,
+                 run.number, fields["user"], fields["assignment"], run.score, run.max_score,
+                 run.execution_time or 0.0, run.attempt, extra=fields)
+    else:
+        log.warning("submission %s run %s (%s, %s) ended in error on attempt %s: %s", run.submission_id,
+                    run.number, fields["user"], fields["assignment"], run.attempt, run.message, extra=fields)
 
 
 def _mirror_status(run: GradingRun) -> None:
