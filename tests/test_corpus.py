@@ -21,6 +21,17 @@ def test_corpus_is_large_enough() -> None:
     assert {"reference", "starter", "syntax_error", "import_exception"} <= names
 
 
+def test_every_example_declares_its_scores() -> None:
+    """Does every example declare a score for each deliverable, within its points, on CPU and GPU alike?"""
+    assignment = get_assignment("autograd")
+    points = {d.id: d.points for d in assignment.deliverables}
+    for example in EXAMPLES:
+        for cuda in (False, True):
+            expected = expected_scores(example, cuda=cuda)
+            assert set(expected) == set(points), f"{example.name}: {sorted(expected)}"
+            assert all(0 <= expected[d] <= points[d] for d in points), f"{example.name}: {expected}"
+
+
 @pytest.mark.parametrize("runner_name", ["local", "docker"])
 @pytest.mark.parametrize("example", EXAMPLES, ids=[p.stem for p in EXAMPLES])
 def test_example_scores_as_declared(example: Path, runner_name: str, runners: dict) -> None:
@@ -28,7 +39,7 @@ def test_example_scores_as_declared(example: Path, runner_name: str, runners: di
     assignment = get_assignment("autograd")
     result = grade(assignment, {"solution.py": example.read_bytes()}, runners[runner_name])
     assert result.status == "graded", result.message
-    expected = expected_scores(example)
+    expected = expected_scores(example, cuda=bool(result.environment.get("cuda")))
     assert set(expected) == {d.id for d in assignment.deliverables}
     got = result.scores_by_deliverable()
     failing = {

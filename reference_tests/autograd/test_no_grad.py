@@ -1,7 +1,9 @@
 """Deliverable no_grad: ``predict(model, x)`` and ``sgd_step(params, lr)`` with autograd switched off.
 
-Checked: predict's values on every device, that it returns a tensor with no graph attached, and that autograd
-is really off while the model runs (a probe model reports torch.is_grad_enabled()); sgd_step's update values,
+Checked: predict's values on every device, that it returns a tensor with no graph attached, that autograd
+is really off while the model runs (a probe model reports torch.is_grad_enabled()), and that predict leaves
+things as it found them: the model in training mode (a probe model reports its mode, also after predict
+returns) and grad mode on afterwards (the next call into the student process reads it); sgd_step's update values,
 that the update is not recorded by autograd and happens in place (parameters stay the same leaf tensors that
 require grad), that gradients are left as they are and parameters without a gradient are skipped.
 
@@ -37,6 +39,42 @@ class GradModeProbe(nn.Module):
 probe = GradModeProbe()
 """
 
+# A model that reports its own mode: [training while forward ran, training now]. train() and eval() (which calls
+# train(False)) update the second entry in place, so a mode switched after the forward pass still shows when
+# predict() returns (the result is encoded only then).
+MODE_PROBE = """
+class ModeProbe(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(()))
+        self.report = torch.ones(2)
+
+    def train(self, mode=True):
+        result = super().train(mode)
+        self.report[1] = float(mode)
+        return result
+
+    def forward(self, x):
+        self.report[0] = float(self.training)
+        return self.report
+
+probe = ModeProbe()
+"""
+
+# A model built at the start of a call, before any student code runs in it: it reads the grad mode that the
+# previous call left behind. Its forward pass switches grad mode back on, so that a predict() that turned it off
+# for good cannot fail the tests that run after this one in the same process.
+GRAD_MODE_WITNESS = """
+grad_mode_left = torch.is_grad_enabled()
+
+class GradModeWitness(nn.Module):
+    def forward(self, x):
+        torch.set_grad_enabled(True)
+        return torch.full_like(x, float(grad_mode_left))
+
+witness = GradModeWitness()
+"""
+
 W = torch.tensor([[0.5, -1.0, 2.0], [1.5, 0.25, -0.75]])
 B = torch.tensor([0.1, -0.2])
 X = torch.tensor([[1.0, 2.0, 3.0], [-1.0, 0.5, 0.0], [0.0, 0.0, 1.0], [2.0, -2.0, 0.5]])
@@ -63,7 +101,7 @@ def test_predict_values(student, devices):
         )
 
 
-@pytest.mark.points(4)
+@pytest.mark.points(3)
 def test_predict_returns_no_graph(student):
     """Is predict()'s result detached from autograd (requires_grad False, no grad_fn)?"""
     model = student.code(LINEAR_MODEL, name="model", W=W, B=B)
@@ -88,6 +126,41 @@ def test_predict_runs_model_with_autograd_off(student):
     )
 
 
+@pytest.mark.points(2)
+def test_predict_leaves_the_model_in_its_mode(student):
+    """Is the model still in training mode after predict() (no model.eval() left behind)?"""
+    probe = student.code(MODE_PROBE, name="probe")
+    y = student.predict(probe, torch.zeros(2, 3))
+    assert isinstance(y, torch.Tensor) and y.shape == (2,), (
+        f"predict(model, x) must return model(x) as it is; got {type(y).__name__} "
+        f"{list(y.shape) if isinstance(y, torch.Tensor) else ''}"
+    )
+    assert y[1].item() == 1.0, (
+        "model left in eval mode: predict() called model.eval() and did not switch it back, so the caller's "
+        "model now behaves differently (dropout and batch norm act as in inference) when training resumes; "
+        "predict() must leave the model as it found it: torch.no_grad() is all it needs "
+        "(if you do call model.eval(), restore the mode afterwards with model.train(was_training))"
+    )
+
+
+@pytest.mark.points(2)
+def test_predict_leaves_grad_mode_on(student):
+    """After predict() returns, is autograd recording again (grad mode restored, not switched off for good)?"""
+    model = student.code(LINEAR_MODEL, name="model", W=W, B=B)
+    student.predict(model, X.clone())
+    # The witness reads grad mode as the next call starts, before predict() runs again (and turns it back on).
+    seen = student.predict(student.code(GRAD_MODE_WITNESS, name="witness"), torch.zeros(1))
+    assert isinstance(seen, torch.Tensor) and seen.numel() == 1, (
+        f"predict(model, x) must return model(x); got {type(seen).__name__}"
+    )
+    assert seen.item() == 1.0, (
+        "grad mode was left off after predict(): it called torch.set_grad_enabled(False) (or entered a no-grad "
+        "mode without leaving it), so every later backward() in the program fails with \"element 0 of tensors "
+        "does not require grad\"; wrap the forward pass in `with torch.no_grad():` instead, which switches "
+        "autograd back on when the block ends"
+    )
+
+
 def _params(device):
     """Two parameters with gradients, and the values one step of lr = 0.1 must give."""
     w = torch.tensor([[1.0, -2.0], [0.5, 3.0]], device=device, requires_grad=True)
@@ -98,7 +171,7 @@ def _params(device):
     return [w, b], after
 
 
-@pytest.mark.points(3)
+@pytest.mark.points(2)
 def test_sgd_step_values(student, devices):
     """Does sgd_step() compute p - lr·p.grad for every parameter, on any device?"""
     for device in devices:
@@ -112,7 +185,7 @@ def test_sgd_step_values(student, devices):
             )
 
 
-@pytest.mark.points(4)
+@pytest.mark.points(3)
 def test_sgd_step_is_not_recorded_and_in_place(student):
     """Do parameters stay the same leaf tensors that require grad, updated in place, unseen by autograd?"""
     params, after = _params("cpu")
@@ -134,7 +207,7 @@ def test_sgd_step_is_not_recorded_and_in_place(student):
         )
 
 
-@pytest.mark.points(3)
+@pytest.mark.points(2)
 def test_sgd_step_skips_missing_grads_and_keeps_grads(student):
     """Are parameters without .grad skipped, and are the gradients left as they were?"""
     w = torch.tensor([1.0, 2.0], dtype=torch.float64, requires_grad=True)

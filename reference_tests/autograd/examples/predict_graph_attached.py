@@ -1,5 +1,5 @@
-# expect: simple_gradients=20 multivariate_gradients=20 no_grad=13 zeroing_gradients=20 gradient_checking=20
-"""predict() returns model(x) with the graph attached: loses the no-graph test (4) and the grad-mode probe (3)."""
+# expect: simple_gradients=20 multivariate_gradients=20 no_grad=14 zeroing_gradients=20 gradient_checking=20
+"""predict() returns model(x) with the graph attached: loses the no-graph test (3) and the grad-mode probe (3)."""
 import torch
 
 

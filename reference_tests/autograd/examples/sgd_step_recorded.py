@@ -1,6 +1,6 @@
-# expect: simple_gradients=20 multivariate_gradients=20 no_grad=16 zeroing_gradients=20 gradient_checking=20
+# expect: simple_gradients=20 multivariate_gradients=20 no_grad=17 zeroing_gradients=20 gradient_checking=20
 """sgd_step() replaces each list entry with p - lr * p.grad: autograd records the update, the caller gets
-non-leaf tensors and its own parameters never change. Loses the not-recorded/in-place test (4)."""
+non-leaf tensors and its own parameters never change. Loses the not-recorded/in-place test (3)."""
 import torch
 
 

@@ -12,8 +12,9 @@ Two rules hold for every function:
   flag or its ``.grad``) unless the docstring says so. Work on a detached copy:
   ``x.detach().clone().requires_grad_(True)``.
 
-You may add helper functions and import from the standard library and ``torch``. Do not rename these
-functions or change their parameters: the grader calls them by name.
+You may add helper functions and import from the standard library, ``torch`` and ``numpy``: nothing else
+is installed where your code runs. Do not rename these functions or change their parameters: the grader calls
+them by name.
 """
 
 import torch
@@ -148,7 +149,9 @@ def predict(model, x):
     Returns:
         ``model(x)``, computed while autograd is switched off, so that the result's ``requires_grad`` is
         False and no graph is recorded (computing with the graph and then calling ``.detach()`` does not
-        count: the point is to never record it). Do not change the model (no ``.eval()``, no new weights).
+        count: the point is to never record it). Leave everything as you found it: the model in its mode (no
+        ``.eval()`` left behind, no new weights) and autograd on again once ``predict`` returns (use
+        ``with torch.no_grad():``, not ``torch.set_grad_enabled(False)``).
     """
     with torch.no_grad():
         return model(x)

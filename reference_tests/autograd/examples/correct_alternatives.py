@@ -1,0 +1,99 @@
+# expect: simple_gradients=20 multivariate_gradients=20 no_grad=20 zeroing_gradients=20 gradient_checking=20
+"""Correct, written with other tools than the reference: torch.autograd.grad, torch.func.grad and vjp,
+torch.inference_mode, p.data updates, torch.autograd.gradcheck, a predict() that switches to eval() and back. Must
+keep full marks."""
+import torch
+
+
+def _fresh_leaf(x):
+    if isinstance(x, torch.Tensor):
+        return x.detach().clone().requires_grad_(True)
+    return torch.tensor(float(x), dtype=torch.float32, requires_grad=True)
+
+
+def _grad_of(leaf):
+    return leaf.grad if leaf.grad is not None else torch.zeros_like(leaf)
+
+
+def derivative(f, x):
+    leaf = _fresh_leaf(x)
+    (grad,) = torch.autograd.grad(f(leaf), leaf, allow_unused=True)
+    return grad if grad is not None else torch.zeros_like(leaf)
+
+
+def partial_derivatives(f, *xs):
+    leaves = [_fresh_leaf(x) for x in xs]
+    f(*leaves).backward()
+    return tuple(_grad_of(leaf) for leaf in leaves)
+
+
+def gradient(f, x):
+    return torch.func.grad(f)(x.detach().clone())
+
+
+def vector_jacobian_product(f, x, v):
+    _, pullback = torch.func.vjp(f, x.detach().clone())
+    return pullback(v)[0]
+
+
+def predict(model, x):
+    was_training = getattr(model, "training", None)
+    if was_training is not None:
+        model.eval()
+    try:
+        with torch.inference_mode():
+            return model(x)
+    finally:
+        if was_training is not None:
+            model.train(was_training)
+
+
+def sgd_step(params, lr):
+    for p in params:
+        if p.grad is not None:
+            p.data -= lr * p.grad.data
+
+
+def accumulated_gradient(f, x, times):
+    leaf = _fresh_leaf(x)
+    for _ in range(times):
+        f(leaf).backward()  # each backward() adds f'(x) to leaf.grad
+    return _grad_of(leaf)
+
+
+def zero_gradients(params):
+    for p in params:
+        if p.grad is not None:
+            p.grad.zero_()
+
+
+def fit_linear(xs, ys, steps, lr):
+    w = torch.zeros((), dtype=xs.dtype, device=xs.device, requires_grad=True)
+    b = torch.zeros((), dtype=xs.dtype, device=xs.device, requires_grad=True)
+    for _ in range(steps):
+        loss = ((w * xs + b - ys) ** 2).mean()
+        zero_gradients([w, b])
+        loss.backward()
+        with torch.no_grad():
+            w -= lr * w.grad
+            b -= lr * b.grad
+    return w.item(), b.item()
+
+
+def numerical_gradient(f, x, eps=1e-6):
+    base = x.detach().clone(memory_format=torch.contiguous_format)
+    estimate = torch.zeros_like(base)
+    flat_estimate = estimate.view(-1)
+    with torch.no_grad():
+        for i in range(base.numel()):
+            plus = base.clone()
+            plus.view(-1)[i] += eps
+            minus = base.clone()
+            minus.view(-1)[i] -= eps
+            flat_estimate[i] = (f(plus) - f(minus)) / (2 * eps)
+    return estimate
+
+
+def check_gradient(f, x, atol=1e-5, rtol=1e-3):
+    leaf = x.detach().clone().requires_grad_(True)
+    return bool(torch.autograd.gradcheck(f, (leaf,), eps=1e-6, atol=atol, rtol=rtol, raise_exception=False))
