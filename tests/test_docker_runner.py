@@ -106,7 +106,7 @@ def _mux(stream: int, payload: bytes) -> bytes:
 def test_create_kwargs_are_exactly_the_hardened_ones(fake: FakeClient) -> None:
     client = fake
     limits = Limits(memory_mb=512, cpus=1.5, pids=32, output_kb=16)
-    runner = DockerRunner(image="grader-runner:test", gpus="all")
+    runner = DockerRunner(sandbox="fresh", image="grader-runner:test", gpus="all")
     with runner.prepare(SandboxSpec(limits=limits, gpu=True)) as sandbox:
         assert isinstance(sandbox, DockerSandbox)
     (kwargs,) = client.created
@@ -118,7 +118,8 @@ def test_create_kwargs_are_exactly_the_hardened_ones(fake: FakeClient) -> None:
         "working_dir": "/work",
         "environment": {"HOME": "/work", "LANG": "C.UTF-8", "PATH": "/opt/venv/bin:/usr/bin:/bin",
                         "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1",
-                        "GRADER_OUTPUT_LIMIT": "16384"},
+                        "GRADER_OUTPUT_LIMIT": "16384", "GRADER_CPU_SECONDS": "10.0",
+                        "GRADER_OWN_PID_NAMESPACE": "1"},
         "stdin_open": True,
         "tty": False,
         "network_mode": "none",
@@ -154,28 +155,28 @@ def test_create_kwargs_are_exactly_the_hardened_ones(fake: FakeClient) -> None:
 def test_gpu_selection(fake: FakeClient, monkeypatch: pytest.MonkeyPatch) -> None:
     client = fake
     monkeypatch.setenv("GRADER_GPUS", "0,1")
-    runner = DockerRunner(image="img")
+    runner = DockerRunner(sandbox="fresh", image="img")
     assert runner.describe() == {"runner": "docker", "image": "img", "gpus": "0,1"}
     assert runner.options() == {"image": "img", "gpus": "0,1", "base_url": None}
     runner.prepare(SandboxSpec(limits=Limits(), gpu=True)).stop()
     runner.prepare(SandboxSpec(limits=Limits(), gpu=False)).stop()
-    DockerRunner(image="img", gpus="").prepare(SandboxSpec(limits=Limits(), gpu=True)).stop()
+    DockerRunner(sandbox="fresh", image="img", gpus="").prepare(SandboxSpec(limits=Limits(), gpu=True)).stop()
     requests = [kwargs.get("device_requests") for kwargs in client.created]
     assert requests == [[DeviceRequest(device_ids=["0", "1"], capabilities=[["gpu"]])], None, None]
     with pytest.raises(UsageError):
-        DockerRunner(image="img", gpus="0;rm -rf /")
+        DockerRunner(sandbox="fresh", image="img", gpus="0;rm -rf /")
 
 
 def test_create_failure_is_an_infrastructure_error(fake: FakeClient) -> None:
     fake.error = docker.errors.ImageNotFound("no such image")
     with pytest.raises(InfrastructureError, match="grader image build"):
-        DockerRunner(image="missing:1").prepare(SandboxSpec(limits=Limits()))
+        DockerRunner(sandbox="fresh", image="missing:1").prepare(SandboxSpec(limits=Limits()))
     assert fake.closed
 
 
 # -- the attach stream, over a socket pair ---------------------------------------------------------------
 def test_stream_is_demultiplexed(fake: FakeClient) -> None:
-    sandbox = DockerRunner(image="img").prepare(SandboxSpec(limits=Limits()))
+    sandbox = DockerRunner(sandbox="fresh", image="img").prepare(SandboxSpec(limits=Limits()))
     theirs = fake.far_ends[0]
     with sandbox:
         with pytest.raises(SandboxTimeout):
@@ -250,7 +251,7 @@ engine = pytest.mark.skipif(not docker_available(),
 @pytest.fixture(scope="module")
 def runner() -> DockerRunner:
     """A runner of the current image, built first when missing."""
-    return DockerRunner(image=runner_image.ensure_image())
+    return DockerRunner(sandbox="fresh", image=runner_image.ensure_image())
 
 
 def drain(sandbox: DockerSandbox, timeout: float = 60) -> bytes:
@@ -451,4 +452,4 @@ def test_cleanup_orphans_removes_only_old_sandboxes(runner: DockerRunner) -> Non
 @engine
 def test_missing_image_is_an_infrastructure_error() -> None:
     with pytest.raises(InfrastructureError, match="missing"):
-        DockerRunner(image="grader-runner:no-such-tag").prepare(SandboxSpec(limits=Limits()))
+        DockerRunner(sandbox="fresh", image="grader-runner:no-such-tag").prepare(SandboxSpec(limits=Limits()))

@@ -1,4 +1,4 @@
-# expect: simple_gradients=20 multivariate_gradients=5 no_grad=17 zeroing_gradients=20 gradient_checking=7
+# expect: simple_gradients=20 multivariate_gradients=5 no_grad=13 zeroing_gradients=20 gradient_checking=7
 
 """Hostile: rewrite the test's own data through write-back, so that expected values computed from it
 after the call match a wrong answer.

@@ -1,4 +1,4 @@
-# expect: simple_gradients=20 multivariate_gradients=20 no_grad=10 zeroing_gradients=20 gradient_checking=20
+# expect: simple_gradients=20 multivariate_gradients=20 no_grad=13 zeroing_gradients=20 gradient_checking=20
 
 """Hostile: extra replies. sgd_step (which does not update anything) writes two additional well-formed
 frames claiming success on the protocol channel before its real reply, so that the stream holds more replies

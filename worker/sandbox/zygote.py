@@ -109,6 +109,10 @@ class _SocketWriter:
     def flush(self) -> None:
         pass
 
+    def fileno(self) -> int:
+        """The channel's descriptor, as a pipe's writer would have one (nothing here relies on hiding it)."""
+        return self.sock.fileno()
+
 
 def serve_channel(sock: socket.socket | int, cpu_seconds: float = 0) -> None:
     """Serve the judge on a socket handed over by the sandbox zygote (already confined, in /work)."""
