@@ -16,7 +16,8 @@ import pytest
 
 from worker.engine.manifest import Limits
 from worker.engine.runners.base import SandboxSpec
-from worker.engine.runners.docker import LABEL, container_config, docker_available
+from worker.engine.runners.docker import docker_available
+from worker.engine.runners.docker_config import LABEL, container_config
 from worker.engine.runners.docker_zygote import (
     PROFILE,
     ROLE_LABEL,

@@ -64,6 +64,10 @@ def _run_job(job: dict[str, Any], warm: list[Sandbox] | None) -> dict[str, Any]:
     from worker.engine.judge.plugin import GradingPlugin
 
     cuda = spec.gpu and torch.cuda.is_available()
+    # pytest's rewritten test modules are cached across judges (outside the assignment folder, which may be
+    # read-only): each forked judge then only loads them.
+    sys.dont_write_bytecode = False
+    sys.pycache_prefix = str(Path(os.environ.get("GRADER_CACHE") or Path.home() / ".cache" / "grader") / "pycache")
     session.run_deadline = time.monotonic() + assignment.limits.run_timeout
     plugin = GradingPlugin(assignment, session, cuda=cuda)
     with tempfile.TemporaryDirectory(prefix="grader-judge-") as scratch:

@@ -14,15 +14,13 @@ import os
 import struct
 import threading
 import time
-import uuid
 from typing import Any
 
 import docker
 import requests
-from docker.types import DeviceRequest, LogConfig, Ulimit
 
 from worker.engine import image as runner_image
-from worker.engine.errors import InfrastructureError, UsageError
+from worker.engine.errors import InfrastructureError
 from worker.engine.manifest import Limits
 from worker.engine.runners.base import (
     CappedBuffer,
@@ -33,15 +31,12 @@ from worker.engine.runners.base import (
     SandboxTimeout,
     deadline_left,
 )
-from worker.engine.runners.forked import ZygoteHandle, ZygotePool, sandbox_mode, spawn
+from worker.engine.runners.docker_config import LABEL, container_config, parse_gpus
+from worker.engine.runners.forked import ForkingRunner, ZygoteHandle
 
 log = logging.getLogger(__name__)
 
-LABEL = {"grader": "sandbox"}
-TMPFS_MB = 64  # each of /work and /tmp; tmpfs pages count against the container's memory limit too
-# RLIMIT_FSIZE in bytes: below the tmpfs sizes, so no single file can take a whole mount (nor /dev/shm)
-FILE_SIZE_LIMIT = 32 * 1024 * 1024
-OPEN_FILES = 256
+
 _HEADER = struct.Struct(">BxxxL")  # Docker's multiplexed stream: stream id, 3 pad bytes, payload length
 _POLL = 0.2  # seconds between checks for stop() in the reader thread and for progress in write()
 _UNREAD_CAP = 4 * 1024 * 1024  # stop pulling stdout beyond this much unread: backpressure, not host memory
@@ -62,90 +57,7 @@ def docker_available(base_url: str | None = None, timeout: float = 3.0) -> bool:
         client.close()
 
 
-def parse_gpus(value: str | None) -> str | None:
-    """Normalise a GPU selection: None/"" (no GPUs), "all", or a comma list of device ids/UUIDs."""
-    value = (value or "").strip()
-    if not value or value.lower() == "none":
-        return None
-    if value.lower() == "all":
-        return "all"
-    ids = [part.strip() for part in value.split(",")]
-    if not all(ids) or not all(part.replace("-", "").isalnum() for part in ids):
-        raise UsageError(f"GRADER_GPUS must be 'all' or device ids like '0,1', not {value!r}")
-    return ",".join(ids)
-
-
-def gpu_requests(gpus: str | None) -> list[DeviceRequest]:
-    """The DeviceRequests giving a container the selected GPUs (via the NVIDIA container toolkit)."""
-    if gpus is None:
-        return []
-    if gpus == "all":
-        return [DeviceRequest(count=-1, capabilities=[["gpu"]])]
-    return [DeviceRequest(device_ids=gpus.split(","), capabilities=[["gpu"]])]
-
-
-def container_config(image: str, spec: SandboxSpec, gpus: str | None = None,
-                     command: list[str] | None = None) -> dict[str, Any]:
-    """Keyword arguments for `containers.create`: every hardening setting of a sandbox lives here."""
-    limits = spec.limits
-    memory = limits.memory_mb * 1024 * 1024
-    threads = str(max(1, int(limits.cpus)))
-    config: dict[str, Any] = {
-        "image": image,
-        "name": f"grader-sandbox-{uuid.uuid4().hex[:12]}",
-        "labels": dict(LABEL),
-        "user": f"{runner_image.SANDBOX_UID}:{runner_image.SANDBOX_UID}",
-        "working_dir": "/work",
-        "environment": {
-            "HOME": "/work",
-            "LANG": "C.UTF-8",
-            "PATH": "/opt/venv/bin:/usr/bin:/bin",
-            "OMP_NUM_THREADS": threads,  # torch would otherwise start a thread per host core (and pid)
-            "MKL_NUM_THREADS": threads,
-            "PYTHONDONTWRITEBYTECODE": "1",
-            "GRADER_OUTPUT_LIMIT": str(limits.output_kb * 1024),
-            "GRADER_CPU_SECONDS": str(limits.test_timeout),
-            "GRADER_OWN_PID_NAMESPACE": "1",  # the container's: a test's leftovers may be killed with kill(-1)
-        },
-        # The frame channel: stdin kept open, no TTY (a TTY would mangle bytes and merge stderr into stdout).
-        "stdin_open": True,
-        "tty": False,
-        "network_mode": "none",
-        "read_only": True,
-        "tmpfs": {
-            "/work": f"rw,size={TMPFS_MB}m,mode=1777,nosuid,nodev,noexec",
-            "/tmp": f"rw,size={TMPFS_MB}m,mode=1777,nosuid,nodev,noexec",  # noqa: S108 (the container's)
-        },
-        "cap_drop": ["ALL"],
-        "security_opt": ["no-new-privileges"],
-        "pids_limit": limits.pids,
-        "mem_limit": memory,
-        "memswap_limit": memory,  # equal to mem_limit: no swap, so a memory hog is killed, not slowed down
-        "nano_cpus": int(limits.cpus * 1e9),
-        "ulimits": [
-            Ulimit(name="core", soft=0, hard=0),
-            Ulimit(name="nofile", soft=OPEN_FILES, hard=OPEN_FILES),
-            Ulimit(name="fsize", soft=FILE_SIZE_LIMIT, hard=FILE_SIZE_LIMIT),
-        ],
-        "ipc_mode": "private",
-        "shm_size": TMPFS_MB * 1024 * 1024,
-        # Under host memory pressure the kernel kills sandboxes before the worker or the database.
-        "oom_score_adj": 1000,
-        "log_config": LogConfig(type=LogConfig.types.NONE),
-        # A real PID 1 (docker-init): it reaps the student's orphaned children, which would otherwise hold
-        # pids of the pids limit as zombies, and forwards signals the server, as PID 1, would ignore.
-        "init": True,
-        "auto_remove": False,  # stop() removes it; auto-removal would race exit_info()'s inspect
-        "hostname": "sandbox",
-    }
-    if command:
-        config["entrypoint"] = list(command)
-    if spec.gpu and gpus:
-        config["device_requests"] = gpu_requests(gpus)
-    return config
-
-
-class DockerRunner(Runner):
+class DockerRunner(ForkingRunner, Runner):
     """Starts each sandbox as a new container of the runner image."""
 
     name = "docker"
@@ -156,9 +68,7 @@ class DockerRunner(Runner):
         self.image = image or runner_image.image_name()
         self.gpus = parse_gpus(gpus if gpus is not None else os.environ.get("GRADER_GPUS"))
         self.base_url = base_url
-        self.sandbox = sandbox_mode(sandbox)
-        self.zygote = zygote  # the socket of a zygote container someone else owns (the warm judge's)
-        self._zygotes = ZygotePool(self.start_zygote)
+        self._init_forking(sandbox, zygote)
 
     def options(self) -> dict[str, Any]:
         """Rebuild this runner elsewhere with the same image, GPUs and sandbox mode."""
@@ -175,18 +85,6 @@ class DockerRunner(Runner):
 
         return DockerZygote(self.image, spec, self.gpus if spec.gpu else None, self.base_url)
 
-    def warm(self, spec: SandboxSpec) -> Sandbox | None:
-        """Start the zygote container now (or, fresh, the first sandbox container)."""
-        if self.sandbox == "fork":
-            if self.zygote is None:
-                self._zygotes.start(spec)
-            return None
-        return self.prepare(spec)
-
-    def close(self) -> None:
-        """Stop the zygote containers this runner started for itself."""
-        self._zygotes.close()
-
     def _connect(self) -> docker.DockerClient:
         # One client per sandbox, closed by its stop(): nothing pooled outlives a sandbox, so no socket leaks
         # even when a caller never calls close().
@@ -199,7 +97,7 @@ class DockerRunner(Runner):
         In the "fork" sandbox mode a sandbox is a child of the zygote container instead (`command` aside).
         """
         if self.sandbox == "fork" and command is None:
-            return spawn(self.zygote or self._zygotes.socket_for(spec), spec.limits)  # type: ignore[return-value]
+            return self.spawn_child(spec)  # type: ignore[return-value]
         client = self._connect()
         try:
             container = client.containers.create(**container_config(self.image, spec, self.gpus, command))

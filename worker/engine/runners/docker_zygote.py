@@ -35,6 +35,7 @@ from docker.models.containers import _create_container_args
 from worker.engine import image as runner_image
 from worker.engine.errors import InfrastructureError
 from worker.engine.runners.base import SandboxSpec
+from worker.engine.runners.docker_config import LABEL, container_config
 from worker.engine.runners.forked import ZygoteHandle, jail_config
 
 log = logging.getLogger(__name__)
@@ -82,8 +83,6 @@ def owner_alive(owner: str) -> bool:
 
 def zygote_config(image: str, spec: SandboxSpec, gpus: str | None, socket_dir: str) -> dict[str, Any]:
     """`containers.create` keyword arguments for a zygote container (the sandbox's hardening, adjusted)."""
-    from worker.engine.runners.docker import LABEL, container_config
-
     config = jail_config(spec, ["/opt/venv"], None)  # the server's code is imported before the fork
     command = ["/opt/venv/bin/python", "-I", "-B", "/opt/grader-sandbox/zygote.py",
                "--socket", f"{SOCKET_DIR}/zygote.sock", "--config", json.dumps(config)]
@@ -180,8 +179,6 @@ class DockerZygote(ZygoteHandle):
 
 def remove_orphaned_zygotes(base_url: str | None = None) -> int:
     """Remove zygote containers of this host whose owner process is gone (a worker that was SIGKILLed)."""
-    from worker.engine.runners.docker import LABEL
-
     try:
         client = runner_image.open_client(base_url, timeout=60)
     except InfrastructureError:

@@ -92,22 +92,16 @@ def spawn(socket_path: str, limits: Limits, timeout: float = SPAWN_TIMEOUT) -> F
             channel.detach()
             raise InfrastructureError("the sandbox zygote sent descriptors of the wrong kind")
         return ForkedSandbox(lease, channel, fds[1], int(reply.get("pid", 0)), limits)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, InfrastructureError) as exc:
         for fd in fds:
             try:
                 os.close(fd)
             except OSError:
                 pass
         lease.close()
+        if isinstance(exc, InfrastructureError):
+            raise
         raise InfrastructureError(f"no sandbox from the zygote at {socket_path}: {exc}") from exc
-    except InfrastructureError:
-        for fd in fds:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        lease.close()
-        raise
 
 
 class ForkedSandbox(Sandbox):
@@ -266,3 +260,40 @@ def sandbox_mode(value: str | None = None) -> str:
     if mode not in ("fork", "fresh"):
         raise InfrastructureError(f"GRADER_SANDBOX must be 'fork' or 'fresh', not {mode!r}")
     return mode
+
+
+class ForkingRunner:
+    """What a runner needs to hand out zygote children (mixed into the Docker and local runners).
+
+    `zygote` is the socket of a zygote someone else owns (the warm judge's); without one the runner starts its
+    own, one per sandbox spec, and stops them in `close()`.
+    """
+
+    sandbox: str
+    zygote: str | None
+    _zygotes: ZygotePool
+
+    def _init_forking(self, sandbox: str | None, zygote: str | None) -> None:
+        self.sandbox = sandbox_mode(sandbox)
+        self.zygote = zygote
+        self._zygotes = ZygotePool(self.start_zygote)
+
+    def start_zygote(self, spec: SandboxSpec) -> ZygoteHandle:
+        """A new zygote for sandboxes like `spec` (each runner says where it lives)."""
+        raise NotImplementedError
+
+    def spawn_child(self, spec: SandboxSpec) -> ForkedSandbox:
+        """A fresh child of the zygote for `spec`."""
+        return spawn(self.zygote or self._zygotes.socket_for(spec), spec.limits)
+
+    def warm(self, spec: SandboxSpec) -> Sandbox | None:
+        """Start the zygote now (it imports torch while the judge does) or, fresh, the first sandbox."""
+        if self.sandbox == "fork":
+            if self.zygote is None:
+                self._zygotes.start(spec)
+            return None
+        return self.prepare(spec)  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        """Stop the zygotes this runner started for itself."""
+        self._zygotes.close()

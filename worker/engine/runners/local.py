@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import resource
-import secrets
 import select
 import shutil
 import signal
@@ -37,7 +36,7 @@ from worker.engine.runners.base import (
     SandboxSpec,
     SandboxTimeout,
 )
-from worker.engine.runners.forked import ZygotePool, sandbox_mode, spawn
+from worker.engine.runners.forked import ForkingRunner
 from worker.engine.runners.local_zygote import LocalZygote
 
 log = logging.getLogger(__name__)
@@ -108,7 +107,7 @@ def _python_dirs() -> list[str]:
     return sorted(d for d in dirs if not any(d == t or d.startswith(t + "/") for t in top_level))
 
 
-class LocalRunner(Runner):
+class LocalRunner(ForkingRunner, Runner):
     """Starts student servers as local processes, isolated as well as this kernel and user allow."""
 
     name = "local"
@@ -118,9 +117,7 @@ class LocalRunner(Runner):
         self.python = python or sys.executable
         self.uid = uid  # None: a fresh uid per sandbox (as root), else this one for all
         # Forking needs namespaces; without them each sandbox is a fresh process, as before.
-        self.sandbox = sandbox_mode(sandbox) if namespace_mode() != "none" else "fresh"
-        self.zygote = zygote  # a zygote someone else owns (the warm judge's), else our own pool
-        self._zygotes = ZygotePool(self.start_zygote)
+        self._init_forking(sandbox if namespace_mode() != "none" else "fresh", zygote)
 
     def options(self) -> dict[str, Any]:
         """Rebuild this runner in the judge process."""
@@ -131,29 +128,10 @@ class LocalRunner(Runner):
         uid_range = (SANDBOX_UIDS.start, SANDBOX_UIDS.stop) if namespace_mode() == "root" else None
         if self.uid is not None and uid_range is not None:
             uid_range = (self.uid, self.uid + 1)
-        return LocalZygote(spec, self.python, sandbox_env(spec), _python_dirs(), uid_range)
-
-    def close(self) -> None:
-        """Stop the zygotes this runner started for itself."""
-        self._zygotes.close()
-
-    def warm(self, spec: SandboxSpec) -> Sandbox | None:
-        """Start the zygote (it imports torch while the judge does) or, fresh, the first sandbox."""
-        if self.sandbox == "fork":
-            if self.zygote is None:
-                self._zygotes.start(spec)
-            return None
-        return self.prepare(spec)
-
-    def _sandbox_uid(self) -> int:
-        """The uid a new sandbox runs as: 0 means "no uid change" (not root)."""
-        if os.geteuid() != 0:
-            return 0
-        if self.uid is not None:
-            return self.uid
-        # A uid no account and no other live sandbox uses: RLIMIT_NPROC counts per uid, and processes of one
-        # uid may signal each other, so sharing one would let a fork bomb or a daemon reach other sandboxes.
-        return SANDBOX_UIDS.start + secrets.randbelow(len(SANDBOX_UIDS))
+        expose = _python_dirs()
+        if spec.gpu:  # the driver's libraries may live outside the system directories (e.g. /usr/local/nvidia)
+            expose += [d for d in os.environ.get("LD_LIBRARY_PATH", "").split(":") if d.startswith("/")]
+        return LocalZygote(spec, self.python, sandbox_env(spec), expose, uid_range)
 
     def gpu_capable(self) -> bool:
         """Whether this host has NVIDIA devices to pass through. The sandbox's GPU mode is decided before the
@@ -174,7 +152,7 @@ class LocalRunner(Runner):
             log.warning("local runner: student code runs on this host with %s isolation; this is not the "
                         "production sandbox (use the docker runner)", mode)
         if self.sandbox == "fork":
-            return spawn(self.zygote or self._zygotes.socket_for(spec), spec.limits)
+            return self.spawn_child(spec)
         sbx = Path(tempfile.mkdtemp(prefix="grader-sbx-"))
         try:
             return LocalSandbox(sbx, spec, self.python, self._sandbox_uid() if mode == "root" else 0, mode)
