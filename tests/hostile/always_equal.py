@@ -1,4 +1,4 @@
-# expect: simple_gradients=0 multivariate_gradients=7 no_grad=10 zeroing_gradients=10 gradient_checking=13
+# expect: simple_gradients=0 multivariate_gradients=7 no_grad=7 zeroing_gradients=13 gradient_checking=13
 
 """Hostile: results whose equality lies.
 

@@ -1,4 +1,4 @@
-# expect: simple_gradients=0 multivariate_gradients=13 no_grad=10 zeroing_gradients=15 gradient_checking=7
+# expect: simple_gradients=0 multivariate_gradients=13 no_grad=13 zeroing_gradients=15 gradient_checking=7
 
 """Hostile: every way of leaving early, one per function.
 

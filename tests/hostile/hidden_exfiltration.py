@@ -1,4 +1,4 @@
-# expect: simple_gradients=20 multivariate_gradients=20 no_grad=10 zeroing_gradients=20 gradient_checking=20
+# expect: simple_gradients=20 multivariate_gradients=20 no_grad=7 zeroing_gradients=20 gradient_checking=20
 
 """Hostile: learn the hidden tests' inputs while they run, and show them in a visible test's output.
 

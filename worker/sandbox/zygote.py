@@ -232,14 +232,19 @@ class Zygote:
         self.selector.register(conn, selectors.EVENT_READ, "lease")
 
     def _lease_event(self, conn: socket.socket) -> None:
-        # The judge's end of a lease: anything but silence (EOF, "kill", garbage) ends the child.
+        # The judge's end of a lease: "usage" asks for the child's CPU time; anything else (EOF, "kill",
+        # garbage) ends the child.
         try:
             data = conn.recv(4096)
         except BlockingIOError:
             return
         except OSError:
             data = b""
-        if data and b"kill" not in data:
+        if data and data.strip() == b'{"op": "usage"}':
+            try:
+                conn.sendall(json.dumps({"cpu": _tree_cpu(self.leases[conn].pid)}).encode() + b"\n")
+            except OSError:
+                pass
             return
         child = self.leases.pop(conn)
         self.selector.unregister(conn)
@@ -290,6 +295,25 @@ class Zygote:
                 break
             if pid == 0:
                 time.sleep(0.01)
+
+
+def _tree_cpu(pid: int) -> float:
+    """CPU seconds used by `pid` and everything below it (the kernel's /proc, not anything a child says)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, stack, seen = 0, [pid], set()
+    while stack:
+        current = stack.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        try:
+            fields = open(f"/proc/{current}/stat").read().rsplit(")", 1)[1].split()
+            total += sum(int(f) for f in fields[11:15])  # utime, stime, and those of reaped children
+            for task in os.listdir(f"/proc/{current}/task"):
+                stack += [int(c) for c in open(f"/proc/{current}/task/{task}/children").read().split()]
+        except (OSError, ValueError, IndexError):
+            continue
+    return total / tick
 
 
 _instance: Zygote | None = None

@@ -64,6 +64,9 @@ def _run_job(job: dict[str, Any], warm: list[Sandbox] | None) -> dict[str, Any]:
     from worker.engine.judge.plugin import GradingPlugin
 
     cuda = spec.gpu and torch.cuda.is_available()
+    # Only our plugin and pytest's own: whatever else is installed beside the worker (pytest plugins of its
+    # environment) has no say in verdicts, and loading it cost each judge most of a second.
+    os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
     # pytest's rewritten test modules are cached across judges (outside the assignment folder, which may be
     # read-only): each forked judge then only loads them.
     sys.dont_write_bytecode = False

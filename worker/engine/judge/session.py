@@ -20,6 +20,10 @@ STARTUP_TIMEOUT = 90.0
 # A test's limit is CPU time, which the kernel counts for the student's process alone (RLIMIT_CPU), so a busy
 # worker cannot make a correct solution time out; the judge's wall clock is only a backstop this many times it.
 WALL_FACTOR = 3.0
+# Where the runner can tell the sandbox's CPU time, a test still unanswered at its limit that has used almost no
+# CPU over the last IDLE_WINDOW seconds is waiting or sleeping, not computing on a busy machine: it times out then.
+IDLE_WINDOW = 1.0
+IDLE_CPU = 0.05
 END_TEST_TIMEOUT = 10.0
 SIGXCPU, SIGKILL = 24, 9
 
@@ -62,8 +66,9 @@ class StudentSession:
         self.loaded = False
         self.reader = wire.FrameReader()
         self.load_failure: LoadFailure | None = None
-        self.deadline = float("inf")
+        self.deadline = self.soft_deadline = float("inf")
         self.run_deadline = float("inf")
+        self.idle_timeout = False
         self.timeout_label = f"{spec.limits.test_timeout:g} s"
         self.sandboxes_started = 0
         self.output: list[str] = []
@@ -72,8 +77,10 @@ class StudentSession:
 
     # -- lifecycle -----------------------------------------------------------------------------------
     def start_test(self) -> None:
-        """Start the per-test clock (the wall-clock backstop; the CPU limit is the kernel's)."""
-        self.deadline = time.monotonic() + self.spec.limits.test_timeout * WALL_FACTOR
+        """Start the per-test clocks: the limit, then the wall-clock backstop (the CPU limit is the kernel's)."""
+        now = time.monotonic()
+        self.soft_deadline = now + self.spec.limits.test_timeout
+        self.deadline = now + self.spec.limits.test_timeout * WALL_FACTOR
         self.output = []
 
     def end_test(self) -> None:
@@ -249,10 +256,15 @@ class StudentSession:
                 left = deadline_left(deadline)
                 if left <= 0:
                     raise self._timed_out(during)
+                idle_check = during is not None and deadline > self.soft_deadline
+                if idle_check:  # past the test's limit, look whether the student's code is computing at all
+                    left = min(left, max(0.0, self.soft_deadline - time.monotonic()) or IDLE_WINDOW)
                 try:
                     chunk = sandbox.read(timeout=left)
                 except SandboxTimeout:
-                    raise self._timed_out(during) from None
+                    if idle_check and time.monotonic() >= self.soft_deadline:
+                        self._check_idle(sandbox, during)
+                    continue
                 if not chunk:
                     raise self._died(during)
                 self.reader.feed(chunk)
@@ -261,9 +273,25 @@ class StudentSession:
             raise SandboxLimit("crashed", f"the student process sent a malformed reply ({exc})") from None
         return frame
 
+    def _check_idle(self, sandbox: Sandbox, during: str | None) -> None:
+        """Past the limit: raise a timeout now if the sandbox used (almost) no CPU over the last window."""
+        now = sandbox.cpu_time()
+        if now is None:
+            return
+        last = getattr(self, "_cpu_sample", None)
+        self._cpu_sample = (now, self.soft_deadline)
+        if last is not None and last[1] == self.soft_deadline and now - last[0] < IDLE_CPU:
+            self.idle_timeout = True
+            raise self._timed_out(during)
+
     def _timed_out(self, during: str | None) -> SandboxLimit:
         self.close()
         where = _where(during)
+        if self.idle_timeout:
+            self.idle_timeout = False
+            limit = f"{self.spec.limits.test_timeout:g} s"
+            return SandboxLimit("timeout", f"timed out: no answer within {limit}, and it was not computing "
+                                           f"(waiting or sleeping) {where}")
         if time.monotonic() >= self.run_deadline:
             limit = f"{self.spec.limits.run_timeout:g} s"
             return SandboxLimit("timeout", f"the whole run went over its {limit} limit {where}")

@@ -66,6 +66,10 @@ class Sandbox(ABC):
     def exit_info(self, wait: float = 0.0) -> ExitInfo:
         """How the student process ended, waiting up to `wait` seconds for it to end."""
 
+    def cpu_time(self) -> float | None:
+        """CPU seconds the sandbox's processes have used, where the runner can tell (None: it cannot)."""
+        return None
+
     @abstractmethod
     def stderr_tail(self) -> str:
         """The last few KiB the student process wrote to stderr (capped)."""

@@ -14,6 +14,7 @@ import os
 import struct
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -229,6 +230,21 @@ class DockerSandbox(Sandbox):
             self._unread.clear()
             self._cond.notify_all()  # wake the reader if it paused on a full buffer
             return data
+
+    def cpu_time(self) -> float | None:
+        """The container's CPU seconds, from its cgroup (cgroup v1 or v2), where this host lets us read it."""
+        for path, scale, key in ((f"/sys/fs/cgroup/cpuacct/docker/{self.container.id}/cpuacct.usage", 1e9, ""),
+                                 (f"/sys/fs/cgroup/system.slice/docker-{self.container.id}.scope/cpu.stat", 1e6,
+                                  "usage_usec")):
+            try:
+                text = Path(path).read_text()
+            except OSError:
+                continue
+            if not key:
+                return int(text) / scale
+            values = dict(line.split() for line in text.splitlines() if line.strip())
+            return int(values[key]) / scale if key in values else None
+        return None
 
     def stderr_tail(self) -> str:
         """The last KiBs of the container's stderr."""

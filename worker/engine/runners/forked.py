@@ -165,29 +165,53 @@ class ForkedSandbox(Sandbox):
         except ConnectionResetError:
             return b""
 
-    def exit_info(self, wait: float = 0.0) -> ExitInfo:
-        """How the child ended, as its zygote reports on the lease."""
-        if self._final is not None:
-            return self._final
+    def _lease_line(self, key: str, wait: float) -> dict[str, Any] | None:
+        """The next line on the lease carrying `key` (an exit report ends the child's story: kept aside)."""
         deadline = time.monotonic() + wait
-        while b"\n" not in self._lease_buffer:
+        while True:
+            line, sep, rest = self._lease_buffer.partition(b"\n")
+            if sep:
+                self._lease_buffer = rest
+                try:
+                    message = json.loads(line)
+                except ValueError:
+                    message = {}
+                if isinstance(message, dict) and "exit" in message and self._final is None:
+                    self._final = exit_from_code(message["exit"] if isinstance(message["exit"], int) else -1)
+                if isinstance(message, dict) and key in message:
+                    return message
+                continue
+            if self._final is not None:
+                return None
             ready, _, _ = select.select([self.lease], [], [], max(0.0, deadline - time.monotonic()))
             if not ready:
-                return ExitInfo("running")
+                return None
             try:
                 chunk = self.lease.recv(4096)
             except OSError:
                 chunk = b""
             if not chunk:
                 self._final = ExitInfo("killed", None, "its zygote is gone")
-                return self._final
-            self._lease_buffer = (self._lease_buffer + chunk)[-4096:]
+                return None
+            self._lease_buffer = (self._lease_buffer + chunk)[-65536:]
+
+    def exit_info(self, wait: float = 0.0) -> ExitInfo:
+        """How the child ended, as its zygote reports on the lease."""
+        if self._final is None:
+            self._lease_line("exit", wait)
+        return self._final or ExitInfo("running")
+
+    def cpu_time(self) -> float | None:
+        """The child's CPU seconds (all its processes), as its zygote reads them from /proc."""
+        if self._final is not None or self._stopped:
+            return None
         try:
-            code = int(json.loads(self._lease_buffer.split(b"\n", 1)[0])["exit"])
-        except (ValueError, KeyError, TypeError):
-            code = -1
-        self._final = exit_from_code(code)
-        return self._final
+            self.lease.sendall(b'{"op": "usage"}\n')
+        except OSError:
+            return None
+        reply = self._lease_line("cpu", 2.0)
+        cpu = reply.get("cpu") if reply else None
+        return float(cpu) if isinstance(cpu, (int, float)) else None
 
     def stderr_tail(self) -> str:
         """The end of what the child wrote to its stderr."""
