@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import os
 import statistics
 import sys
@@ -194,11 +195,13 @@ def resources(svc: Service) -> dict[str, int]:
     current = slots(svc)
     pids = [p for s in current for p in s.pids]
     fds = sum(len(os.listdir(f"/proc/{p}/fd")) for p in pids if os.path.isdir(f"/proc/{p}/fd"))
+    # The host's mount namespace (the worker trees live in it) changes with everyone's containers: not counted.
+    host_mnt = _link("/proc/self/ns/mnt")
     mount_namespaces: dict[str, int] = {}
     netns, cgroups = set(), set()
     for pid in pids:
         mnt = _link(f"/proc/{pid}/ns/mnt")
-        if mnt and mnt not in mount_namespaces:
+        if mnt and mnt != host_mnt and mnt not in mount_namespaces:
             mount_namespaces[mnt] = len((_read(f"/proc/{pid}/mountinfo") or "").splitlines())
         net = _link(f"/proc/{pid}/ns/net")
         if net:
@@ -357,39 +360,59 @@ class Report:
     ids: list[int] = field(default_factory=list)  # every submission graded in the service phases
 
 
-def measure(sizes: Sizes, log: Callable[[str], None] = print) -> Report:
-    """Run every phase with `sizes`; the report (the service is stopped when this returns)."""
+def measure(sizes: Sizes, log: Callable[[str], None] = print,
+            before_stop: Callable[[Service, list[int]], None] | None = None) -> Report:
+    """Run every phase with `sizes`; the report (the service is stopped when this returns).
+
+    `before_stop(service, ids)` runs while the service and its database still exist (the CI form checks every
+    graded submission there)."""
     report = Report(sizes)
     figures = report.figures
+    phases: dict[str, float] = {}
+    figures["phase_seconds"] = phases
+    clock = [time.monotonic(), "start"]
+
+    def log_phase(line: str) -> None:  # a phase begins: the previous one ends
+        now = time.monotonic()
+        phases[str(clock[1])] = round(now - float(clock[0]), 1)
+        clock[:] = [now, line.split(":")[0]]
+        log(line)
+
     if sizes.naive:
-        log(f"naive: {sizes.naive} fresh containers, two at a time …")
+        log_phase(f"naive: {sizes.naive} fresh containers, two at a time …")
         figures["naive"] = naive(sizes.naive)
     env = {"GRADER_SANDBOX": "fork", "PYTHONPATH": str(ROOT)}
-    log(f"service: {sizes.workers} workers x 1 slot, docker runner, fork sandboxes …")
+    log_phase(f"service: {sizes.workers} workers x 1 slot, docker runner, fork sandboxes …")
     with service("docker", sizes.workers, sizes.students, env=env) as svc:
         check_worktree_code(svc)
+        logging.getLogger("grader.request").setLevel(logging.WARNING)  # a line per upload drowns the figures
+        log_phase("warm-up: every slot grades once …")
         report.ids += warm_up(svc)
         figures["memory_warm"] = memory(svc)
         if sizes.idle:
-            log(f"idle: {sizes.idle} uploads, {sizes.idle_gap:g} s apart …")
+            log_phase(f"idle: {sizes.idle} uploads, {sizes.idle_gap:g} s apart …")
             figures["idle"] = idle(svc, sizes.idle, sizes.idle_gap)
             report.ids += figures["idle"]["ids"]
         if sizes.burst:
-            log(f"burst: {sizes.burst} uploads …")
+            log_phase(f"burst: {sizes.burst} uploads …")
             figures["burst"], figures["burst_cpu"] = burst(svc, sizes.burst, sizes.timeout)
             report.ids += figures["burst"].ids
         if sizes.rush:
-            log(f"students: {sizes.rush} uploads from {sizes.students} students …")
+            log_phase(f"students: {sizes.rush} uploads from {sizes.students} students …")
             figures["rush"] = rush(svc, sizes.rush, timeout=sizes.timeout)
             report.ids += figures["rush"].ids
         if sizes.growth:
-            log(f"growth: {sizes.growth} submissions …")
+            log_phase(f"growth: {sizes.growth} submissions …")
             figures["growth"] = growth(svc, sizes.growth, sizes.timeout)
             report.ids += figures["growth"]["rush"].ids
             figures["memory_after"] = memory(svc)
+        if before_stop is not None:
+            before_stop(svc, report.ids)
+    log_phase("done: service stopped")
     if sizes.probe:
-        log(f"take child / teardown: {sizes.probe} forked sandboxes …")
+        log_phase(f"take child / teardown: {sizes.probe} forked sandboxes …")
         figures["probe"] = child_probe(sizes.probe)
+    log_phase("end")
     _rows(report)
     return report
 
@@ -458,9 +481,10 @@ def _rows(report: Report) -> None:
     for key, label in (("memory_warm", "after warm-up"), ("memory_after", "after growth")):
         if f.get(key):
             worst = max(m["total_mb"] for m in f[key])
-            detail = ", ".join(f"{m['total_mb']:.0f} (worker {m['worker_mb']:.0f} + zygote {m['container_mb']:.0f})"
-                               for m in f[key])
-            add("PSS per warm slot, max (MB)", worst, f"{worst:.0f} {label}: {detail}")
+            detail = ", ".join(f"{m['total_mb']:.0f} MB (worker tree {m['worker_mb']:.0f} + zygote container "
+                               f"{m['container_mb']:.0f}, {m['processes']} processes)" for m in f[key])
+            add("PSS per warm slot, max (MB)", worst, f"{worst:.0f} {label}")
+            notes.append(f"PSS per slot {label}: {detail}")
     if "growth" in f:
         g = f["growth"]
         for name in GROWTH_KEYS:
@@ -476,6 +500,8 @@ def _rows(report: Report) -> None:
             notes.append(f"{name}: {result.graded_full}/{len(result.ids)} graded with the full score, "
                          f"{result.runs} runs, {result.refused} refused, timed out: {result.timed_out}")
     notes.append("machine CPU is the whole machine's busy time (/proc/stat): other load counts too.")
+    if f.get("phase_seconds"):
+        notes.append("phase wall seconds: " + ", ".join(f"{k} {v:g}" for k, v in f["phase_seconds"].items()))
 
 
 def print_report(report: Report) -> None:
