@@ -1,0 +1,548 @@
+"""The service path against the naive baseline, in one run (issue 9): throughput, CPU, latency, memory, growth.
+
+    PYTHONPATH=. .venv/bin/python bench/bench_service.py            # the full sizes (run it on a quiet machine)
+    PYTHONPATH=. .venv/bin/python bench/bench_service.py --quick    # every size shrunk, a few minutes
+
+Phases, in this order, all in one run:
+
+1. naive: a fresh `docker run` of the runner image per submission (cold Python importing torch and pytest and
+   executing the file: `bench_runners.naive_baseline`), two at a time; submissions/s and machine CPU each.
+2. the real service (`bench_rush.service`): its own Redis, a fresh PostgreSQL database, `--workers` x
+   `grader worker --concurrency 1` on the docker runner with GRADER_SANDBOX=fork, and beat; uploads go
+   through the API (the Flask app in this process). A warm-up grades a few submissions so that every slot has
+   its judge zygote and its sandbox zygote container; then:
+   * memory: PSS of each warm slot (the worker's process tree plus its zygote container's processes);
+   * idle: `--idle` uploads one at a time, `--idle-gap` s apart; upload → score stored, broken down;
+   * burst: `--burst` uploads as fast as the API takes them; drain, throughput, CPU, ratio to naive;
+   * students: `--rush` uploads from `--students` students, drain time (bench_rush's rush);
+   * growth: `--growth` more submissions; fds, processes, mounts, network namespaces, cgroups and zygote
+     containers of the slots before and after (back at baseline once idle: no growth).
+3. take child / teardown: the judge-side cost of one forked sandbox (`forked.spawn`, `ForkedSandbox.stop`)
+   timed against a zygote container of this process's own, because the service records neither.
+
+Machine CPU is /proc/stat's busy time over the phase (the whole machine: dockerd, containers, PostgreSQL,
+Redis, this process's uploads), so other load on the machine inflates it. Prints one table, each figure beside
+its target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from bench_runners import machine_cpu_seconds, naive_baseline  # noqa: E402
+from bench_rush import Rush, Service, percentile, run_rows, rush, service, wait_drained  # noqa: E402
+
+from tests.conftest import REFERENCE_SOLUTION, upload  # noqa: E402
+
+# The issue's targets. "max": the figure must not exceed it; "min": must reach it.
+TARGETS: dict[str, tuple[str, float]] = {
+    "burst throughput / naive": ("min", 20.0),
+    "burst machine CPU per submission (s)": ("max", 0.150),
+    "idle upload → score p50 (s)": ("max", 0.3),
+    "idle upload → score p99 (s)": ("max", 0.5),
+    "students rush drain (s)": ("max", 15.0),
+    "PSS per warm slot, max (MB)": ("max", 400.0),
+}
+GROWTH_KEYS = ("fds", "processes", "mounts", "netns", "cgroups", "containers")
+
+
+# --- naive baseline ------------------------------------------------------------------------------------------
+def naive(count: int, parallel: int = 2, image: str | None = None) -> dict[str, float]:
+    """`count` fresh containers of the runner image, `parallel` at a time: submissions/s, machine CPU each."""
+    from worker.engine.image import ensure_image
+
+    run = naive_baseline(image or ensure_image())
+    first = run(REFERENCE_SOLUTION)  # unmeasured: page cache, image layers
+    if first.returncode != 0:
+        raise RuntimeError(f"the naive container failed: {first.stderr[-2000:]!r}")
+    cpu0, wall0 = machine_cpu_seconds(), time.perf_counter()
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
+        results = list(pool.map(run, [REFERENCE_SOLUTION] * count))
+    wall, cpu = time.perf_counter() - wall0, machine_cpu_seconds() - cpu0
+    failed = sum(1 for r in results if r.returncode != 0)
+    return {"count": count, "wall": wall, "throughput": count / wall, "cpu_per": cpu / count, "failed": failed}
+
+
+# --- processes, containers, resources of the slots ----------------------------------------------------------
+def _ppids() -> dict[int, int]:
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                parents[int(entry)] = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    return parents
+
+
+def process_tree(root: int, parents: dict[int, int] | None = None) -> list[int]:
+    """`root` and every descendant of it now."""
+    parents = parents if parents is not None else _ppids()
+    kids: dict[int, list[int]] = {}
+    for pid, ppid in parents.items():
+        kids.setdefault(ppid, []).append(pid)
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        if pid in parents or pid == root:
+            found.append(pid)
+            todo.extend(kids.get(pid, []))
+    return found
+
+
+def zygote_containers() -> list[dict[str, Any]]:
+    """Every grader zygote container on this host: id, owner pid (from its label), host pids of its processes."""
+    from worker.engine.image import open_client
+    from worker.engine.runners.docker_zygote import OWNER_LABEL, ROLE_LABEL
+
+    client = open_client(None, timeout=60)
+    try:
+        found = []
+        for container in client.containers.list(filters={"label": f"{ROLE_LABEL}=zygote"}):
+            owner = container.labels.get(OWNER_LABEL, "")
+            pid = owner.split(":")[1] if owner.count(":") >= 2 else ""
+            try:
+                top = container.top(ps_args="-eo pid")
+                pids = [int(row[0]) for row in top.get("Processes") or []]
+            except Exception:  # docker top refused: fall back on the container's cgroup
+                pids = _cgroup_procs(int(container.attrs["State"]["Pid"]))
+            found.append({"id": container.id, "owner": int(pid) if pid.isdigit() else 0, "pids": pids,
+                          "init": int(container.attrs["State"]["Pid"])})
+        return found
+    finally:
+        client.close()
+
+
+def _cgroup_procs(pid: int) -> list[int]:
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        for root in (f"/sys/fs/cgroup/pids{path}", f"/sys/fs/cgroup{path}"):
+            procs = Path(root) / "cgroup.procs"
+            if ("pids" in controllers.split(",") or controllers == "") and procs.exists():
+                return [int(p) for p in procs.read_text().split()]
+    return [pid]
+
+
+def _read(path: str) -> str | None:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return None
+
+
+def _link(path: str) -> str | None:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None
+
+
+def pss_mb(pids: list[int]) -> float:
+    """Sum of Pss over `pids` (from /proc/PID/smaps_rollup), in MB."""
+    total_kb = 0
+    for pid in pids:
+        text = _read(f"/proc/{pid}/smaps_rollup") or ""
+        for line in text.splitlines():
+            if line.startswith("Pss:"):
+                total_kb += int(line.split()[1])
+                break
+    return total_kb / 1024
+
+
+@dataclass
+class Slot:
+    """One worker slot now: its `grader worker` tree and its zygote container(s)."""
+
+    worker: int
+    tree: list[int]
+    containers: list[dict[str, Any]]
+
+    @property
+    def pids(self) -> list[int]:
+        """Every process of the slot, on the host and in its containers."""
+        return sorted({*self.tree, *(p for c in self.containers for p in c["pids"])})
+
+
+def slots(svc: Service) -> list[Slot]:
+    """The service's slots: each worker's process tree and the zygote containers whose owner is in it."""
+    parents = _ppids()
+    containers = zygote_containers()
+    found = []
+    for child in svc.workers:
+        tree = process_tree(child.process.pid, parents)
+        found.append(Slot(child.process.pid, tree, [c for c in containers if c["owner"] in tree]))
+    return found
+
+
+def resources(svc: Service) -> dict[str, int]:
+    """Counts of what the slots hold now (the figures whose growth the issue asks about)."""
+    current = slots(svc)
+    pids = [p for s in current for p in s.pids]
+    fds = sum(len(os.listdir(f"/proc/{p}/fd")) for p in pids if os.path.isdir(f"/proc/{p}/fd"))
+    # The host's mount namespace (the worker trees live in it) changes with everyone's containers: not counted.
+    host_mnt = _link("/proc/self/ns/mnt")
+    mount_namespaces: dict[str, int] = {}
+    netns, cgroups = set(), set()
+    for pid in pids:
+        mnt = _link(f"/proc/{pid}/ns/mnt")
+        if mnt and mnt != host_mnt and mnt not in mount_namespaces:
+            mount_namespaces[mnt] = len((_read(f"/proc/{pid}/mountinfo") or "").splitlines())
+        net = _link(f"/proc/{pid}/ns/net")
+        if net:
+            netns.add(net)
+        cgroups.update((_read(f"/proc/{pid}/cgroup") or "").splitlines())
+    machine_netns = {_link(f"/proc/{e}/ns/net") for e in os.listdir("/proc") if e.isdigit()} - {None}
+    return {"fds": fds, "processes": len(pids), "mounts": sum(mount_namespaces.values()),
+            "mount_namespaces": len(mount_namespaces), "netns": len(netns), "cgroups": len(cgroups),
+            "containers": sum(len(s.containers) for s in current), "machine_netns": len(machine_netns)}
+
+
+def steady(svc: Service, timeout: float = 15.0, like: dict[str, int] | None = None) -> dict[str, int]:
+    """`resources()` once it holds still (two readings 0.5 s apart agree), or once nothing exceeds `like`."""
+    deadline = time.monotonic() + timeout
+    last = resources(svc)
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = resources(svc)
+        if like is not None and all(now[k] <= like[k] for k in GROWTH_KEYS):
+            return now
+        if like is None and all(now[k] == last[k] for k in GROWTH_KEYS):
+            return now
+        last = now
+    return last
+
+
+def memory(svc: Service) -> list[dict[str, Any]]:
+    """PSS per slot (MB): the worker tree, its containers, both together."""
+    out = []
+    for slot in slots(svc):
+        container_pids = [p for c in slot.containers for p in c["pids"]]
+        out.append({"worker": slot.worker, "worker_mb": pss_mb(slot.tree), "container_mb": pss_mb(container_pids),
+                    "total_mb": pss_mb(slot.pids), "processes": len(slot.pids), "containers": len(slot.containers)})
+    return out
+
+
+# --- phases on the running service ---------------------------------------------------------------------------
+def check_worktree_code(svc: Service) -> None:
+    """Each worker runs from this checkout (its cwd is the repository, which `python -m` puts first)."""
+    for child in svc.workers:
+        cwd = Path(f"/proc/{child.process.pid}/cwd").resolve()
+        if cwd != ROOT.resolve():
+            raise RuntimeError(f"worker {child.process.pid} runs in {cwd}, not {ROOT}")
+
+
+def warm_up(svc: Service, timeout: float = 300.0) -> list[int]:
+    """Grade submissions until every worker graded at least one (its zygote container is then started)."""
+    ids: list[int] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ids += rush(svc, 2 * len(svc.workers), timeout=deadline - time.monotonic()).ids
+        hosts = {r["worker"] for r in run_rows(svc.app, ids)}
+        if len(hosts) >= len(svc.workers) and all(s.containers for s in slots(svc)):
+            return ids
+    raise RuntimeError("the warm-up did not reach every worker")
+
+
+def idle(svc: Service, count: int, gap: float, timeout: float = 120.0) -> dict[str, Any]:
+    """`count` uploads, each after the previous one's score is stored plus `gap` s; latencies from SQL."""
+    client = svc.app.test_client()
+    data = REFERENCE_SOLUTION.read_bytes()
+    ids = []
+    for index in range(count):
+        time.sleep(gap)
+        with svc.app.app_context():
+            response = upload(client, "autograd", data, headers=svc.students[index % len(svc.students)].headers)
+        if response.status_code != 202:
+            raise RuntimeError(f"upload refused: {response.status_code} {response.json}")
+        ids.append(int(response.json["id"]))
+        if not wait_drained(svc.app, timeout, interval=0.01):
+            raise RuntimeError(f"submission {ids[-1]} not graded within {timeout} s")
+    rows = run_rows(svc.app, ids)
+    parts: dict[str, list[float]] = {"total": [], "pickup": [], "engine": [], "bookkeeping": [], "sandboxes": []}
+    for row in rows:
+        started, finished, created = row["started_at"], row["finished_at"], row["created_at"]
+        run_time = (finished - started).total_seconds()
+        parts["total"].append((finished - created).total_seconds())
+        parts["pickup"].append((started - created).total_seconds())
+        parts["engine"].append(float(row["execution_time"] or 0.0))
+        parts["bookkeeping"].append(run_time - float(row["execution_time"] or 0.0))
+        parts["sandboxes"].append(float(((row["result"] or {}).get("environment") or {}).get("sandboxes", 0)))
+    return {"ids": ids, "rows": rows, **{k: v for k, v in parts.items()}}
+
+
+def child_probe(count: int, gap: float = 0.3) -> dict[str, list[float]]:
+    """Take child (`spawn`) and teardown (`stop`) of a forked sandbox, timed from the judge's side against a
+    zygote container this process starts for the purpose (the service records neither)."""
+    from worker.engine.manifest import get_assignment
+    from worker.engine.runners.base import SandboxSpec
+    from worker.engine.runners.docker import DockerRunner
+    from worker.engine.runners.forked import spawn
+
+    limits = get_assignment("autograd").limits
+    handle = DockerRunner(sandbox="fork").start_zygote(SandboxSpec(limits=limits, gpu=False))
+    take, teardown = [], []
+    try:
+        handle.wait_ready()
+        for _ in range(count + 1):
+            time.sleep(gap)  # the zygote pre-forks the next child meanwhile, as between two idle gradings
+            t0 = time.perf_counter()
+            sandbox = spawn(handle.socket_path, limits)
+            t1 = time.perf_counter()
+            sandbox.stop()
+            t2 = time.perf_counter()
+            take.append(t1 - t0)
+            teardown.append(t2 - t1)
+    finally:
+        handle.stop()
+    return {"take": take[1:], "teardown": teardown[1:]}
+
+
+def burst(svc: Service, count: int, timeout: float) -> tuple[Rush, float]:
+    """A rush of `count` uploads; its figures and the machine CPU seconds it cost."""
+    cpu0 = machine_cpu_seconds()
+    result = rush(svc, count, timeout=timeout)
+    return result, machine_cpu_seconds() - cpu0
+
+
+def growth(svc: Service, count: int, timeout: float) -> dict[str, Any]:
+    """Resources before and after `count` more submissions (after: once idle, back at or below baseline)."""
+    before = steady(svc)
+    result = rush(svc, count, timeout=timeout)
+    after = steady(svc, timeout=30.0, like=before)
+    return {"before": before, "after": after, "rush": result,
+            "grown": {k: after[k] - before[k] for k in GROWTH_KEYS if after[k] > before[k]}}
+
+
+# --- the whole run -------------------------------------------------------------------------------------------
+@dataclass
+class Sizes:
+    """How much of each phase to run (0 skips a phase)."""
+
+    naive: int = 20
+    burst: int = 200
+    idle: int = 20
+    idle_gap: float = 1.0
+    rush: int = 100
+    students: int = 10
+    growth: int = 1000
+    workers: int = 2
+    probe: int = 20
+    timeout: float = 3600.0
+
+
+QUICK = Sizes(naive=4, burst=10, idle=5, rush=10, growth=30, probe=5)
+
+
+@dataclass
+class Report:
+    """Everything measured, and the table rows built from it."""
+
+    sizes: Sizes
+    figures: dict[str, Any] = field(default_factory=dict)
+    rows: list[tuple[str, str, str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    ids: list[int] = field(default_factory=list)  # every submission graded in the service phases
+
+
+def measure(sizes: Sizes, log: Callable[[str], None] = print,
+            before_stop: Callable[[Service, list[int]], None] | None = None) -> Report:
+    """Run every phase with `sizes`; the report (the service is stopped when this returns).
+
+    `before_stop(service, ids)` runs while the service and its database still exist (the CI form checks every
+    graded submission there)."""
+    report = Report(sizes)
+    figures = report.figures
+    phases: dict[str, float] = {}
+    figures["phase_seconds"] = phases
+    clock = [time.monotonic(), "start"]
+
+    def log_phase(line: str) -> None:  # a phase begins: the previous one ends
+        now = time.monotonic()
+        phases[str(clock[1])] = round(now - float(clock[0]), 1)
+        clock[:] = [now, line.split(":")[0]]
+        log(line)
+
+    if sizes.naive:
+        log_phase(f"naive: {sizes.naive} fresh containers, two at a time …")
+        figures["naive"] = naive(sizes.naive)
+    env = {"GRADER_SANDBOX": "fork", "PYTHONPATH": str(ROOT)}
+    log_phase(f"service: {sizes.workers} workers x 1 slot, docker runner, fork sandboxes …")
+    with service("docker", sizes.workers, sizes.students, env=env) as svc:
+        check_worktree_code(svc)
+        logging.getLogger("grader.request").setLevel(logging.WARNING)  # a line per upload drowns the figures
+        log_phase("warm-up: every slot grades once …")
+        report.ids += warm_up(svc)
+        figures["memory_warm"] = memory(svc)
+        if sizes.idle:
+            log_phase(f"idle: {sizes.idle} uploads, {sizes.idle_gap:g} s apart …")
+            figures["idle"] = idle(svc, sizes.idle, sizes.idle_gap)
+            report.ids += figures["idle"]["ids"]
+        if sizes.burst:
+            log_phase(f"burst: {sizes.burst} uploads …")
+            figures["burst"], figures["burst_cpu"] = burst(svc, sizes.burst, sizes.timeout)
+            report.ids += figures["burst"].ids
+        if sizes.rush:
+            log_phase(f"students: {sizes.rush} uploads from {sizes.students} students …")
+            figures["rush"] = rush(svc, sizes.rush, timeout=sizes.timeout)
+            report.ids += figures["rush"].ids
+        if sizes.growth:
+            log_phase(f"growth: {sizes.growth} submissions …")
+            figures["growth"] = growth(svc, sizes.growth, sizes.timeout)
+            report.ids += figures["growth"]["rush"].ids
+            figures["memory_after"] = memory(svc)
+        if before_stop is not None:
+            before_stop(svc, report.ids)
+    log_phase("done: service stopped")
+    if sizes.probe:
+        log_phase(f"take child / teardown: {sizes.probe} forked sandboxes …")
+        figures["probe"] = child_probe(sizes.probe)
+    log_phase("end")
+    _rows(report)
+    return report
+
+
+def _check(name: str, value: float) -> str:
+    kind, target = TARGETS[name]
+    return "ok" if (value >= target if kind == "min" else value <= target) else "MISSED"
+
+
+def _rows(report: Report) -> None:
+    f, rows, notes = report.figures, report.rows, report.notes
+
+    def add(name: str, value: float | None, shown: str, target: str = "", check: str | None = None) -> None:
+        if check is None:
+            check = _check(name, value) if name in TARGETS and value is not None else ""
+        if not target and name in TARGETS:
+            kind, limit = TARGETS[name]
+            target = f"{'≥' if kind == 'min' else '≤'} {limit:g}"
+        rows.append((name, shown, target, check))
+
+    naive_fig = f.get("naive")
+    if naive_fig:
+        add("naive throughput (submissions/s)", None, f"{naive_fig['throughput']:.2f}")
+        add("naive machine CPU per submission (s)", None, f"{naive_fig['cpu_per']:.2f}")
+        if naive_fig["failed"]:
+            notes.append(f"{naive_fig['failed']} naive containers failed")
+    if "burst" in f:
+        b: Rush = f["burst"]
+        throughput = len(b.ids) / b.drain if b.drain else 0.0
+        add("burst throughput (submissions/s)", None, f"{throughput:.2f} ({len(b.ids)} in {b.drain:.1f} s)")
+        if naive_fig:
+            ratio = throughput / naive_fig["throughput"]
+            add("burst throughput / naive", ratio, f"{ratio:.1f}x", "≥ 20x (aim 40x)")
+        cpu_per = f["burst_cpu"] / max(1, len(b.ids))
+        add("burst machine CPU per submission (s)", cpu_per, f"{cpu_per * 1000:.0f} ms", "≤ 150 ms")
+        add("burst upload → score p50 / p99 (s)", None,
+            f"{statistics.median(b.latencies):.2f} / {percentile(b.latencies, 0.99):.2f}" if b.latencies else "-")
+    if "idle" in f:
+        i = f["idle"]
+        add("idle upload → score p50 (s)", statistics.median(i["total"]), f"{statistics.median(i['total']):.3f}")
+        add("idle upload → score p99 (s)", percentile(i["total"], 0.99), f"{percentile(i['total'], 0.99):.3f}")
+        for key, label in (("pickup", "queue pickup (upload → claim)"),
+                           ("engine", "engine: judge fork + take child + tests + teardown"),
+                           ("bookkeeping", "worker bookkeeping (manifest, file, storing scores)")):
+            add(f"  {label} p50 / p99 (s)", None,
+                f"{statistics.median(i[key]):.3f} / {percentile(i[key], 0.99):.3f}")
+        probe = f.get("probe")
+        if probe:
+            take, down = statistics.median(probe["take"]), statistics.median(probe["teardown"])
+            add("  take child p50 / p99 (s), probe", None, f"{take:.4f} / {percentile(probe['take'], 0.99):.4f}")
+            add("  teardown p50 / p99 (s), probe", None,
+                f"{down:.4f} / {percentile(probe['teardown'], 0.99):.4f}")
+            boxes = statistics.median(i["sandboxes"])
+            tests = [e - s * (take + down) for e, s in zip(i["engine"], i["sandboxes"], strict=True)]
+            add(f"  tests (engine - {boxes:g} sandboxes x (take + teardown)) p50 (s)", None,
+                f"{statistics.median(tests):.3f}")
+        notes.append("idle breakdown: queue pickup, engine time and bookkeeping come from each run's row "
+                     "(started_at - upload, execution_time, finished_at - started_at - execution_time); take "
+                     "child and teardown are not recorded by the service (no column, and the result document "
+                     "drops per-test durations), so they come from the judge-side probe, and tests are the "
+                     "engine time less those (the judge's fork and pytest's collection stay in 'tests').")
+    if "rush" in f:
+        r: Rush = f["rush"]
+        add("students rush drain (s)", r.drain, f"{r.drain:.1f} ({len(r.ids)} uploads, "
+            f"{report.sizes.students} students)", "≤ 15 (100 uploads)")
+    for key, label in (("memory_warm", "after warm-up"), ("memory_after", "after growth")):
+        if f.get(key):
+            worst = max(m["total_mb"] for m in f[key])
+            detail = ", ".join(f"{m['total_mb']:.0f} MB (worker tree {m['worker_mb']:.0f} + zygote container "
+                               f"{m['container_mb']:.0f}, {m['processes']} processes)" for m in f[key])
+            add("PSS per warm slot, max (MB)", worst, f"{worst:.0f} {label}")
+            notes.append(f"PSS per slot {label}: {detail}")
+    if "growth" in f:
+        g = f["growth"]
+        for name in GROWTH_KEYS:
+            before, after = g["before"][name], g["after"][name]
+            add(f"growth over {len(g['rush'].ids)}: {name}", None, f"{before} → {after}", "no growth",
+                "ok" if after <= before else "GREW")
+        add("  (machine-wide network namespaces, other users' too)", None,
+            f"{g['before']['machine_netns']} → {g['after']['machine_netns']}", "", "")
+    graded = {"burst": f.get("burst"), "students": f.get("rush"), "growth": f.get("growth", {}).get("rush")}
+    for name, result in graded.items():
+        if result is not None and (result.graded_full != len(result.ids) or result.runs != len(result.ids)
+                                   or result.refused or result.timed_out):
+            notes.append(f"{name}: {result.graded_full}/{len(result.ids)} graded with the full score, "
+                         f"{result.runs} runs, {result.refused} refused, timed out: {result.timed_out}")
+    notes.append("machine CPU is the whole machine's busy time (/proc/stat): other load counts too.")
+    if f.get("phase_seconds"):
+        notes.append("phase wall seconds: " + ", ".join(f"{k} {v:g}" for k, v in f["phase_seconds"].items()))
+
+
+def print_report(report: Report) -> None:
+    """The table, then the notes."""
+    width = max(len(r[0]) for r in report.rows) if report.rows else 10
+    shown = max(len(r[1]) for r in report.rows) if report.rows else 10
+    print(f"\n{'figure':{width}}  {'measured':{shown}}  {'target':18}  check")
+    for name, value, target, check in report.rows:
+        print(f"{name:{width}}  {value:{shown}}  {target:18}  {check}")
+    for note in report.notes:
+        print(f"note: {note}")
+
+
+def main() -> int:
+    """Parse the sizes, run, print the table; exit 1 when a target was missed or something grew."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help=f"small sizes: {QUICK}")
+    defaults = Sizes()
+    for name in ("naive", "burst", "idle", "rush", "students", "growth", "workers", "probe"):
+        parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=None,
+                            help=f"default {getattr(defaults, name)} (0 skips the phase)")
+    parser.add_argument("--idle-gap", type=float, default=None, help=f"default {defaults.idle_gap} s")
+    parser.add_argument("--timeout", type=float, default=None, help="per phase, seconds")
+    parser.add_argument("--json", type=Path, help="also write the raw figures here")
+    options = parser.parse_args()
+    sizes = dataclasses.replace(QUICK if options.quick else defaults)
+    for name in vars(sizes):
+        if getattr(options, name, None) is not None:
+            setattr(sizes, name, getattr(options, name))
+    report = measure(sizes, log=lambda line: print(line, flush=True))
+    print_report(report)
+    if options.json:
+        options.json.write_text(json.dumps(report.figures, default=_jsonable, indent=1))
+    return 1 if any(r[3] in ("MISSED", "GREW") for r in report.rows) else 0
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "__dataclass_fields__"):
+        return {k: getattr(value, k) for k in value.__dataclass_fields__}
+    return str(value)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
