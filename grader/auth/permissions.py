@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from grader.auth.identity import current_user
+from grader.database import db
 from grader.errors import Forbidden, NotFound, Unauthorized
-from grader.extensions import db
 from grader.models import Course, Enrollment, Submission, User
 
 

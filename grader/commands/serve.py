@@ -34,7 +34,7 @@ def default_concurrency() -> int:
 
 def prepare_database() -> None:
     """Bring the schema to head and refresh attached assignments from their packs."""
-    from grader.extensions import db
+    from grader.database import db
     from grader.services.assignments import sync_all
 
     upgrade()
@@ -94,7 +94,7 @@ def worker_command(queues: str, concurrency: int | None, loglevel: str) -> None:
 def beat_command(loglevel: str) -> None:
     """Run the periodic jobs (recovery sweeps, LMS retries, cleanup); run exactly one per deployment."""
     celery = current_app.extensions["celery"]
-    celery.start(["beat", "--scheduler", "worker.celery_app:InProcessScheduler", "--loglevel", loglevel,
+    celery.start(["beat", "--scheduler", "worker.process:InProcessScheduler", "--loglevel", loglevel,
                   "--max-interval", "5"])
 
 

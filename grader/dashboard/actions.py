@@ -15,8 +15,8 @@ from grader.dashboard import bp, instructor_required, regrade, require_teacher
 from grader.dashboard.pages import taught_assignment
 from grader.dashboard.queue import queue_state
 from grader.dashboard.stats import overview
+from grader.database import db
 from grader.errors import NotFound, ServiceError
-from grader.extensions import db
 from grader.models import SCORE_POLICIES, GradingRun, Submission
 from grader.models.regrades import Regrade, RegradeItem
 

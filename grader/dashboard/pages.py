@@ -13,8 +13,8 @@ from grader.dashboard.highlight import highlight_source
 from grader.dashboard.queue import queue_state
 from grader.dashboard.stats import in_progress_by_user, overview, status_counts
 from grader.dashboard.table import Sort, gradebook_csv, matches, points_possible_row, sort_rows
+from grader.database import db
 from grader.errors import NotFound
-from grader.extensions import db
 from grader.models import Assignment, Course, Enrollment, GradingRun, Submission, User
 from grader.models.regrades import Regrade, RegradeItem
 from grader.services.assignments import find_assignment

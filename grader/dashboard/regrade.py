@@ -9,8 +9,8 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from grader.database import db
 from grader.errors import ServiceError, Unavailable
-from grader.extensions import db
 from grader.models import Assignment, DeliverableScore, GradingRun, Submission, User, utcnow
 from grader.models.regrades import Regrade, RegradeItem
 from grader.services.assignments import apply_manifest, load_manifest

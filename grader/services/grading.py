@@ -9,7 +9,7 @@ from flask import current_app
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from grader.extensions import db
+from grader.database import db
 from grader.models import DeliverableScore, GradingRun, Submission, TestResult, utcnow
 from grader.signals import notify, submission_failed, submission_graded
 from worker.engine.result import GradeResult

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from grader.extensions import db
+from grader.database import db
 from grader.models import Assignment, DeliverableScore, Enrollment, GradingRun, Submission, User
 
 

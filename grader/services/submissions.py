@@ -10,8 +10,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 
 from grader.auth.permissions import require_member
+from grader.database import db
 from grader.errors import ServiceError, Unavailable, UploadRejected
-from grader.extensions import db
 from grader.models import Assignment, GradingRun, Submission, User
 from grader.services.assignments import load_manifest
 from grader.services.storage import store
