@@ -165,6 +165,16 @@ def beat_schedule(config: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def resolve_runner(name: str | None, announce: bool = True) -> str:
+    """The runner to use for GRADER_RUNNER (or `--runner`) `name`: `auto` (or none) is docker when a Docker
+    engine answers, else local (said on stderr when `announce`); docker and local are themselves."""
+    if name in (None, "", "auto"):
+        from worker.engine.runners import default_runner_name
+
+        return default_runner_name(announce=announce)
+    return name
+
+
 def ensure_secret_key(config: dict[str, Any]) -> None:
     """Use SECRET_KEY if set; else read (or create, mode 0600) `GRADER_HOME/secret_key` — never a constant."""
     if config.get("SECRET_KEY"):

@@ -27,6 +27,7 @@ from sqlalchemy import update
 import worker.process  # noqa: F401  (the worker's signal hooks connect when the tasks load)
 from grader import celery_app as names
 from grader.celery_app import AppContextTask
+from grader.config import resolve_runner
 from grader.database import db
 from grader.models import GradingRun, utcnow
 from grader.services import grading
@@ -54,11 +55,9 @@ def run_engine(manifest: Manifest, files: dict[str, bytes], runner: Runner) -> G
 
 def get_runner() -> Runner:
     """This worker process's runner (GRADER_RUNNER: docker, local, or auto = docker when it answers)."""
-    from worker.engine.runners import default_runner_name, make_runner
+    from worker.engine.runners import make_runner
 
-    name = current_app.config["GRADER_RUNNER"]
-    if name == "auto":
-        name = default_runner_name(announce=False)
+    name = resolve_runner(current_app.config["GRADER_RUNNER"], announce=False)
     if name not in _runners:
         _runners[name] = make_runner(name)
     return _runners[name]

@@ -49,12 +49,10 @@ def prepare_database() -> None:
 def prepare_runner() -> str:
     """Resolve GRADER_RUNNER; for docker, make sure the runner image exists before taking any task."""
     from grader.cli import CLIError
+    from grader.config import resolve_runner
     from worker.engine.errors import InfrastructureError
-    from worker.engine.runners import default_runner_name
 
-    name = current_app.config["GRADER_RUNNER"]
-    if name == "auto":
-        name = default_runner_name(announce=True)
+    name = resolve_runner(current_app.config["GRADER_RUNNER"], announce=True)
     if name == "docker":
         from worker.engine.image import ensure_image
 

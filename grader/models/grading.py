@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from grader.models.assignments import Assignment, Deliverable
 
 STATUSES = ("queued", "running", "graded", "error")
+FINISHED = ("graded", "error")  # a run in one of these states is done: it will not change again
 QUEUES = ("cpu", "gpu")
 _STATUS_CHECK = "status IN ('queued', 'running', 'graded', 'error')"
 
