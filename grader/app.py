@@ -40,8 +40,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     csrf.init_app(app)
     limiter.init_app(app)
 
+    from grader.celery_app import celery_init_app
     from grader.converters import IdConverter
-    from worker.celery_app import celery_init_app
 
     celery_init_app(app)
     app.url_map.converters["int"] = IdConverter  # before any route is added: every `<int:id>` is bounded

@@ -47,12 +47,13 @@ def submission_files(accepted: tuple[str, ...], paths: tuple[str, ...]) -> dict[
 def grade_command(assignment_id: str, runner: str | None, fmt: str | None, after_due: bool,
                   files: tuple[str, ...]) -> None:
     """Grade FILE... against an assignment's reference tests and print the result."""
+    from grader.config import resolve_runner
     from grader.exports import GRADESCOPE_FAILURE, to_gradescope, to_prairielearn
     from worker.engine.errors import AssignmentError, InfrastructureError, UsageError
     from worker.engine.grade import grade
     from worker.engine.manifest import get_assignment
     from worker.engine.result import GradeResult
-    from worker.engine.runners import default_runner_name, make_runner
+    from worker.engine.runners import make_runner
 
     if fmt is None:
         # A person at a terminal reads a summary; pipes and scripts keep getting the JSON document.
@@ -63,7 +64,7 @@ def grade_command(assignment_id: str, runner: str | None, fmt: str | None, after
     except (UsageError, AssignmentError) as exc:
         _usage_error(str(exc))
     submitted = submission_files(assignment.files, files)
-    name = runner or default_runner_name()
+    name = resolve_runner(runner)
     try:
         if name == "docker":
             from worker.engine.image import ensure_image

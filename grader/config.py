@@ -154,13 +154,25 @@ def celery_settings(config: Mapping[str, Any]) -> dict[str, Any]:
 
 def beat_schedule(config: Mapping[str, Any]) -> dict[str, Any]:
     """Every periodic job, as run by `grader beat` (embedded in `grader serve`): intervals in seconds."""
+    from grader import celery_app as tasks
+
     sweep = float(config["GRADER_SWEEP_INTERVAL"])
     return {
-        "recover-runs": {"task": "grader.recover_runs", "schedule": sweep},
-        "lms-due": {"task": "grader.lms_due", "schedule": sweep},
-        "purge-receipts": {"task": "grader.purge_receipts", "schedule": 3600.0},
-        "cleanup-host": {"task": "grader.cleanup_host", "schedule": 600.0},
+        "recover-runs": {"task": tasks.RECOVER_RUNS, "schedule": sweep},
+        "lms-due": {"task": tasks.LMS_DUE, "schedule": sweep},
+        "purge-receipts": {"task": tasks.PURGE_RECEIPTS, "schedule": 3600.0},
+        "cleanup-host": {"task": tasks.CLEANUP_HOST, "schedule": 600.0},
     }
+
+
+def resolve_runner(name: str | None, announce: bool = True) -> str:
+    """The runner to use for GRADER_RUNNER (or `--runner`) `name`: `auto` (or none) is docker when a Docker
+    engine answers, else local (said on stderr when `announce`); docker and local are themselves."""
+    if name in (None, "", "auto"):
+        from worker.engine.runners import default_runner_name
+
+        return default_runner_name(announce=announce)
+    return name
 
 
 def ensure_secret_key(config: dict[str, Any]) -> None:

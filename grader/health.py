@@ -8,7 +8,7 @@ from flask import Blueprint, current_app
 from sqlalchemy import text
 
 from grader.api.openapi import health_operation
-from grader.extensions import db
+from grader.database import db
 
 bp = Blueprint("health", __name__)
 

@@ -9,8 +9,8 @@ from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from grader.database import db
 from grader.errors import ServiceError
-from grader.extensions import db
 
 log = logging.getLogger(__name__)
 

@@ -10,11 +10,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from grader.dashboard import regrade
 from grader.errors import ServiceError
 from grader.extensions import db
 from grader.models import GradingRun, Submission
 from grader.models.regrades import Regrade
+from grader.services import regrades as regrade
 from grader.services.scores import gradebook
 from grader.signals import submission_graded
 from tests.conftest import World

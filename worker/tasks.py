@@ -1,4 +1,9 @@
-"""Celery tasks. They take ids, never ORM objects, and are safe to run twice for the same id."""
+"""Every Celery task: grading, the LMS deliveries and the periodic jobs. They take ids, never ORM objects, and
+are safe to run twice for the same id.
+
+The worker side of the queue: this module imports the service (models, services, the LMS senders) and the
+engine; the service never imports it, and sends these tasks by name (`grader.celery_app`).
+"""
 
 from __future__ import annotations
 
@@ -16,10 +21,14 @@ from typing import Any
 
 from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
-from flask import current_app, has_app_context
+from flask import current_app
 from sqlalchemy import update
 
-from grader.extensions import db
+import worker.process  # noqa: F401  (the worker's signal hooks connect when the tasks load)
+from grader import celery_app as names
+from grader.celery_app import AppContextTask
+from grader.config import resolve_runner
+from grader.database import db
 from grader.models import GradingRun, utcnow
 from grader.services import grading
 from grader.services.assignments import apply_manifest, load_manifest
@@ -46,11 +55,9 @@ def run_engine(manifest: Manifest, files: dict[str, bytes], runner: Runner) -> G
 
 def get_runner() -> Runner:
     """This worker process's runner (GRADER_RUNNER: docker, local, or auto = docker when it answers)."""
-    from worker.engine.runners import default_runner_name, make_runner
+    from worker.engine.runners import make_runner
 
-    name = current_app.config["GRADER_RUNNER"]
-    if name == "auto":
-        name = default_runner_name(announce=False)
+    name = resolve_runner(current_app.config["GRADER_RUNNER"], announce=False)
     if name not in _runners:
         _runners[name] = make_runner(name)
     return _runners[name]
@@ -62,18 +69,8 @@ def backoff(retries: int, base: int) -> float:
     return delay * random.uniform(0.8, 1.2)
 
 
-class GradeTask(Task):
-    """Marks the run as errored when the task dies in a way the task body cannot see (hard time limit).
-
-    Like the app's own task class, it runs in an app context, pushing one only when none is active.
-    """
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        flask_app = getattr(self.app, "flask_app", None)
-        if flask_app is None or has_app_context():
-            return self.run(*args, **kwargs)
-        with flask_app.app_context():
-            return self.run(*args, **kwargs)
+class GradeTask(AppContextTask):
+    """Marks the run as errored when the task dies in a way the task body cannot see (hard time limit)."""
 
     def on_failure(self, exc: Any, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         """Record the failure on the run (in an app context of its own if needed)."""
@@ -87,7 +84,7 @@ class GradeTask(Task):
 
 
 # ignore_result: outcomes live in SQL; waiting on a result store would only add a way for uploads to hang.
-@shared_task(bind=True, base=GradeTask, name="grader.grade_submission", acks_late=True,
+@shared_task(bind=True, base=GradeTask, name=names.GRADE_SUBMISSION, acks_late=True,
              reject_on_worker_lost=True, ignore_result=True)
 def grade_submission(self: Task, submission_id: int, run_id: int | None = None) -> dict[str, Any]:
     """Grade one run of a submission (its first run by default) and store the result exactly once."""
@@ -175,7 +172,7 @@ def heartbeat(run_id: int) -> Iterator[None]:
 
 
 # --- periodic jobs (scheduled by `grader beat`; see grader.config.beat_schedule) ------------------------------
-@shared_task(name="grader.recover_runs", ignore_result=True)
+@shared_task(base=AppContextTask, name=names.RECOVER_RUNS, ignore_result=True)
 def recover_runs() -> dict[str, int]:
     """Queue again runs whose worker died, and publish queued runs the broker has no message for."""
     from grader.services import recovery
@@ -183,7 +180,7 @@ def recover_runs() -> dict[str, int]:
     return {"requeued": recovery.requeue_lost(), "published": recovery.publish_pending()}
 
 
-@shared_task(name="grader.lms_due", ignore_result=True)
+@shared_task(base=AppContextTask, name=names.LMS_DUE, ignore_result=True)
 def lms_due() -> dict[str, int]:
     """Send LMS webhook deliveries and LTI score publications whose next attempt is due."""
     from grader.lms import ags, outbound
@@ -191,7 +188,7 @@ def lms_due() -> dict[str, int]:
     return {"deliveries": outbound.send_due(), "lost_deliveries": outbound.sweep(), "scores": ags.send_due()}
 
 
-@shared_task(name="grader.purge_receipts", ignore_result=True)
+@shared_task(base=AppContextTask, name=names.PURGE_RECEIPTS, ignore_result=True)
 def purge_receipts() -> int:
     """Forget inbound webhook receipts older than their retention."""
     from grader.lms import inbound
@@ -199,10 +196,27 @@ def purge_receipts() -> int:
     return inbound.purge_receipts()
 
 
+# --- LMS deliveries (queued by grader.lms.outbound and grader.lms.ags, by name) ----------------------------------
+@shared_task(base=AppContextTask, name=names.DELIVER_EVENT, acks_late=True, ignore_result=True)
+def deliver_event(delivery_id: int, expected_attempts: int = 0) -> None:
+    """Attempt an outbound webhook delivery; a short retry wait rides on a countdown (`outbound.deliver`)."""
+    from grader.lms import outbound
+
+    outbound.deliver(delivery_id, expected_attempts)
+
+
+@shared_task(base=AppContextTask, name=names.PUBLISH_SCORE, acks_late=True, ignore_result=True)
+def publish_score(score_id: int, expected_attempts: int = 0) -> None:
+    """Publish an LTI AGS score to the platform, retrying with backoff (`ags.publish`)."""
+    from grader.lms import ags
+
+    ags.publish(score_id, expected_attempts)
+
+
 SCRATCH_PREFIXES = ("grader-run-", "grader-judge-", "grader-sbx-")
 
 
-@shared_task(name="grader.cleanup_host", ignore_result=True)
+@shared_task(base=AppContextTask, name=names.CLEANUP_HOST, ignore_result=True)
 def cleanup_host_task() -> dict[str, int]:
     """Remove this host's leftovers (beat runs it in its own process; each worker also runs it on a timer)."""
     return cleanup_host()

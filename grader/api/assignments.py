@@ -11,8 +11,8 @@ from grader.api import bp
 from grader.api import schemas as s
 from grader.api.openapi import operation
 from grader.auth.permissions import caller, require_instructor, require_member
+from grader.database import db
 from grader.errors import ServiceError
-from grader.extensions import db
 from grader.models import SCORE_POLICIES, Assignment, Enrollment
 from grader.services.assignments import find_assignment
 from grader.services.scores import gradebook

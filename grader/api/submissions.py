@@ -11,11 +11,11 @@ from grader.api import bp
 from grader.api import schemas as s
 from grader.api.openapi import operation
 from grader.auth.permissions import caller, course_role, require_member, submission_access
-from grader.errors import NotFound, ServiceError
+from grader.errors import ServiceError
 from grader.extensions import db, limiter
 from grader.models import Submission, User
 from grader.services.assignments import find_assignment
-from grader.services.submissions import describe, single_file, submit
+from grader.services.submissions import describe, find_submission, single_file, submit
 
 
 def _upload_rate() -> str:
@@ -58,9 +58,7 @@ def create_submission(assignment_id: str) -> tuple[dict[str, Any], int, dict[str
 def get_submission(submission_id: int) -> dict[str, Any]:
     """A submission's status (queue position while queued) and, once graded, its result."""
     user = caller()
-    submission = db.session.get(Submission, submission_id)
-    if submission is None:
-        raise NotFound(f"no submission {submission_id}")
+    submission = find_submission(submission_id)
     return describe(submission, submission_access(user, submission))
 
 

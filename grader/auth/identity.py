@@ -15,7 +15,7 @@ import time
 from flask import current_app, has_request_context, request, session
 from sqlalchemy import select
 
-from grader.extensions import db
+from grader.database import db
 from grader.models import User
 
 TOKEN_PREFIX = "grd_"  # noqa: S105  (a public marker, not a secret)

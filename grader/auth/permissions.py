@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from grader.auth.identity import current_user
+from grader.database import db
 from grader.errors import Forbidden, NotFound, Unauthorized
-from grader.extensions import db
 from grader.models import Course, Enrollment, Submission, User
 
 
@@ -32,9 +32,10 @@ def caller() -> User:
 
 
 def require_instructor(user: User, course: Course) -> None:
-    """Forbidden unless `user` teaches `course` (or is an admin)."""
+    """Forbidden unless `user` teaches `course` (or is an admin): the one instructor check of the API, the
+    instructor's pages and the LMS pages, in a plain sentence the error page can show."""
     if course_role(user, course) != "instructor":
-        raise Forbidden(f"only instructors of {course.code} may do this")
+        raise Forbidden(f"you do not teach {course.code}")
 
 
 def require_member(user: User, course: Course) -> None:

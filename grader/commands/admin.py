@@ -10,8 +10,8 @@ from flask.cli import with_appcontext
 from sqlalchemy import select
 
 from grader.auth.identity import issue_token, revoke_token
+from grader.database import db
 from grader.errors import NotFound, ServiceError
-from grader.extensions import db
 from grader.models import (
     COURSE_ROLES,
     SCORE_POLICIES,

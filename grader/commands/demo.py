@@ -9,7 +9,7 @@ from flask.cli import with_appcontext
 from sqlalchemy import select
 
 from grader.auth.identity import issue_token
-from grader.extensions import db
+from grader.database import db
 from grader.models import Course
 from grader.services.accounts import ensure_enrollment, ensure_user
 from grader.services.assignments import attach

@@ -34,7 +34,7 @@ def default_concurrency() -> int:
 
 def prepare_database() -> None:
     """Bring the schema to head and refresh attached assignments from their packs."""
-    from grader.extensions import db
+    from grader.database import db
     from grader.services.assignments import sync_all
 
     upgrade()
@@ -49,12 +49,10 @@ def prepare_database() -> None:
 def prepare_runner() -> str:
     """Resolve GRADER_RUNNER; for docker, make sure the runner image exists before taking any task."""
     from grader.cli import CLIError
+    from grader.config import resolve_runner
     from worker.engine.errors import InfrastructureError
-    from worker.engine.runners import default_runner_name
 
-    name = current_app.config["GRADER_RUNNER"]
-    if name == "auto":
-        name = default_runner_name(announce=True)
+    name = resolve_runner(current_app.config["GRADER_RUNNER"], announce=True)
     if name == "docker":
         from worker.engine.image import ensure_image
 
@@ -94,7 +92,7 @@ def worker_command(queues: str, concurrency: int | None, loglevel: str) -> None:
 def beat_command(loglevel: str) -> None:
     """Run the periodic jobs (recovery sweeps, LMS retries, cleanup); run exactly one per deployment."""
     celery = current_app.extensions["celery"]
-    celery.start(["beat", "--scheduler", "worker.celery_app:InProcessScheduler", "--loglevel", loglevel,
+    celery.start(["beat", "--scheduler", "worker.process:InProcessScheduler", "--loglevel", loglevel,
                   "--max-interval", "5"])
 
 

@@ -14,9 +14,8 @@ from typing import Any, TypeVar
 from flask import Blueprint, redirect, request, url_for
 
 from grader.auth.identity import current_user
-from grader.auth.permissions import course_role, teaches_anything
+from grader.auth.permissions import teaches_anything
 from grader.errors import Forbidden, Unauthorized
-from grader.models import Course, User
 
 bp = Blueprint("dashboard", __name__, url_prefix="/instructor")
 
@@ -41,12 +40,6 @@ def instructor_required(view: F) -> F:
     return wrapped  # type: ignore[return-value]
 
 
-def require_teacher(user: User, course: Course) -> None:
-    """Forbidden unless `user` teaches `course` (a plain sentence the error page can show)."""
-    if course_role(user, course) != "instructor":
-        raise Forbidden(f"you do not teach {course.code}")
-
-
 @bp.app_template_global()
 def is_instructor() -> bool:
     """Whether the logged-in user teaches anything (the header then links to the dashboard)."""
@@ -56,4 +49,4 @@ def is_instructor() -> bool:
 
 from grader.dashboard import actions, filters, pages, student_pages  # noqa: E402  (routes register on bp)
 
-__all__ = ["actions", "bp", "filters", "instructor_required", "pages", "require_teacher", "student_pages"]
+__all__ = ["actions", "bp", "filters", "instructor_required", "pages", "student_pages"]

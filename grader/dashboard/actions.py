@@ -10,15 +10,17 @@ from flask import flash, redirect, render_template, request, url_for
 from sqlalchemy import func, select
 from werkzeug.wrappers import Response
 
-from grader.auth.permissions import caller
-from grader.dashboard import bp, instructor_required, regrade, require_teacher
+from grader.auth.permissions import caller, require_instructor
+from grader.dashboard import bp, instructor_required
 from grader.dashboard.pages import taught_assignment
 from grader.dashboard.queue import queue_state
 from grader.dashboard.stats import overview
+from grader.database import db
 from grader.errors import NotFound, ServiceError
-from grader.extensions import db
 from grader.models import SCORE_POLICIES, GradingRun, Submission
 from grader.models.regrades import Regrade, RegradeItem
+from grader.services import regrades
+from grader.services.submissions import find_submission
 
 POLICY_WORDS = {"latest": "the latest submission", "best": "the best submission"}
 
@@ -42,7 +44,7 @@ def set_policy(slug: str) -> Response:
 def regrade_all(slug: str) -> Response:
     """Regrade every finished submission of the assignment with the tests as they are now (preview first)."""
     found = taught_assignment(slug)
-    started = regrade.start(found, caller())
+    started = regrades.start(found, caller())
     count = len(started.items)
     flash(f"Regrading {count} submissions. Nothing changes for students until you publish.", "info")
     return redirect(url_for("dashboard.regrade_page", regrade_id=started.id))
@@ -52,11 +54,9 @@ def regrade_all(slug: str) -> Response:
 @instructor_required
 def regrade_one(submission_id: int) -> Response:
     """Regrade one submission (preview first)."""
-    found = db.session.get(Submission, submission_id)
-    if found is None:
-        raise NotFound(f"no submission {submission_id}")
-    require_teacher(caller(), found.assignment.course)
-    started = regrade.start(found.assignment, caller(), found)
+    found = find_submission(submission_id)
+    require_instructor(caller(), found.assignment.course)
+    started = regrades.start(found.assignment, caller(), found)
     flash(f"Regrading submission {found.id}. Nothing changes for the student until you publish.", "info")
     return redirect(url_for("dashboard.regrade_page", regrade_id=started.id))
 
@@ -65,7 +65,7 @@ def _taught_regrade(regrade_id: int) -> Regrade:
     found = db.session.get(Regrade, regrade_id)
     if found is None:
         raise NotFound(f"no regrade {regrade_id}")
-    require_teacher(caller(), found.assignment.course)
+    require_instructor(caller(), found.assignment.course)
     return found
 
 
@@ -74,13 +74,13 @@ def _taught_regrade(regrade_id: int) -> Regrade:
 def regrade_page(regrade_id: int) -> str:
     """The regrade's progress and its before → after preview per student and deliverable."""
     found = _taught_regrade(regrade_id)
-    changes = regrade.preview(found)
+    changes = regrades.preview(found)
     show = request.args.get("show", "changed" if found.scope == "assignment" else "all")
     shown = [c for c in changes if c.changed] if show == "changed" else changes
     errors = [i for i in found.items if i.after_run.status == "error"]
     return render_template(
-        "dashboard/regrade.html", r=found, a=found.assignment, progress=regrade.progress(found),
-        changes=shown, show=show, summary=regrade.summary(changes), errors=errors,
+        "dashboard/regrade.html", r=found, a=found.assignment, progress=regrades.progress(found),
+        changes=shown, show=show, summary=regrades.summary(changes), errors=errors,
     )
 
 
@@ -89,7 +89,7 @@ def regrade_page(regrade_id: int) -> str:
 def regrade_publish(regrade_id: int) -> Response:
     """Publish the regrade's new scores (the confirmation step: the form sits under the preview)."""
     found = _taught_regrade(regrade_id)
-    count = regrade.publish(found, caller())
+    count = regrades.publish(found, caller())
     flash(f"Published {count} new {'score' if count == 1 else 'scores'}. Students see them now.", "info")
     return redirect(url_for("dashboard.assignment", slug=found.assignment.slug))
 
@@ -99,7 +99,7 @@ def regrade_publish(regrade_id: int) -> Response:
 def regrade_discard(regrade_id: int) -> Response:
     """Close the regrade without changing any score."""
     found = _taught_regrade(regrade_id)
-    regrade.discard(found, caller())
+    regrades.discard(found, caller())
     flash("Regrade discarded. No score changed.", "info")
     return redirect(url_for("dashboard.assignment", slug=found.assignment.slug))
 
@@ -142,7 +142,7 @@ def assignment_live(slug: str) -> dict[str, Any]:
 def regrade_live(regrade_id: int) -> dict[str, Any]:
     """The regrade's progress and a change stamp (polled by the preview page until every run finished)."""
     found = _taught_regrade(regrade_id)
-    state = regrade.progress(found)
+    state = regrades.progress(found)
     statuses = db.session.execute(
         select(GradingRun.id, GradingRun.status)
         .join(RegradeItem, RegradeItem.after_run_id == GradingRun.id)

@@ -7,18 +7,19 @@ from typing import Any
 from flask import Response, current_app, render_template, request
 from sqlalchemy import select
 
-from grader.auth.permissions import caller, course_role
-from grader.dashboard import bp, instructor_required, require_teacher
+from grader.auth.permissions import caller, course_role, require_instructor
+from grader.dashboard import bp, instructor_required
 from grader.dashboard.highlight import highlight_source
 from grader.dashboard.queue import queue_state
 from grader.dashboard.stats import in_progress_by_user, overview, status_counts
 from grader.dashboard.table import Sort, gradebook_csv, matches, points_possible_row, sort_rows
+from grader.database import db
 from grader.errors import NotFound
-from grader.extensions import db
 from grader.models import Assignment, Course, Enrollment, GradingRun, Submission, User
 from grader.models.regrades import Regrade, RegradeItem
 from grader.services.assignments import find_assignment
 from grader.services.storage import StorageError, store
+from grader.services.submissions import find_submission
 
 
 def taught_courses(user: User) -> list[Course]:
@@ -42,7 +43,7 @@ def find_course(code: str) -> Course:
 def taught_assignment(slug: str) -> Assignment:
     """The assignment `slug`, when the caller teaches its course."""
     assignment = find_assignment(slug)
-    require_teacher(caller(), assignment.course)
+    require_instructor(caller(), assignment.course)
     return assignment
 
 
@@ -64,7 +65,7 @@ def index() -> str:
 def course(code: str) -> str:
     """One course: its assignments with counts, mean and median, and the grading queue."""
     found = find_course(code)
-    require_teacher(caller(), found)
+    require_instructor(caller(), found)
     assignments = [overview(a) for a in sorted(found.assignments, key=lambda a: a.slug)]
     ids = [a.id for a in found.assignments]
     return render_template("dashboard/course.html", course=found, assignments=assignments,
@@ -132,10 +133,8 @@ def student(slug: str, user_id: int) -> str:
 @instructor_required
 def submission(submission_id: int) -> str:
     """A submission in full: highlighted file, every test with status, points and output, timings, runner."""
-    found = db.session.get(Submission, submission_id)
-    if found is None:
-        raise NotFound(f"no submission {submission_id}")
-    require_teacher(caller(), found.assignment.course)
+    found = find_submission(submission_id)
+    require_instructor(caller(), found.assignment.course)
     run = _chosen_run(found, request.args.get("run"))
     try:
         text = store().get(found.sha256).decode("utf-8", errors="replace")

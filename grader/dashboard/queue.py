@@ -13,7 +13,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import func, select
 
-from grader.extensions import db
+from grader.database import db
 from grader.models import GradingRun, Submission, utcnow
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ from markupsafe import Markup
 from sqlalchemy import func, select
 
 from grader.dashboard.charts import histogram, render_svg
-from grader.extensions import db
+from grader.database import db
 from grader.models import STATUSES, Assignment, Submission
 from grader.services.scores import gradebook
 

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from grader.auth.identity import current_user
 from grader.dashboard import bp
-from grader.extensions import db
+from grader.database import db
 from grader.models import Assignment, Submission
 
 

@@ -14,14 +14,14 @@ from datetime import timedelta
 from typing import Any
 
 import requests
-from celery import shared_task
 from pylti1p3.assignments_grades import AssignmentsGradesService
 from pylti1p3.exception import LtiException
 from pylti1p3.grade import Grade
 from pylti1p3.service_connector import ServiceConnector
 from sqlalchemy import select, update
 
-from grader.extensions import db
+from grader.celery_app import PUBLISH_SCORE, send
+from grader.database import db
 from grader.lms import settings
 from grader.lms.crypto import SecretUnreadable
 from grader.lms.lti_conf import http_session, to_registration
@@ -67,7 +67,7 @@ MAX_COUNTDOWN = 60.0  # seconds; longer retry delays are polled by `send_due`
 def enqueue(score_id: int, expected_attempts: int, countdown: float = 0.0) -> None:
     """Queue a publication attempt (a broker failure is logged; the row stays pending)."""
     try:
-        publish_score.apply_async(args=[score_id, expected_attempts], countdown=countdown or None)
+        send(PUBLISH_SCORE, args=[score_id, expected_attempts], countdown=countdown or None)
     except Exception:
         log.exception("could not queue LTI score %s", score_id)
 
@@ -138,9 +138,9 @@ def attempt(score_id: int, expected_attempts: int) -> float | None:
     return None
 
 
-@shared_task(name="grader.lms.publish_score", acks_late=True, ignore_result=True)
-def publish_score(score_id: int, expected_attempts: int = 0) -> None:
-    """Publish a score to the platform, retrying with backoff when the platform is unreachable or refuses."""
+def publish(score_id: int, expected_attempts: int = 0) -> None:
+    """The publication task's body (`worker.tasks.publish_score`): publish a score to the platform, retrying
+    with backoff when the platform is unreachable or refuses."""
     delay = attempt(score_id, expected_attempts)
     # As for webhook deliveries: long waits are polled (`send_due`), never a countdown past the visibility timeout.
     if delay is not None and delay <= MAX_COUNTDOWN:

@@ -14,8 +14,8 @@ from typing import Any
 from sqlalchemy import select
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from grader.database import db
 from grader.errors import NotFound, ServiceError, Unauthorized
-from grader.extensions import db
 from grader.lms import settings
 from grader.lms.crypto import decrypt, encrypt, new_webhook_secret
 from grader.models import Course, utcnow

@@ -18,8 +18,9 @@ from sqlalchemy import select
 from grader.auth.identity import login_user
 from grader.extensions import csrf, db
 from grader.lms.lti_conf import DbLaunchDataStorage, ToolConf, find_deployment_row, http_session
-from grader.models import Assignment, Enrollment, User
+from grader.models import Assignment, User
 from grader.models.lms import LtiDeployment, LtiIdentity, LtiLineItem
+from grader.services.accounts import ensure_enrollment
 
 log = logging.getLogger(__name__)
 
@@ -110,13 +111,7 @@ def _user(deployment: LtiDeployment, data: dict[str, Any]) -> User:
 
 def _enroll(user: User, deployment: LtiDeployment, role: str) -> None:
     """Enroll in the deployment's course; the platform is authoritative for the course role on each launch."""
-    enrollment = db.session.scalar(
-        select(Enrollment).where(Enrollment.user_id == user.id, Enrollment.course_id == deployment.course_id)
-    )
-    if enrollment is None:
-        db.session.add(Enrollment(user=user, course_id=deployment.course_id, role=role))
-    else:
-        enrollment.role = role
+    ensure_enrollment(user, deployment.course, role)
 
 
 def _assignment(deployment: LtiDeployment, data: dict[str, Any]) -> Assignment | None:

@@ -19,8 +19,8 @@ from pylti1p3.service_connector import REQUESTS_USER_AGENT
 from pylti1p3.tool_config.abstract import ToolConfAbstract
 from sqlalchemy import delete, select
 
+from grader.database import db
 from grader.errors import NotFound, ServiceError
-from grader.extensions import db
 from grader.lms import settings
 from grader.lms.crypto import decrypt, encrypt
 from grader.models import Course, utcnow

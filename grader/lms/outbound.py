@@ -16,10 +16,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import requests
-from celery import shared_task
 from sqlalchemy import or_, select, update
 
-from grader.extensions import db
+from grader.celery_app import DELIVER_EVENT, send
+from grader.database import db
 from grader.lms import settings
 from grader.lms.crypto import SecretUnreadable
 from grader.lms.integrations import sign_outbound
@@ -110,7 +110,7 @@ def enqueue(delivery_id: int, expected_attempts: int, countdown: float = 0.0) ->
     """Queue attempt number `expected_attempts + 1` of a delivery (logged, not raised, if the broker is down:
     the row is committed and `sweep()` finds it)."""
     try:
-        deliver_event.apply_async(args=[delivery_id, expected_attempts], countdown=countdown or None)
+        send(DELIVER_EVENT, args=[delivery_id, expected_attempts], countdown=countdown or None)
     except Exception:
         log.exception("could not queue delivery %s; sweep() will", delivery_id)
 
@@ -211,9 +211,9 @@ def _post(delivery: LmsDelivery, when: datetime) -> tuple[int | None, str]:
         return None, f"{type(exc).__name__}: {exc}"[:500]
 
 
-@shared_task(name="grader.lms.deliver_event", acks_late=True, ignore_result=True)
-def deliver_event(delivery_id: int, expected_attempts: int = 0) -> None:
-    """Attempt a delivery and, when it failed and retries remain, queue the next attempt after its delay."""
+def deliver(delivery_id: int, expected_attempts: int = 0) -> None:
+    """The delivery task's body (`worker.tasks.deliver_event`): attempt a delivery and, when it failed and
+    retries remain, queue the next attempt after its delay."""
     delay = attempt(delivery_id, expected_attempts)
     # Only short waits ride on a countdown: a long one (hours) would outlive the broker's visibility timeout
     # and be redelivered early. It stays in `next_attempt_at`, which the periodic `send_due` polls.

@@ -5,11 +5,21 @@ import grader.models.lms
 import grader.models.regrades  # noqa: F401
 from grader.models.accounts import COURSE_ROLES, USER_ROLES, Course, Enrollment, User
 from grader.models.assignments import SCORE_POLICIES, Assignment, Deliverable
-from grader.models.grading import QUEUES, STATUSES, DeliverableScore, GradingRun, Submission, SubmissionFile, TestResult
+from grader.models.grading import (
+    FINISHED,
+    QUEUES,
+    STATUSES,
+    DeliverableScore,
+    GradingRun,
+    Submission,
+    SubmissionFile,
+    TestResult,
+)
 from grader.models.types import utcnow
 
 __all__ = [
     "COURSE_ROLES",
+    "FINISHED",
     "QUEUES",
     "SCORE_POLICIES",
     "STATUSES",

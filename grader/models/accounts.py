@@ -9,7 +9,7 @@ from sqlalchemy import CheckConstraint, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from grader.extensions import db
+from grader.database import db
 from grader.models.types import UTCDateTime, utcnow
 
 if TYPE_CHECKING:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import JSON, CheckConstraint, Float, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from grader.extensions import db
+from grader.database import db
 from grader.models.types import UTCDateTime, utcnow
 
 if TYPE_CHECKING:

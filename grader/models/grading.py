@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import JSON, CheckConstraint, Float, ForeignKey, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from grader.extensions import db
+from grader.database import db
 from grader.models.types import UTCDateTime, utcnow
 
 if TYPE_CHECKING:
@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from grader.models.assignments import Assignment, Deliverable
 
 STATUSES = ("queued", "running", "graded", "error")
+FINISHED = ("graded", "error")  # a run in one of these states is done: it will not change again
 QUEUES = ("cpu", "gpu")
 _STATUS_CHECK = "status IN ('queued', 'running', 'graded', 'error')"
 

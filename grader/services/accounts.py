@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from grader.database import db
 from grader.errors import NotFound
-from grader.extensions import db
 from grader.models import Course, Enrollment, User
 
 

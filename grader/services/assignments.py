@@ -7,8 +7,8 @@ from pathlib import Path
 from flask import current_app
 from sqlalchemy import select
 
+from grader.database import db
 from grader.errors import NotFound
-from grader.extensions import db
 from grader.models import Assignment, Course, Deliverable
 from worker.engine.manifest import Assignment as Manifest
 from worker.engine.manifest import default_root, discover, get_assignment

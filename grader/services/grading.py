@@ -9,13 +9,12 @@ from flask import current_app
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from grader.extensions import db
-from grader.models import DeliverableScore, GradingRun, Submission, TestResult, utcnow
+from grader.database import db
+from grader.models import FINISHED, DeliverableScore, GradingRun, Submission, TestResult, utcnow
 from grader.signals import notify, submission_failed, submission_graded
 from worker.engine.result import GradeResult
 
 log = logging.getLogger(__name__)
-FINISHED = ("graded", "error")
 
 
 def find_run(submission_id: int, run_id: int | None = None) -> GradingRun | None:

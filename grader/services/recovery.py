@@ -25,13 +25,14 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import or_, select, update
 
-from grader.extensions import db
+from grader.celery_app import GRADE_SUBMISSION as GRADE_TASK
+from grader.celery_app import send
+from grader.database import db
 from grader.models import GradingRun, utcnow
 from grader.services import grading
 
 log = logging.getLogger(__name__)
 
-GRADE_TASK = "grader.grade_submission"
 # kombu's Redis transport: priority sub-queues are named queue + separator + priority.
 _PRIORITY_SEP, _PRIORITY_STEPS = "\x06\x16", (3, 6, 9)
 # A published message gets this long to show up in the broker before a sweep may send it again.
@@ -40,11 +41,9 @@ PUBLISH_GRACE = 10.0
 
 def publish(run: GradingRun) -> bool:
     """Send the grading task of committed `run` and record when; False (logged) when the broker refused."""
-    from worker.tasks import grade_submission
-
     run_id, submission_id, queue = run.id, run.submission_id, run.queue
     try:
-        grade_submission.apply_async(args=[submission_id], kwargs={"run_id": run_id}, queue=queue)
+        send(GRADE_TASK, args=[submission_id], kwargs={"run_id": run_id}, queue=queue)
     except Exception as exc:  # any broker failure: the outbox sweep sends it later
         log.warning("could not queue run %s of submission %s (%s); the sweep will", run_id, submission_id,
                     type(exc).__name__)

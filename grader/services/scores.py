@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from grader.extensions import db
+from grader.database import db
 from grader.models import Assignment, DeliverableScore, Enrollment, GradingRun, Submission, User
 
 
@@ -22,10 +22,15 @@ def counted_runs(assignment: Assignment, policy: str) -> dict[int, tuple[Submiss
         )
         .order_by(Submission.created_at, Submission.id)
     ).all()
+    return choose_counted([(submission, run) for submission, run in rows], policy)
+
+
+def choose_counted(pairs: list[tuple[Submission, GradingRun]], policy: str) -> dict[int, tuple[Submission, GradingRun]]:
+    """The rule for which run counts, per student, among graded `pairs`: "latest" keeps the last submission,
+    "best" the highest score. Taken oldest first, so ">=" makes a tie go to the later submission."""
     chosen: dict[int, tuple[Submission, GradingRun]] = {}
-    for submission, run in rows:
+    for submission, run in sorted(pairs, key=lambda pair: (pair[0].created_at, pair[0].id)):
         current = chosen.get(submission.user_id)
-        # Rows come oldest first, so ">=" makes a tie go to the later submission under either policy.
         if current is None or policy == "latest" or (run.score or 0.0) >= (current[1].score or 0.0):
             chosen[submission.user_id] = (submission, run)
     return chosen

@@ -18,7 +18,7 @@ from pathlib import Path
 from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
-from grader.extensions import db
+from grader.database import db
 from grader.models import SubmissionFile
 
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")

@@ -10,8 +10,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 
 from grader.auth.permissions import require_member
-from grader.errors import ServiceError, Unavailable, UploadRejected
-from grader.extensions import db
+from grader.database import db
+from grader.errors import NotFound, ServiceError, Unavailable, UploadRejected
 from grader.models import Assignment, GradingRun, Submission, User
 from grader.services.assignments import load_manifest
 from grader.services.storage import store
@@ -92,6 +92,14 @@ def enqueue(run: GradingRun) -> bool:
     from grader.services.recovery import publish
 
     return publish(run)
+
+
+def find_submission(submission_id: int) -> Submission:
+    """Submission `submission_id`, or NotFound (the pages, the API and the instructor's actions say it alike)."""
+    submission = db.session.get(Submission, submission_id)
+    if submission is None:
+        raise NotFound(f"no submission {submission_id}")
+    return submission
 
 
 def queue_position(run: GradingRun) -> int:

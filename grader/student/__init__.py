@@ -17,7 +17,7 @@ from grader.errors import NotFound, ServiceError
 from grader.extensions import db, limiter
 from grader.models import Assignment, Enrollment, Submission
 from grader.services.assignments import find_assignment
-from grader.services.submissions import describe, single_file, submit
+from grader.services.submissions import describe, find_submission, single_file, submit
 
 bp = Blueprint("student", __name__)
 
@@ -90,8 +90,6 @@ def upload(assignment_id: str) -> str | Response | tuple[str, int]:
 def submission(submission_id: int) -> str:
     """A submission's status (refreshing itself while it waits) and result."""
     user = caller()
-    found = db.session.get(Submission, submission_id)
-    if found is None:
-        raise NotFound(f"no submission {submission_id}")
+    found = find_submission(submission_id)
     doc = describe(found, submission_access(user, found))
     return render_template("student/submission.html", submission=found, doc=doc)

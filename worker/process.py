@@ -1,7 +1,7 @@
-"""The Celery app, built from the Flask app (Flask's `celery_init_app` pattern).
+"""What a worker or beat process does around its tasks: Celery signal hooks and the in-process beat scheduler.
 
-Nothing is created at import time: `grader worker` and the web process each call `create_app()`, which calls
-`celery_init_app(app)`. Tasks are `shared_task`s in `worker.tasks`, bound to whichever Celery app exists.
+The Celery app itself is the service's (`grader.celery_app.celery_init_app`); this module is imported with
+`worker.tasks` when a worker or beat process starts, and connects its hooks then.
 """
 
 from __future__ import annotations
@@ -10,37 +10,11 @@ import logging
 import threading
 from typing import Any
 
-from celery import Celery, Task
 from celery.beat import Scheduler
 from celery.signals import setup_logging, worker_process_init, worker_ready, worker_shutdown
-from flask import Flask, has_app_context
 
 log = logging.getLogger(__name__)
 HOST_CLEANUP_INTERVAL = 600.0  # seconds between a worker's sweeps of its own host's leftovers
-
-
-def celery_init_app(app: Flask) -> Celery:
-    """Create the Celery app from `app.config["CELERY"]`, store it in `app.extensions["celery"]`."""
-
-    class FlaskTask(Task):
-        """Runs inside an app context — pushing one only when none is active, so an eagerly-run task
-        shares its caller's database session instead of getting a second, blind one (as in Superset)."""
-
-        def __call__(self, *args: Any, **kwargs: Any) -> Any:
-            if has_app_context():
-                return self.run(*args, **kwargs)
-            with app.app_context():
-                return self.run(*args, **kwargs)
-
-    celery_app = Celery(app.name, task_cls=FlaskTask)
-    celery_app.config_from_object(app.config["CELERY"])
-    celery_app.flask_app = app  # type: ignore[attr-defined]  (for signal handlers and failure callbacks)
-    celery_app.set_default()
-    app.extensions["celery"] = celery_app
-
-    import worker.tasks  # noqa: F401  (registers the shared tasks on this app)
-
-    return celery_app
 
 
 @worker_process_init.connect
@@ -48,7 +22,7 @@ def _fresh_connections_after_fork(**_: Any) -> None:
     """A forked pool process must not reuse the parent's database connections: drop them."""
     from celery import current_app as celery_current
 
-    from grader.extensions import db
+    from grader.database import db
 
     flask_app = getattr(celery_current, "flask_app", None)
     if flask_app is not None:

@@ -9,17 +9,17 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from grader.database import db
 from grader.errors import ServiceError, Unavailable
-from grader.extensions import db
-from grader.models import Assignment, DeliverableScore, GradingRun, Submission, User, utcnow
+from grader.models import FINISHED, Assignment, DeliverableScore, GradingRun, Submission, User, utcnow
 from grader.models.regrades import Regrade, RegradeItem
 from grader.services.assignments import apply_manifest, load_manifest
+from grader.services.scores import choose_counted
 from grader.services.submissions import enqueue
 from grader.signals import notify, submission_graded
 from worker.engine.errors import AssignmentError, UsageError
 
 log = logging.getLogger(__name__)
-FINISHED = ("graded", "error")
 
 
 class Conflict(ServiceError):
@@ -171,17 +171,6 @@ class Change:
 Pair = tuple[Submission, GradingRun]
 
 
-def _choose(pairs: list[Pair], policy: str) -> dict[int, Pair]:
-    # Same rule as grader.services.scores.counted_runs (a test holds them together): oldest first, so a tie
-    # goes to the later submission; "latest" keeps the last one, "best" the highest score.
-    chosen: dict[int, Pair] = {}
-    for submission, run in sorted(pairs, key=lambda p: (p[0].created_at, p[0].id)):
-        current = chosen.get(submission.user_id)
-        if current is None or policy == "latest" or (run.score or 0.0) >= (current[1].score or 0.0):
-            chosen[submission.user_id] = (submission, run)
-    return chosen
-
-
 def preview(regrade: Regrade) -> list[Change]:
     """Per affected student: what counts now and what would count once the regrade is published."""
     assignment = regrade.assignment
@@ -202,7 +191,7 @@ def preview(regrade: Regrade) -> list[Change]:
     after_pairs = [(s, r) for s, r in before_pairs if s.id not in replacement]
     after_pairs += [(i.submission, replacement[i.submission_id]) for i in regrade.items
                     if i.submission_id in replacement]
-    before, after = _choose(before_pairs, policy), _choose(after_pairs, policy)
+    before, after = choose_counted(before_pairs, policy), choose_counted(after_pairs, policy)
     run_ids = {r.id for _, r in before.values()} | {r.id for _, r in after.values()}
     scores: dict[int, dict[int, float]] = {}
     if run_ids:

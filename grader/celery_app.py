@@ -1,0 +1,58 @@
+"""The one Celery app, built from the Flask app (Flask's `celery_init_app` pattern), and how grader enqueues.
+
+Nothing is created at import time: `grader worker`, `grader beat` and the web process each call `create_app()`,
+which calls `celery_init_app(app)`. The service never imports a task: it sends one by name (`send`), and the
+worker process imports the tasks (`worker.tasks`, named in `include`) when it starts. Every task runs in an app
+context through the one base class here, `AppContextTask`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery, Task
+from flask import Flask, current_app, has_app_context
+
+# Task names: the contract between the service (which sends them) and worker/tasks.py (which defines them).
+GRADE_SUBMISSION = "grader.grade_submission"
+DELIVER_EVENT = "grader.lms.deliver_event"
+PUBLISH_SCORE = "grader.lms.publish_score"
+RECOVER_RUNS = "grader.recover_runs"
+LMS_DUE = "grader.lms_due"
+PURGE_RECEIPTS = "grader.purge_receipts"
+CLEANUP_HOST = "grader.cleanup_host"
+# Where the tasks are defined: imported by worker and beat processes only (Celery's `include`), never by the web.
+TASK_MODULES = ["worker.tasks"]
+
+
+class AppContextTask(Task):
+    """Runs inside an app context of the Flask app that built this Celery app — pushing one only when none is
+    active, so an eagerly-run task shares its caller's database session instead of getting a second, blind one
+    (as in Superset)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        flask_app = getattr(self.app, "flask_app", None)
+        if flask_app is None or has_app_context():
+            return self.run(*args, **kwargs)
+        with flask_app.app_context():
+            return self.run(*args, **kwargs)
+
+
+def celery_init_app(app: Flask) -> Celery:
+    """Create the Celery app from `app.config["CELERY"]`, store it in `app.extensions["celery"]`."""
+    celery_app = Celery(app.name, task_cls=AppContextTask, include=TASK_MODULES)
+    celery_app.config_from_object(app.config["CELERY"])
+    celery_app.flask_app = app  # type: ignore[attr-defined]  (for signal handlers and failure callbacks)
+    celery_app.set_default()
+    app.extensions["celery"] = celery_app
+    return celery_app
+
+
+def send(name: str, args: list[Any] | None = None, kwargs: dict[str, Any] | None = None, **options: Any) -> Any:
+    """Publish task `name` through the current app's Celery app (routing, retry policy and queue options apply);
+    broker failures are raised to the caller, which decides whether the outbox sweep will send it later."""
+    celery_app: Celery = current_app.extensions["celery"]
+    # Outcomes live in SQL (every task is ignore_result): without this, send_task would subscribe to a result
+    # channel in the result backend for each message, as a task's own apply_async knows not to.
+    options.setdefault("ignore_result", True)
+    return celery_app.send_task(name, args=args or [], kwargs=kwargs or {}, **options)
