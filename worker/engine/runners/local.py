@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import resource
+import secrets
 import select
 import shutil
 import signal
@@ -132,6 +133,16 @@ class LocalRunner(ForkingRunner, Runner):
         if spec.gpu:  # the driver's libraries may live outside the system directories (e.g. /usr/local/nvidia)
             expose += [d for d in os.environ.get("LD_LIBRARY_PATH", "").split(":") if d.startswith("/")]
         return LocalZygote(spec, self.python, sandbox_env(spec), expose, uid_range)
+
+    def _sandbox_uid(self) -> int:
+        """The uid a new sandbox runs as: 0 means "no uid change" (not root)."""
+        if os.geteuid() != 0:
+            return 0
+        if self.uid is not None:
+            return self.uid
+        # A uid no account and no other live sandbox uses: RLIMIT_NPROC counts per uid, and processes of one
+        # uid may signal each other, so sharing one would let a fork bomb or a daemon reach other sandboxes.
+        return SANDBOX_UIDS.start + secrets.randbelow(len(SANDBOX_UIDS))
 
     def gpu_capable(self) -> bool:
         """Whether this host has NVIDIA devices to pass through. The sandbox's GPU mode is decided before the
