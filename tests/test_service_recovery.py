@@ -147,8 +147,12 @@ def test_a_worker_host_killed_mid_grade_loses_nothing(stack: Stack) -> None:
     assert_graded_exactly_once(stack.app, ids)
     attempts = {i: attempt for i, attempt, _ in run_rows(stack.app, ids)}
     assert interrupted and all(attempts[i] == 2 for i in interrupted), (attempts, logs(stack))
+    # What the student saw of an interrupted one is part of queued, running, queued again, running, graded (the
+    # second "queued" may pass between two polls: a forked sandbox grades in about a second).
+    story = ["queued", "running", "queued", "running", "graded"]
     for i in interrupted:
-        assert watcher.seen[i][-3:] == ["queued", "running", "graded"] or "queued" in watcher.seen[i], watcher.seen
+        seen = iter(story)
+        assert all(status in seen for status in watcher.seen[i]), watcher.seen[i]
 
 
 def test_a_redis_restart_with_work_queued_loses_nothing(stack: Stack) -> None:

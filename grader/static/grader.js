@@ -66,7 +66,13 @@
       if (document.hidden) { schedule(LIVE_IDLE_MS); return; }
       getJSON(url).then(function (data) {
         failures = 0;
-        if (stamp === null) { stamp = data.stamp; return data; }
+        if (stamp === null) {
+          stamp = data.stamp;
+          // Rendered while busy but idle by the first poll (a fast grading finished in between): nothing will
+          // change again, so bring the page up to date now rather than wait for a change that never comes.
+          if (!data.busy) { return swap().then(function () { return data; }); }
+          return data;
+        }
         if (data.stamp === stamp) { return data; }
         return swap().then(function () {
           stamp = data.stamp;
