@@ -17,7 +17,7 @@ import platform
 import resource
 import secrets
 import stat
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import seccomp_filter  # beside this file, inside the sandbox
@@ -70,7 +70,6 @@ class JailConfig:
     file_size_mb: int = 32
     open_files: int = 256
     gpu: bool = False
-    extra: dict[str, object] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, text: str) -> JailConfig:

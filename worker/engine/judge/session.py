@@ -8,6 +8,7 @@ test costs only its own points.
 from __future__ import annotations
 
 import secrets
+import signal
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +26,7 @@ WALL_FACTOR = 3.0
 IDLE_WINDOW = 1.0
 IDLE_CPU = 0.05
 END_TEST_TIMEOUT = 10.0
-SIGXCPU, SIGKILL = 24, 9
+SIGXCPU, SIGKILL = int(signal.SIGXCPU), int(signal.SIGKILL)
 
 
 class StudentError(AssertionError):
@@ -69,11 +70,10 @@ class StudentSession:
         self.deadline = self.soft_deadline = float("inf")
         self.run_deadline = float("inf")
         self.idle_timeout = False
-        self.timeout_label = f"{spec.limits.test_timeout:g} s"
+        self._cpu_sample: tuple[float, float] | None = None  # (sandbox CPU seconds, the test it was taken in)
         self.sandboxes_started = 0
         self.output: list[str] = []
         self.fork_id: str | None = None  # the request that forked the current test's process, while it lives
-        self.tests_forked = 0
 
     # -- lifecycle -----------------------------------------------------------------------------------
     def start_test(self) -> None:
@@ -105,7 +105,6 @@ class StudentSession:
             return
         request_id = secrets.token_hex(8)
         self.fork_id = request_id
-        self.tests_forked += 1
         reply = self._exchange({"op": "fork"}, during=fn, request_id=request_id)
         if not (reply.get("ok") and reply.get("value") == "forked"):
             self.fork_id = None
@@ -242,7 +241,7 @@ class StudentSession:
         signum = how.get("signal")
         limit = self.spec.limits.test_timeout
         if signum == SIGXCPU or (signum == SIGKILL and cpu >= limit):
-            return SandboxLimit("timeout", f"timed out: used more than {limit:g} s of CPU time {where}")
+            return self._cpu_timeout(where)
         if signum == SIGKILL:
             return SandboxLimit("memory", f"was killed {where}, most likely for going over the memory limit "
                                           f"({self.spec.limits.memory_mb} MB)")
@@ -278,8 +277,7 @@ class StudentSession:
         now = sandbox.cpu_time()
         if now is None:
             return
-        last = getattr(self, "_cpu_sample", None)
-        self._cpu_sample = (now, self.soft_deadline)
+        last, self._cpu_sample = self._cpu_sample, (now, self.soft_deadline)
         if last is not None and last[1] == self.soft_deadline and now - last[0] < IDLE_CPU:
             self.idle_timeout = True
             raise self._timed_out(during)
@@ -298,6 +296,11 @@ class StudentSession:
         backstop = f"{self.spec.limits.test_timeout * WALL_FACTOR:g} s"
         return SandboxLimit("timeout", f"timed out: no answer within {backstop} (wall clock) {where}")
 
+    def _cpu_timeout(self, where: str) -> SandboxLimit:
+        """The kernel stopped the student's process at its CPU-time limit."""
+        limit = self.spec.limits.test_timeout
+        return SandboxLimit("timeout", f"timed out: used more than {limit:g} s of CPU time {where}")
+
     def _died(self, during: str | None) -> SandboxLimit:
         sandbox = self.sandbox
         info = sandbox.exit_info(wait=5.0) if sandbox else None
@@ -307,8 +310,7 @@ class StudentSession:
         if info is not None and info.state == "oom":
             return SandboxLimit("memory", f"ran out of memory (limit {self.spec.limits.memory_mb} MB) {where}")
         if info is not None and info.code in (128 + SIGXCPU, -SIGXCPU):
-            limit = self.spec.limits.test_timeout
-            return SandboxLimit("timeout", f"timed out: used more than {limit:g} s of CPU time {where}")
+            return self._cpu_timeout(where)
         code = f" (exit code {info.code})" if info is not None and info.code is not None else ""
         message = f"the student process ended unexpectedly{code} {where}"
         if tail:

@@ -23,8 +23,9 @@ from worker.engine.runners.forked import ZygoteHandle
 
 
 def _pool_key(job: dict[str, Any]) -> str:
-    return json.dumps([job["runner"], job.get("runner_options", {}), job["assignment_path"], job.get("gpu")],
-                      sort_keys=True)
+    """Jobs with the same key use the same kind of sandbox (which zygote serves them does not matter)."""
+    options = {k: v for k, v in job.get("runner_options", {}).items() if k != "zygote"}
+    return json.dumps([job["runner"], options, job["assignment_path"], job.get("gpu")], sort_keys=True)
 
 
 def _prepare(job: dict[str, Any]) -> Sandbox | None:
@@ -51,11 +52,6 @@ def _groups_used(job: dict[str, Any]) -> int:
     return max(1, min(3, groups))
 
 
-def _spec_key(job: dict[str, Any]) -> str:
-    options = {k: v for k, v in job.get("runner_options", {}).items() if k != "zygote"}
-    return json.dumps([job["runner"], options, job["assignment_path"], job.get("gpu")], sort_keys=True)
-
-
 class SandboxZygotes:
     """The sandbox zygotes (containers or processes) this judge zygote owns: one per kind of sandbox, the
     two most recently used kept. Their children are the sandboxes of every job forked from here."""
@@ -73,7 +69,7 @@ class SandboxZygotes:
         from worker.engine.runners import make_runner
         from worker.engine.runners.base import SandboxSpec
 
-        key = _spec_key(job)
+        key = _pool_key(job)
         handle = self.handles.pop(key, None)
         try:
             if handle is not None and not handle.alive():
@@ -138,13 +134,17 @@ def zygote_main() -> None:
     wanted: dict[str, int] = {}
     zygotes = SandboxZygotes()
 
-    def stop(signum: int, _frame: object) -> None:
-        # A worker stopped any way but SIGKILL removes its sandboxes; after SIGKILL, the zygotes' lifelines
-        # close and they remove themselves.
-        zygotes.stop()
+    def release() -> None:
+        """Stop every sandbox and zygote this process holds."""
         for sandboxes in pool.values():
             for sandbox in sandboxes:
                 sandbox.stop()
+        zygotes.stop()
+
+    def stop(signum: int, _frame: object) -> None:
+        # A worker stopped any way but SIGKILL removes its sandboxes; after SIGKILL, the zygotes' lifelines
+        # close and they remove themselves.
+        release()
         os._exit(128 + signum)
 
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -179,7 +179,4 @@ def zygote_main() -> None:
             sandbox.stop()  # whatever the judge left running (it was killed, say) goes now
         wanted[key] = _groups_used(job)
         control.write(json.dumps({"done": pid, "status": status}) + "\n")
-    for sandboxes in pool.values():
-        for sandbox in sandboxes:
-            sandbox.stop()
-    zygotes.stop()
+    release()

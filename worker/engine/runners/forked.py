@@ -9,7 +9,6 @@ zygote or the child sends is trusted: replies are size-capped JSON, and at most 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import select
 import socket
@@ -23,7 +22,6 @@ from worker.engine.errors import InfrastructureError
 from worker.engine.manifest import Limits
 from worker.engine.runners.base import CappedBuffer, ExitInfo, Sandbox, SandboxSpec, SandboxTimeout
 
-log = logging.getLogger(__name__)
 SPAWN_TIMEOUT = 30.0
 READY_TIMEOUT = 120.0
 
