@@ -25,9 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from worker.engine.grade import grade  # noqa: E402
+from worker.engine.judge.launch import ColdJudge, WarmJudge  # noqa: E402
 from worker.engine.manifest import get_assignment  # noqa: E402
 from worker.engine.runners import make_runner  # noqa: E402
-from worker.engine.warm import ColdJudge, WarmJudge  # noqa: E402
 
 EXAMPLES = ROOT / "reference_tests" / "autograd" / "examples"
 

@@ -40,7 +40,7 @@ from tests.conftest import (
     service_env,
     upload,
 )
-from tests.recovery_support import Child, children, redis_server, spawn, wait_ready
+from tests.support.recovery_support import Child, children, redis_server, spawn, wait_ready
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -31,7 +31,6 @@ import argparse
 import dataclasses
 import json
 import logging
-import os
 import statistics
 import sys
 import time
@@ -45,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from bench_probes import GROWTH_KEYS, memory, slots, steady  # noqa: E402
 from bench_runners import machine_cpu_seconds, naive_baseline  # noqa: E402
 from bench_rush import Rush, Service, percentile, run_rows, rush, service, wait_drained  # noqa: E402
 
@@ -59,7 +59,6 @@ TARGETS: dict[str, tuple[str, float]] = {
     "students rush drain (s)": ("max", 15.0),
     "PSS per warm slot, max (MB)": ("max", 400.0),
 }
-GROWTH_KEYS = ("fds", "processes", "mounts", "netns", "cgroups", "containers")
 
 
 # --- naive baseline ------------------------------------------------------------------------------------------
@@ -77,165 +76,6 @@ def naive(count: int, parallel: int = 2, image: str | None = None) -> dict[str, 
     wall, cpu = time.perf_counter() - wall0, machine_cpu_seconds() - cpu0
     failed = sum(1 for r in results if r.returncode != 0)
     return {"count": count, "wall": wall, "throughput": count / wall, "cpu_per": cpu / count, "failed": failed}
-
-
-# --- processes, containers, resources of the slots ----------------------------------------------------------
-def _ppids() -> dict[int, int]:
-    parents = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                parents[int(entry)] = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-    return parents
-
-
-def process_tree(root: int, parents: dict[int, int] | None = None) -> list[int]:
-    """`root` and every descendant of it now."""
-    parents = parents if parents is not None else _ppids()
-    kids: dict[int, list[int]] = {}
-    for pid, ppid in parents.items():
-        kids.setdefault(ppid, []).append(pid)
-    found, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        if pid in parents or pid == root:
-            found.append(pid)
-            todo.extend(kids.get(pid, []))
-    return found
-
-
-def zygote_containers() -> list[dict[str, Any]]:
-    """Every grader zygote container on this host: id, owner pid (from its label), host pids of its processes."""
-    from worker.engine.image import open_client
-    from worker.engine.runners.docker_zygote import OWNER_LABEL, ROLE_LABEL
-
-    client = open_client(None, timeout=60)
-    try:
-        found = []
-        for container in client.containers.list(filters={"label": f"{ROLE_LABEL}=zygote"}):
-            owner = container.labels.get(OWNER_LABEL, "")
-            pid = owner.split(":")[1] if owner.count(":") >= 2 else ""
-            try:
-                top = container.top(ps_args="-eo pid")
-                pids = [int(row[0]) for row in top.get("Processes") or []]
-            except Exception:  # docker top refused: fall back on the container's cgroup
-                pids = _cgroup_procs(int(container.attrs["State"]["Pid"]))
-            found.append({"id": container.id, "owner": int(pid) if pid.isdigit() else 0, "pids": pids,
-                          "init": int(container.attrs["State"]["Pid"])})
-        return found
-    finally:
-        client.close()
-
-
-def _cgroup_procs(pid: int) -> list[int]:
-    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
-        _, controllers, path = line.split(":", 2)
-        for root in (f"/sys/fs/cgroup/pids{path}", f"/sys/fs/cgroup{path}"):
-            procs = Path(root) / "cgroup.procs"
-            if ("pids" in controllers.split(",") or controllers == "") and procs.exists():
-                return [int(p) for p in procs.read_text().split()]
-    return [pid]
-
-
-def _read(path: str) -> str | None:
-    try:
-        return Path(path).read_text()
-    except OSError:
-        return None
-
-
-def _link(path: str) -> str | None:
-    try:
-        return os.readlink(path)
-    except OSError:
-        return None
-
-
-def pss_mb(pids: list[int]) -> float:
-    """Sum of Pss over `pids` (from /proc/PID/smaps_rollup), in MB."""
-    total_kb = 0
-    for pid in pids:
-        text = _read(f"/proc/{pid}/smaps_rollup") or ""
-        for line in text.splitlines():
-            if line.startswith("Pss:"):
-                total_kb += int(line.split()[1])
-                break
-    return total_kb / 1024
-
-
-@dataclass
-class Slot:
-    """One worker slot now: its `grader worker` tree and its zygote container(s)."""
-
-    worker: int
-    tree: list[int]
-    containers: list[dict[str, Any]]
-
-    @property
-    def pids(self) -> list[int]:
-        """Every process of the slot, on the host and in its containers."""
-        return sorted({*self.tree, *(p for c in self.containers for p in c["pids"])})
-
-
-def slots(svc: Service) -> list[Slot]:
-    """The service's slots: each worker's process tree and the zygote containers whose owner is in it."""
-    parents = _ppids()
-    containers = zygote_containers()
-    found = []
-    for child in svc.workers:
-        tree = process_tree(child.process.pid, parents)
-        found.append(Slot(child.process.pid, tree, [c for c in containers if c["owner"] in tree]))
-    return found
-
-
-def resources(svc: Service) -> dict[str, int]:
-    """Counts of what the slots hold now (the figures whose growth the issue asks about)."""
-    current = slots(svc)
-    pids = [p for s in current for p in s.pids]
-    fds = sum(len(os.listdir(f"/proc/{p}/fd")) for p in pids if os.path.isdir(f"/proc/{p}/fd"))
-    # The host's mount namespace (the worker trees live in it) changes with everyone's containers: not counted.
-    host_mnt = _link("/proc/self/ns/mnt")
-    mount_namespaces: dict[str, int] = {}
-    netns, cgroups = set(), set()
-    for pid in pids:
-        mnt = _link(f"/proc/{pid}/ns/mnt")
-        if mnt and mnt != host_mnt and mnt not in mount_namespaces:
-            mount_namespaces[mnt] = len((_read(f"/proc/{pid}/mountinfo") or "").splitlines())
-        net = _link(f"/proc/{pid}/ns/net")
-        if net:
-            netns.add(net)
-        cgroups.update((_read(f"/proc/{pid}/cgroup") or "").splitlines())
-    machine_netns = {_link(f"/proc/{e}/ns/net") for e in os.listdir("/proc") if e.isdigit()} - {None}
-    return {"fds": fds, "processes": len(pids), "mounts": sum(mount_namespaces.values()),
-            "mount_namespaces": len(mount_namespaces), "netns": len(netns), "cgroups": len(cgroups),
-            "containers": sum(len(s.containers) for s in current), "machine_netns": len(machine_netns)}
-
-
-def steady(svc: Service, timeout: float = 15.0, like: dict[str, int] | None = None) -> dict[str, int]:
-    """`resources()` once it holds still (two readings 0.5 s apart agree), or once nothing exceeds `like`."""
-    deadline = time.monotonic() + timeout
-    last = resources(svc)
-    while time.monotonic() < deadline:
-        time.sleep(0.5)
-        now = resources(svc)
-        if like is not None and all(now[k] <= like[k] for k in GROWTH_KEYS):
-            return now
-        if like is None and all(now[k] == last[k] for k in GROWTH_KEYS):
-            return now
-        last = now
-    return last
-
-
-def memory(svc: Service) -> list[dict[str, Any]]:
-    """PSS per slot (MB): the worker tree, its containers, both together."""
-    out = []
-    for slot in slots(svc):
-        container_pids = [p for c in slot.containers for p in c["pids"]]
-        out.append({"worker": slot.worker, "worker_mb": pss_mb(slot.tree), "container_mb": pss_mb(container_pids),
-                    "total_mb": pss_mb(slot.pids), "processes": len(slot.pids), "containers": len(slot.containers)})
-    return out
 
 
 # --- phases on the running service ---------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.expectations import expected_scores  # noqa: E402
+from tests.support.expectations import expected_scores  # noqa: E402
 from worker.engine.grade import grade  # noqa: E402
 from worker.engine.manifest import get_assignment  # noqa: E402
 from worker.engine.runners import make_runner  # noqa: E402

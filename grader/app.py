@@ -47,15 +47,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.url_map.converters["int"] = IdConverter  # before any route is added: every `<int:id>` is bounded
     _register_blueprints(app)
 
-    from grader import http_errors
-    from grader.auth.identity import current_user
+    from grader import http_errors, templating
 
     http_errors.register(app)
+    templating.init_app(app)  # filters and globals every page uses, whichever blueprint renders it
     from grader.cli import register_commands
 
     # `flask --app grader user list` works as Flask users expect, beside `grader user list`.
     register_commands(app.cli)
-    app.jinja_env.globals["current_user"] = current_user
     return app
 
 
@@ -63,14 +62,14 @@ def _register_blueprints(app: Flask) -> None:
     from grader import health, lms
     from grader.api import bp as api_bp
     from grader.auth.views import bp as auth_bp
-    from grader.dashboard import bp as dashboard_bp
+    from grader.instructor import bp as instructor_bp
     from grader.student import bp as student_bp
 
     app.register_blueprint(health.bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(auth_bp)
     app.register_blueprint(student_bp)
-    app.register_blueprint(dashboard_bp)
+    app.register_blueprint(instructor_bp)
     lms.init_app(app)  # LMS webhooks and LTI: blueprints, settings, signal subscriptions
 
 

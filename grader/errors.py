@@ -1,23 +1,25 @@
-"""Errors the service reports to its callers: an HTTP status, a short code and a plain detail."""
+"""Errors the service reports to its callers: a kind (the class), a short code and a plain detail.
+
+No HTTP here: the services run in CLI commands and Celery tasks too. What each kind means to a web client (its
+status code) is decided in one place, grader/http_errors.py (`status_of`); the CLI prints the detail instead.
+"""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 
 class ServiceError(Exception):
-    """A refusal with a reason; the API renders it as `{"error": code, "detail": detail}` with `status`."""
+    """A refusal with a reason: the request itself is wrong. The API renders it as `{"error": code, "detail"}`."""
 
-    status = 400
     code = "bad_request"
 
-    def __init__(self, detail: Any = None, *, code: str | None = None, status: int | None = None) -> None:
+    def __init__(self, detail: Any = None, *, code: str | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
         if code is not None:
             self.code = code
-        if status is not None:
-            self.status = status
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON error body."""
@@ -27,28 +29,65 @@ class ServiceError(Exception):
 class Unauthorized(ServiceError):
     """No valid credentials."""
 
-    status, code = 401, "unauthorized"
+    code = "unauthorized"
 
 
 class Forbidden(ServiceError):
     """Authenticated, but not allowed."""
 
-    status, code = 403, "forbidden"
+    code = "forbidden"
 
 
 class NotFound(ServiceError):
     """No such thing (or not one the caller may know about)."""
 
-    status, code = 404, "not_found"
+    code = "not_found"
+
+
+class Conflict(ServiceError):
+    """The thing exists already, or its current state does not allow what was asked."""
+
+    code = "conflict"
 
 
 class UploadRejected(ServiceError):
     """An upload that cannot be graded as sent (name, encoding, size, type)."""
 
-    status, code = 422, "invalid_upload"
+    code = "invalid_upload"
+
+
+class TooLarge(UploadRejected):
+    """An upload over GRADER_MAX_UPLOAD_BYTES."""
+
+    code = "too_large"
+
+
+class UnsupportedMedia(ServiceError):
+    """A request body of a kind the endpoint does not read (an upload that is not multipart/form-data)."""
+
+    code = "unsupported_media_type"
 
 
 class Unavailable(ServiceError):
     """A dependency (broker, database) is down; try again later."""
 
-    status, code = 503, "unavailable"
+    code = "unavailable"
+
+
+class UploadRefused(ServiceError):
+    """The course policy refuses an upload now (too early, closed, limit reached); nothing is stored.
+
+    `retry_at` is when the same upload would be accepted, where the policy knows (a cooldown's end, the release).
+    """
+
+    code = "upload_refused"
+
+    def __init__(self, detail: Any = None, *, code: str | None = None, retry_at: datetime | None = None) -> None:
+        super().__init__(detail, code=code)
+        self.retry_at = retry_at
+
+
+class CoolingDown(UploadRefused):
+    """The policy's cooldown between uploads has not passed yet: the same upload later will be accepted."""
+
+    code = "cooling_down"

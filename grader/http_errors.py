@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 from flask import Flask, Response, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
@@ -10,9 +11,37 @@ from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from grader.database import db
-from grader.errors import ServiceError
+from grader.errors import (
+    Conflict,
+    CoolingDown,
+    Forbidden,
+    NotFound,
+    ServiceError,
+    TooLarge,
+    Unauthorized,
+    Unavailable,
+    UnsupportedMedia,
+    UploadRefused,
+    UploadRejected,
+)
+from grader.models.types import utcnow
 
 log = logging.getLogger(__name__)
+
+# What each kind of service refusal is to a web client. A kind not listed here (a plain ServiceError) is a 400;
+# a subclass takes its nearest listed ancestor's status (TooLarge is an UploadRejected, but 413).
+STATUS: dict[type[ServiceError], int] = {
+    Unauthorized: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    TooLarge: 413,
+    UnsupportedMedia: 415,
+    UploadRejected: 422,
+    UploadRefused: 403,
+    CoolingDown: 429,
+    Unavailable: 503,
+}
 
 # Short codes for HTTP errors raised by Flask/Werkzeug/extensions rather than by our services.
 _CODES = {
@@ -25,6 +54,11 @@ _CODES = {
     415: "unsupported_media_type",
     429: "rate_limited",
 }
+
+
+def status_of(exc: ServiceError) -> int:
+    """The HTTP status a service refusal answers with."""
+    return next((STATUS[kind] for kind in type(exc).__mro__ if kind in STATUS), 400)
 
 
 def wants_json() -> bool:
@@ -52,8 +86,15 @@ def register(app: Flask) -> None:
     """Install the error handlers on `app`."""
 
     @app.errorhandler(ServiceError)
-    def service_error(exc: ServiceError) -> tuple[Response | str, int]:
-        return _render(exc.status, exc.code, exc.detail)
+    def service_error(exc: ServiceError) -> Response:
+        status = status_of(exc)
+        response = app.make_response(_render(status, exc.code, exc.detail))
+        retry_at = getattr(exc, "retry_at", None)
+        if retry_at is not None and status in (429, 503):
+            # A client (or a student's script) learns when to come back without parsing the detail (RFC 9110
+            # §10.2.3): whole seconds, rounded up so that a retry on the dot is never still too early.
+            response.headers["Retry-After"] = str(max(1, math.ceil((retry_at - utcnow()).total_seconds())))
+        return response
 
     @app.errorhandler(CSRFError)
     def csrf_error(exc: CSRFError) -> tuple[Response | str, int]:

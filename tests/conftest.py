@@ -23,7 +23,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.fixtures_engine import docker_ready  # noqa: F401  (engine fixture, shared by engine and corpus tests)
+from tests.support.fixtures_engine import docker_ready  # noqa: F401  (engine fixture, shared by engine and corpus tests)
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE_SOLUTION = REPO / "reference_tests" / "autograd" / "reference" / "solution.py"

@@ -6,15 +6,31 @@ The Celery app itself is the service's (`grader.celery_app.celery_init_app`); th
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from typing import Any
 
 from celery.beat import Scheduler
-from celery.signals import setup_logging, worker_process_init, worker_ready, worker_shutdown
+from celery.signals import setup_logging, worker_init, worker_process_init, worker_ready, worker_shutdown
 
 log = logging.getLogger(__name__)
 HOST_CLEANUP_INTERVAL = 600.0  # seconds between a worker's sweeps of its own host's leftovers
+
+
+@worker_init.connect
+def _freeze_before_the_pool_forks(**_: Any) -> None:
+    """What exists now (the imported modules, the apps) leaves the garbage collector's reach, before the pool
+    forks: a collection writes to every object it walks, so in the worker and in each pool process it would copy,
+    page by page, the memory they share (measured: a pool process's private memory doubled over 300 gradings)."""
+    gc.collect()
+    gc.freeze()
+
+
+@worker_process_init.connect
+def _freeze_what_the_pool_process_inherits(**_: Any) -> None:
+    """The same in a pool process, for what the worker made after `worker_init` and before forking it."""
+    gc.freeze()
 
 
 @worker_process_init.connect

@@ -34,7 +34,7 @@ from grader.services import grading
 from grader.services.assignments import apply_manifest, load_manifest
 from grader.services.storage import StorageError, store
 from worker.engine.errors import InfrastructureError
-from worker.engine.manifest import Assignment as Manifest
+from worker.engine.manifest import Manifest
 from worker.engine.result import GradeResult
 from worker.engine.runners.base import Runner
 
@@ -47,7 +47,7 @@ _runners: dict[str, Runner] = {}
 def run_engine(manifest: Manifest, files: dict[str, bytes], runner: Runner) -> GradeResult:
     """Call the grading engine (one seam, so tests can watch or replace it)."""
     from worker.engine.grade import grade
-    from worker.engine.warm import shared_judge
+    from worker.engine.judge.launch import shared_judge
 
     # The warm judge: torch and pytest are loaded once per worker process, and the next sandbox starts early.
     return grade(manifest, files, runner=runner, judge=shared_judge())
@@ -191,9 +191,9 @@ def lms_due() -> dict[str, int]:
 @shared_task(base=AppContextTask, name=names.PURGE_RECEIPTS, ignore_result=True)
 def purge_receipts() -> int:
     """Forget inbound webhook receipts older than their retention."""
-    from grader.lms import inbound
+    from grader.lms import receipts
 
-    return inbound.purge_receipts()
+    return receipts.purge_receipts()
 
 
 # --- LMS deliveries (queued by grader.lms.outbound and grader.lms.ags, by name) ----------------------------------

@@ -36,6 +36,6 @@ def authenticate() -> None:
         csrf.protect()
 
 
-from grader.api import assignments, openapi, submissions  # noqa: E402  (routes register on bp)
+from grader.api import assignments, openapi, policy, submissions  # noqa: E402  (routes register on bp)
 
-__all__ = ["assignments", "bp", "openapi", "public", "submissions"]
+__all__ = ["assignments", "bp", "openapi", "policy", "public", "submissions"]

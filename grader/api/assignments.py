@@ -5,21 +5,29 @@ from __future__ import annotations
 from typing import Any
 
 from flask import current_app, request
-from sqlalchemy import select
 
 from grader.api import bp
 from grader.api import schemas as s
 from grader.api.openapi import operation
-from grader.auth.permissions import caller, require_instructor, require_member
-from grader.database import db
+from grader.auth.permissions import caller, course_role, require_instructor, require_member
 from grader.errors import ServiceError
-from grader.models import SCORE_POLICIES, Assignment, Enrollment
+from grader.models import SCORE_POLICIES, Assignment
 from grader.services.assignments import find_assignment
+from grader.services.deadlines import course_policy, standing
+from grader.services.queries import visible_assignments
 from grader.services.scores import gradebook
 
 
 def _describe(assignment: Assignment) -> dict[str, Any]:
-    return {**assignment.summary(), "max_upload_bytes": current_app.config["GRADER_MAX_UPLOAD_BYTES"]}
+    """The assignment, with the policy in force for the caller (a student's own, extension included)."""
+    user = caller()
+    doc = {**assignment.summary(), "max_upload_bytes": current_app.config["GRADER_MAX_UPLOAD_BYTES"]}
+    if course_role(user, assignment.course) == "student":
+        doc["standing"] = standing(assignment, user.id)
+        doc["policy"] = doc["standing"]["policy"]
+    else:
+        doc["policy"] = course_policy(assignment).to_dict()
+    return doc
 
 
 @bp.get("/me")
@@ -42,12 +50,7 @@ def me() -> dict[str, Any]:
 def list_assignments() -> dict[str, Any]:
     """Assignments of the caller's courses (every assignment for admins)."""
     user = caller()
-    query = select(Assignment).order_by(Assignment.slug)
-    if not user.is_admin:
-        query = query.join(Enrollment, Enrollment.course_id == Assignment.course_id).where(
-            Enrollment.user_id == user.id
-        )
-    return {"assignments": [_describe(a) for a in db.session.scalars(query)]}
+    return {"assignments": [_describe(a) for a in visible_assignments(user)]}
 
 
 @bp.get("/assignments/<assignment_id>")

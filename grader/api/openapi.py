@@ -46,7 +46,7 @@ def refuse_invalid(code: str = "invalid_request") -> Callable[..., None]:
         if error is not None:
             errors = error.errors()  # type: ignore[attr-defined]
             problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors]
-            raise ServiceError("; ".join(problems), code=code, status=400)
+            raise ServiceError("; ".join(problems), code=code)
 
     return hook
 
@@ -68,14 +68,14 @@ spec = SpecTree(
 
 def operation(tag: str, operation_id: str, ok: dict[int, type[BaseModel] | None], errors: Iterable[int] = (),
               query: type[BaseModel] | None = None, skip_validation: bool = False,
-              invalid_code: str = "invalid_request") -> Callable[[Any], Any]:
-    """Declare a view's operation: its tag, operationId, success bodies, refusals and query model.
+              invalid_code: str = "invalid_request", body: type[BaseModel] | None = None) -> Callable[[Any], Any]:
+    """Declare a view's operation: its tag, operationId, success bodies, refusals, query and JSON body models.
 
-    An invalid query string is a 400 with error `invalid_code`.
+    An invalid query string or body is a 400 with error `invalid_code`.
     """
     statuses: dict[str, Any] = {f"HTTP_{code}": model for code, model in ok.items()}
     statuses.update({f"HTTP_{code}": (Error, ERROR_MEANINGS[code]) for code in errors})
-    return spec.validate(query=query, resp=Response(**statuses), tags=[tag], operation_id=operation_id,
+    return spec.validate(query=query, json=body, resp=Response(**statuses), tags=[tag], operation_id=operation_id,
                          skip_validation=skip_validation, before=refuse_invalid(invalid_code))
 
 

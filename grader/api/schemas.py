@@ -12,6 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 Visibility = Literal["visible", "hidden", "after_due_date"]
 TestStatus = Literal["passed", "failed", "error", "timeout", "memory", "crashed", "hidden"]
+SubmissionStatus = Literal["queued", "running", "graded", "error"]
+# A worker may pick an upload up (or even finish it) before the 202 is written: the answer to an upload says
+# where the submission is now, and "queued" is only the usual case.
+ACCEPTED_STATUS = "Where it is now: usually `queued`; `running` or `graded` when a worker was faster than this answer"
 
 
 class Model(BaseModel):
@@ -73,6 +77,107 @@ class Assignment(Model):
     version: int
     deliverables: list[DeliverableInfo]
     max_upload_bytes: int
+    policy: PolicyDoc = Field(description="The course policy in force (the caller's own, extension included)")
+    standing: Standing | None = Field(default=None, description="Students: where the caller stands")
+
+
+class LateStepDoc(Model):
+    """Work until `until` earns `credit` percent."""
+
+    until: str | None
+    credit: float
+
+
+class PolicyDoc(Model):
+    """Release, due date, late steps, hard close and limits (times ISO 8601 UTC; null: none)."""
+
+    release: str | None
+    due: str | None
+    late_steps: list[LateStepDoc]
+    hard_close: str | None
+    max_submissions: int | None
+    cooldown_seconds: int | None
+    max_grace_days: int | None
+
+
+class GraceDays(Model):
+    """The course's grace-day budget and what the student has spent."""
+
+    budget: int
+    spent: int
+    left: int
+    spent_here: int
+
+
+class Standing(Model):
+    """Where a student stands: may they upload now, at what credit, how many submissions are left."""
+
+    policy: PolicyDoc
+    extended: bool
+    extension_reason: str
+    can_upload: bool
+    refusal: Literal["not_released", "closed", "limit_reached", "cooling_down"] | None
+    message: str
+    credit_now: float | None
+    late_now: bool
+    submissions_used: int
+    submissions_left: int | None
+    next_upload_at: str | None
+    grace_days: GraceDays | None
+    results_visible: bool
+
+
+class PolicyOverride(BaseModel):
+    """The offering's override of the manifest's policy: every field replaces the manifest's (blank or
+    absent: the manifest's value). Naive dates are UTC."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    release: str | None = None
+    due: str | None = None
+    late_penalty_per_day: float | None = Field(default=None, ge=0, le=100)
+    late_days: int | None = Field(default=None, ge=0, le=3650)
+    late_steps: list[dict[str, Any]] | None = None
+    hard_close: str | None = None
+    max_submissions: int | None = Field(default=None, ge=0, le=1_000_000)
+    cooldown_minutes: float | None = Field(default=None, ge=0, le=525_600)
+    max_grace_days: int | None = Field(default=None, ge=0, le=3650)
+
+
+class ExtensionRequest(BaseModel):
+    """Give one student a new due date, or a number of extra days after the offering's due date."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: str = Field(min_length=3, max_length=254)
+    due: str | None = Field(default=None, max_length=64)
+    days: float | None = Field(default=None, gt=0, le=3650)
+    reason: str = Field(default="", max_length=500)
+
+
+class ExtensionDoc(Model):
+    """A student's own due date."""
+
+    email: str
+    due: str
+    reason: str
+
+
+class ExtensionList(Model):
+    """The extensions of an assignment."""
+
+    extensions: list[ExtensionDoc]
+
+
+class PolicyInForce(Model):
+    """The course policy of an assignment: in force, from the manifest, the override, and the extensions."""
+
+    assignment: str
+    policy: PolicyDoc
+    manifest: dict[str, Any]
+    override: dict[str, Any] | None
+    grace_days: int
+    extensions: list[ExtensionDoc]
 
 
 class AssignmentList(Model):
@@ -85,7 +190,7 @@ class Queued(Model):
     """An accepted upload, waiting for a worker."""
 
     id: int
-    status: Literal["queued"]
+    status: SubmissionStatus = Field(description=ACCEPTED_STATUS)
     url: str = Field(description="Where to poll the submission (also the `Location` header)")
     queue_position: int | None = Field(default=None, description="1 means next")
 
@@ -123,8 +228,8 @@ class TestResultDoc(Model):
 
     name: str
     status: TestStatus
-    score: float
-    max_score: float
+    score: float | None = Field(description="null for an after-due-date test before the due date")
+    max_score: float | None = Field(description="null for an after-due-date test before the due date")
     visibility: Visibility
     output: str
 
@@ -139,13 +244,22 @@ class DeliverableResultDoc(Model):
     tests: list[TestResultDoc]
 
 
+class LateDoc(Model):
+    """The lateness decided at upload time."""
+
+    late: bool
+    late_seconds: int
+    grace_days_used: int
+    credit: float = Field(description="Percent of the score that counts")
+
+
 class Submission(Model):
     """A submission's status (queue position while queued) and, once graded, its result."""
 
     id: int
     url: str
     assignment: str
-    status: Literal["queued", "running", "graded", "error"]
+    status: SubmissionStatus
     submitted_at: str
     file: FileInfo
     user: SubmitterInfo
@@ -156,6 +270,10 @@ class Submission(Model):
     message: str | None = None
     execution_time: float | None = None
     deliverables: list[DeliverableResultDoc] | None = None
+    late: LateDoc
+    counted_score: float | None = Field(default=None, description="score times late credit: what counts")
+    withheld: bool | None = Field(default=None, description="More points are graded after the due date")
+    full_max_score: float | None = None
 
 
 class SubmissionList(Model):
@@ -173,7 +291,11 @@ class StudentScores(Model):
     submissions: int
     submission_id: int | None
     submitted_at: str | None
-    score: float | None
+    score: float | None = Field(description="The counted score: raw score times late credit")
+    raw_score: float | None
+    late_penalty: float | None
+    credit: float | None
+    late_seconds: int | None
     max_score: float
     deliverables: dict[str, float | None]
 
@@ -186,6 +308,7 @@ class Scores(Model):
     version: int
     policy: Literal["latest", "best"]
     max_score: float
+    late_work: bool
     deliverables: list[DeliverableInfo]
     students: list[StudentScores]
 
@@ -229,4 +352,4 @@ class InboundQueued(Model):
     """The LMS's submission, queued."""
 
     id: int
-    status: Literal["queued"]
+    status: SubmissionStatus = Field(description=ACCEPTED_STATUS)

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app, request
-from sqlalchemy import select
+from flask import current_app, request, url_for
 
 from grader.api import bp
 from grader.api import schemas as s
 from grader.api.openapi import operation
 from grader.auth.permissions import caller, course_role, require_member, submission_access
-from grader.errors import ServiceError
-from grader.extensions import db, limiter
-from grader.models import Submission, User
+from grader.errors import UnsupportedMedia
+from grader.extensions import limiter
+from grader.models import Submission
 from grader.services.assignments import find_assignment
+from grader.services.queries import assignment_submissions
 from grader.services.submissions import describe, find_submission, single_file, submit
 
 
@@ -22,14 +22,15 @@ def _upload_rate() -> str:
     return current_app.config["GRADER_UPLOAD_RATE_LIMIT"]
 
 
+def submission_url(submission: Submission) -> str:
+    """Where the API serves `submission`: its document's `url` and the upload answer's Location."""
+    return url_for("api.get_submission", submission_id=submission.id, _external=True)
+
+
 def read_upload() -> tuple[str, bytes]:
-    """(client's file name, bytes) of the single multipart field `file`, or a 400/415 ServiceError."""
+    """(client's file name, bytes) of the single multipart field `file`; UnsupportedMedia unless multipart."""
     if request.mimetype != "multipart/form-data":
-        raise ServiceError(
-            f"send multipart/form-data with a field 'file', not {request.mimetype or 'no body'}",
-            code="unsupported_media_type",
-            status=415,
-        )
+        raise UnsupportedMedia(f"send multipart/form-data with a field 'file', not {request.mimetype or 'no body'}")
     upload = single_file(request.files.getlist("file"))
     # Read one byte past the limit: enough to tell "too large" without holding more than that.
     data = upload.stream.read(int(current_app.config["GRADER_MAX_UPLOAD_BYTES"]) + 1)
@@ -46,7 +47,7 @@ def create_submission(assignment_id: str) -> tuple[dict[str, Any], int, dict[str
     require_member(user, assignment.course)
     name, data = read_upload()
     submission = submit(user, assignment, name, data)
-    doc = describe(submission, "owner")
+    doc = describe(submission, "owner", submission_url(submission))
     body = {"id": submission.id, "status": submission.status, "url": doc["url"]}
     if "queue_position" in doc:
         body["queue_position"] = doc["queue_position"]
@@ -59,7 +60,7 @@ def get_submission(submission_id: int) -> dict[str, Any]:
     """A submission's status (queue position while queued) and, once graded, its result."""
     user = caller()
     submission = find_submission(submission_id)
-    return describe(submission, submission_access(user, submission))
+    return describe(submission, submission_access(user, submission), submission_url(submission))
 
 
 @bp.get("/assignments/<assignment_id>/submissions")
@@ -69,14 +70,9 @@ def list_submissions(assignment_id: str) -> dict[str, Any]:
     user = caller()
     assignment = find_assignment(assignment_id)
     require_member(user, assignment.course)
-    query = (
-        select(Submission)
-        .where(Submission.assignment_id == assignment.id)
-        .order_by(Submission.created_at.desc(), Submission.id.desc())
-    )
     access = "instructor" if course_role(user, assignment.course) == "instructor" else "owner"
     if access == "owner":
-        query = query.where(Submission.user_id == user.id)
-    elif request.args.get("email"):
-        query = query.join(User, User.id == Submission.user_id).where(User.email == request.args["email"].lower())
-    return {"submissions": [describe(s, access) for s in db.session.scalars(query)]}
+        found = assignment_submissions(assignment.id, user_id=user.id)
+    else:
+        found = assignment_submissions(assignment.id, email=request.args.get("email"))
+    return {"submissions": [describe(s, access, submission_url(s)) for s in found]}

@@ -6,14 +6,13 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_wtf import FlaskForm
-from sqlalchemy import select
 from werkzeug.wrappers import Response
 from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired
 
 from grader.auth.identity import login_user, logout_user
-from grader.extensions import db, limiter
-from grader.models import User
+from grader.extensions import limiter
+from grader.services.accounts import user_with_email
 
 bp = Blueprint("auth", __name__)
 
@@ -48,7 +47,7 @@ def login() -> str | Response:
     form = LoginForm()
     if form.validate_on_submit():
         email = (form.email.data or "").strip().lower()
-        user = db.session.scalar(select(User).where(User.email == email))
+        user = user_with_email(email)
         if user is not None and user.check_password(form.password.data or ""):
             login_user(user)
             return redirect(safe_next(request.args.get("next")))

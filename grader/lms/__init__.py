@@ -1,5 +1,6 @@
-"""LMS integration: signed webhooks in (`inbound`) and out (`outbound`), LTI 1.3 launch (`lti`) and grade
-passback (`ags`), the instructor's delivery log (`views`) and `grader lms` (`cli`).
+"""LMS integration: signed webhooks in (`inbound`, its replay records in `receipts`) and out (`outbound`), LTI
+1.3 launch (`lti`, what a launch records in `launches`) and grade passback (`ags`), the instructor's delivery log
+(`views`); the `grader lms` commands are in grader/cli/lms.py.
 
 `init_app(app)` is the one call the app factory makes: settings, blueprints, and the subscriptions to the
 service's "submission graded/failed" signals.

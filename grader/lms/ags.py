@@ -2,8 +2,10 @@
 
 One `LtiScore` row per (line item, graded run) makes the publication idempotent; the Celery task claims each
 attempt like outbound deliveries do and retries on the same `GRADER_LMS_RETRY_DELAYS` schedule. What is
-published is the score that counts in our gradebook (the assignment's latest/best policy) at publishing time,
-stamped with that time, so a late retry never overwrites a newer score with an older one.
+published is the score that counts in our gradebook (the assignment's latest/best policy, times the late
+credit) at publishing time, stamped with that time, so a late retry never overwrites a newer score with an
+older one. A result with after-due-date tests waits for the student's due date (the periodic `send_due`
+sends it then), so the LMS never shows points the student's own pages still withhold.
 """
 
 from __future__ import annotations
@@ -25,9 +27,11 @@ from grader.database import db
 from grader.lms import settings
 from grader.lms.crypto import SecretUnreadable
 from grader.lms.lti_conf import http_session, to_registration
+from grader.lms.retries import held_back, pending_due, requeue
 from grader.models import GradingRun, utcnow
 from grader.models.lms import LtiIdentity, LtiLineItem, LtiScore
-from grader.services.scores import counted_runs
+from grader.services.deadlines import withheld_until
+from grader.services.scores import counted, counted_runs
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +43,8 @@ def create_scores(run_id: int) -> list[int]:
         return []
     submission = run.submission
     created = []
+    # Held from the start where it must wait for the student's due date, so no poll finds it due before.
+    wait = withheld_until(submission, run.result)
     items = db.session.scalars(select(LtiLineItem).where(LtiLineItem.assignment_id == submission.assignment_id))
     for item in items:
         identity = db.session.scalar(
@@ -53,7 +59,8 @@ def create_scores(run_id: int) -> list[int]:
             select(LtiScore.id).where(LtiScore.line_item_id == item.id, LtiScore.run_id == run.id)
         )
         if exists is None:
-            score = LtiScore(line_item=item, user_id=submission.user_id, run_id=run.id)
+            score = LtiScore(line_item=item, user_id=submission.user_id, run_id=run.id,
+                             next_attempt_at=wait or utcnow())
             db.session.add(score)
             db.session.flush()
             created.append(score.id)
@@ -81,7 +88,7 @@ def score_document(score: LtiScore, sub: str) -> dict[str, Any]:
     assert run is not None
     grade = (
         Grade()
-        .set_score_given(float(run.score or 0.0))
+        .set_score_given(float(counted(run.submission, run) or 0.0))
         .set_score_maximum(float(run.max_score if run.max_score is not None else assignment.max_score))
         .set_activity_progress("Completed")
         .set_grading_progress("FullyGraded")
@@ -93,6 +100,9 @@ def score_document(score: LtiScore, sub: str) -> dict[str, Any]:
 
 def attempt(score_id: int, expected_attempts: int) -> float | None:
     """Publish once if still due; returns the delay before a retry, or None when done (sent or given up)."""
+    pending = db.session.get(LtiScore, score_id)
+    if pending is not None and pending.status == "pending" and held_back(pending):
+        return None  # an extension moved the student's due date since: it waits for the new one
     claimed = db.session.execute(
         update(LtiScore)
         .where(LtiScore.id == score_id, LtiScore.status == "pending", LtiScore.attempts == expected_attempts)
@@ -152,15 +162,7 @@ def publish(score_id: int, expected_attempts: int = 0) -> None:
 def send_due(republish_after: float = 300.0) -> int:
     """Queue every pending publication whose next attempt is due (the periodic poll); how many."""
     now = utcnow()
-    rows = db.session.scalars(
-        select(LtiScore).where(LtiScore.status == "pending", LtiScore.next_attempt_at <= now)
-    ).all()
-    for score in rows:
-        score.next_attempt_at = now + timedelta(seconds=republish_after)
-    db.session.commit()
-    for score in rows:
-        enqueue(score.id, score.attempts)
-    return len(rows)
+    return requeue(pending_due(LtiScore, now), now + timedelta(seconds=republish_after), enqueue)
 
 
 def sweep(grace: float = 300.0) -> int:
@@ -170,12 +172,7 @@ def sweep(grace: float = 300.0) -> int:
     rows = db.session.scalars(
         select(LtiScore).where(LtiScore.status == "pending", LtiScore.next_attempt_at < late)
     ).all()
-    for score in rows:
-        score.next_attempt_at = utcnow()
-    db.session.commit()
-    for score in rows:
-        enqueue(score.id, score.attempts)
-    return len(rows)
+    return requeue(rows, utcnow(), enqueue)
 
 
 def on_graded(app: Any, submission_id: int, run_id: int, published: bool = True, **_: Any) -> None:
@@ -183,4 +180,7 @@ def on_graded(app: Any, submission_id: int, run_id: int, published: bool = True,
     if not published:
         return
     for score_id in create_scores(run_id):
+        score = db.session.get(LtiScore, score_id)
+        if score is not None and score.next_attempt_at and score.next_attempt_at > utcnow():
+            continue  # withheld until the student's due date: `send_due` publishes it then
         enqueue(score_id, 0)

@@ -15,11 +15,12 @@ from sqlalchemy import select
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from grader.database import db
-from grader.errors import NotFound, ServiceError, Unauthorized
+from grader.errors import Conflict, NotFound, ServiceError, Unauthorized
 from grader.lms import settings
 from grader.lms.crypto import decrypt, encrypt, new_webhook_secret
-from grader.models import Course, utcnow
+from grader.models import utcnow
 from grader.models.lms import LmsIntegration
+from grader.services.accounts import course_with_code
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -63,11 +64,11 @@ def add_integration(
     """Register integration `name` for course `course_code`; returns it and its two new secrets."""
     if not NAME_RE.match(name):
         raise ServiceError("an integration name is 1-64 letters, digits, '.', '_' or '-'", code="bad_name")
-    course = db.session.scalar(select(Course).where(Course.code == course_code))
+    course = course_with_code(course_code)
     if course is None:
         raise NotFound(f"no course {course_code!r}")
     if db.session.scalar(select(LmsIntegration.id).where(LmsIntegration.name == name)) is not None:
-        raise ServiceError(f"an LMS integration named {name!r} already exists", code="exists", status=409)
+        raise Conflict(f"an LMS integration named {name!r} already exists", code="exists")
     fresh = NewSecrets(new_webhook_secret(), new_webhook_secret())
     integration = LmsIntegration(
         name=name,

@@ -2,7 +2,7 @@
 
 The launch logs the platform user in (created or matched by the platform's `sub`, then by email), enrolls them
 in the deployment's course with the role their LTI roles give, and remembers the AGS line item so scores can
-be published back after grading (`grader.lms.ags`).
+be published back after grading (`grader.lms.ags`); what it records is `grader.lms.launches`.
 """
 
 from __future__ import annotations
@@ -13,24 +13,17 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, render_template, url_for
 from pylti1p3.contrib.flask import FlaskMessageLaunch, FlaskOIDCLogin, FlaskRequest
 from pylti1p3.exception import LtiException, OIDCException
-from sqlalchemy import select
 
 from grader.auth.identity import login_user
-from grader.extensions import csrf, db
+from grader.extensions import csrf
+from grader.lms.launches import CLAIM, record_launch
 from grader.lms.lti_conf import DbLaunchDataStorage, ToolConf, find_deployment_row, http_session
-from grader.models import Assignment, User
-from grader.models.lms import LtiDeployment, LtiIdentity, LtiLineItem
-from grader.services.accounts import ensure_enrollment
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("lti", __name__, url_prefix="/lti")
 # Platforms POST here cross-site by design; the id_token's signature, state cookie and nonce protect it.
 csrf.exempt(bp)
-
-CLAIM = "https://purl.imsglobal.org/spec/lti/claim/"
-AGS_CLAIM = "https://purl.imsglobal.org/spec/lti-ags/claim/endpoint"
-SCORE_SCOPE = "https://purl.imsglobal.org/spec/lti-ags/scope/score"
 
 
 def _error(message: str, status: int = 400) -> tuple[str, int]:
@@ -69,12 +62,7 @@ def launch() -> Any:
         if (message.check_teacher_access() or message.check_teaching_assistant_access())
         else "student"
     )
-    user = _user(deployment, data)
-    _enroll(user, deployment, role)
-    assignment = _assignment(deployment, data)
-    if assignment is not None:
-        _remember_line_item(deployment, assignment, data)
-    db.session.commit()
+    user, assignment = record_launch(deployment, data, role)
     login_user(user)
     return render_template(
         "lms/launched.html", user=user, course=deployment.course, role=role, assignment=assignment
@@ -85,58 +73,3 @@ def launch() -> Any:
 def jwks() -> Response:
     """The tool's public keys (JWKS), for platforms verifying our service-token client assertions."""
     return jsonify(ToolConf().get_jwks())
-
-
-def _user(deployment: LtiDeployment, data: dict[str, Any]) -> User:
-    """The user behind the platform's `sub`: known identity, else an account with the same email, else new."""
-    sub = str(data["sub"])
-    identity = db.session.scalar(
-        select(LtiIdentity).where(
-            LtiIdentity.registration_id == deployment.registration_id, LtiIdentity.sub == sub
-        )
-    )
-    if identity is not None:
-        return identity.user
-    email = str(data.get("email") or "").strip().lower()
-    # The platform is registered by an administrator and signs the claim: its email is trusted for linking.
-    user = db.session.scalar(select(User).where(User.email == email)) if email else None
-    if user is None:
-        host = deployment.registration.issuer.split("//")[-1].split("/")[0].split(":")[0] or "lti"
-        user = User(email=email or f"{sub}@{host}.lti.invalid", name=str(data.get("name") or "")[:200])
-        db.session.add(user)
-    db.session.add(LtiIdentity(registration_id=deployment.registration_id, sub=sub, user=user))
-    db.session.flush()
-    return user
-
-
-def _enroll(user: User, deployment: LtiDeployment, role: str) -> None:
-    """Enroll in the deployment's course; the platform is authoritative for the course role on each launch."""
-    ensure_enrollment(user, deployment.course, role)
-
-
-def _assignment(deployment: LtiDeployment, data: dict[str, Any]) -> Assignment | None:
-    """The assignment this link opens: custom parameter `assignment`, else the course's only assignment."""
-    custom = data.get(CLAIM + "custom") or {}
-    slug = custom.get("assignment") if isinstance(custom, dict) else None
-    query = select(Assignment).where(Assignment.course_id == deployment.course_id)
-    if slug:
-        return db.session.scalar(query.where(Assignment.slug == str(slug)))
-    rows = db.session.scalars(query.limit(2)).all()
-    return rows[0] if len(rows) == 1 else None
-
-
-def _remember_line_item(deployment: LtiDeployment, assignment: Assignment, data: dict[str, Any]) -> None:
-    """Remember the launch's AGS line item (if it grants the score scope) for this assignment's scores."""
-    endpoint = data.get(AGS_CLAIM) or {}
-    url, scopes = endpoint.get("lineitem"), list(endpoint.get("scope") or [])
-    if not url or SCORE_SCOPE not in scopes:
-        return
-    item = db.session.scalar(
-        select(LtiLineItem).where(LtiLineItem.deployment_id == deployment.id, LtiLineItem.url == url)
-    )
-    if item is None:
-        item = LtiLineItem(deployment_id=deployment.id, url=url)
-        db.session.add(item)
-    item.assignment_id, item.scopes, item.lineitems_url = assignment.id, scopes, endpoint.get("lineitems")
-    item.context_id = (data.get(CLAIM + "context") or {}).get("id")
-    item.resource_link_id = (data.get(CLAIM + "resource_link") or {}).get("id")

@@ -23,8 +23,9 @@ from grader.database import db
 from grader.errors import NotFound, ServiceError
 from grader.lms import settings
 from grader.lms.crypto import decrypt, encrypt
-from grader.models import Course, utcnow
+from grader.models import utcnow
 from grader.models.lms import LtiDeployment, LtiLaunchData, LtiRegistration
+from grader.services.accounts import course_with_code
 
 
 class TimeoutSession(requests.Session):
@@ -194,7 +195,7 @@ def add_registration(
     ):
         if not url.startswith(("https://", "http://")):
             raise ServiceError(f"the {label} must be an http(s) URL, not {url!r}", code="bad_url")
-    course = db.session.scalar(select(Course).where(Course.code == course_code))
+    course = course_with_code(course_code)
     if course is None:
         raise NotFound(f"no course {course_code!r}")
     row = db.session.scalar(

@@ -20,11 +20,15 @@ from sqlalchemy import or_, select, update
 
 from grader.celery_app import DELIVER_EVENT, send
 from grader.database import db
+from grader.errors import NotFound
 from grader.lms import settings
 from grader.lms.crypto import SecretUnreadable
 from grader.lms.integrations import sign_outbound
+from grader.lms.retries import held_back, pending_due, requeue
 from grader.models import GradingRun, Submission, utcnow
 from grader.models.lms import LmsDelivery, LmsDeliveryAttempt, LmsIntegration
+from grader.services.deadlines import withheld_until
+from worker.engine.policy import counted_score
 
 log = logging.getLogger(__name__)
 USER_AGENT = "grader-webhooks/1"
@@ -50,7 +54,11 @@ def event_document(event_type: str, run: GradingRun, when: datetime) -> dict[str
             "assignment": submission.assignment.slug,
             "course": submission.assignment.course.code,
             "status": run.status,
-            "score": run.score,
+            # The counted score (raw times the late credit decided at upload), with the raw one beside it.
+            "score": counted_score(run.score, submission.credit),
+            "raw_score": run.score,
+            "credit": submission.credit,
+            "late_seconds": submission.late_seconds,
             "max_score": run.max_score if run.max_score is not None else submission.assignment.max_score,
             "deliverables": deliverables,
             "message": run.message or "",
@@ -76,6 +84,9 @@ def create_deliveries(event_type: str, run_id: int) -> list[int]:
     ).all()
     created = []
     now = utcnow()
+    # A result with after-due-date tests leaves only once the student's due date has passed (`send_due`
+    # picks it up then): the event carries every deliverable's score.
+    wait = withheld_until(run.submission, run.result)
     for integration in integrations:
         exists = db.session.scalar(
             select(LmsDelivery.id).where(
@@ -92,7 +103,7 @@ def create_deliveries(event_type: str, run_id: int) -> list[int]:
             event_type=event_type,
             submission_id=run.submission_id,
             run_id=run.id,
-            next_attempt_at=now,
+            next_attempt_at=wait or now,
             payload=json.dumps(event_document(event_type, run, now), separators=(",", ":")),
         )
         db.session.add(delivery)
@@ -121,6 +132,9 @@ def attempt(delivery_id: int, expected_attempts: int) -> float | None:
     The conditional UPDATE claims the attempt: only a delivery still `pending` with exactly
     `expected_attempts` behind it is taken, so a duplicate or superseded task message does nothing.
     """
+    pending = db.session.get(LmsDelivery, delivery_id)
+    if pending is not None and pending.status == "pending" and held_back(pending):
+        return None  # an extension moved the student's due date since: it waits for the new one
     claimed = db.session.execute(
         update(LmsDelivery)
         .where(
@@ -223,6 +237,24 @@ def deliver(delivery_id: int, expected_attempts: int = 0) -> None:
             enqueue(delivery_id, delivery.attempts, countdown=delay)
 
 
+def recent_deliveries(integration: LmsIntegration, limit: int) -> list[LmsDelivery]:
+    """The integration's newest deliveries, newest first (the delivery log page)."""
+    return list(db.session.scalars(
+        select(LmsDelivery)
+        .where(LmsDelivery.integration_id == integration.id)
+        .order_by(LmsDelivery.created_at.desc(), LmsDelivery.id.desc())
+        .limit(limit)
+    ))
+
+
+def find_delivery(integration: LmsIntegration, delivery_id: int) -> LmsDelivery:
+    """The integration's delivery with this id, or NotFound (another integration's is not found either)."""
+    delivery = db.session.get(LmsDelivery, delivery_id)
+    if delivery is None or delivery.integration_id != integration.id:
+        raise NotFound(f"no delivery {delivery_id} for {integration.name}")
+    return delivery
+
+
 def redeliver(delivery: LmsDelivery) -> None:
     """Start a new round for a delivery (whatever its state): one attempt now, then the usual retries."""
     # Supersedes any scheduled attempt: that message expects the old count and no longer claims anything...
@@ -237,15 +269,7 @@ def send_due(republish_after: float = 300.0) -> int:
     seconds). The row is pushed `republish_after` seconds ahead, so a message still waiting in a busy queue is
     not sent again at each poll; a lost one is sent again after that. Returns how many were queued."""
     now = utcnow()
-    rows = db.session.scalars(
-        select(LmsDelivery).where(LmsDelivery.status == "pending", LmsDelivery.next_attempt_at <= now)
-    ).all()
-    for delivery in rows:
-        delivery.next_attempt_at = now + timedelta(seconds=republish_after)
-    db.session.commit()
-    for delivery in rows:
-        enqueue(delivery.id, delivery.attempts)
-    return len(rows)
+    return requeue(pending_due(LmsDelivery, now), now + timedelta(seconds=republish_after), enqueue)
 
 
 def sweep(grace: float = 300.0) -> int:
@@ -274,11 +298,7 @@ def sweep(grace: float = 300.0) -> int:
                     outcome="lost: the worker stopped during this attempt",
                 )
             )
-        delivery.next_attempt_at = now
-    db.session.commit()
-    for delivery in rows:
-        enqueue(delivery.id, delivery.attempts)
-    return len(rows)
+    return requeue(rows, now, enqueue)
 
 
 def on_graded(app: Any, submission_id: int, run_id: int, published: bool = True, **_: Any) -> None:
@@ -295,4 +315,7 @@ def _on_event(event_type: str, run_id: int, published: bool) -> None:
     if not published:
         return  # an unpublished regrade is not the student's result yet
     for delivery_id in create_deliveries(event_type, run_id):
+        delivery = db.session.get(LmsDelivery, delivery_id)
+        if delivery is not None and delivery.next_attempt_at and delivery.next_attempt_at > utcnow():
+            continue  # withheld until the due date
         enqueue(delivery_id, 0)

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
-from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from grader.auth.identity import auth_method
 from grader.auth.permissions import caller, require_instructor
-from grader.errors import NotFound
-from grader.extensions import csrf, db
+from grader.extensions import csrf
 from grader.lms.integrations import describe, find_integration
-from grader.lms.outbound import redeliver
-from grader.models.lms import LmsDelivery
+from grader.lms.outbound import find_delivery, recent_deliveries, redeliver
 
 bp = Blueprint("lms", __name__, url_prefix="/lms")
 # Exempt from the blanket check so API-token scripts can redeliver; browser sessions are checked below.
@@ -33,12 +30,7 @@ def deliveries(name: str) -> str:
     """The newest deliveries of integration `name`, each with its attempts (instructors of its course)."""
     integration = find_integration(name)
     require_instructor(caller(), integration.course)
-    rows = db.session.scalars(
-        select(LmsDelivery)
-        .where(LmsDelivery.integration_id == integration.id)
-        .order_by(LmsDelivery.created_at.desc(), LmsDelivery.id.desc())
-        .limit(PAGE_SIZE)
-    ).all()
+    rows = recent_deliveries(integration, PAGE_SIZE)
     return render_template(
         "lms/deliveries.html", integration=integration, info=describe(integration), deliveries=rows
     )
@@ -49,9 +41,7 @@ def redeliver_view(name: str, delivery_id: int) -> Response:
     """Send a delivery again now (same event id, so the LMS can tell it is the same event)."""
     integration = find_integration(name)
     require_instructor(caller(), integration.course)
-    delivery = db.session.get(LmsDelivery, delivery_id)
-    if delivery is None or delivery.integration_id != integration.id:
-        raise NotFound(f"no delivery {delivery_id} for {name}")
+    delivery = find_delivery(integration, delivery_id)
     redeliver(delivery)
     flash(f"Redelivery of {delivery.event_id} queued.", "info")
     return redirect(url_for("lms.deliveries", name=name))

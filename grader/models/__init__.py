@@ -15,6 +15,7 @@ from grader.models.grading import (
     SubmissionFile,
     TestResult,
 )
+from grader.models.policy import Extension
 from grader.models.types import utcnow
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "Deliverable",
     "DeliverableScore",
     "Enrollment",
+    "Extension",
     "GradingRun",
     "Submission",
     "SubmissionFile",

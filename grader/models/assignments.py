@@ -43,6 +43,10 @@ class Assignment(db.Model):
     version: Mapped[int] = mapped_column(default=1)
     # Which submission of a student counts in the gradebook.
     score_policy: Mapped[str] = mapped_column(String(10), default="latest")
+    # The course policy (`worker.engine.policy` spec): the manifest's copy, and this offering's override on
+    # top of it (set from the dashboard, the API or the CLI; a key set to null clears the manifest's value).
+    policy: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    policy_override: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
@@ -60,6 +64,12 @@ class Assignment(db.Model):
     def active_deliverables(self) -> list[Deliverable]:
         """Deliverables the current manifest still has, in manifest order."""
         return [d for d in self.deliverables if d.active]
+
+    @property
+    def policy_spec(self) -> dict[str, Any]:
+        """The offering's policy: the manifest's spec with the override on top."""
+        merged = {**(self.policy or {}), **(self.policy_override or {})}
+        return {key: value for key, value in merged.items() if value is not None}
 
     def is_past_due(self, now: datetime | None = None) -> bool:
         """Whether the due date has passed (tests marked after_due_date become visible then)."""

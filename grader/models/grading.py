@@ -51,6 +51,11 @@ class Submission(db.Model):
     size: Mapped[int]
     status: Mapped[str] = mapped_column(String(10), default="queued", index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    # The lateness decision, taken at upload time by the server's clock and never recomputed, so a grade
+    # that arrives after the deadline (a queue draining late) cannot make on-time work late.
+    credit: Mapped[float] = mapped_column(Float, default=100.0)
+    late_seconds: Mapped[int] = mapped_column(default=0)
+    grace_days_used: Mapped[int] = mapped_column(default=0)
 
     user: Mapped[User] = relationship()
     assignment: Mapped[Assignment] = relationship()

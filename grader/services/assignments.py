@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 from flask import current_app
 from sqlalchemy import select
 
 from grader.database import db
-from grader.errors import NotFound
-from grader.models import Assignment, Course, Deliverable
-from worker.engine.manifest import Assignment as Manifest
-from worker.engine.manifest import default_root, discover, get_assignment
+from grader.errors import NotFound, ServiceError
+from grader.models import SCORE_POLICIES, Assignment, Course, Deliverable
+from worker.engine.manifest import Manifest, default_root, discover, get_assignment
+from worker.engine.policy import from_spec
 
 
 def assignments_root() -> Path:
@@ -49,7 +50,9 @@ def apply_manifest(assignment: Assignment, manifest: Manifest) -> bool:
     assignment.files = list(manifest.files)
     assignment.gpu = manifest.gpu
     assignment.max_score = manifest.max_score
-    assignment.due_at = manifest.due
+    assignment.policy = dict(manifest.policy)
+    # The row's due date is the offering's: the manifest's unless the override moved it.
+    assignment.due_at = effective_due(assignment)
     existing = {d.slug: d for d in assignment.deliverables}
     for position, item in enumerate(manifest.deliverables):
         row = existing.pop(item.id, None)
@@ -63,6 +66,11 @@ def apply_manifest(assignment: Assignment, manifest: Manifest) -> bool:
     return changed
 
 
+def effective_due(assignment: Assignment) -> datetime | None:
+    """The offering's due date: the manifest's, or the override's when it sets one."""
+    return from_spec(assignment.policy_spec).due
+
+
 def sync_all() -> list[tuple[Assignment, bool]]:
     """Refresh every attached assignment from disk; (assignment, version changed) for each."""
     manifests = discover(assignments_root())
@@ -74,9 +82,22 @@ def sync_all() -> list[tuple[Assignment, bool]]:
     return synced
 
 
+def all_assignments() -> list[Assignment]:
+    """Every attached assignment, by slug."""
+    return list(db.session.scalars(select(Assignment).order_by(Assignment.slug)))
+
+
 def find_assignment(slug: str) -> Assignment:
     """The attached assignment `slug`, or NotFound."""
     assignment = db.session.scalar(select(Assignment).where(Assignment.slug == slug))
     if assignment is None:
         raise NotFound(f"unknown assignment {slug!r}")
     return assignment
+
+
+def set_score_policy(assignment: Assignment, policy: str) -> None:
+    """Choose which submission counts in the gradebook ("latest" or "best"), and save it."""
+    if policy not in SCORE_POLICIES:
+        raise ServiceError(f"choose one of: {', '.join(SCORE_POLICIES)}", code="bad_policy")
+    assignment.score_policy = policy
+    db.session.commit()

@@ -10,22 +10,16 @@ from typing import Any
 from sqlalchemy import func, select
 
 from grader.database import db
-from grader.errors import ServiceError, Unavailable
+from grader.errors import Conflict, ServiceError, Unavailable
 from grader.models import FINISHED, Assignment, DeliverableScore, GradingRun, Submission, User, utcnow
 from grader.models.regrades import Regrade, RegradeItem
 from grader.services.assignments import apply_manifest, load_manifest
-from grader.services.scores import choose_counted
+from grader.services.scores import choose_counted, counted
 from grader.services.submissions import enqueue
 from grader.signals import notify, submission_graded
 from worker.engine.errors import AssignmentError, UsageError
 
 log = logging.getLogger(__name__)
-
-
-class Conflict(ServiceError):
-    """The regrade cannot do that in its current state."""
-
-    status, code = 409, "conflict"
 
 
 def start(assignment: Assignment, user: User, submission: Submission | None = None) -> Regrade:
@@ -207,8 +201,9 @@ def preview(regrade: Regrade) -> list[Change]:
                 user=user,
                 before_submission=old[0].id if old else None,
                 after_submission=new[0].id if new else None,
-                before=old[1].score if old else None,
-                after=new[1].score if new else None,
+                # Counted scores: a regrade keeps each submission's late credit (decided at upload time).
+                before=counted(*old) if old else None,
+                after=counted(*new) if new else None,
                 deliverables=[
                     (
                         d.title,

@@ -1,4 +1,6 @@
-"""The gradebook of an assignment: one row per enrolled student, a score per deliverable."""
+"""The gradebook of an assignment: one row per enrolled student, a score per deliverable, and the one rule for
+the score that counts (latest or best, times the late credit stored with the submission at upload time),
+used by the dashboard, the CSV, the API, regrades and the LMS passback."""
 
 from __future__ import annotations
 
@@ -8,6 +10,8 @@ from sqlalchemy import func, select
 
 from grader.database import db
 from grader.models import Assignment, DeliverableScore, Enrollment, GradingRun, Submission, User
+from grader.services.deadlines import course_policy as deadline_policy
+from worker.engine.policy import counted_score
 
 
 def counted_runs(assignment: Assignment, policy: str) -> dict[int, tuple[Submission, GradingRun]]:
@@ -25,13 +29,20 @@ def counted_runs(assignment: Assignment, policy: str) -> dict[int, tuple[Submiss
     return choose_counted([(submission, run) for submission, run in rows], policy)
 
 
+def counted(submission: Submission, run: GradingRun) -> float | None:
+    """The score of `run` that counts: its raw score times the submission's late credit."""
+    return counted_score(run.score, submission.credit)
+
+
 def choose_counted(pairs: list[tuple[Submission, GradingRun]], policy: str) -> dict[int, tuple[Submission, GradingRun]]:
     """The rule for which run counts, per student, among graded `pairs`: "latest" keeps the last submission,
-    "best" the highest score. Taken oldest first, so ">=" makes a tie go to the later submission."""
+    "best" the highest counted score (after any late penalty, so a late better run beats an on-time one only
+    when it is still better once penalized). Taken oldest first, so ">=" makes a tie go to the later one."""
     chosen: dict[int, tuple[Submission, GradingRun]] = {}
     for submission, run in sorted(pairs, key=lambda pair: (pair[0].created_at, pair[0].id)):
         current = chosen.get(submission.user_id)
-        if current is None or policy == "latest" or (run.score or 0.0) >= (current[1].score or 0.0):
+        if current is None or policy == "latest" or (counted(submission, run) or 0.0) >= (
+                counted(*current) or 0.0):
             chosen[submission.user_id] = (submission, run)
     return chosen
 
@@ -69,6 +80,10 @@ def gradebook(assignment: Assignment, policy: str | None = None) -> dict[str, An
             "submission_id": None,
             "submitted_at": None,
             "score": None,
+            "raw_score": None,
+            "late_penalty": None,
+            "credit": None,
+            "late_seconds": None,
             "max_score": assignment.max_score,
             "deliverables": {d.slug: None for d in deliverables},
         }
@@ -78,7 +93,11 @@ def gradebook(assignment: Assignment, policy: str | None = None) -> dict[str, An
             row.update(
                 submission_id=submission.id,
                 submitted_at=submission.created_at.isoformat(),
-                score=run.score,
+                score=counted(submission, run),
+                raw_score=run.score,
+                late_penalty=_penalty(submission, run),
+                credit=submission.credit,
+                late_seconds=submission.late_seconds,
                 max_score=run.max_score,
                 deliverables={d.slug: scores.get(d.id) for d in deliverables},
             )
@@ -89,6 +108,15 @@ def gradebook(assignment: Assignment, policy: str | None = None) -> dict[str, An
         "version": assignment.version,
         "policy": policy,
         "max_score": assignment.max_score,
+        # Whether late work can change a score here (the CSV and table then add raw and penalty columns).
+        "late_work": bool(deadline_policy(assignment).late) or any(
+            r["credit"] is not None and r["credit"] < 100 for r in rows),
         "deliverables": [{"id": d.slug, "title": d.title, "max_score": d.points} for d in deliverables],
         "students": rows,
     }
+
+
+def _penalty(submission: Submission, run: GradingRun) -> float | None:
+    """Points the late penalty took off (None when nothing is graded)."""
+    score = counted(submission, run)
+    return None if score is None or run.score is None else round(run.score - score, 4)

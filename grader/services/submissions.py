@@ -5,19 +5,21 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import current_app, url_for
+from flask import current_app
 from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 
 from grader.auth.permissions import require_member
 from grader.database import db
-from grader.errors import NotFound, ServiceError, Unavailable, UploadRejected
-from grader.models import Assignment, GradingRun, Submission, User
+from grader.errors import NotFound, ServiceError, TooLarge, Unavailable, UploadRejected
+from grader.models import Assignment, GradingRun, Submission, User, utcnow
 from grader.services.assignments import load_manifest
+from grader.services.deadlines import decide_upload, lock_student, student_policy
 from grader.services.storage import store
 from grader.signals import notify, submission_queued
 from worker.engine.errors import UsageError
 from worker.engine.grade import check_files
+from worker.engine.policy import counted_score
 from worker.engine.result import for_student
 
 log = logging.getLogger(__name__)
@@ -27,14 +29,8 @@ RESULT_FIELDS = ("score", "max_score", "message", "execution_time", "deliverable
 QUEUE_DOWN_MESSAGE = "queued; grading starts when the queue is back"
 
 
-class TooLarge(ServiceError):
-    """An uploaded file over GRADER_MAX_UPLOAD_BYTES."""
-
-    status, code = 413, "too_large"
-
-
 def single_file(files: list[Any]) -> Any:
-    """The one uploaded file of a form's `file` field, or a 400 ServiceError (none, an empty name, or two):
+    """The one uploaded file of a form's `file` field, or a ServiceError (none, an empty name, or two):
     the API and the web form refuse the same requests with the same words."""
     if len(files) != 1 or not files[0].filename:
         raise ServiceError("send exactly one file in the multipart field 'file'", code="missing_file")
@@ -70,12 +66,20 @@ def submit(user: User, assignment: Assignment, name: str, data: bytes) -> Submis
     require_member(user, assignment.course)
     check_upload(assignment, name, data)
     try:
+        # The policy is judged by the server's clock now, under a lock on the student's enrollment, and its
+        # decision is stored with the submission: grading later never changes whether it was late.
+        lock_student(assignment, user)
+        decision = decide_upload(assignment, user)
         sha256 = store().put(data)
         submission = Submission(user=user, assignment=assignment, sha256=sha256, original_name=name,
-                                size=len(data))
+                                size=len(data), credit=decision.credit, late_seconds=decision.late_seconds,
+                                grace_days_used=decision.grace_days_used)
         submission.runs.append(GradingRun(number=1, published=True, queue=assignment.queue))
         db.session.add(submission)
         db.session.commit()
+    except ServiceError:
+        db.session.rollback()  # release the lock; nothing was written
+        raise
     except DBAPIError as exc:
         db.session.rollback()
         log.error("could not store an upload: %s", exc)
@@ -112,17 +116,21 @@ def queue_position(run: GradingRun) -> int:
     return int(ahead or 0) + 1
 
 
-def describe(submission: Submission, access: str) -> dict[str, Any]:
-    """The API document of a submission, as `access` ("owner" or "instructor") may see it."""
+def describe(submission: Submission, access: str, url: str) -> dict[str, Any]:
+    """The API document of a submission, as `access` ("owner" or "instructor") may see it.
+
+    `url` is where the document lives (the caller knows its routes; a service builds no URLs).
+    """
     assignment = submission.assignment
     doc: dict[str, Any] = {
         "id": submission.id,
-        "url": url_for("api.get_submission", submission_id=submission.id, _external=True),
+        "url": url,
         "assignment": assignment.slug,
         "status": submission.status,
         "submitted_at": submission.created_at.isoformat(),
         "file": {"name": submission.original_name, "size": submission.size, "sha256": submission.sha256},
         "user": {"email": submission.user.email, "external_id": submission.user.external_id},
+        "late": late_doc(submission),
     }
     run = submission.published_run
     if run is None:
@@ -146,6 +154,23 @@ def describe(submission: Submission, access: str) -> dict[str, Any]:
     if run.status == "error":
         doc["message"] = run.message
     if run.status == "graded" and run.result is not None:
-        result = run.result if access == "instructor" else for_student(run.result, assignment.is_past_due())
+        policy = student_policy(assignment, submission.user_id)
+        visible = policy.results_visible(utcnow())
+        result = run.result if access == "instructor" else for_student(run.result, visible, policy.due is not None)
         doc.update({key: result[key] for key in RESULT_FIELDS if key in result})
+        if result.get("withheld"):
+            doc["withheld"] = True
+            doc["full_max_score"] = result.get("full_max_score")
+        # The score that counts is the raw score times the credit decided at upload time.
+        doc["counted_score"] = counted_score(doc.get("score"), submission.credit)
     return doc
+
+
+def late_doc(submission: Submission) -> dict[str, Any]:
+    """The lateness decided at upload: seconds late, grace days spent, and the credit kept."""
+    return {
+        "late": submission.late_seconds > 0,
+        "late_seconds": submission.late_seconds,
+        "grace_days_used": submission.grace_days_used,
+        "credit": submission.credit,
+    }

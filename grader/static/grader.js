@@ -6,6 +6,8 @@
    - [data-status-url]  a student's status page: polls the submission's API document until it is graded.
    - form[data-upload]  drag and drop plus the server's upload rules (name, size, UTF-8 text), checked early.
    - table[data-sortable], input[data-filter-for]: instant sort and search of the gradebook table.
+   - time[datetime], input[data-utc]: times shown, and typed, in the viewer's own timezone (the server renders
+                        and reads UTC, and says so; the UTC original stays in each time's title).
 */
 (function () {
   "use strict";
@@ -27,6 +29,63 @@
     if (n < 1024) { return n + " bytes"; }
     if (n < 1024 * 1024) { return (n / 1024).toFixed(1).replace(/\.0$/, "") + " KB"; }
     return (n / 1024 / 1024).toFixed(1).replace(/\.0$/, "") + " MB";
+  }
+
+  /* ---- times in the viewer's timezone ------------------------------------------------------------- */
+  function pad(n) { return (n < 10 ? "0" : "") + n; }
+
+  function localText(d) {
+    var zone = "";
+    try {
+      var part = new Intl.DateTimeFormat(undefined, { timeZoneName: "short" }).formatToParts(d)
+        .filter(function (p) { return p.type === "timeZoneName"; })[0];
+      zone = part ? " " + part.value : "";
+    } catch (e) { zone = ""; }
+    return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + " " +
+      pad(d.getHours()) + ":" + pad(d.getMinutes()) + zone;
+  }
+
+  function localInput(d) {  // a datetime-local value, in the viewer's timezone
+    return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + "T" +
+      pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds());
+  }
+
+  function localizeTimes(root) {
+    root.querySelectorAll("time[datetime]").forEach(function (el) {
+      if (el.hasAttribute("data-local")) { return; }
+      var d = new Date(el.getAttribute("datetime"));
+      if (isNaN(d.getTime())) { return; }
+      el.title = el.textContent;  // the server's UTC text, on hover
+      el.textContent = localText(d);
+      el.setAttribute("data-local", "");
+    });
+  }
+
+  function localizeForm(form) {
+    var fields = form.querySelectorAll("input[data-utc]");
+    if (!fields.length || form.hasAttribute("data-local")) { return; }
+    form.setAttribute("data-local", "");
+    var zone = Intl.DateTimeFormat().resolvedOptions().timeZone || "your timezone";
+    fields.forEach(function (input) {
+      if (input.value) {
+        var d = new Date(input.value.slice(0, 19) + "Z");
+        if (!isNaN(d.getTime())) { input.value = localInput(d); }
+      }
+    });
+    form.querySelectorAll("[data-zone]").forEach(function (el) { el.textContent = zone; });
+    form.addEventListener("submit", function () {
+      // The server reads these fields as UTC: send each as UTC in a hidden twin, the typed one unsent.
+      fields.forEach(function (input) {
+        if (!input.name) { return; }
+        var twin = document.createElement("input");
+        twin.type = "hidden";
+        twin.name = input.name;
+        var d = input.value ? new Date(input.value) : null;  // no offset: read in the viewer's timezone
+        twin.value = d && !isNaN(d.getTime()) ? d.toISOString().slice(0, 19) : input.value;
+        input.removeAttribute("name");
+        form.appendChild(twin);
+      });
+    });
   }
 
   /* ---- live regions --------------------------------------------------------------------------------- */
@@ -265,6 +324,8 @@
   }
 
   function enhance(root) {
+    localizeTimes(root);
+    root.querySelectorAll("form").forEach(localizeForm);
     root.querySelectorAll("table[data-sortable]").forEach(enhanceSortable);
     document.querySelectorAll("input[data-filter-for]").forEach(applyFilter);
   }

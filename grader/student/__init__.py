@@ -8,15 +8,15 @@ from typing import Any
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
-from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from grader.auth.identity import current_user
 from grader.auth.permissions import caller, course_role, submission_access
 from grader.errors import NotFound, ServiceError
-from grader.extensions import db, limiter
-from grader.models import Assignment, Enrollment, Submission
+from grader.extensions import limiter
+from grader.http_errors import status_of
 from grader.services.assignments import find_assignment
+from grader.services.queries import submissions_by, visible_assignments
 from grader.services.submissions import describe, find_submission, single_file, submit
 
 bp = Blueprint("student", __name__)
@@ -45,15 +45,8 @@ def login_required(view: Any) -> Any:
 def index() -> str:
     """The caller's assignments and their submissions, newest first."""
     user = caller()
-    query = select(Assignment).order_by(Assignment.slug)
-    if not user.is_admin:
-        query = query.join(Enrollment, Enrollment.course_id == Assignment.course_id).where(
-            Enrollment.user_id == user.id
-        )
-    assignments = db.session.scalars(query).all()
-    submissions = db.session.scalars(
-        select(Submission).where(Submission.user_id == user.id).order_by(Submission.created_at.desc())
-    ).all()
+    assignments = visible_assignments(user)
+    submissions = submissions_by(user.id)
     return render_template("student/index.html", assignments=assignments, submissions=submissions)
 
 
@@ -80,7 +73,7 @@ def upload(assignment_id: str) -> str | Response | tuple[str, int]:
             submission = submit(user, assignment, upload_file.filename or "", upload_file.read())
         except ServiceError as exc:
             flash(str(exc.detail), "error")
-            return render_template("student/upload.html", assignment=assignment, form=form), exc.status
+            return render_template("student/upload.html", assignment=assignment, form=form), status_of(exc)
         return redirect(url_for("student.submission", submission_id=submission.id))
     return render_template("student/upload.html", assignment=assignment, form=form)
 
@@ -91,5 +84,6 @@ def submission(submission_id: int) -> str:
     """A submission's status (refreshing itself while it waits) and result."""
     user = caller()
     found = find_submission(submission_id)
-    doc = describe(found, submission_access(user, found))
+    api_url = url_for("api.get_submission", submission_id=found.id, _external=True)
+    doc = describe(found, submission_access(user, found), api_url)
     return render_template("student/submission.html", submission=found, doc=doc)

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from tests.browser.a11y import audit, horizontal_overflow
 from tests.browser.conftest import LiveService
 from tests.conftest import REPO
-from tests.expectations import expected_scores
+from tests.support.expectations import expected_scores
 
 REFERENCE = REPO / "reference_tests" / "autograd" / "reference" / "solution.py"
 PARTIAL = REPO / "reference_tests" / "autograd" / "examples" / "gradient_checking_broken.py"
@@ -30,9 +30,10 @@ class Visitor:
     """One person's browser tab: logs in, screenshots and audits every page, collects script errors."""
 
     def __init__(self, browser: Any, service: LiveService, shots: Path, key: str, width: int = 1280,
-                 javascript: bool = True) -> None:
+                 javascript: bool = True, timezone: str | None = None) -> None:
+        zone = {"timezone_id": timezone} if timezone else {}
         self.context = browser.new_context(viewport={"width": width, "height": 900}, accept_downloads=True,
-                                           java_script_enabled=javascript)
+                                           java_script_enabled=javascript, **zone)
         self.page = self.context.new_page()
         self.page.set_default_timeout(60_000)  # generous: CI machines are small and busy
         self.service, self.shots, self.key = service, shots, key

@@ -1,7 +1,7 @@
 # expect: simple_gradients=0 multivariate_gradients=20 no_grad=7 zeroing_gradients=20 gradient_checking=7
 
 """Hostile: writes to the protocol channel itself (the judge's frame stream), found through the student
-server object (gc) or by scanning /proc/self/fd for a write-only pipe that is not stderr.
+server object (up the call stack, or gc) or by scanning /proc/self/fd for a write-only pipe that is not stderr.
 
 * derivative writes a well-formed frame claiming success ("ok": true, "score": 100, "status": "passed") with
   a wrong value, and patches the server so that its real reply is dropped: the judge reads the forged reply,
@@ -16,9 +16,18 @@ import gc
 import json
 import os
 import struct
+import sys
 import torch
 
 def _server():
+    # Up the call stack first (the server is the `self` of the frame that called us), then the collector's
+    # objects (a frozen heap hides it there).
+    frame = sys._getframe()
+    while frame is not None:
+        candidate = frame.f_locals.get("self")
+        if type(candidate).__name__ == "Server" and hasattr(candidate, "proto_out"):
+            return candidate
+        frame = frame.f_back
     for obj in gc.get_objects():
         if type(obj).__name__ == "Server" and hasattr(obj, "proto_out"):
             return obj

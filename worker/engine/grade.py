@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from worker.engine.errors import InfrastructureError, UsageError
-from worker.engine.manifest import Assignment
+from worker.engine.judge.launch import ColdJudge, WarmJudge
+from worker.engine.manifest import Manifest
 from worker.engine.result import DeliverableResult, GradeResult, TestResult, cap_text
 from worker.engine.runners import default_runner_name, make_runner
 from worker.engine.runners.base import Runner
-from worker.engine.warm import ColdJudge, WarmJudge
 
 MAX_FILE_BYTES = 1024 * 1024
 MAX_VERDICTS_BYTES = 4 * 1024 * 1024
@@ -21,7 +21,7 @@ MAX_VERDICTS_BYTES = 4 * 1024 * 1024
 OUTER_SLACK = 120.0
 
 
-def check_files(assignment: Assignment, files: dict[str, bytes]) -> dict[str, str]:
+def check_files(assignment: Manifest, files: dict[str, bytes]) -> dict[str, str]:
     """Validate submitted files (accepted names, size, UTF-8 text); return them decoded. Raise UsageError."""
     if not files:
         raise UsageError("no file was submitted")
@@ -41,7 +41,7 @@ def check_files(assignment: Assignment, files: dict[str, bytes]) -> dict[str, st
     return decoded
 
 
-def judge_job(assignment: Assignment, files: dict[str, str], runner: Runner, verdicts_path: Path) -> dict:
+def judge_job(assignment: Manifest, files: dict[str, str], runner: Runner, verdicts_path: Path) -> dict:
     """The JSON job handed to the judge process."""
     return {
         "assignment_path": str(assignment.path),
@@ -53,7 +53,7 @@ def judge_job(assignment: Assignment, files: dict[str, str], runner: Runner, ver
     }
 
 
-def grade(assignment: Assignment, files: dict[str, bytes], runner: Runner | None = None,
+def grade(assignment: Manifest, files: dict[str, bytes], runner: Runner | None = None,
           judge: ColdJudge | WarmJudge | None = None) -> GradeResult:
     """Grade `files` against `assignment`; InfrastructureError when the grading itself failed.
 
@@ -89,7 +89,7 @@ def _read_verdicts(verdicts_path: Path, judge: ColdJudge | WarmJudge) -> dict[st
     return verdicts
 
 
-def build_result(assignment: Assignment, verdicts: dict[str, Any]) -> GradeResult:
+def build_result(assignment: Manifest, verdicts: dict[str, Any]) -> GradeResult:
     """Scores per deliverable from the judge's verdicts; tests that did not run (skipped) are left out."""
     if verdicts.get("config_errors"):
         detail = "\n".join(str(e) for e in verdicts["config_errors"])[:3000]

@@ -7,14 +7,20 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from worker.engine.errors import AssignmentError, UsageError
+from worker.engine.policy import named_zone, parse_time, spec_from_manifest
 
 VISIBILITIES = ("visible", "hidden", "after_due_date")
 GPU_USES = ("none", "optional", "required")
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+# The sandbox's own modules (worker/sandbox), imported before any submission: a submitted file of one of these
+# names would import as ours, not as the student's (a test checks this list against the sandbox's files).
+SANDBOX_MODULES = frozenset({"wire", "student_server", "values", "jail", "seccomp_filter", "zygote", "forkready",
+                             "testprocs"})
 _FILE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}\.py$")
 
 
@@ -40,7 +46,7 @@ class Deliverable:
 
 
 @dataclass(frozen=True)
-class Assignment:
+class Manifest:
     """A loaded, validated assignment manifest."""
 
     id: str
@@ -53,6 +59,8 @@ class Assignment:
     gpu: str = "none"
     visibility: str = "visible"
     due: datetime | None = None
+    # The course policy's spec (`worker.engine.policy`): release, late steps, hard close, limits.
+    policy: dict[str, Any] = field(default_factory=dict)
 
     @property
     def module(self) -> str:
@@ -103,7 +111,7 @@ def default_root() -> Path:
     return Path(__file__).resolve().parents[2] / "reference_tests"
 
 
-def load_assignment(path: Path) -> Assignment:
+def load_assignment(path: Path) -> Manifest:
     """Read and validate `path/assignment.toml`; raise AssignmentError with a plain reason."""
     manifest = path / "assignment.toml"
     try:
@@ -118,13 +126,16 @@ def load_assignment(path: Path) -> Assignment:
         raise AssignmentError(f"{manifest}: {exc}") from exc
 
 
-def _parse(path: Path, data: dict) -> Assignment:
+def _parse(path: Path, data: dict) -> Manifest:
     assignment_id = str(data["id"])
     if not _ID_RE.match(assignment_id):
         raise ValueError(f"bad id {assignment_id!r}")
     files = tuple(str(f) for f in data.get("files", ["solution.py"]))
     if not files or not all(_FILE_RE.match(f) for f in files):
         raise ValueError(f"files must be plain .py names, got {files!r}")
+    taken = sorted(f for f in files if f.removesuffix(".py") in SANDBOX_MODULES)
+    if taken:
+        raise ValueError(f"files {taken} would be shadowed by the sandbox's own modules of that name")
     deliverables = tuple(
         Deliverable(id=str(d["id"]), title=str(d.get("title", d["id"])), points=float(d["points"]))
         for d in data["deliverables"]
@@ -144,12 +155,17 @@ def _parse(path: Path, data: dict) -> Assignment:
     visibility = str(data.get("visibility", "visible"))
     if visibility not in VISIBILITIES:
         raise ValueError(f"visibility must be one of {VISIBILITIES}")
-    due = data.get("due")
-    if isinstance(due, str):
-        due = datetime.fromisoformat(due)
-    if isinstance(due, datetime) and due.tzinfo is None:
-        due = due.replace(tzinfo=UTC)
-    return Assignment(
+    raw_policy = data.get("policy", {})
+    if not isinstance(raw_policy, dict):
+        raise ValueError("[policy] must be a table")
+    # A due date without an offset is in the policy's timezone (UTC unless it names one).
+    try:
+        zone = named_zone(raw_policy.get("timezone"))
+        due = parse_time(data["due"], zone) if data.get("due") is not None else None
+        policy = spec_from_manifest(raw_policy, due)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"policy: {exc}") from exc
+    return Manifest(
         id=assignment_id,
         title=str(data.get("title", assignment_id)),
         path=path,
@@ -160,13 +176,14 @@ def _parse(path: Path, data: dict) -> Assignment:
         gpu=gpu,
         visibility=visibility,
         due=due,
+        policy=policy,
     )
 
 
-def discover(root: Path | None = None) -> dict[str, Assignment]:
+def discover(root: Path | None = None) -> dict[str, Manifest]:
     """Every assignment under `root`, by id (folders without a manifest are ignored)."""
     root = root or default_root()
-    found: dict[str, Assignment] = {}
+    found: dict[str, Manifest] = {}
     for manifest in sorted(root.glob("*/assignment.toml")):
         assignment = load_assignment(manifest.parent)
         if assignment.id in found:
@@ -175,7 +192,7 @@ def discover(root: Path | None = None) -> dict[str, Assignment]:
     return found
 
 
-def get_assignment(assignment_id: str, root: Path | None = None) -> Assignment:
+def get_assignment(assignment_id: str, root: Path | None = None) -> Manifest:
     """The assignment with this id, or UsageError naming the ones that exist."""
     assignments = discover(root)
     if assignment_id not in assignments:

@@ -94,14 +94,45 @@ class GradeResult:
         return {d.id: d.score for d in self.deliverables}
 
 
-def for_student(result: dict[str, Any], after_due: bool) -> dict[str, Any]:
-    """A copy of a result document with hidden tests reduced to what a student may see."""
+def for_student(result: dict[str, Any], after_due: bool, withhold_points: bool = True) -> dict[str, Any]:
+    """A copy of a result document reduced to what a student may see.
+
+    A hidden test keeps its name and points but never its output. Before the due date an after-due-date
+    test shows neither output nor points, and the totals leave it out: the deliverable and overall scores
+    become "x of y visible points", `withheld` says more is graded after the due date, and the message
+    (which quotes every deliverable's score) is replaced by one that names visible points only. Without a
+    due date (`withhold_points` False) there is no "after" to wait for: such a test's detail stays hidden
+    but its points count, as a hidden test's do.
+    """
     visible = dict(result)
     visible["deliverables"] = []
+    withheld_score = withheld_max = 0.0
+    withheld = False
     for deliverable in result.get("deliverables", []):
         tests = []
+        part_score = part_max = 0.0
         for test in deliverable.get("tests", []):
-            shown = test["visibility"] == "visible" or (test["visibility"] == "after_due_date" and after_due)
-            tests.append(test if shown else {**test, "output": "", "status": "hidden"})
-        visible["deliverables"].append({**deliverable, "tests": tests})
+            if test["visibility"] == "visible" or (test["visibility"] == "after_due_date" and after_due):
+                tests.append(test)
+            elif test["visibility"] == "after_due_date" and withhold_points:
+                withheld = True
+                part_score += float(test.get("score") or 0.0)
+                part_max += float(test.get("max_score") or 0.0)
+                tests.append({**test, "output": "", "status": "hidden", "score": None, "max_score": None})
+            else:
+                tests.append({**test, "output": "", "status": "hidden"})
+        withheld_score, withheld_max = withheld_score + part_score, withheld_max + part_max
+        shown = {**deliverable, "tests": tests}
+        if part_max:
+            shown["score"] = round(float(deliverable["score"]) - part_score, 4)
+            shown["max_score"] = round(float(deliverable["max_score"]) - part_max, 4)
+        visible["deliverables"].append(shown)
+    if withheld:
+        visible["score"] = round(float(result.get("score") or 0.0) - withheld_score, 4)
+        visible["max_score"] = round(float(result.get("max_score") or 0.0) - withheld_max, 4)
+        visible["withheld"] = True
+        visible["full_max_score"] = result.get("max_score")
+        if result.get("status") == "graded":
+            visible["message"] = (f"{visible['score']:g} of {visible['max_score']:g} visible points; "
+                                  "more is graded after the due date.")
     return visible

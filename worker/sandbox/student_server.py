@@ -8,10 +8,9 @@ per call, and fd 1 is pointed at stderr so stray writes cannot corrupt a frame b
 
 from __future__ import annotations
 
+import gc
 import importlib
 import io
-import math
-import numbers
 import os
 import resource
 import signal
@@ -21,7 +20,9 @@ import warnings
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import values
 import wire
+from testprocs import TestProcesses
 
 WORK_DIR = os.getcwd()
 OUTPUT_LIMIT = int(os.environ.get("GRADER_OUTPUT_LIMIT", "16384"))
@@ -55,17 +56,17 @@ class CappedOutput(io.TextIOBase):
         return body + (f"\n… [{self.dropped} more characters of output dropped]" if self.dropped else "")
 
 
-class Server:
-    """Reads request frames, runs them, writes reply frames."""
+class Server(TestProcesses):
+    """Reads request frames, runs them (each test in a process of its own: `testprocs`), writes reply frames."""
 
     def __init__(self, proto_in: Any, proto_out: Any) -> None:
+        super().__init__()
         self.proto_in = proto_in
         self.proto_out = proto_out
         self.reader = wire.FrameReader()
         self.module: Any = None
         self.module_name = ""
         self.cpu_seconds = 0  # per-test CPU limit each forked test process sets for itself (0: none)
-        self.in_test = False
 
     # -- framing -------------------------------------------------------------------------------------
     def send(self, message: dict[str, Any]) -> None:
@@ -99,41 +100,15 @@ class Server:
             elif op == "call":
                 reply = self.call(request)
             elif op == "fork" and not self.in_test and self.module is not None:
-                reply = self.fork_test(request)
-                if self.in_test:
-                    continue  # the fork already answered; it now serves the test
+                self.fork_test(request)
+                continue  # the test's process answered "forked", and this one "reaped" once it ended
             elif op == "exit" and self.in_test:
-                os._exit(0)
+                self.end_own_test()
             else:
                 reply = _error("protocol", "ValueError", f"unknown op {op!r}")
             self.send({**reply, "id": request.get("id")})
 
     # -- operations ----------------------------------------------------------------------------------
-    def fork_test(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Run one test in a fresh fork of this post-import process; answer once it has ended.
-
-        The fork answers the request itself ("forked") and serves the test's calls on the same channel until
-        the judge says "exit"; whatever global state the test changes dies with it. This process then ends
-        everything the test left behind and reports how the test process ended.
-        """
-        pid = os.fork()
-        if pid == 0:
-            self.in_test = True
-            signal.signal(signal.SIGXCPU, signal.SIG_DFL)
-            reseed()
-            if self.cpu_seconds:
-                _, hard = resource.getrlimit(resource.RLIMIT_CPU)
-                resource.setrlimit(resource.RLIMIT_CPU, (self.cpu_seconds, hard))
-            self.send({"ok": True, "value": "forked", "id": request.get("id")})
-            return {"ok": True, "value": None}  # unreachable in practice: serve() carries on in the fork
-        _, status, usage = os.wait4(pid, 0)
-        _end_leftovers()
-        self.reader = wire.FrameReader()  # the fork consumed whatever was buffered when it started
-        return {"ok": True, "reaped": True, "value": {
-            "status": status, "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
-            "code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
-            "cpu": round(usage.ru_utime + usage.ru_stime, 4)}}
-
     def load(self, request: dict[str, Any]) -> dict[str, Any]:
         if os.getpid() == 1:
             # A namespace's init ignores the kernel's SIGXCPU (it only dies of the SIGKILL a second later, which
@@ -153,6 +128,7 @@ class Server:
             with _captured(output):
                 self.module = importlib.import_module(name)
             self.module_name = name
+            gc.freeze()  # each test forks from here: its collector must not walk (and copy) what exists now
             return {"ok": True, "value": None, "output": output.text()}
         except SyntaxError as exc:
             where = f"line {exc.lineno}" if exc.lineno else "unknown line"
@@ -175,8 +151,8 @@ class Server:
             return _error("missing", "AttributeError", f"{self.module_name}.py does not define {fn_name}()")
         refs: dict[int, Any] = {}
         try:
-            args = [self.decode(a, refs) for a in request.get("args", [])]
-            kwargs = {str(k): self.decode(v, refs) for k, v in request.get("kwargs", {}).items()}
+            args = [values.decode(a, refs) for a in request.get("args", [])]
+            kwargs = {str(k): values.decode(v, refs) for k, v in request.get("kwargs", {}).items()}
         except (wire.WireError, SyntaxError, NameError, TypeError, ValueError, AttributeError) as exc:
             return _error("protocol", type(exc).__name__, f"the test's arguments could not be rebuilt: {exc}")
         output = CappedOutput(OUTPUT_LIMIT)
@@ -196,77 +172,12 @@ class Server:
             return _exception_reply("exception", exc, output)
         try:
             ids = {id(obj): ref for ref, obj in refs.items()}
-            encoded = self.encode(value, ids)
-            writeback = [{"ref": ref, "value": self.encode(obj, ids, top=True)} for ref, obj in refs.items()]
+            encoded = values.encode(value, ids)
+            writeback = [{"ref": ref, "value": values.encode(obj, ids, top=True)} for ref, obj in refs.items()]
         except BaseException as exc:
             return _error("protocol", type(exc).__name__, f"{fn_name}() returned something that cannot be "
                           f"checked: {exc}", output=output.text())
         return {"ok": True, "value": encoded, "writeback": writeback, "output": output.text()}
-
-    # -- values --------------------------------------------------------------------------------------
-    def decode(self, value: Any, refs: dict[int, Any]) -> Any:
-        import torch
-
-        if isinstance(value, list):
-            return [self.decode(v, refs) for v in value]
-        if not isinstance(value, dict):
-            return value
-        if wire.is_tensor_spec(value):
-            spec = value["__tensor__"]
-            tensor = wire.tensor_from_wire(spec)
-            if spec.get("requires_grad") and (tensor.is_floating_point() or tensor.is_complex()):
-                tensor.requires_grad_(bool(spec.get("requires_grad")))
-            if spec.get("grad") is not None:
-                tensor.grad = wire.tensor_from_wire(spec["grad"]["__tensor__"])
-            if spec.get("ref") is not None:
-                refs[int(spec["ref"])] = tensor
-            return tensor
-        if "__list__" in value:
-            items = [self.decode(v, refs) for v in value["__list__"]]
-            if value.get("ref") is not None:
-                refs[int(value["ref"])] = items
-            return items
-        if "__tuple__" in value:
-            return tuple(self.decode(v, refs) for v in value["__tuple__"])
-        if "__dict__" in value:
-            items_d = {str(k): self.decode(v, refs) for k, v in value["__dict__"].items()}
-            if value.get("ref") is not None:
-                refs[int(value["ref"])] = items_d
-            return items_d
-        if "__float__" in value:
-            return float(value["__float__"])
-        if "__code__" in value:
-            code = value["__code__"]
-            scope: dict[str, Any] = {"torch": torch, "nn": torch.nn, "F": torch.nn.functional, "math": math}
-            scope.update({str(k): self.decode(v, refs) for k, v in code.get("env", {}).items()})
-            if code.get("name"):
-                exec(compile(code["src"], "<test helper>", "exec"), scope)  # noqa: S102  (the judge's own code)
-                return scope[code["name"]]
-            return eval(compile(code["src"], "<test helper>", "eval"), scope)  # noqa: S307
-        raise wire.WireError(f"unknown value {sorted(value)[:3]}")
-
-    def encode(self, value: Any, ids: dict[int, int], top: bool = False) -> Any:
-        import torch
-
-        if isinstance(value, torch.Tensor):
-            return wire.tensor_to_wire(value, ref=ids.get(id(value)))
-        if value is None or isinstance(value, (bool, str)):
-            return value
-        if isinstance(value, numbers.Integral):
-            return int(value)
-        if isinstance(value, numbers.Real):
-            number = float(value)
-            return number if math.isfinite(number) else {"__float__": repr(number)}
-        if not top and id(value) in ids:
-            return {"__ref__": ids[id(value)]}
-        if isinstance(value, list):
-            return {"__list__": [self.encode(v, ids) for v in value]}
-        if isinstance(value, tuple):
-            return {"__tuple__": [self.encode(v, ids) for v in value]}
-        if isinstance(value, dict):
-            return {"__dict__": {str(k): self.encode(v, ids) for k, v in value.items()}}
-        return {"__unsupported__": type(value).__name__}
-
 
 class _captured:
     """Send the student's sys.stdout/sys.stderr writes to a capped buffer for the duration of a call."""
@@ -304,39 +215,6 @@ def _exception_reply(kind: str, exc: BaseException, output: CappedOutput) -> dic
     return _error(kind, type(exc).__name__, message, traceback=text, line=line, output=output.text())
 
 
-def reseed() -> None:
-    """A forked process must not repeat its siblings' random numbers."""
-    import random
-
-    random.seed(os.urandom(32))
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        torch.manual_seed(int.from_bytes(os.urandom(8), "little") & ((1 << 63) - 1))
-    numpy = sys.modules.get("numpy")
-    if numpy is not None:
-        numpy.random.seed(int.from_bytes(os.urandom(4), "little"))
-
-
-def _end_leftovers() -> None:
-    """Kill whatever a test process left behind (daemons, forks) and reap it all.
-
-    Only where this process has a pid namespace to itself (it is its init, or the sandbox's runner says so):
-    kill(-1) there reaches exactly the sandbox's own processes, never anything on the host.
-    """
-    if os.getpid() == 1 or os.environ.get("GRADER_OWN_PID_NAMESPACE") == "1":
-        try:
-            os.kill(-1, signal.SIGKILL)
-        except OSError:
-            pass
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
-
-
 def warm_up() -> None:
     """Import torch and run autograd's lazy set-up now, so the first graded call does not pay for it.
 
@@ -370,6 +248,7 @@ def main() -> None:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     warm_up()
+    gc.freeze()
     import torch
 
     server = Server(proto_in, proto_out)

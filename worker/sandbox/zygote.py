@@ -1,7 +1,7 @@
 """The sandbox zygote: imports torch and the student server once, then forks one confined child per request.
 
 It lives inside the isolation boundary (a long-lived hardened container per worker slot, or a plain process for
-the local runner) and never runs submission code. It keeps one child pre-forked and confined, so namespace
+the local runner) and never runs submission code. It keeps two children pre-forked and confined, so namespace
 creation is off the request path. A judge connects to its Unix socket and sends one JSON line,
 `{"op": "spawn"}`; the zygote answers `{"ok": true, "pid": n}` with two descriptors attached (SCM_RIGHTS): the
 judge's end of a socketpair whose other end is the child's frame channel, and the read end of the child's stderr.
@@ -25,10 +25,13 @@ import time
 from dataclasses import dataclass
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import forkready
 import jail
 import student_server
+import testprocs
 
 SPAWN_LINE_LIMIT = 4096
+IDLE = 2  # children kept confined ahead (a submission's visible and after-due-date groups)
 
 
 @dataclass
@@ -85,7 +88,7 @@ def _child_main(config: jail.JailConfig, channel: socket.socket, stderr_w: int, 
         os.close(null)
         os.close(stderr_w)
         jail.confine(config)
-        student_server.reseed()  # no two children share random state
+        testprocs.reseed()  # no two children share random state
     except BaseException as exc:  # never fall back into the zygote's loop
         try:
             os.write(2, f"sandbox child: confinement failed: {exc}\n".encode())
@@ -135,7 +138,7 @@ class Zygote:
     def __init__(self, config: jail.JailConfig, listener: socket.socket) -> None:
         self.config = config
         self.listener = listener
-        self.idle: Child | None = None
+        self.idle: list[Child] = []  # confined and waiting, oldest first
         self.leases: dict[socket.socket, Child] = {}
         self.selector = selectors.DefaultSelector()
         self.wake_r, self.wake_w = os.pipe()
@@ -180,7 +183,7 @@ class Zygote:
         self.selector.register(self.wake_r, selectors.EVENT_READ, "signal")
         self.selector.register(sys.stdin.fileno(), selectors.EVENT_READ, "lifeline")
         print(json.dumps({"ready": os.getpid()}), file=sys.stderr, flush=True)
-        self.idle = self.prefork()
+        self._refill()
         while True:
             for key, _ in self.selector.select(timeout=5.0):
                 if key.data == "accept":
@@ -194,8 +197,15 @@ class Zygote:
                 else:
                     self._lease_event(key.fileobj)  # type: ignore[arg-type]
             self._reap()
-            if self.idle is None:
-                self.idle = self.prefork()
+            self._refill()
+
+    def _refill(self) -> None:
+        """Keep IDLE children confined ahead: a submission takes one per isolation group, back to back."""
+        while len(self.idle) < IDLE:
+            child = self.prefork()
+            if child is None:
+                return
+            self.idle.append(child)
 
     def _accept(self) -> None:
         try:
@@ -212,7 +222,7 @@ class Zygote:
         if not isinstance(request, dict) or request.get("op") != "spawn":
             conn.close()
             return
-        child, self.idle = self.idle or self.prefork(), None
+        child = self.idle.pop(0) if self.idle else self.prefork()
         if child is None:
             conn.sendall(json.dumps({"ok": False, "error": "could not start a sandbox child"}).encode() + b"\n")
             conn.close()
@@ -277,14 +287,14 @@ class Zygote:
                     self.leases.pop(conn)
                     self.selector.unregister(conn)
                     conn.close()
-            if self.idle is not None and self.idle.waiter == pid:
-                self.idle.channel.close()
-                os.close(self.idle.stderr)
-                self.idle = None
+            for child in [c for c in self.idle if c.waiter == pid]:  # an idle child died (killed, say)
+                self.idle.remove(child)
+                child.channel.close()
+                os.close(child.stderr)
 
     def shutdown(self) -> None:
         """Kill every child (leased or idle) and wait for them."""
-        children = list(self.leases.values()) + ([self.idle] if self.idle else [])
+        children = list(self.leases.values()) + self.idle
         for child in children:
             self._kill(child)
         deadline = time.monotonic() + 10
@@ -336,6 +346,7 @@ def main(argv: list[str] | None = None) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, _stop)
     student_server.warm_up()
+    forkready.settle()  # every child and every test's fork copies page tables of this process: keep them small
     if os.path.exists(args.socket):
         os.unlink(args.socket)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -11,12 +11,33 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import asdict
+import warnings
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from worker.engine.errors import InfrastructureError
+
 if TYPE_CHECKING:
-    from worker.engine.runners.base import Sandbox
+    from worker.engine.judge.plugin import GradingPlugin
+    from worker.engine.judge.session import StudentSession
+    from worker.engine.manifest import Manifest
+    from worker.engine.runners.base import Runner, Sandbox, SandboxSpec
+
+
+# How the judge runs pytest. Besides our plugin, only the parts of pytest that reference tests may use (fixtures
+# such as tmp_path, monkeypatch, recwarn; marks; skips): what reports to humans or files (junitxml, pastebin,
+# stepwise, the cache), output capture (the judge's output goes to the worker's log anyway), log capture (the
+# student's code logs in the sandbox, never here; the plugin re-attaches its handlers around every test phase,
+# a tenth of a judge's CPU), and the hooks that collect warnings and unraisable exceptions (warnings are
+# ignored: `warnings.simplefilter` below; the unraisable-exception hook runs a full gc.collect() several times
+# per session, a fifth of a judge's CPU) stay out.
+PYTEST_ARGS = (
+    "--import-mode=importlib", "-q", "--no-header", "--tb=no", "--capture=no",
+    *(arg for name in ("cacheprovider", "unraisableexception", "threadexception", "faulthandler", "junitxml",
+                       "doctest", "pastebin", "stepwise", "setuponly", "setupplan", "warnings", "logging")
+      for arg in ("-p", f"no:{name}")),
+)
 
 
 def run_job(job: dict[str, Any], warm: list[Sandbox] | None = None) -> dict[str, Any]:
@@ -31,7 +52,12 @@ def run_job(job: dict[str, Any], warm: list[Sandbox] | None = None) -> dict[str,
     except Exception as exc:
         for sandbox in warm or []:
             sandbox.stop()
-        return {"infrastructure_error": f"{type(exc).__name__}: {exc}", "verdicts": [], "config_errors": []}
+        return failed_job(exc)
+
+
+def failed_job(exc: Exception) -> dict[str, Any]:
+    """The verdicts document of a job the machinery failed (no verdicts: the run is retried)."""
+    return {"infrastructure_error": f"{type(exc).__name__}: {exc}", "verdicts": [], "config_errors": []}
 
 
 def write_verdicts(job: dict[str, Any], verdicts: dict[str, Any]) -> None:
@@ -39,11 +65,22 @@ def write_verdicts(job: dict[str, Any], verdicts: dict[str, Any]) -> None:
     Path(job["verdicts_path"]).write_text(json.dumps(verdicts), encoding="utf-8")
 
 
-def _run_job(job: dict[str, Any], warm: list[Sandbox] | None) -> dict[str, Any]:
+@dataclass
+class JobContext:
+    """One job's machinery in the judge: its runner, sandbox spec and student session."""
+
+    assignment: Manifest
+    runner: Runner
+    spec: SandboxSpec
+    session: StudentSession
+    cuda: bool = False
+
+
+def open_job(job: dict[str, Any], warm: list[Sandbox] | None = None) -> JobContext:
+    """The job's runner and student session, its first sandbox already starting."""
     if not job.get("gpu"):
-        # Decided before torch loads: without a GPU for the sandbox, CUDA cases must skip in the judge too.
+        # Decided before CUDA initialises: without a GPU for the sandbox, CUDA cases must skip in the judge too.
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
-    from worker.engine.errors import InfrastructureError
     from worker.engine.judge.session import StudentSession
     from worker.engine.manifest import load_assignment
     from worker.engine.runners import make_runner
@@ -58,29 +95,59 @@ def _run_job(job: dict[str, Any], warm: list[Sandbox] | None) -> dict[str, Any]:
     else:
         # Start the first sandbox now: it imports torch while this process imports torch and pytest.
         session.warm_up()
-    import pytest
     import torch
 
-    from worker.engine.judge.plugin import GradingPlugin
+    context = JobContext(assignment, runner, spec, session, cuda=spec.gpu and torch.cuda.is_available())
+    session.run_deadline = time.monotonic() + assignment.limits.run_timeout
+    return context
 
-    cuda = spec.gpu and torch.cuda.is_available()
+
+def prepare_pytest() -> None:
+    """Process-wide settings for running reference tests (once per judge, or once per collecting zygote)."""
     # Only our plugin and pytest's own: whatever else is installed beside the worker (pytest plugins of its
     # environment) has no say in verdicts, and loading it cost each judge most of a second.
     os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
     # pytest's rewritten test modules are cached across judges (outside the assignment folder, which may be
-    # read-only): each forked judge then only loads them.
+    # read-only): each judge then only loads them.
     sys.dont_write_bytecode = False
     sys.pycache_prefix = str(Path(os.environ.get("GRADER_CACHE") or Path.home() / ".cache" / "grader") / "pycache")
-    session.run_deadline = time.monotonic() + assignment.limits.run_timeout
-    plugin = GradingPlugin(assignment, session, cuda=cuda)
+    warnings.simplefilter("ignore")  # a deprecation in torch or pytest is nobody's test failure
+
+
+def pytest_args(assignment: Manifest, scratch: str) -> list[str]:
+    """pytest's command line for the assignment's reference tests, with an empty ini file in `scratch`."""
+    ini = Path(scratch) / "pytest.ini"
+    ini.write_text("[pytest]\n", encoding="utf-8")
+    return [*PYTEST_ARGS, "-c", str(ini), "--rootdir", str(assignment.path),
+            *[str(p) for p in assignment.test_files()]]
+
+
+def close_job(context: JobContext, plugin: GradingPlugin) -> dict[str, Any]:
+    """Stop the job's sandboxes; its verdicts document."""
+    context.session.close()
+    context.runner.close()
+    return {
+        "verdicts": [asdict(v) for v in plugin.verdicts.values()],
+        "infrastructure_error": plugin.infrastructure_error,
+        "config_errors": plugin.config_errors,
+        "load_failure": context.session.load_failure.message if context.session.load_failure else None,
+        "sandboxes": context.session.sandboxes_started,
+        "runner": context.runner.describe(),
+        "cuda": context.cuda,
+        "groups": plugin.isolation_groups,
+    }
+
+
+def _run_job(job: dict[str, Any], warm: list[Sandbox] | None) -> dict[str, Any]:
+    import pytest
+
+    from worker.engine.judge.plugin import GradingPlugin
+
+    context = open_job(job, warm)
+    prepare_pytest()
+    plugin = GradingPlugin(context.assignment, context.session, cuda=context.cuda)
     with tempfile.TemporaryDirectory(prefix="grader-judge-") as scratch:
-        ini = Path(scratch) / "pytest.ini"
-        ini.write_text("[pytest]\n", encoding="utf-8")
-        args = [
-            "-c", str(ini), "--rootdir", str(assignment.path), "-p", "no:cacheprovider",
-            "--import-mode=importlib", "-q", "--no-header", "--tb=no", "-W", "ignore",
-            *[str(p) for p in assignment.test_files()],
-        ]
+        args = pytest_args(context.assignment, scratch)
         cwd = os.getcwd()
         os.chdir(scratch)
         try:
@@ -89,18 +156,7 @@ def _run_job(job: dict[str, Any], warm: list[Sandbox] | None) -> dict[str, Any]:
             plugin.infrastructure_error = str(exc)
         finally:
             os.chdir(cwd)
-            session.close()
-            runner.close()
-    return {
-        "verdicts": [asdict(v) for v in plugin.verdicts.values()],
-        "infrastructure_error": plugin.infrastructure_error,
-        "config_errors": plugin.config_errors,
-        "load_failure": session.load_failure.message if session.load_failure else None,
-        "sandboxes": session.sandboxes_started,
-        "runner": runner.describe(),
-        "cuda": cuda,
-        "groups": plugin.isolation_groups,
-    }
+    return close_job(context, plugin)
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ import pytest
 from worker.engine.errors import InfrastructureError
 from worker.engine.judge.proxy import StudentProxy
 from worker.engine.judge.session import SandboxLimit, StudentError, StudentSession
-from worker.engine.manifest import VISIBILITIES, Assignment
+from worker.engine.manifest import VISIBILITIES, Manifest
 
 MESSAGE_LIMIT = 3000
 VISIBILITY_RANK = {"visible": 0, "after_due_date": 1, "hidden": 2}
@@ -32,19 +32,37 @@ class Verdict:
 
 
 class GradingPlugin:
-    """Collects a verdict per test; provides the `student`, `devices` and `cuda` fixtures."""
+    """Collects a verdict per test; provides the `student`, `devices` and `cuda` fixtures.
 
-    def __init__(self, assignment: Assignment, session: StudentSession, cuda: bool) -> None:
+    What collection learns (the tests' order and isolation groups, configuration errors) outlives a job: a
+    judge that collected once can `bind` the plugin to each job's student session in a fresh fork.
+    """
+
+    def __init__(self, assignment: Manifest, session: StudentSession | None = None, cuda: bool = False) -> None:
         self.assignment = assignment
-        self.session = session
+        self.config_errors: list[str] = []
+        self._rank: dict[str, int] = {}
+        self.isolation_groups = 1
+        self._session: StudentSession | None = None
+        self.bind(session, cuda)
+
+    @property
+    def session(self) -> StudentSession:
+        """The student session of the job being graded."""
+        if self._session is None:
+            raise InfrastructureError("the judge ran a test before it was bound to a submission")
+        return self._session
+
+    def bind(self, session: StudentSession | None, cuda: bool) -> None:
+        """Grade the next run's tests against `session` (None: not yet known, the plugin only collects)."""
+        self._session = session
         self.cuda_available = cuda
         self.verdicts: dict[str, Verdict] = {}
         self.infrastructure_error: str | None = None
-        self.config_errors: list[str] = []
         self._started: dict[str, float] = {}
-        self._rank: dict[str, int] = {}
         self._current_rank: int | None = None
-        self.isolation_groups = 1
+        if session is not None and self._rank:  # collected already: the spares the groups need, now
+            session.ensure_spares(self.isolation_groups - 1)
 
     # -- configuration -------------------------------------------------------------------------------
     def pytest_configure(self, config: pytest.Config) -> None:
@@ -68,7 +86,8 @@ class GradingPlugin:
         # data of a test the student may not see yet never reach a process whose output the student sees now.
         items.sort(key=lambda item: self._rank[item.nodeid])
         self.isolation_groups = max(1, len(set(self._rank.values())))
-        self.session.ensure_spares(self.isolation_groups - 1)
+        if self._session is not None:
+            self._session.ensure_spares(self.isolation_groups - 1)
 
     # -- fixtures ------------------------------------------------------------------------------------
     @pytest.fixture(scope="session")

@@ -74,6 +74,7 @@ class StudentSession:
         self.sandboxes_started = 0
         self.output: list[str] = []
         self.fork_id: str | None = None  # the request that forked the current test's process, while it lives
+        self._ending: str | None = None  # the last test's process, asked to exit, not yet reported gone
 
     # -- lifecycle -----------------------------------------------------------------------------------
     def start_test(self) -> None:
@@ -84,25 +85,48 @@ class StudentSession:
         self.output = []
 
     def end_test(self) -> None:
-        """End the current test's process: whatever it changed or started goes with it."""
+        """End the current test's process: whatever it changed or started goes with it.
+
+        Only the request is sent here; that the process is gone is confirmed before the next test's first call
+        (`_confirm_ended`), so its exit overlaps pytest's bookkeeping between the tests.
+        """
         fork_id, self.fork_id = self.fork_id, None
         sandbox = self.sandbox
         if fork_id is None or sandbox is None:
             return
         try:
             sandbox.write(wire.encode_frame({"op": "exit", "id": secrets.token_hex(8)}))
-            deadline = time.monotonic() + END_TEST_TIMEOUT
+        except (SandboxTimeout, OSError):
+            self.close()  # the post-import process is stuck or gone: the next test starts afresh
+            return
+        self._ending = fork_id
+
+    def _confirm_ended(self) -> None:
+        """Wait for the report that the last test's process has ended; the wait is not the next test's time."""
+        fork_id, self._ending = self._ending, None
+        sandbox = self.sandbox
+        if fork_id is None or sandbox is None:
+            return
+        paused = time.monotonic()
+        try:
+            deadline = paused + END_TEST_TIMEOUT
             while True:
                 frame = self._receive(sandbox, deadline, during=None)
                 if frame.get("id") == fork_id and frame.get("reaped"):
-                    return
+                    break
         except (SandboxLimit, OSError):
-            self.close()  # the post-import process is stuck or gone: the next test starts afresh
+            self.close()  # the post-import process is stuck or gone: this test starts afresh
+        waited = time.monotonic() - paused
+        self.deadline += waited
+        self.soft_deadline += waited
 
     def _ensure_test_process(self, fn: str) -> None:
         """The first call of a test forks a process of its own from the post-import one."""
         if self.fork_id is not None:
             return
+        self._confirm_ended()
+        if not self.loaded:  # the post-import process was lost while the last test's process ended
+            self._ensure_loaded(fn)
         request_id = secrets.token_hex(8)
         self.fork_id = request_id
         reply = self._exchange({"op": "fork"}, during=fn, request_id=request_id)
@@ -118,7 +142,7 @@ class StudentSession:
         self.sandbox = self._fresh = None
         self._spares = []
         self.loaded = False
-        self.fork_id = None
+        self.fork_id = self._ending = None
 
     def hand_over(self, sandboxes: list[Sandbox]) -> None:
         """Use sandboxes a pool started ahead of time: the first for the first call, the rest as spares."""
@@ -138,6 +162,7 @@ class StudentSession:
             self.sandbox.stop()
             self.sandbox = None
             self.loaded = False
+        self._ending = None
         if self._fresh is None and self._spares:
             self._fresh = self._spares.pop(0)
 

@@ -1,10 +1,13 @@
 """The judge zygote: a process that has imported torch and pytest once and forks a judge per job.
 
 It owns the worker slot's sandbox zygotes (`SandboxZygotes`): each job's judge gets the socket of the one for
-its kind of sandbox, and its sandboxes are that zygote's forked children. In the "fresh" sandbox mode it
-instead keeps sandboxes warm (started, server importing torch) for the next job's runner and limits — as many as
-the last such job had isolation groups (visible, after_due_date, hidden tests) — and hands them to the forked
-judge: a sandbox still serves exactly one submission, it just starts before the submission comes.
+its kind of sandbox, and its sandboxes are that zygote's forked children. Such a job's judge is forked from the
+collecting judge of its assignment (`worker.engine.judge.collected`), itself a fork of this process that
+collected the reference tests once; a job no collecting judge can take is judged in a direct fork of this one.
+In the "fresh" sandbox mode it instead keeps sandboxes warm (started, server importing torch) for the next
+job's runner and limits — as many as the last such job had isolation groups (visible, after_due_date, hidden
+tests) — and hands them to the forked judge: a sandbox still serves exactly one submission, it just starts
+before the submission comes.
 Control protocol, one JSON object per line: job in on stdin; `{"started": pid}` and `{"done": pid, "status": n}`
 out on the original stdout. The verdicts go to the file each job names, as with a cold judge.
 """
@@ -18,6 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from worker.engine.judge.collected import CollectedJudges
 from worker.engine.runners.base import Sandbox
 from worker.engine.runners.forked import ZygoteHandle
 
@@ -100,8 +104,8 @@ class SandboxZygotes:
             handle.stop()
 
 
-def _child(job: dict[str, Any], warm: list[Sandbox], control: Any) -> None:
-    """In the forked judge: run the job, write its verdicts, leave without running the zygote's exit hooks."""
+def _leave_control(control: Any) -> None:
+    """In a process forked from here: default signal handling, and neither the control pipe nor the jobs' input."""
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
         signal.signal(signum, signal.SIG_DFL)
     control.close()
@@ -109,6 +113,28 @@ def _child(job: dict[str, Any], warm: list[Sandbox], control: Any) -> None:
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
+
+
+def _run_collected(collected: CollectedJudges, job: dict[str, Any], control: Any) -> bool:
+    """Judge `job` in a fork of the judge that collected its tests; False when none could take it."""
+    judge = collected.for_job(job)
+    if judge is None:
+        return False
+    started: list[int] = []
+
+    def report(pid: int) -> None:
+        started.append(pid)
+        control.write(json.dumps({"started": pid}) + "\n")
+
+    status = judge.run(job, report)
+    if not started:
+        return False  # it died before forking: a judge of the job's own runs it instead
+    control.write(json.dumps({"done": started[0], "status": status}) + "\n")
+    return True
+
+
+def _child(job: dict[str, Any], warm: list[Sandbox], control: Any) -> None:
+    """In the forked judge: run the job, write its verdicts, leave without running the zygote's exit hooks."""
     from worker.engine.judge.main import run_job, write_verdicts
 
     try:
@@ -127,15 +153,19 @@ def zygote_main() -> None:
 
     import worker.engine.judge.plugin
     import worker.engine.judge.proxy  # noqa: F401
+    from worker.sandbox import forkready
 
     probe = torch.ones(2, requires_grad=True)
     (probe * probe).sum().backward()  # autograd's lazy set-up happens once, before any fork
+    forkready.settle()  # a judge forked from here neither walks nor copies what exists now
     pool: dict[str, list[Sandbox]] = {}
     wanted: dict[str, int] = {}
     zygotes = SandboxZygotes()
+    collected = CollectedJudges(close_in_child=lambda: _leave_control(control))
 
     def release() -> None:
         """Stop every sandbox and zygote this process holds."""
+        collected.stop()
         for sandboxes in pool.values():
             for sandbox in sandboxes:
                 sandbox.stop()
@@ -150,33 +180,39 @@ def zygote_main() -> None:
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, stop)
     control.write(json.dumps({"ready": os.getpid()}) + "\n")
-    for line in sys.stdin:
-        job = json.loads(line)
-        key = _pool_key(job)
-        forking = job.get("runner_options", {}).get("sandbox") == "fork"
-        if forking and not job["runner_options"].get("zygote"):
-            path = zygotes.socket_for(job)
-            if path is not None:
-                job = {**job, "runner_options": {**job["runner_options"], "zygote": path}}
-        warm = pool.pop(key, [])
-        for others in pool.values():  # keep only the sandboxes that the latest kind of job needs
-            for other in others:
-                other.stop()
-        pool.clear()
-        pid = os.fork()
-        if pid == 0:
-            _child(job, warm, control)
-        for sandbox in warm:
-            sandbox.release()
-        control.write(json.dumps({"started": pid}) + "\n")
-        # Started while the judge works, ready for the next submission of this kind (a zygote's children
-        # start in milliseconds: nothing to start ahead for those).
-        fresh = [] if forking else [s for s in (_prepare(job) for _ in range(wanted.get(key, 1))) if s is not None]
-        if fresh:
-            pool[key] = fresh
-        _, status = os.waitpid(pid, 0)
-        for sandbox in warm:
-            sandbox.stop()  # whatever the judge left running (it was killed, say) goes now
-        wanted[key] = _groups_used(job)
-        control.write(json.dumps({"done": pid, "status": status}) + "\n")
+    try:
+        for line in sys.stdin:
+            job = json.loads(line)
+            key = _pool_key(job)
+            forking = job.get("runner_options", {}).get("sandbox") == "fork"
+            if forking and not job["runner_options"].get("zygote"):
+                path = zygotes.socket_for(job)
+                if path is not None:
+                    job = {**job, "runner_options": {**job["runner_options"], "zygote": path}}
+            if forking and _run_collected(collected, job, control):
+                continue
+            warm = pool.pop(key, [])
+            for others in pool.values():  # keep only the sandboxes that the latest kind of job needs
+                for other in others:
+                    other.stop()
+            pool.clear()
+            pid = os.fork()
+            if pid == 0:
+                collected.close_in_child()
+                _child(job, warm, control)
+            for sandbox in warm:
+                sandbox.release()
+            control.write(json.dumps({"started": pid}) + "\n")
+            # Started while the judge works, ready for the next submission of this kind (a zygote's children
+            # start in milliseconds: nothing to start ahead for those).
+            fresh = [] if forking else [s for s in (_prepare(job) for _ in range(wanted.get(key, 1))) if s is not None]
+            if fresh:
+                pool[key] = fresh
+            _, status = os.waitpid(pid, 0)
+            for sandbox in warm:
+                sandbox.stop()  # whatever the judge left running (it was killed, say) goes now
+            wanted[key] = _groups_used(job)
+            control.write(json.dumps({"done": pid, "status": status}) + "\n")
+    except BrokenPipeError:
+        pass  # the owner went away mid-job: stop as at the end of its input
     release()

@@ -50,12 +50,18 @@ class LocalZygote(ZygoteHandle):
             return ""
 
     def stop(self) -> None:
-        """Close the lifeline (the zygote kills its children and exits), then remove its folder."""
+        """Close the lifeline and ask the zygote to stop (it kills its children and exits); remove its folder.
+
+        SIGTERM as well as the closed lifeline: a process forked from ours (a collecting judge, a judge) holds a
+        copy of the lifeline's write end, so the zygote may not see it close until that process is gone.
+        """
         if self.proc.stdin is not None and not self.proc.stdin.closed:
             try:
                 self.proc.stdin.close()
             except OSError:
                 pass
+        if self.proc.poll() is None:
+            self.proc.terminate()
         try:
             self.proc.wait(timeout=15)
         except subprocess.TimeoutExpired:

@@ -1,0 +1,160 @@
+"""`grader serve` (web + worker + beat in one command), `grader worker` (a worker alone), `grader beat`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from typing import Any
+
+import click
+from flask import Flask, current_app
+from flask.cli import with_appcontext
+from flask_migrate import upgrade
+
+from grader.cli.errors import CLIError
+
+QUEUES = ("cpu", "gpu")
+
+
+def parse_queues(value: str) -> list[str]:
+    """"cpu,gpu" → ["cpu", "gpu"]; anything else is a one-line error."""
+    queues = [q.strip() for q in value.split(",") if q.strip()]
+    unknown = sorted(set(queues) - set(QUEUES))
+    if not queues or unknown:
+        raise CLIError(f"--queues takes a comma-separated subset of {','.join(QUEUES)}, not {value!r}")
+    return queues
+
+
+def default_concurrency() -> int:
+    """Half the CPUs: each grading run holds a sandbox CPU and a judge process."""
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
+def prepare_database() -> None:
+    """Bring the schema to head and refresh attached assignments from their packs."""
+    from grader.database import db
+    from grader.services.assignments import sync_all
+
+    upgrade()
+    sync_all()
+    db.session.commit()
+    # The web server forks after this: its children must open their own connections.
+    db.session.remove()
+    for engine in db.engines.values():
+        engine.dispose()
+
+
+def prepare_runner() -> str:
+    """Resolve GRADER_RUNNER; for docker, make sure the runner image exists before taking any task."""
+    from grader.config import resolve_runner
+    from worker.engine.errors import InfrastructureError
+
+    name = resolve_runner(current_app.config["GRADER_RUNNER"], announce=True)
+    if name == "docker":
+        from worker.engine.image import ensure_image
+
+        click.echo("grader: checking the runner image (the first build takes a few minutes)", err=True)
+        try:
+            image = ensure_image()
+        except InfrastructureError as exc:
+            raise CLIError(f"the docker runner is not ready: {exc}") from exc
+        click.echo(f"grader: runner image {image}", err=True)
+    return name
+
+
+@click.command("worker")
+@click.option("--queues", default="cpu,gpu", show_default=True, help="Queues to consume (cpu, gpu or both).")
+@click.option("--concurrency", type=click.IntRange(min=1), default=None, help="Parallel gradings [CPUs/2].")
+@click.option("--loglevel", default="INFO", show_default=True)
+@with_appcontext
+def worker_command(queues: str, concurrency: int | None, loglevel: str) -> None:
+    """Run a grading worker (start more of these, on more hosts, to scale out)."""
+    names = parse_queues(queues)
+    prepare_runner()
+    celery = current_app.extensions["celery"]
+    celery.worker_main([
+        "worker",
+        "--queues", ",".join(names),
+        "--concurrency", str(concurrency or default_concurrency()),
+        "--loglevel", loglevel,
+        "--hostname", f"grader-{'-'.join(names)}-{os.getpid()}@%h",
+        "--without-gossip",
+        "--without-mingle",
+    ])
+
+
+@click.command("beat")
+@click.option("--loglevel", default="INFO", show_default=True)
+@with_appcontext
+def beat_command(loglevel: str) -> None:
+    """Run the periodic jobs (recovery sweeps, LMS retries, cleanup); run exactly one per deployment."""
+    celery = current_app.extensions["celery"]
+    celery.start(["beat", "--scheduler", "worker.process:InProcessScheduler", "--loglevel", loglevel,
+                  "--max-interval", "5"])
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--concurrency", type=click.IntRange(min=1), default=None, help="Worker's parallel gradings.")
+@click.option("--threads", default=8, show_default=True, type=click.IntRange(min=1), help="Web threads.")
+@with_appcontext
+def serve_command(host: str, port: int, concurrency: int | None, threads: int) -> None:
+    """Run migrations, then the web app, a worker (all queues) and beat (the periodic jobs) in one command."""
+    prepare_database()
+    worker = _start_worker(concurrency)
+    beat = subprocess.Popen([sys.executable, "-m", "grader", "beat", "--loglevel", "WARNING"])
+    click.echo(f"grader: serving on http://{host}:{port} (worker pid {worker.pid}, beat pid {beat.pid}); "
+               "Ctrl-C stops all three", err=True)
+    try:
+        _run_web(host, port, threads)
+    finally:
+        _stop(beat)
+        _stop(worker)
+
+
+def _start_worker(concurrency: int | None) -> subprocess.Popen[bytes]:
+    args = [sys.executable, "-m", "grader", "worker", "--queues", ",".join(QUEUES)]
+    if concurrency:
+        args += ["--concurrency", str(concurrency)]
+    # The children read the same environment, so they find the same database, broker and GRADER_HOME.
+    return subprocess.Popen(args)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)  # Celery's warm shutdown: finish the running gradings
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _run_web(host: str, port: int, threads: int) -> None:
+    """Serve under gunicorn: one process (the embedded rate-limit counters live in memory), several threads."""
+    from gunicorn.app.base import BaseApplication
+
+    class _Embedded(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            settings: dict[str, Any] = {"bind": f"{host}:{port}", "workers": 1, "threads": threads,
+                                        "accesslog": "-", "timeout": 120}
+            for key, value in settings.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Flask:
+            from grader.app import create_app
+
+            return create_app()
+
+    _Embedded().run()
+
+
+def register(group: click.Group) -> None:
+    """Add `serve` and `worker` to `group`."""
+    group.add_command(serve_command)
+    group.add_command(worker_command)
+    group.add_command(beat_command)

@@ -1,1 +1,0 @@
-"""`grader` subcommands, one module per concern; each has `register(group)`."""

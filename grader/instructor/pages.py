@@ -1,0 +1,144 @@
+"""Instructor pages (GET): courses, an assignment's overview and table, a student's history, a submission."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, current_app, render_template, request
+
+from grader.auth.permissions import caller, course_role, require_instructor
+from grader.errors import NotFound
+from grader.instructor import bp, instructor_required
+from grader.instructor.highlight import highlight_source
+from grader.instructor.stats import overview
+from grader.instructor.table import Sort, gradebook_csv, matches, points_possible_row, sort_rows
+from grader.models import Assignment, GradingRun, Submission
+from grader.services.assignments import find_assignment
+from grader.services.queries import (
+    course_members,
+    find_course,
+    get_user,
+    in_progress_by_user,
+    open_regrade_of,
+    recent_regrades,
+    status_counts,
+    submissions_of,
+    taught_courses,
+)
+from grader.services.queue import queue_state
+from grader.services.storage import StorageError, store
+from grader.services.submissions import find_submission
+
+
+def taught_assignment(slug: str) -> Assignment:
+    """The assignment `slug`, when the caller teaches its course."""
+    assignment = find_assignment(slug)
+    require_instructor(caller(), assignment.course)
+    return assignment
+
+
+@bp.get("/")
+@instructor_required
+def index() -> str:
+    """The courses the instructor teaches, each with its assignments and how grading is going."""
+    courses = taught_courses(caller())
+    cards = []
+    for course in courses:
+        ids = [a.id for a in course.assignments]
+        cards.append({"course": course, "counts": status_counts(ids),
+                      "assignments": [overview(a) for a in sorted(course.assignments, key=lambda a: a.slug)]})
+    return render_template("instructor/index.html", cards=cards, queue=queue_state())
+
+
+@bp.get("/courses/<code>")
+@instructor_required
+def course(code: str) -> str:
+    """One course: its assignments with counts, mean and median, and the grading queue."""
+    found = find_course(code)
+    require_instructor(caller(), found)
+    assignments = [overview(a) for a in sorted(found.assignments, key=lambda a: a.slug)]
+    ids = [a.id for a in found.assignments]
+    return render_template("instructor/course.html", course=found, assignments=assignments,
+                           counts=status_counts(ids), queue=queue_state())
+
+
+@bp.get("/assignments/<slug>")
+@instructor_required
+def assignment(slug: str) -> str:
+    """The assignment page: numbers, histograms, the students-by-deliverables table, regrade controls."""
+    found = taught_assignment(slug)
+    view = overview(found)
+    ids = [d["id"] for d in view.book["deliverables"]]
+    sort = Sort.parse(request.args.get("sort"), request.args.get("dir"), ids)
+    query = request.args.get("q", "")
+    rows = sort_rows([r for r in view.book["students"] if matches(r, query)], sort)
+    users = course_members(found.course_id)
+    regrades = recent_regrades(found.id)
+    return render_template(
+        "instructor/assignment.html", a=found, view=view, rows=rows, sort=sort, q=query, users=users,
+        busy=in_progress_by_user(found), queue=queue_state([found.id]), regrades=regrades,
+        possible=points_possible_row(view.book),
+    )
+
+
+@bp.get("/assignments/<slug>/gradebook.csv")
+@instructor_required
+def gradebook_export(slug: str) -> Response:
+    """The gradebook as CSV (one row per student; a column per deliverable and the total)."""
+    found = taught_assignment(slug)
+    view = overview(found)
+    name = f"{found.course.code}-{found.slug}-gradebook.csv".replace(" ", "_")
+    return Response(
+        gradebook_csv(view.book),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"},
+    )
+
+
+@bp.get("/assignments/<slug>/students/<int:user_id>")
+@instructor_required
+def student(slug: str, user_id: int) -> str:
+    """One student's submissions to the assignment, newest first, and which one counts."""
+    found = taught_assignment(slug)
+    person = get_user(user_id)
+    if person is None or course_role(person, found.course) is None:
+        raise NotFound(f"no student {user_id} in {found.course.code}")
+    submissions = submissions_of(person.id, found.id)
+    row = next((r for r in overview(found).book["students"] if r["email"] == person.email), None)
+    return render_template("instructor/student.html", a=found, person=person, submissions=submissions,
+                           counted=row["submission_id"] if row else None, row=row)
+
+
+@bp.get("/submissions/<int:submission_id>")
+@instructor_required
+def submission(submission_id: int) -> str:
+    """A submission in full: highlighted file, every test with status, points and output, timings, runner."""
+    found = find_submission(submission_id)
+    require_instructor(caller(), found.assignment.course)
+    run = _chosen_run(found, request.args.get("run"))
+    try:
+        text = store().get(found.sha256).decode("utf-8", errors="replace")
+        source, source_error = highlight_source(found.original_name, text), None
+    except StorageError as exc:
+        current_app.logger.warning("submission %s: %s", found.id, exc)
+        source, source_error = None, "The stored file is missing or damaged; its grading results remain."
+    open_regrade = open_regrade_of(found.id)
+    return render_template("instructor/submission.html", s=found, run=run, source=source,
+                           source_error=source_error, tests=_tests_of(run), open_regrade=open_regrade)
+
+
+def _chosen_run(found: Submission, number: str | None) -> GradingRun | None:
+    """The run asked for by ?run=N, else the published one, else the newest."""
+    if number and number.isdigit():
+        for run in found.runs:
+            if run.number == int(number):
+                return run
+        raise NotFound(f"submission {found.id} has no run {number}")
+    return found.published_run or (found.runs[-1] if found.runs else None)
+
+
+def _tests_of(run: GradingRun | None) -> list[dict[str, Any]]:
+    """The run's deliverables with their tests (from the stored result document), in manifest order."""
+    if run is None or not run.result:
+        return []
+    return list(run.result.get("deliverables", []))

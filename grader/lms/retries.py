@@ -1,0 +1,50 @@
+"""The retry bookkeeping outbound webhooks and LTI score publication share: which rows are due, how a row is
+handed to the queue again (its next attempt moved first, committed, then the task sent), and whether a row's
+result must still wait for the student's due date."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from grader.database import db
+from grader.models import GradingRun
+from grader.models.lms import LmsDelivery, LtiScore
+from grader.services.deadlines import withheld_until
+
+Retried = LmsDelivery | LtiScore
+
+
+def pending_due(model: type[LmsDelivery] | type[LtiScore], now: datetime) -> list[Any]:
+    """The `pending` rows of `model` whose next attempt is due by `now`."""
+    return list(db.session.scalars(select(model).where(model.status == "pending", model.next_attempt_at <= now)))
+
+
+def requeue(rows: Sequence[Retried], next_attempt_at: datetime, enqueue: Callable[[int, int], None]) -> int:
+    """Move each row's next attempt to `next_attempt_at`, commit, then enqueue it; how many.
+
+    Committed before sending: a task that starts at once must find the row as it will be, and a message that is
+    lost is found again by the next poll once `next_attempt_at` has passed.
+    """
+    for row in rows:
+        row.next_attempt_at = next_attempt_at
+    db.session.commit()
+    for row in rows:
+        enqueue(row.id, row.attempts)
+    return len(rows)
+
+
+def held_back(row: Retried) -> bool:
+    """Whether `row`'s result must wait longer before it leaves: it has after-due-date points and the student's
+    due date, moved by an extension since the row was queued, is still ahead. Its next attempt is then moved to
+    that due date (committed), where the periodic `send_due` picks it up."""
+    run = db.session.get(GradingRun, row.run_id) if row.run_id is not None else None
+    wait = withheld_until(run.submission, run.result) if run is not None else None
+    if wait is None:
+        return False
+    row.next_attempt_at = wait
+    db.session.commit()
+    return True

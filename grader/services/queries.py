@@ -1,0 +1,169 @@
+"""Read-only lookups the pages and the API show (lists, histories, change stamps): views run no queries of their
+own. The rules (what may be submitted, which run counts, regrades) live in the other services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+
+from grader.database import db
+from grader.errors import NotFound
+from grader.models import STATUSES, Assignment, Course, Enrollment, GradingRun, Submission, User
+from grader.models.regrades import Regrade, RegradeItem
+from grader.services.accounts import course_with_code
+
+
+# --- what a user sees ----------------------------------------------------------------------------------------
+def visible_assignments(user: User) -> list[Assignment]:
+    """Assignments of the courses `user` is enrolled in (every assignment for admins), by slug."""
+    query = select(Assignment).order_by(Assignment.slug)
+    if not user.is_admin:
+        query = query.join(Enrollment, Enrollment.course_id == Assignment.course_id).where(
+            Enrollment.user_id == user.id
+        )
+    return list(db.session.scalars(query))
+
+
+def taught_courses(user: User) -> list[Course]:
+    """Courses `user` teaches (every course for admins), by code."""
+    query = select(Course).order_by(Course.code)
+    if not user.is_admin:
+        query = query.join(Enrollment, Enrollment.course_id == Course.id).where(
+            Enrollment.user_id == user.id, Enrollment.role == "instructor"
+        )
+    return list(db.session.scalars(query))
+
+
+def find_course(code: str) -> Course:
+    """The course with this code, or NotFound (the pages' wording; the CLI's adds how to create one)."""
+    course = course_with_code(code)
+    if course is None:
+        raise NotFound(f"no course {code!r}")
+    return course
+
+
+def course_members(course_id: int) -> dict[str, User]:
+    """Everyone enrolled in the course, by email."""
+    users = db.session.scalars(
+        select(User).join(Enrollment, Enrollment.user_id == User.id).where(Enrollment.course_id == course_id)
+    )
+    return {u.email: u for u in users}
+
+
+def get_user(user_id: int) -> User | None:
+    """The user with this id, if any."""
+    return db.session.get(User, user_id)
+
+
+# --- submissions ---------------------------------------------------------------------------------------------
+def submissions_of(user_id: int, assignment_id: int) -> list[Submission]:
+    """A user's submissions to one assignment, newest first (the result page's history, the upload page's list)."""
+    return assignment_submissions(assignment_id, user_id=user_id)
+
+
+def submissions_by(user_id: int) -> list[Submission]:
+    """Every submission of a user, newest first (the student's home page)."""
+    return list(db.session.scalars(
+        select(Submission).where(Submission.user_id == user_id).order_by(Submission.created_at.desc())
+    ))
+
+
+def assignment_submissions(assignment_id: int, *, user_id: int | None = None,
+                           email: str | None = None) -> list[Submission]:
+    """An assignment's submissions, newest first; only one user's when `user_id` or `email` names them."""
+    query = (
+        select(Submission)
+        .where(Submission.assignment_id == assignment_id)
+        .order_by(Submission.created_at.desc(), Submission.id.desc())
+    )
+    if user_id is not None:
+        query = query.where(Submission.user_id == user_id)
+    if email:
+        query = query.join(User, User.id == Submission.user_id).where(User.email == email.lower())
+    return list(db.session.scalars(query))
+
+
+# --- regrades ------------------------------------------------------------------------------------------------
+def find_regrade(regrade_id: int) -> Regrade:
+    """The regrade with this id, or NotFound."""
+    found = db.session.get(Regrade, regrade_id)
+    if found is None:
+        raise NotFound(f"no regrade {regrade_id}")
+    return found
+
+
+def recent_regrades(assignment_id: int, limit: int = 5) -> list[Regrade]:
+    """The assignment's newest regrades."""
+    return list(db.session.scalars(
+        select(Regrade).where(Regrade.assignment_id == assignment_id).order_by(Regrade.id.desc()).limit(limit)
+    ))
+
+
+def open_regrade_of(submission_id: int) -> Regrade | None:
+    """The newest open regrade that includes this submission, if any."""
+    return db.session.scalar(
+        select(Regrade)
+        .join(RegradeItem, RegradeItem.regrade_id == Regrade.id)
+        .where(Regrade.state == "open", RegradeItem.submission_id == submission_id)
+        .order_by(Regrade.id.desc())
+        .limit(1)
+    )
+
+
+# --- what live pages fingerprint -----------------------------------------------------------------------------
+def run_counts(assignment_id: int) -> list[tuple[Any, ...]]:
+    """Per run status of the assignment: (status, count, newest run id, highest attempt), sorted."""
+    rows = db.session.execute(
+        select(GradingRun.status, func.count(), func.max(GradingRun.id), func.max(GradingRun.attempt))
+        .join(Submission, Submission.id == GradingRun.submission_id)
+        .where(Submission.assignment_id == assignment_id)
+        .group_by(GradingRun.status)
+    )
+    return sorted(map(tuple, rows))
+
+
+def open_regrade_ids(assignment_id: int) -> list[int]:
+    """Ids of the assignment's open regrades."""
+    return list(db.session.scalars(
+        select(Regrade.id).where(Regrade.assignment_id == assignment_id, Regrade.state == "open")
+    ))
+
+
+def regrade_run_statuses(regrade_id: int) -> list[tuple[Any, ...]]:
+    """(run id, status) of every new run of a regrade, sorted."""
+    rows = db.session.execute(
+        select(GradingRun.id, GradingRun.status)
+        .join(RegradeItem, RegradeItem.after_run_id == GradingRun.id)
+        .where(RegradeItem.regrade_id == regrade_id)
+    )
+    return sorted(map(tuple, rows))
+
+
+# --- what the instructor's assignment page counts ------------------------------------------------------------
+def status_counts(assignment_ids: list[int]) -> dict[str, int]:
+    """{status: number of submissions} over the given assignments (every status present, zero or not)."""
+    counts = dict.fromkeys(STATUSES, 0)
+    if assignment_ids:
+        rows = db.session.execute(
+            select(Submission.status, func.count())
+            .where(Submission.assignment_id.in_(assignment_ids))
+            .group_by(Submission.status)
+        ).all()
+        counts.update({status: int(n) for status, n in rows})
+    return counts
+
+
+def in_progress_by_user(assignment: Assignment) -> dict[int, str]:
+    """{user id: "queued" | "running"} for students with a submission still being graded."""
+    rows = db.session.execute(
+        select(Submission.user_id, Submission.status).where(
+            Submission.assignment_id == assignment.id, Submission.status.in_(("queued", "running"))
+        )
+    ).all()
+    found: dict[int, str] = {}
+    for user_id, status in rows:
+        # "running" wins over "queued": it is the more useful thing to show.
+        if found.get(user_id) != "running":
+            found[user_id] = status
+    return found

@@ -1,0 +1,125 @@
+"""The grading queue's state: workers online, runs waiting and running, how long waits are (the instructor's
+pages and their live endpoint show it)."""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import func, select
+
+from grader.database import db
+from grader.models import GradingRun, Submission, utcnow
+
+log = logging.getLogger(__name__)
+
+# Asking the workers costs up to PING_TIMEOUT of a request; remember the answer this long between asks.
+PING_TIMEOUT = 0.7
+PING_CACHE_SECONDS = 15.0
+RECENT_WAITS = timedelta(hours=1)
+
+_cache: dict[str, tuple[float, int | None]] = {}
+_cache_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class QueueState:
+    """A snapshot of the grading queue."""
+
+    workers: int | None  # None: the broker did not say (unknown, not zero)
+    queued: int
+    running: int
+    by_queue: dict[str, int]
+    oldest_wait: float | None  # seconds the oldest queued run has waited so far
+    median_wait: float | None  # median seconds from queued to started, over the last hour
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form for the live endpoint."""
+        return {
+            "workers": self.workers,
+            "queued": self.queued,
+            "running": self.running,
+            "by_queue": self.by_queue,
+            "oldest_wait": self.oldest_wait,
+            "median_wait": self.median_wait,
+        }
+
+
+def workers_online() -> int | None:
+    """How many Celery workers answered a ping (cached briefly); None when the broker cannot tell."""
+    celery_app = current_app.extensions.get("celery")
+    if celery_app is None:
+        return None
+    if celery_app.conf.task_always_eager:
+        return 1  # tasks run inside this process: it is the worker
+    key = str(celery_app.conf.broker_url)
+    now = time.monotonic()
+    with _cache_lock:
+        cached = _cache.get(key)
+        if cached is not None and now - cached[0] < PING_CACHE_SECONDS:
+            return cached[1]
+    try:
+        replies = celery_app.control.ping(timeout=PING_TIMEOUT) or []
+        count: int | None = len(replies)
+    except Exception as exc:  # a dashboard must render even when the broker is down
+        log.warning("could not ping the workers: %s", exc)
+        count = None
+    with _cache_lock:
+        _cache[key] = (now, count)
+    return count
+
+
+def queue_state(assignment_ids: list[int] | None = None, *, ping: bool = True) -> QueueState:
+    """Counts and waits over every run (the queue is shared), or only those of the given assignments."""
+    def scoped(query: Any) -> Any:
+        """Limit a query over runs to the given assignments' submissions."""
+        if assignment_ids is None:
+            return query
+        return query.join(Submission, Submission.id == GradingRun.submission_id).where(
+            Submission.assignment_id.in_(assignment_ids)
+        )
+
+    by_status_queue = db.session.execute(
+        scoped(select(GradingRun.status, GradingRun.queue, func.count()).select_from(GradingRun))
+        .where(GradingRun.status.in_(("queued", "running")))
+        .group_by(GradingRun.status, GradingRun.queue)
+    ).all()
+    queued = sum(int(n) for status, _, n in by_status_queue if status == "queued")
+    running = sum(int(n) for status, _, n in by_status_queue if status == "running")
+    by_queue: dict[str, int] = {}
+    for status, queue, n in by_status_queue:
+        if status == "queued":
+            by_queue[queue] = by_queue.get(queue, 0) + int(n)
+    now = utcnow()
+    oldest = db.session.scalar(
+        scoped(select(func.min(GradingRun.queued_at)).select_from(GradingRun)).where(
+            GradingRun.status == "queued"
+        )
+    )
+    recent = db.session.execute(
+        scoped(select(GradingRun.queued_at, GradingRun.started_at).select_from(GradingRun)).where(
+            GradingRun.started_at.is_not(None), GradingRun.started_at >= now - RECENT_WAITS
+        )
+    ).all()
+    waits = [max(0.0, (started - queued_at).total_seconds()) for queued_at, started in recent]
+    return QueueState(
+        workers=workers_online() if ping else None,
+        queued=queued,
+        running=running,
+        by_queue=by_queue,
+        oldest_wait=max(0.0, (now - _aware(oldest)).total_seconds()) if oldest else None,
+        median_wait=statistics.median(waits) if waits else None,
+    )
+
+
+def _aware(value: datetime | str) -> datetime:
+    # func.min() bypasses the UTC column type on SQLite, which then returns a naive string or datetime.
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value

@@ -1,0 +1,134 @@
+"""The Docker sandbox zygote: a sandbox container with exactly two extra privileges, and one that never outlives
+the worker that owns it, however the worker is stopped."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from worker.engine.manifest import Limits
+from worker.engine.runners.base import SandboxSpec
+from worker.engine.runners.docker import docker_available
+from worker.engine.runners.docker_config import LABEL, container_config
+from worker.engine.runners.docker_zygote import (
+    PROFILE,
+    ROLE_LABEL,
+    ZYGOTE_EXTRA_SYSCALLS,
+    seccomp_profile,
+    zygote_config,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+engine = pytest.mark.skipif(not docker_available(), reason="no Docker engine answered")
+
+
+def test_the_zygote_container_differs_from_a_sandbox_only_where_it_must() -> None:
+    """Is the zygote's container a sandbox container (no network, read-only, no capabilities, uid 10001, no
+    logs, limits), with only its seccomp profile, socket folder, lifeline and sizes changed?"""
+    spec = SandboxSpec(limits=Limits(memory_mb=512, pids=32))
+    sandbox = container_config("img", spec)
+    zygote = zygote_config("img", spec, None, "/srv/socket")
+    changed = {k for k in set(sandbox) | set(zygote) if sandbox.get(k) != zygote.get(k)}
+    assert changed == {"name", "labels", "entrypoint", "mem_limit", "memswap_limit", "pids_limit", "security_opt",
+                       "volumes", "detach", "auto_remove", "oom_score_adj"}, changed
+    for key in ("network_mode", "read_only", "cap_drop", "user", "ulimits", "ipc_mode", "log_config", "tmpfs"):
+        assert zygote[key] == sandbox[key], key
+    assert zygote["labels"][ROLE_LABEL] == "zygote" and zygote["labels"]["grader"] == LABEL["grader"]
+    assert zygote["mem_limit"] == zygote["memswap_limit"] > 512 << 20  # still no swap
+    assert zygote["volumes"] == {"/srv/socket": {"bind": "/run/zygote", "mode": "rw"}}
+    assert zygote["security_opt"][0] == "no-new-privileges"
+
+
+def test_the_zygote_profile_is_dockers_default_plus_the_namespace_calls() -> None:
+    """Does the zygote's seccomp profile add to Docker's default exactly the calls that build namespaces?"""
+    default = json.loads(PROFILE.read_text())
+    profile = json.loads(seccomp_profile())
+    assert profile["syscalls"][:-1] == default["syscalls"]
+    assert profile["defaultAction"] == default["defaultAction"] == "SCMP_ACT_ERRNO"
+    extra = profile["syscalls"][-1]
+    assert sorted(extra["names"]) == sorted(ZYGOTE_EXTRA_SYSCALLS) and "args" not in extra
+    assert not {"ptrace", "bpf", "keyctl", "setns", "perf_event_open", "io_uring_setup"} & set(extra["names"])
+
+
+OWNER = textwrap.dedent('''
+    import json, sys, time
+    from pathlib import Path
+    from worker.engine.grade import grade
+    from worker.engine.manifest import get_assignment
+    from worker.engine.runners import make_runner
+    from worker.engine.judge.launch import WarmJudge
+    judge = WarmJudge()
+    assignment = get_assignment("autograd")
+    source = Path("reference_tests/autograd/reference/solution.py").read_bytes()
+    result = grade(assignment, {"solution.py": source}, make_runner("docker", sandbox="fork"), judge=judge)
+    print(json.dumps({"score": result.score}), flush=True)
+    time.sleep(600)
+''')
+
+
+def _zygotes() -> set[str]:
+    import docker
+
+    client = docker.from_env()
+    try:
+        filters = {"label": [f"{ROLE_LABEL}=zygote"]}
+        return {c.id for c in client.containers.list(all=True, filters=filters)}
+    finally:
+        client.close()
+
+
+def _zygote_processes(known: frozenset[str] = frozenset()) -> list[str]:
+    """Zygote processes on this host (a container's, seen from here, or a local one), but those in `known`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if ("grader-sandbox/zygote.py" in command or "worker/sandbox/zygote.py" in command) \
+                    and proc.name not in known:
+                found.append(f"{proc.name} {command[:120]}")
+    return found
+
+
+@engine
+@pytest.mark.parametrize("how", ["SIGINT to the group", "SIGTERM to the parent", "SIGTERM to the group",
+                                 "SIGKILL to the group"])
+def test_a_worker_stopped_any_way_leaves_no_sandbox_behind(how: str, docker_ready: bool) -> None:
+    """A worker process that graded with the warm judge and the Docker zygote is stopped: is its zygote container
+    gone, with every process of it, within seconds?"""
+    before = _zygotes()
+    others = frozenset(entry.split()[0] for entry in _zygote_processes())  # other users' zygotes, if any
+    owner = subprocess.Popen([sys.executable, "-c", OWNER], cwd=REPO, stdout=subprocess.PIPE,
+                             env={**os.environ, "PYTHONPATH": str(REPO)}, start_new_session=True)
+    try:
+        assert owner.stdout is not None
+        line = owner.stdout.readline()
+        assert json.loads(line)["score"] == 100, line
+        assert _zygotes() - before, "the worker's zygote container runs while the worker does"
+        signum = {"SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM, "SIGKILL": signal.SIGKILL}[how.split()[0]]
+        if how.endswith("group"):
+            os.killpg(owner.pid, signum)
+        else:
+            owner.send_signal(signum)
+        owner.wait(timeout=60)
+        deadline = time.monotonic() + 30
+        while (_zygotes() - before or _zygote_processes(others)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert _zygotes() - before == set(), f"{how}: zygote containers left behind"
+        assert _zygote_processes(others) == [], f"{how}: zygote processes left behind"
+    finally:
+        if owner.poll() is None:
+            os.killpg(owner.pid, signal.SIGKILL)
+            owner.wait()
+        if owner.stdout is not None:
+            owner.stdout.close()

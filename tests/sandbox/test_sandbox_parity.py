@@ -1,0 +1,305 @@
+"""The isolation parity gate: a forked sandbox must keep a submission as alone as a fresh container does.
+
+The same probes run on three paths — a fresh Docker container per sandbox (the baseline), a child of a Docker
+zygote container, and a child of a local zygote process — and must get the same verdict from each: nothing a
+submission leaves (files in /work, /tmp, /dev/shm or HOME, SysV IPC, abstract-socket listeners, setsid daemons)
+reaches the next submission on that slot or one running beside it; only its own processes in /proc; only `lo`;
+no capabilities, no_new_privs, a seccomp filter; only the expected descriptors; namespace, mount, keyring, BPF,
+perf, io_uring calls refused; fresh random state per child; a zygote that does not grow over 200 submissions.
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.isolation_probe import DAEMON
+from tests.support.sandbox_support import Probe, processes_named
+from worker.engine.manifest import Limits
+from worker.engine.runners.base import Runner, SandboxSpec
+from worker.engine.runners.local import LocalRunner, namespace_mode
+from worker.sandbox import wire
+
+PATHS = ("docker-fresh", "docker-fork", "local-fork")
+
+PROBE = textwrap.dedent('''
+    import ctypes
+    import errno
+    import os
+    import random
+    import socket
+    import time
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    KEEP = []  # listeners stay open while the sandbox lives
+
+
+    def status():
+        fields = dict(line.split(":\\t", 1) for line in open("/proc/self/status").read().splitlines()
+                      if ":\\t" in line)
+        fds = {}
+        for name in os.listdir("/proc/self/fd"):
+            try:
+                fds[name] = os.readlink(f"/proc/self/fd/{name}")
+            except OSError:
+                pass  # the descriptor listdir itself used
+        pids = {}
+        for name in os.listdir("/proc"):
+            if name.isdigit():
+                try:
+                    pids[name] = open(f"/proc/{name}/cmdline", "rb").read().replace(b"\\0", b" ").decode()[:300]
+                except OSError:
+                    pass
+        return {"uid": os.getuid(), "CapEff": fields["CapEff"].strip(), "CapBnd": fields["CapBnd"].strip(),
+                "NoNewPrivs": fields["NoNewPrivs"].strip(), "Seccomp": fields["Seccomp"].strip(),
+                "fds": fds, "pids": pids, "interfaces": [n for _, n in socket.if_nameindex()],
+                "hostname": os.uname().nodename}
+
+
+    def refused():
+        calls = {
+            "unshare_user": lambda: libc.unshare(0x10000000),
+            "unshare_mount": lambda: libc.unshare(0x00020000),
+            "mount": lambda: libc.mount(b"none", b"/tmp", b"tmpfs", 0, None),
+            "setns": lambda: libc.setns(os.open("/proc/self/ns/net", os.O_RDONLY), 0),
+            "keyctl": lambda: libc.syscall(250, 0, 0, 0, 0, 0),              # KEYCTL_GET_KEYRING_ID
+            "bpf": lambda: libc.syscall(321, 0, 0, 0),
+            "perf_event_open": lambda: libc.syscall(298, 0, 0, -1, -1, 0),
+            "io_uring_setup": lambda: libc.syscall(425, 1, 0),
+        }
+        out = {}
+        for name, call in calls.items():
+            result = call()
+            out[name] = "allowed" if result >= 0 else errno.errorcode.get(ctypes.get_errno(), "?")
+        return out
+
+
+    def randomness():
+        import torch
+        return [random.random(), float(torch.rand(1))]
+
+
+    def leave(tag):
+        left = {}
+        for folder in ("/work", "/tmp", "/dev/shm", os.path.expanduser("~")):
+            try:
+                with open(os.path.join(folder, tag), "w") as handle:
+                    handle.write(tag)
+                left[folder] = True
+            except OSError as exc:
+                left[folder] = errno.errorcode[exc.errno]
+        key = abs(hash(tag)) % (1 << 30) + 1
+        left["shm"] = libc.shmget(key, 4096, 0o1666)   # IPC_CREAT | 0666
+        left["msg"] = libc.msgget(key, 0o1666)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind("\\0" + tag)
+        listener.listen(4)
+        KEEP.append(listener)
+        left["daemon"] = daemon(tag) > 0  # it has its name by the time it answers
+        return left
+
+
+    def look(tag):
+        seen = {}
+        for folder in ("/work", "/tmp", "/dev/shm", os.path.expanduser("~")):
+            seen[folder] = os.path.exists(os.path.join(folder, tag))
+        key = abs(hash(tag)) % (1 << 30) + 1
+        seen["shm"] = libc.shmget(key, 0, 0) >= 0
+        seen["msg"] = libc.msgget(key, 0) >= 0
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.connect("\\0" + tag)
+            seen["abstract"] = True
+        except OSError:
+            seen["abstract"] = False
+        names = []
+        for name in os.listdir("/proc"):
+            if name.isdigit():
+                try:
+                    names.append(open(f"/proc/{name}/comm").read().strip())
+                except OSError:
+                    pass
+        seen["daemon"] = tag[:15] in names
+        return seen
+
+
+    def fork_children(count):
+        children = 0
+        try:
+            for _ in range(count):
+                if os.fork() == 0:
+                    time.sleep(600)
+                    os._exit(0)
+                children += 1
+        except OSError as exc:
+            return {"children": children, "errno": exc.errno}
+        return {"children": children, "errno": None}
+''') + DAEMON
+# PYTHONHASHSEED is fixed in every sandbox, so hash(tag) names the same SysV key on both sides of a check.
+
+
+def _runner(path: str, request: pytest.FixtureRequest) -> Runner:
+    if path.startswith("docker"):
+        if not request.getfixturevalue("docker_ready"):
+            pytest.skip("no Docker engine here")
+        from worker.engine.runners.docker import DockerRunner
+
+        return DockerRunner(sandbox=path.removeprefix("docker-"))
+    if namespace_mode() == "none":
+        pytest.skip("this kernel gives the local runner no namespaces")
+    return LocalRunner(sandbox="fork")
+
+
+@pytest.fixture(scope="module")
+def runners(request: pytest.FixtureRequest) -> Iterator[dict[str, Runner]]:
+    """A runner per path, made when first asked for and closed (zygotes stopped) at the end of the module."""
+    made: dict[str, Runner] = {}
+
+    class Lazy(dict):  # type: ignore[type-arg]
+        def __missing__(self, key: str) -> Runner:
+            made[key] = self[key] = _runner(key, request)
+            return made[key]
+
+    yield Lazy()
+    for runner in made.values():
+        runner.close()
+
+
+@pytest.fixture(params=PATHS)
+def path(request: pytest.FixtureRequest) -> str:
+    """Which path the test runs on."""
+    return str(request.param)
+
+
+@pytest.fixture
+def probe(path: str, runners: dict[str, Runner]) -> Iterator[Callable[..., Probe]]:
+    """Start probes on the test's path; every one is stopped at the end of the test."""
+    started: list[Probe] = []
+    runner = runners[path]
+
+    def start(limits: Limits | None = None) -> Probe:
+        started.append(Probe(runner, PROBE, limits))
+        return started[-1]
+
+    yield start
+    for p in started:
+        p.stop()
+
+
+def test_student_holds_no_privilege(probe: Callable[..., Probe]) -> None:
+    """Does student code run with no capability, no_new_privs and a seccomp filter, as a uid that is not root?"""
+    seen = probe().call("status")
+    assert seen["uid"] != 0
+    assert int(seen["CapEff"], 16) == 0 and int(seen["CapBnd"], 16) == 0, seen
+    assert seen["NoNewPrivs"] == "1" and seen["Seccomp"] == "2", seen
+    assert seen["interfaces"] == ["lo"], seen
+    assert seen["hostname"] == "sandbox"
+
+
+def test_only_its_own_processes_and_descriptors(probe: Callable[..., Probe], path: str) -> None:
+    """Does /proc show only the sandbox's own processes, and does it hold only its channel and standard fds?"""
+    seen = probe().call("status")
+    commands = " | ".join(seen["pids"].values())
+    assert len(seen["pids"]) <= 2, seen["pids"]  # the server, and docker-init in a fresh container
+    assert all(("student_server.py" in c or "zygote.py" in c or "docker-init" in c) for c in seen["pids"].values()), \
+        commands
+    extra = {fd: target for fd, target in seen["fds"].items() if int(fd) > 2}
+    assert all(t.startswith(("socket:", "pipe:", "/dev/null")) for t in extra.values()), extra
+    assert len(extra) <= 3, extra
+
+
+def test_namespace_mount_keyring_bpf_perf_io_uring_are_refused(probe: Callable[..., Probe]) -> None:
+    """Can student code make namespaces, mount, join another namespace, or reach the kernel's keyrings, BPF,
+    perf events or io_uring?"""
+    seen = probe().call("refused")
+    assert all(outcome != "allowed" for outcome in seen.values()), seen
+
+
+def test_children_do_not_share_random_state(probe: Callable[..., Probe]) -> None:
+    """Do two sandboxes draw different random numbers (Python's and torch's generators)?"""
+    first, second = probe().call("randomness"), probe().call("randomness")
+    assert first[0] != second[0] and first[1] != second[1], (first, second)
+
+
+def test_what_a_submission_leaves_is_gone_for_the_next_on_the_slot(probe: Callable[..., Probe]) -> None:
+    """Does anything a submission leaves (files, SysV IPC, an abstract socket, a setsid daemon) reach the next
+    submission graded on the same slot?"""
+    tag = f"gl{uuid.uuid4().hex[:12]}"
+    first = probe()
+    left = first.call("leave", tag)
+    assert left["/work"] is True and left["/tmp"] is True and left["shm"] >= 0 and left["daemon"], left  # noqa: S108
+    assert processes_named(tag), "the daemon runs while its sandbox does"
+    first.stop()
+    deadline = time.monotonic() + 10
+    while processes_named(tag) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert processes_named(tag) == [], "the daemon outlived its sandbox"
+    seen = probe().call("look", tag)
+    assert not any(seen.values()), seen
+
+
+def test_what_a_submission_leaves_is_invisible_beside_it(probe: Callable[..., Probe]) -> None:
+    """Can a submission graded at the same time see what another one leaves while it runs?"""
+    tag = f"gb{uuid.uuid4().hex[:12]}"
+    probe().call("leave", tag)
+    seen = probe().call("look", tag)
+    assert not any(seen.values()), seen
+
+
+def test_a_fork_bomb_leaves_the_sandbox_beside_it_working(probe: Callable[..., Probe]) -> None:
+    """Can one submission's fork bomb stop another one (on the same zygote) from forking?"""
+    victim, bomb = probe(Limits(pids=32)), probe(Limits(pids=32))
+    held = bomb.call("fork_children", 1000)
+    assert held["errno"] is not None and held["children"] < 32, held
+    assert victim.call("fork_children", 2) == {"children": 2, "errno": None}
+
+
+@pytest.mark.parametrize("path", ["local-fork"], indirect=True)
+def test_the_zygote_does_not_grow_over_200_submissions(runners: dict[str, Runner], path: str) -> None:
+    """After 200 children (each loads and runs code), has the zygote gained memory, descriptors or processes?"""
+    runner = runners[path]
+    spec = SandboxSpec(limits=Limits())
+    runner.prepare(spec).stop()  # the zygote is up and has pre-forked once
+    zygote = runner._zygotes._handles[spec]  # type: ignore[attr-defined]
+    pid = zygote.proc.pid  # type: ignore[attr-defined]
+
+    def footprint() -> tuple[int, int, int]:
+        status = Path(f"/proc/{pid}/status").read_text()
+        rss = int(status.split("VmRSS:")[1].split()[0])
+        children = len(Path(f"/proc/{pid}/task/{pid}/children").read_text().split())
+        return rss, len(os.listdir(f"/proc/{pid}/fd")), children
+
+    before = footprint()
+    for i in range(200):
+        sandbox = runner.prepare(spec)
+        sandbox.write(wire.encode_frame({"op": "load", "id": "l", "module": "solution",
+                                         "files": {"solution.py": f"import torch\nX = torch.ones({i % 7 + 1})\n"}}))
+        _until_reply(sandbox, "l")
+        sandbox.stop()
+    time.sleep(0.5)  # the last child's waiter is reaped
+    after = footprint()
+    assert after[0] - before[0] < 16 * 1024, f"the zygote grew from {before[0]} to {after[0]} kB"
+    assert after[1] <= before[1], f"descriptors: {before[1]} -> {after[1]}"
+    assert after[2] <= max(before[2], 1), f"child processes: {before[2]} -> {after[2]}"
+
+
+def _until_reply(sandbox: Any, request_id: str) -> dict[str, Any]:
+    reader = wire.FrameReader()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        frame = reader.next_frame()
+        if frame is not None:
+            if frame.get("id") == request_id:
+                return frame
+            continue
+        chunk = sandbox.read(timeout=max(0.0, deadline - time.monotonic()))
+        assert chunk, f"the sandbox ended: {sandbox.stderr_tail()}"
+        reader.feed(chunk)
+    raise AssertionError("no reply")

@@ -1,0 +1,91 @@
+"""Each test's own process where the sandbox has no pid namespace of its own (the local runner on a kernel that
+gives it none): the student server must still give every test a fresh fork, end it, and say how it ended.
+
+Everywhere else the next test's process is forked while a test runs (`worker/sandbox/testprocs.py`); that path
+runs in every other sandbox suite. This one drives the real student server over its pipes as the judge would,
+with a small module of our own (nothing hostile runs here), so the plain path cannot rot unseen.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from worker.sandbox import wire
+
+SERVER = Path(__file__).resolve().parents[2] / "worker" / "sandbox" / "student_server.py"
+MODULE = textwrap.dedent("""
+    import os
+    COUNT = [0]
+    def bump():
+        COUNT[0] += 1
+        return COUNT[0]
+    def quit_with(code):
+        os._exit(code)
+""")
+
+
+class Server:
+    """The student server as a plain child process, spoken to in frames."""
+
+    def __init__(self, folder: Path) -> None:
+        env = {k: v for k, v in os.environ.items() if k != "GRADER_OWN_PID_NAMESPACE"}
+        self.proc = subprocess.Popen([sys.executable, "-I", "-B", str(SERVER)], cwd=folder, env=env,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self.reader = wire.FrameReader()
+
+    def receive(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        while (frame := self.reader.next_frame()) is None:
+            chunk = os.read(self.proc.stdout.fileno(), 65536)
+            assert chunk, "the student server ended"
+            self.reader.feed(chunk)
+        return frame
+
+    def send(self, message: dict[str, Any]) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(wire.encode_frame(message))
+        self.proc.stdin.flush()
+        return self.receive()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    started = Server(tmp_path)
+    try:
+        assert started.receive().get("ready")
+        loaded = started.send({"op": "load", "id": "load", "files": {"solution.py": MODULE}, "module": "solution"})
+        assert loaded.get("ok"), loaded
+        yield started
+    finally:
+        started.proc.kill()
+        started.proc.communicate()  # waits, and closes both pipes
+
+
+def test_each_test_starts_from_the_imported_state_and_its_end_is_reported(server: Server) -> None:
+    """Does a second test see none of the first test's changes, and is each end reported (status 0, its CPU)?"""
+    for number in (1, 2):
+        forked = server.send({"op": "fork", "id": f"fork{number}"})
+        assert forked == {"ok": True, "value": "forked", "id": f"fork{number}"}, forked
+        first = server.send({"op": "call", "id": f"a{number}", "fn": "bump", "args": [], "kwargs": {}})
+        second = server.send({"op": "call", "id": f"b{number}", "fn": "bump", "args": [], "kwargs": {}})
+        assert (first["value"], second["value"]) == (1, 2), (first, second)  # the count starts afresh each test
+        ended = server.send({"op": "exit", "id": f"exit{number}"})
+        assert ended["reaped"] and ended["id"] == f"fork{number}", ended
+        assert ended["value"]["code"] == 0 and isinstance(ended["value"]["cpu"], float), ended
+
+
+def test_a_test_process_that_dies_is_reported_with_its_exit_code(server: Server) -> None:
+    """When a test's process ends in the middle of a call, does the report say how, and does the next test run?"""
+    assert server.send({"op": "fork", "id": "f1"})["value"] == "forked"
+    ended = server.send({"op": "call", "id": "c1", "fn": "quit_with", "args": [3], "kwargs": {}})
+    assert ended["reaped"] and ended["id"] == "f1" and ended["value"]["code"] == 3, ended
+    assert server.send({"op": "fork", "id": "f2"})["value"] == "forked"
+    assert server.send({"op": "call", "id": "c2", "fn": "bump", "args": [], "kwargs": {}})["value"] == 1

@@ -1,0 +1,1 @@
+"""Tests of the grader service (grader/ and worker/tasks.py): API, pages, CLI, scores, LMS, policy, recovery, e2e."""

@@ -1,0 +1,233 @@
+"""The instructor pages through the real app: who may see them, and whether they show what the data says."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from grader.instructor.highlight import pygments_css
+from grader.services.scores import gradebook
+from tests.conftest import World
+from tests.support.dashboard_support import fresh_client, full, graded_submission, login
+
+REPO = Path(__file__).resolve().parents[2]
+PAGE = "/instructor/assignments/autograd"
+CSV = "/instructor/assignments/autograd/gradebook.csv"
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    """A browser-like client: each request gets a fresh `g`, as in a real server."""
+    return fresh_client(app)
+
+
+@pytest.fixture
+def graded(world: World) -> World:
+    """student: 100 then 91; student2: 80. The gradebook counts the latest by default."""
+    a = world.assignment
+    graded_submission(world.student, a, full(a))
+    graded_submission(world.student, a, full(a, gradient_checking=11))
+    graded_submission(world.student2, a, full(a, no_grad=0))
+    return world
+
+
+def test_anonymous_visitors_are_sent_to_login(client: FlaskClient, world: World) -> None:
+    """Does an anonymous visitor get the login page (and JSON callers a 401) rather than any data?"""
+    response = client.get("/instructor/assignments/autograd")
+    assert response.status_code == 302 and "/login?next=" in response.location
+    live = client.get("/instructor/assignments/autograd/live.json")
+    assert live.status_code == 401
+
+
+@pytest.mark.parametrize("who", ["student", "outsider"])
+def test_students_cannot_open_the_dashboard(client: FlaskClient, world: World, who: str) -> None:
+    """Can a student (of this course or another) open the dashboard or download the gradebook? (No: 403.)"""
+    login(client, getattr(world, who))
+    for url in ("/instructor/", PAGE, CSV):
+        response = client.get(url)
+        assert response.status_code == 403, url
+        assert "instructors" in response.get_data(as_text=True)
+
+
+def test_instructors_of_another_course_are_refused(client: FlaskClient, graded: World) -> None:
+    """Can an instructor of another course see this course's assignment, CSV or submissions? (No.)"""
+    login(client, graded.other_instructor)
+    assert client.get("/instructor/assignments/autograd").status_code == 403
+    assert client.get("/instructor/assignments/autograd/gradebook.csv").status_code == 403
+    assert client.get("/instructor/courses/DEMO101").status_code == 403
+    assert client.get("/instructor/submissions/1").status_code == 403
+    index = client.get("/instructor/").get_data(as_text=True)
+    assert "OTHER200" in index and "DEMO101" not in index
+
+
+def test_assignment_page_shows_counts_averages_histograms_and_table(client: FlaskClient, graded: World) -> None:
+    """Does the assignment page show the status counts, mean/median, a titled histogram per deliverable and
+    every student's counted scores?"""
+    login(client, graded.instructor)
+    html = client.get("/instructor/assignments/autograd").get_data(as_text=True)
+    assert "<dt>Submissions</dt><dd>3</dd>" in html
+    assert "<dt>Mean score</dt><dd>85.5</dd>" in html  # latest: 91 and 80
+    assert "<dt>Median score</dt><dd>85.5</dd>" in html
+    for d in graded.assignment.active_deliverables:
+        assert f'id="hist-{d.slug}"' in html
+        assert f"{d.title} (out of 20 points)</title>" in html
+    assert 'id="hist-total"' in html
+    assert "2 students: 1 with 80 to under 90 points, 1 with 90 to 100 points." in html
+    assert "student@example.edu" in html and "student2@example.edu" in html
+    assert "lms-student-1" in html
+
+
+def test_table_sorts_and_searches_on_the_server(client: FlaskClient, graded: World) -> None:
+    """Do ?sort= and ?q= order and filter the table without JavaScript?"""
+    login(client, graded.instructor)
+    html = client.get("/instructor/assignments/autograd?sort=total&dir=asc").get_data(as_text=True)
+    body = html[html.index('id="students-table"'):]
+    assert body.index("student2@example.edu") < body.index("student@example.edu")
+    html = client.get("/instructor/assignments/autograd?sort=total&dir=desc").get_data(as_text=True)
+    body = html[html.index('id="students-table"'):]
+    assert body.index("student@example.edu") < body.index("student2@example.edu")
+    assert 'aria-sort="descending"' in body
+    html = client.get("/instructor/assignments/autograd?q=lms-student-2").get_data(as_text=True)
+    body = html[html.index('id="students-table"'):]
+    assert "student2@example.edu" in body and "student@example.edu</small>" not in body
+
+
+def test_csv_export_matches_the_database(client: FlaskClient, graded: World, app: Flask) -> None:
+    """Are the CSV's numbers exactly the gradebook's, with email and external id for the LMS to match on?"""
+    login(client, graded.instructor)
+    response = client.get("/instructor/assignments/autograd/gradebook.csv")
+    assert response.status_code == 200 and response.mimetype == "text/csv"
+    assert 'filename="DEMO101-autograd-gradebook.csv"' in response.headers["Content-Disposition"]
+    rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
+    book = gradebook(graded.assignment)
+    assert [r["email"] for r in rows] == [s["email"] for s in book["students"]]
+    for row, student in zip(rows, book["students"], strict=True):
+        assert row["external_id"] == (student["external_id"] or "")
+        assert float(row["total"]) == student["score"]
+        for d in book["deliverables"]:
+            assert float(row[d["id"]]) == student["deliverables"][d["id"]]
+    assert {r["email"]: r["total"] for r in rows} == {"student2@example.edu": "80",
+                                                      "student@example.edu": "91"}
+
+
+def test_best_policy_changes_what_counts(client: FlaskClient, graded: World) -> None:
+    """Does switching the assignment to "best" make the student's 100 count instead of the later 91?"""
+    from tests.support.dashboard_support import post_form
+
+    login(client, graded.instructor)
+    response = post_form(client, PAGE, PAGE + "/policy", policy="best")
+    assert response.status_code == 302
+    rows = list(csv.DictReader(io.StringIO(client.get(CSV).get_data(as_text=True))))
+    assert {r["email"]: r["total"] for r in rows}["student@example.edu"] == "100"
+    bad = post_form(client, PAGE, PAGE + "/policy", policy="worst")
+    assert bad.status_code == 400 and "choose one of" in bad.get_data(as_text=True)
+
+
+def test_policy_form_needs_a_csrf_token(client: FlaskClient, graded: World) -> None:
+    """Is a forged cross-site POST (no CSRF token) refused with a plain message?"""
+    login(client, graded.instructor)
+    response = client.post("/instructor/assignments/autograd/policy", data={"policy": "best"})
+    assert response.status_code == 400
+    assert graded.assignment.score_policy == "latest"
+
+
+def test_submission_detail_shows_source_tests_timings_and_runner(client: FlaskClient, graded: World) -> None:
+    """Does the instructor see highlighted, escaped source, every test (hidden ones too) with its output, and
+    the run's facts?"""
+    login(client, graded.instructor)
+    html = client.get("/instructor/submissions/1").get_data(as_text=True)
+    assert '<div class="highlight">' in html and '<span class="k">def</span>' in html
+    assert "<b>not bold</b>" not in html and "&lt;b&gt;not bold&lt;/b&gt;" in html
+    assert "SECRET hidden output of simple_gradients" in html
+    assert "name and points only" in html
+    assert "celery@test-worker" in html and "local" in html
+    assert "Grading took</dt><dd>1.5 s" in html
+    assert "Regrade this submission" in html
+
+
+def test_students_see_hidden_tests_as_name_and_points_only(client: FlaskClient, graded: World) -> None:
+    """Does the student's result page keep hidden tests' output away while showing totals and history?"""
+    login(client, graded.student)
+    html = client.get("/submissions/2").get_data(as_text=True)
+    assert "SECRET" not in html
+    assert "Secret check of simple_gradients" in html and "A hidden test: only its points are shown." in html
+    assert "visible output of simple_gradients" in html
+    assert '<p class="score-big">91 <small>/ 100 points</small></p>' in html
+    assert "Submission 1</a>" in html and "(this one)" in html  # history of this assignment
+    assert client.get("/submissions/3").status_code == 404  # another student's
+
+
+def test_student_history_page_marks_the_counted_submission(client: FlaskClient, graded: World) -> None:
+    """Does a student's history list every submission and say which one counts?"""
+    login(client, graded.instructor)
+    user_id = graded.student.user.id
+    html = client.get(f"/instructor/assignments/autograd/students/{user_id}").get_data(as_text=True)
+    assert "Submission 1</a>" in html and "Submission 2</a>" in html
+    assert "from <a href=\"/instructor/submissions/2\">submission 2</a>" in html
+
+
+def test_live_endpoint_stamp_changes_when_grading_finishes(client: FlaskClient, world: World) -> None:
+    """Does the live JSON report waiting work and change its stamp once a submission is graded?"""
+    from grader.services.submissions import submit
+    from tests.support.dashboard_support import grade_run
+
+    login(client, world.instructor)
+    submission = submit(world.student.user, world.assignment, "solution.py", b"x = 1\n")
+    before = client.get("/instructor/assignments/autograd/live.json").get_json()
+    assert before["counts"]["queued"] == 1 and before["busy"] is True
+    assert before["queue"]["queued"] == 1
+    grade_run(submission.runs[0], full(world.assignment))
+    after = client.get("/instructor/assignments/autograd/live.json").get_json()
+    assert after["counts"]["graded"] == 1 and after["busy"] is False
+    assert after["stamp"] != before["stamp"] and after["mean"] == 100
+
+
+def test_course_and_index_pages_summarise_assignments(client: FlaskClient, graded: World) -> None:
+    """Do the dashboard's index and course pages list the assignment with its counts and mean?"""
+    login(client, graded.instructor)
+    for url in ("/instructor/", "/instructor/courses/DEMO101"):
+        html = client.get(url).get_data(as_text=True)
+        assert graded.assignment.title in html
+        assert "85.5 / 100" in html
+        assert "Workers online" in html
+
+
+def test_upload_page_carries_the_servers_rules_for_the_browser_checks(client: FlaskClient, world: World,
+                                                                      app: Flask) -> None:
+    """Does the upload form tell the browser the same accepted names and size limit the server enforces?"""
+    login(client, world.student)
+    html = client.get("/assignments/autograd/upload").get_data(as_text=True)
+    assert 'data-accept-names="solution.py"' in html
+    assert f'data-max-bytes="{app.config["GRADER_MAX_UPLOAD_BYTES"]}"' in html
+    assert '<label for="file">' in html and 'id="file"' in html
+
+
+def test_vendored_pygments_css_is_current() -> None:
+    """Is grader/static/pygments.css what the installed pygments generates (regenerate it if not)?"""
+    shipped = (REPO / "grader" / "static" / "pygments.css").read_text()
+    assert pygments_css() in shipped
+
+
+def test_pages_load_no_third_party_assets(client: FlaskClient, graded: World) -> None:
+    """Do the pages reference only this server's own scripts and styles (no CDN: campuses may be offline)?"""
+    login(client, graded.instructor)
+    for url in ("/instructor/assignments/autograd", "/instructor/submissions/1", "/", "/submissions/1"):
+        html = client.get(url).get_data(as_text=True)
+        assert "https://" not in html.replace("http://www.w3.org/2000/svg", "") or "cdn" not in html.lower()
+        assert 'src="http' not in html and 'href="http' not in html
+
+
+def test_unknown_things_get_plain_error_pages(client: FlaskClient, graded: World) -> None:
+    """Does a wrong address give a page that says what is wrong in words, with a way back?"""
+    login(client, graded.instructor)
+    missing = client.get("/instructor/assignments/nope")
+    html = missing.get_data(as_text=True)
+    assert missing.status_code == 404
+    assert "<h1>Not found</h1>" in html and "unknown assignment &#39;nope&#39;" in html and ">Home</a>" in html
+    assert client.get("/instructor/submissions/1?run=9").status_code == 404
+    assert client.get("/instructor/regrades/99").status_code == 404

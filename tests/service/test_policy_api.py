@@ -1,0 +1,226 @@
+"""The course policy through the service and the API: refused uploads (too early, closed, limit reached,
+cooling down) are clear 4xx JSON errors that store nothing; lateness is decided at upload and kept; the
+counted score (raw times credit) is what the gradebook, the CSV and the API show; extensions and overrides."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+
+from grader.extensions import db
+from grader.models import Submission
+from grader.services.policy import set_override
+from tests.conftest import World, upload
+from tests.support.dashboard_support import full, grade_run
+
+SOURCE = b"def f(x):\n    return x\n"
+
+
+def at(**delta: float) -> str:
+    """Now plus `delta`, ISO 8601 UTC."""
+    return (datetime.now(UTC) + timedelta(**delta)).isoformat()
+
+
+def stored() -> int:
+    """How many submissions the database holds."""
+    return int(db.session.scalar(select(func.count()).select_from(Submission)) or 0)
+
+
+def put_policy(client: FlaskClient, world: World, **fields: Any) -> Any:
+    """Set the offering's override through the API, as the instructor."""
+    return client.put("/api/v1/assignments/autograd/policy", json=fields, headers=world.instructor.headers)
+
+
+@pytest.mark.parametrize(("fields", "status", "code", "words"), [
+    ({"release": "in an hour"}, 403, "not_released", "uploads open on"),
+    ({"due": "two hours ago", "hard_close": "an hour ago"}, 403, "closed", "closed on"),
+])
+def test_an_upload_outside_the_open_window_is_refused_and_stores_nothing(
+        app: Flask, client: FlaskClient, world: World, fields: dict[str, str], status: int, code: str,
+        words: str) -> None:
+    """Before the release or after the hard close, is the upload a 4xx JSON error saying why, with nothing
+    stored?"""
+    times = {"in an hour": at(hours=1), "two hours ago": at(hours=-2), "an hour ago": at(hours=-1)}
+    assert put_policy(client, world, **{k: times[v] for k, v in fields.items()}).status_code == 200
+    response = upload(client, "autograd", SOURCE, headers=world.student.headers)
+    assert response.status_code == status, response.json
+    assert response.json["error"] == code and words in response.json["detail"]
+    assert stored() == 0
+
+
+def test_the_submission_after_the_limit_is_refused_and_says_none_are_left(
+        app: Flask, client: FlaskClient, world: World) -> None:
+    """With max_submissions = 1, is the second upload a 403 limit_reached, and does standing say 0 left?"""
+    put_policy(client, world, max_submissions=1)
+    standing = client.get("/api/v1/assignments/autograd/standing", headers=world.student.headers).json
+    assert standing["submissions_left"] == 1 and standing["can_upload"] is True
+    assert upload(client, "autograd", SOURCE, headers=world.student.headers).status_code == 202
+    refused = upload(client, "autograd", SOURCE, headers=world.student.headers)
+    assert refused.status_code == 403 and refused.json["error"] == "limit_reached"
+    standing = client.get("/api/v1/assignments/autograd/standing", headers=world.student.headers).json
+    assert standing["submissions_left"] == 0 and standing["refusal"] == "limit_reached"
+    assert stored() == 1
+    # The limit is per student: the other student still has theirs.
+    assert upload(client, "autograd", SOURCE, headers=world.student2.headers).status_code == 202
+
+
+def test_an_upload_during_the_cooldown_is_a_429_naming_when_the_next_is_possible(
+        app: Flask, client: FlaskClient, world: World) -> None:
+    """With a 30-minute cooldown, is the second upload a 429 cooling_down whose Retry-After header and standing
+    say when the next is possible?"""
+    put_policy(client, world, cooldown_minutes=30)
+    assert upload(client, "autograd", SOURCE, headers=world.student.headers).status_code == 202
+    refused = upload(client, "autograd", SOURCE, headers=world.student.headers)
+    assert refused.status_code == 429 and refused.json["error"] == "cooling_down"
+    assert "wait 30 minutes" in refused.json["detail"]
+    assert 30 * 60 - 60 < int(refused.headers["Retry-After"]) <= 30 * 60
+    standing = client.get("/api/v1/assignments/autograd/standing", headers=world.student.headers).json
+    assert standing["next_upload_at"] is not None and not standing["can_upload"]
+    assert stored() == 1
+
+
+def test_a_late_upload_keeps_its_credit_and_the_gradebook_shows_raw_penalty_and_counted(
+        app: Flask, client: FlaskClient, world: World) -> None:
+    """An upload an hour after the due date at 10 % off per day: is it stored at 90 % credit, and do the API, the
+    gradebook and the CSV show 100 raw, 10 penalty, 90 counted?"""
+    put_policy(client, world, due=at(hours=-1), late_penalty_per_day=10, late_days=3)
+    response = upload(client, "autograd", SOURCE, headers=world.student.headers)
+    assert response.status_code == 202, response.json
+    submission = db.session.get(Submission, response.json["id"])
+    assert submission.credit == 90 and 3600 <= submission.late_seconds < 3700
+    grade_run(submission.runs[0], full(world.assignment))
+    doc = client.get(f"/api/v1/submissions/{submission.id}", headers=world.student.headers).json
+    assert doc["late"]["credit"] == 90 and doc["late"]["late"] is True
+    assert (doc["score"], doc["counted_score"]) == (100.0, 90.0)
+    book = client.get("/api/v1/assignments/autograd/scores", headers=world.instructor.headers).json
+    row = next(r for r in book["students"] if r["email"] == world.student.email)
+    assert (row["raw_score"], row["late_penalty"], row["score"], row["credit"]) == (100.0, 10.0, 90.0, 90.0)
+    from tests.support.dashboard_support import fresh_client, login
+
+    browser = fresh_client(app)
+    login(browser, world.instructor)
+    csv = browser.get("/instructor/assignments/autograd/gradebook.csv").get_data(as_text=True).splitlines()
+    assert csv[0].endswith("raw_total,late_penalty,total")
+    assert any(line.endswith(",100,10,90") for line in csv[1:])
+
+
+def test_work_uploaded_on_time_stays_on_time_when_its_grade_arrives_after_the_deadline(
+        app: Flask, client: FlaskClient, world: World) -> None:
+    """A rush drains after the due date: is on-time work still counted at full credit?"""
+    put_policy(client, world, due=at(hours=1), late_penalty_per_day=50, late_days=1)
+    response = upload(client, "autograd", SOURCE, headers=world.student.headers)
+    set_override(world.assignment, {"due": at(hours=-1), "late_penalty_per_day": 50, "late_days": 1})
+    submission = db.session.get(Submission, response.json["id"])
+    grade_run(submission.runs[0], full(world.assignment))
+    book = client.get("/api/v1/assignments/autograd/scores", headers=world.instructor.headers).json
+    row = next(r for r in book["students"] if r["email"] == world.student.email)
+    assert (row["score"], row["credit"], row["late_seconds"]) == (100.0, 100.0, 0)
+
+
+def test_best_counts_the_higher_score_after_the_penalty(app: Flask, client: FlaskClient, world: World) -> None:
+    """On time 80, late 100 at 50 %: does "best" count the on-time 80 rather than the late 50?"""
+    world.assignment.score_policy = "best"
+    db.session.commit()
+    put_policy(client, world, due=at(hours=1), late_penalty_per_day=50, late_days=1)
+    on_time = upload(client, "autograd", SOURCE, headers=world.student.headers).json["id"]
+    grade_run(db.session.get(Submission, on_time).runs[0], full(world.assignment, simple_gradients=0))
+    put_policy(client, world, due=at(hours=-1), late_penalty_per_day=50, late_days=1)
+    late = upload(client, "autograd", SOURCE, headers=world.student.headers).json["id"]
+    grade_run(db.session.get(Submission, late).runs[0], full(world.assignment))
+    book = client.get("/api/v1/assignments/autograd/scores", headers=world.instructor.headers).json
+    row = next(r for r in book["students"] if r["email"] == world.student.email)
+    assert (row["submission_id"], row["score"]) == (on_time, 80.0)
+
+
+def test_an_extension_lets_one_student_upload_on_time_after_the_due_date(
+        app: Flask, client: FlaskClient, world: World) -> None:
+    """With the due date passed and closed, can the student given two extra days upload at full credit,
+    while the other student is refused?"""
+    put_policy(client, world, due=at(hours=-1), hard_close=at(hours=-1))
+    granted = client.post("/api/v1/assignments/autograd/extensions", headers=world.instructor.headers,
+                          json={"email": world.student.email, "days": 2, "reason": "illness"})
+    assert granted.status_code == 200, granted.json
+    response = upload(client, "autograd", SOURCE, headers=world.student.headers)
+    assert response.status_code == 202, response.json
+    assert db.session.get(Submission, response.json["id"]).credit == 100
+    assert upload(client, "autograd", SOURCE, headers=world.student2.headers).status_code == 403
+    standing = client.get("/api/v1/assignments/autograd/standing", headers=world.student.headers).json
+    assert standing["extended"] is True and standing["extension_reason"] == "illness"
+    listed = client.get("/api/v1/assignments/autograd/policy", headers=world.instructor.headers).json
+    assert [e["email"] for e in listed["extensions"]] == [world.student.email]
+    gone = client.delete(f"/api/v1/assignments/autograd/extensions/{world.student.email}",
+                         headers=world.instructor.headers)
+    assert gone.status_code == 200 and gone.json["extensions"] == []
+
+
+@pytest.mark.parametrize(("body", "code"), [
+    ({"email": "student@example.edu"}, "bad_extension"),
+    ({"email": "student@example.edu", "days": 1, "due": "2030-01-01T00:00:00Z"}, "bad_extension"),
+    ({"email": "student@example.edu", "due": "next tuesday"}, "bad_policy"),
+    ({"email": "nobody@example.edu", "days": 1}, "not_found"),
+    ({"email": "student@example.edu", "days": -1}, "bad_extension"),
+])
+def test_a_bad_extension_request_is_a_4xx_with_a_reason(app: Flask, client: FlaskClient, world: World,
+                                                        body: dict[str, Any], code: str) -> None:
+    """Is an extension with neither or both of due/days, a bad date, or an unknown student refused clearly?"""
+    put_policy(client, world, due=at(hours=-1))
+    response = client.post("/api/v1/assignments/autograd/extensions", headers=world.instructor.headers, json=body)
+    assert 400 <= response.status_code < 500 and response.json["error"] == code, response.json
+
+
+def test_only_instructors_change_the_policy(app: Flask, client: FlaskClient, world: World) -> None:
+    """Is a student's attempt to change the policy or grant themselves an extension a 403?"""
+    assert client.put("/api/v1/assignments/autograd/policy", json={"due": at(days=9)},
+                      headers=world.student.headers).status_code == 403
+    assert client.post("/api/v1/assignments/autograd/extensions", headers=world.student.headers,
+                       json={"email": world.student.email, "days": 3}).status_code == 403
+
+
+def test_an_inconsistent_override_is_refused_and_changes_nothing(app: Flask, client: FlaskClient,
+                                                                 world: World) -> None:
+    """Is a hard close before the due date a 400 bad_policy, with the override left as it was?"""
+    response = put_policy(client, world, due=at(hours=1), hard_close=at(hours=-1))
+    assert response.status_code == 400 and response.json["error"] == "bad_policy"
+    assert "hard close" in response.json["detail"]
+    db.session.refresh(world.assignment)
+    assert world.assignment.policy_override is None
+
+
+def test_uploads_racing_for_the_last_submission_on_postgresql_store_exactly_one(
+        make_app: Any) -> None:
+    """On PostgreSQL, with one submission allowed, do four uploads by the same student sent at the same instant
+    (four threads, four connections) store exactly one submission, the other three refused limit_reached?"""
+    import threading
+
+    from tests.conftest import Factory, fresh_postgres_database, make_world
+
+    with fresh_postgres_database() as url:
+        app = make_app(SQLALCHEMY_DATABASE_URI=url, BROKER_URL="memory://")
+        with app.app_context():
+            world = make_world(Factory())
+            set_override(world.assignment, {"max_submissions": 1})
+            headers = world.student.headers
+        start = threading.Barrier(4)
+        answers: list[Any] = []
+
+        def send() -> None:
+            client = app.test_client()
+            start.wait()
+            answers.append(upload(client, "autograd", SOURCE, headers=headers))
+
+        threads = [threading.Thread(target=send) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        codes = sorted(answer.status_code for answer in answers)
+        assert codes == [202, 403, 403, 403], [answer.json for answer in answers]
+        assert {answer.json["error"] for answer in answers if answer.status_code == 403} == {"limit_reached"}
+        with app.app_context():
+            assert stored() == 1
+            db.session.remove()

@@ -1,0 +1,125 @@
+"""The course policy on the pages: a refused upload is a plain message that stores nothing, the student sees
+their dates, submissions left, a late penalty and an extension, and after-due-date points stay out of the
+totals before the due date; the instructor sets the policy, extensions and grace days from the dashboard."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from io import BytesIO
+
+from flask import Flask
+from sqlalchemy import func, select
+
+from grader.extensions import db
+from grader.models import Submission
+from grader.services.policy import grant_extension, set_override
+from tests.conftest import World
+from tests.support.dashboard_support import csrf_from, fresh_client, full, grade_run, login, post_form
+
+SOURCE = b"def f(x):\n    return x\n"
+
+
+def at(**delta: float) -> str:
+    """Now plus `delta`, ISO 8601 UTC."""
+    return (datetime.now(UTC) + timedelta(**delta)).isoformat()
+
+
+def page_upload(client: object, content: bytes = SOURCE) -> object:
+    """Upload through the student's form (CSRF token included)."""
+    page = client.get("/assignments/autograd/upload").get_data(as_text=True)  # type: ignore[attr-defined]
+    return client.post("/assignments/autograd/upload", content_type="multipart/form-data",  # type: ignore[attr-defined]
+                       data={"csrf_token": csrf_from(page), "file": (BytesIO(content), "solution.py")})
+
+
+def test_an_upload_after_the_hard_close_shows_a_plain_message_and_stores_nothing(app: Flask, world: World) -> None:
+    """Does the form answer a closed assignment with the page and a plain sentence, not a stack trace?"""
+    set_override(world.assignment, {"due": at(hours=-2), "hard_close": at(hours=-1)})
+    client = fresh_client(app)
+    login(client, world.student)
+    page = client.get("/assignments/autograd/upload").get_data(as_text=True)
+    assert "Uploads close" in page and "closed on" in page
+    response = page_upload(client)
+    assert response.status_code == 403
+    assert "this assignment closed on" in response.get_data(as_text=True)
+    assert db.session.scalar(select(func.count()).select_from(Submission)) == 0
+
+
+def test_the_upload_page_says_how_many_submissions_are_left(app: Flask, world: World) -> None:
+    """With a limit of 3 and one used, does the page say 2 of 3 are left?"""
+    set_override(world.assignment, {"max_submissions": 3})
+    client = fresh_client(app)
+    login(client, world.student)
+    assert page_upload(client).status_code == 302
+    page = client.get("/assignments/autograd/upload").get_data(as_text=True)
+    assert "data-submissions-left>2</strong> of 3 submissions left" in page
+
+
+def test_a_student_sees_the_late_penalty_and_the_counted_score(app: Flask, world: World) -> None:
+    """A late upload at 80 %: does the result page say so, with 80 points counted of 100?"""
+    set_override(world.assignment, {"due": at(hours=-30), "late_penalty_per_day": 10, "late_days": 3})
+    client = fresh_client(app)
+    login(client, world.student)
+    assert "earns 80 % of its score" in client.get("/assignments/autograd/upload").get_data(as_text=True)
+    response = page_upload(client)
+    submission = db.session.scalar(select(Submission))
+    grade_run(submission.runs[0], full(world.assignment))
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "earns 80 % of its score" in page and "<strong>80</strong> points count" in page
+
+
+def test_a_student_with_an_extension_sees_their_own_due_date(app: Flask, world: World) -> None:
+    """Does the student given an extension see 'You have an extension' with its reason, and the other not?"""
+    set_override(world.assignment, {"due": at(hours=-1), "hard_close": at(hours=-1)})
+    grant_extension(world.assignment, world.student.user, days=3, reason="a family emergency")
+    client = fresh_client(app)
+    login(client, world.student)
+    page = client.get("/assignments/autograd/upload").get_data(as_text=True)
+    assert "You have an extension" in page and "a family emergency" in page and "data-refusal" not in page
+    other = fresh_client(app)
+    login(other, world.student2)
+    assert "You have an extension" not in other.get("/assignments/autograd/upload").get_data(as_text=True)
+
+
+def test_before_the_due_date_after_due_points_are_not_in_the_students_total(app: Flask, world: World) -> None:
+    """With the pack's tests after_due_date and the due date ahead, does the page say "visible points"?"""
+    set_override(world.assignment, {"due": at(days=2)})
+    client = fresh_client(app)
+    login(client, world.student)
+    page_upload(client)
+    submission = db.session.scalar(select(Submission))
+    grade_run(submission.runs[0], full(world.assignment))
+    run = submission.runs[0]
+    result = dict(run.result)
+    # Mark the first deliverable's visible test after_due_date, as a manifest would.
+    first = dict(result["deliverables"][0])
+    first["tests"] = [{**first["tests"][0], "visibility": "after_due_date"}, *first["tests"][1:]]
+    run.result = {**result, "deliverables": [first, *result["deliverables"][1:]]}
+    db.session.commit()
+    page = client.get(f"/submissions/{submission.id}").get_data(as_text=True)
+    hidden_points = first["tests"][0]["max_score"]
+    assert "more is graded after the due date" in page
+    assert f"{100 - hidden_points:g} of {100 - hidden_points:g} visible points" in page
+    assert "visible output of simple_gradients" not in page
+
+
+def test_the_instructor_sets_the_policy_an_extension_and_grace_days_from_the_dashboard(
+        app: Flask, world: World) -> None:
+    """Do the dashboard's forms save the override, the extension and the grace days, and does a bad date
+    get a plain 4xx page?"""
+    client = fresh_client(app)
+    login(client, world.instructor)
+    url = "/instructor/assignments/autograd"
+    due = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%S")
+    saved = post_form(client, url, url + "/course-policy", due=due, late_penalty_per_day="10", late_days="2",
+                      max_submissions="5")
+    assert saved.status_code == 302
+    db.session.refresh(world.assignment)
+    assert world.assignment.policy_override["max_submissions"] == 5
+    assert world.assignment.due_at is not None
+    granted = post_form(client, url, url + "/extensions", email=world.student.email, days="2", reason="ill")
+    assert granted.status_code == 302
+    assert post_form(client, url, url + "/grace-days", grace_days="3").status_code == 302
+    page = client.get(url).get_data(as_text=True)
+    assert world.student.email in page and "3 per student" in page
+    bad = post_form(client, url, url + "/course-policy", due="tomorrow-ish")
+    assert bad.status_code == 400 and "ISO 8601" in bad.get_data(as_text=True)

@@ -1,0 +1,286 @@
+"""Each test's own process: forked from the post-import process, started on the judge's request, ended, and
+everything it left behind killed before the next test starts. Runs inside the sandbox; standard library only.
+
+A test's process is forked ahead of time: it reseeds its generators and sets its CPU limit, then waits on a
+pipe until `fork_test` hands it the judge's request. Where the sandbox has a pid namespace and a /proc of its
+own (every forked sandbox child, a fresh container), the next test's process is forked *while the current test
+runs*, and a test that ends is not waited for: its process says on a pipe that the judge ended it, the
+post-import process stops every other process of the namespace at once (`kill(-1, SIGSTOP)`, which no fork can
+slip past), kills each one but the waiting next process, lets that one go on, and reports at once. The kernel
+tears the old address spaces down on another core while the next test runs, and the dead are reaped later.
+Fork and teardown of a process that holds torch cost a few milliseconds each; off the path between two tests,
+they no longer add up over a suite of dozens.
+
+Elsewhere (a local sandbox without a pid namespace, a kernel without pidfd_open) the next process is forked once
+the last one has been reaped, as before. Either way no test's process ever runs beside another test's: the next
+one starts only after the last one and its leftovers are dead or stopped for good.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import select
+import signal
+import sys
+import time
+from typing import Any
+
+import wire
+
+FORK_RETRY_SECONDS = 2.0  # a fork refused for the process limit waits this long for the dead to be reaped
+
+# The running test's pid, once a sweep (`reap`) collected it before the post-import process asked: how it ended.
+_swept: dict[int, tuple[int, Any] | None] = {}
+
+
+def own_pid_namespace() -> bool:
+    """Does this process have a pid namespace to itself (it is its init, or the sandbox's runner says so)?"""
+    return os.getpid() == 1 or os.environ.get("GRADER_OWN_PID_NAMESPACE") == "1"
+
+
+def can_fork_ahead() -> bool:
+    """Fork the next test's process while a test runs? Only where /proc lists exactly this pid namespace (so a
+    scan of it can reach nothing outside) and the kernel has pidfd_open (to see the test's process die)."""
+    if not own_pid_namespace() or not hasattr(os, "pidfd_open"):
+        return False
+    try:
+        if os.readlink("/proc/self") != str(os.getpid()):
+            return False  # a /proc of another pid namespace: its pids are not ours
+        os.close(os.pidfd_open(os.getpid()))
+    except OSError:
+        return False
+    return True
+
+
+def reseed() -> None:
+    """A forked process must not repeat its siblings' random numbers."""
+    import random
+
+    random.seed(os.urandom(32))
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        seed = int.from_bytes(os.urandom(8), "little") & ((1 << 63) - 1)
+        # Not torch.manual_seed: it queues a lazy seed for every accelerator backend, each with a formatted
+        # stack (milliseconds a fork, and a fork per test). The CPU generator, and CUDA's where torch has it
+        # (queued until the child initialises CUDA, which the zygote never does).
+        torch.default_generator.manual_seed(seed)
+        if torch.version.cuda is not None:
+            torch.cuda.manual_seed_all(seed)
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        numpy.random.seed(int.from_bytes(os.urandom(4), "little"))
+
+
+def end_leftovers(keep: int | None = None) -> None:
+    """Kill whatever test processes left behind (daemons, forks, the test's process itself) but `keep`, and reap
+    what has died.
+
+    Only in a pid namespace of the sandbox's own: kill(-1) there reaches exactly the sandbox's processes, never
+    anything on the host. With `keep`, everything is stopped first in one kill(-1) (a process that is forking
+    either has its child stopped too or its fork fails), then each pid that /proc shows is killed but ours,
+    init's and `keep`'s, and `keep` is let go on. The caller checked that /proc is this namespace's.
+    """
+    if own_pid_namespace():
+        if keep is None:
+            _signal(-1, signal.SIGKILL)
+        else:
+            me = os.getpid()
+            _signal(-1, signal.SIGSTOP)
+            for entry in os.listdir("/proc"):
+                if entry.isdigit() and int(entry) not in (1, me, keep):
+                    _signal(int(entry), signal.SIGKILL)
+            _signal(keep, signal.SIGCONT)
+    reap()
+
+
+def reap() -> None:
+    """Collect every child that has ended, without waiting for any (keeping how a watched one ended)."""
+    while True:
+        try:
+            pid, status, usage = os.wait4(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        if pid in _swept:
+            _swept[pid] = (status, usage)
+
+
+def _signal(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except OSError:
+        pass  # gone already, or (init) not ours to signal
+
+
+def _fork() -> int:
+    """fork(), waiting briefly where the process limit refuses it while the last test's dead are torn down."""
+    deadline = time.monotonic() + FORK_RETRY_SECONDS
+    while True:
+        try:
+            return os.fork()
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise
+            reap()
+            time.sleep(0.005)
+
+
+class TestProcesses:
+    """The server's half that forks, starts and ends test processes (mixed into `student_server.Server`)."""
+
+    reader: wire.FrameReader
+    cpu_seconds: int
+
+    def __init__(self) -> None:
+        self.in_test = False  # this process is a test's (it serves that test's calls, then exits)
+        self.spare: tuple[int, int, int] | None = None  # the next test's process: (pid, its go pipe, its done pipe)
+        self.done_fd = -1  # in a test's process: where it says that the judge ended the test
+        self.ahead: bool | None = None  # fork the next test's process while a test runs (decided at the first)
+        self.held: list[int] = []  # descriptors about the running test that a process forked now must not keep
+
+    def send(self, message: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def end_own_test(self) -> None:
+        """In a test's process, on the judge's "exit": say so to the post-import process, then end."""
+        if self.done_fd >= 0:
+            try:
+                os.write(self.done_fd, b"x")
+            except OSError:
+                pass
+        os._exit(0)
+
+    def prefork(self) -> tuple[int, int, int] | None:
+        """Fork the next test's process now; it waits, off the channel, until `fork_test` hands it a request.
+
+        Returns (pid, the pipe that starts it, the pipe it says it ended on) here; None in the forked process,
+        once started (it then carries on in `serve()` as the test's process).
+        """
+        go_r, go_w = os.pipe()
+        done_r, done_w = os.pipe()
+        try:
+            pid = _fork()
+        except OSError:
+            for fd in (go_r, go_w, done_r, done_w):
+                os.close(fd)
+            raise
+        if pid:
+            os.close(go_r)
+            os.close(done_w)
+            return pid, go_w, done_r
+        os.close(go_w)
+        os.close(done_r)
+        for fd in self.held:  # the running test's pipe and pidfd: nothing for a later test to hold
+            os.close(fd)
+        self.held = []
+        self.in_test = True
+        self.spare = None
+        self.done_fd = done_w
+        signal.signal(signal.SIGXCPU, signal.SIG_DFL)
+        reseed()
+        if self.cpu_seconds:
+            _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+            resource.setrlimit(resource.RLIMIT_CPU, (self.cpu_seconds, hard))
+        request_id = os.read(go_r, 256)
+        os.close(go_r)
+        if not request_id:
+            os._exit(0)  # the post-import process went away before this test came
+        self.reader = wire.FrameReader()  # whatever the post-import process had buffered was not this test's
+        self.send({"ok": True, "value": "forked", "id": request_id.decode("ascii", "replace")})
+        return None
+
+    def fork_test(self, request: dict[str, Any]) -> None:
+        """Run one test in a fresh fork of this post-import process; report once it has ended.
+
+        The fork (made ahead of time: `prefork`) answers the request itself ("forked") and serves the test's
+        calls on the same channel until the judge says "exit"; whatever global state the test changes dies with
+        it. This process then ends everything the test left behind and reports how the test's process ended.
+        """
+        if self.ahead is None:
+            self.ahead = can_fork_ahead()
+        request_id = str(request.get("id", ""))[:64].encode("ascii", "replace")
+        for _ in range(2):
+            spare, self.spare = self.spare or self.prefork(), None
+            if spare is None:
+                return  # this is the test's process now
+            pid, go, done = spare
+            try:
+                os.write(go, request_id)
+                break
+            except OSError:  # it died while it waited (the OOM killer, say): reap it, fork a fresh one
+                os.close(done)
+                _reap_one(pid)
+            finally:
+                os.close(go)
+        else:
+            raise RuntimeError("no process for the test could be started")  # this process ends; the judge sees it
+        pidfd = _pidfd(pid) if self.ahead else None
+        if pidfd is not None:
+            self._run_forked_ahead(request, pid, done, pidfd)
+            return
+        os.close(done)
+        _, status, usage = os.wait4(pid, 0)
+        end_leftovers()
+        self.reader = wire.FrameReader()  # the fork consumed whatever was buffered when it started
+        self._report_end(request, status, usage)
+        self.spare = self.prefork()
+
+    def _run_forked_ahead(self, request: dict[str, Any], pid: int, done: int, pidfd: int) -> None:
+        self.held = [done, pidfd]
+        _swept[pid] = None
+        try:
+            self.spare = self.prefork()  # the next test's process, forked while this test runs
+        except OSError:
+            self.spare = None  # the process limit: the next test forks its own once this one is over
+        if self.in_test:
+            return  # the process forked just now, started for a later test
+        ended = _wait_for_end(pid, done, pidfd)
+        self.held = []
+        os.close(done)
+        os.close(pidfd)
+        end_leftovers(keep=self.spare[0] if self.spare else None)
+        _swept.pop(pid, None)
+        self.reader = wire.FrameReader()
+        # None: the judge ended it, and it is torn down while the next test runs (no status or CPU time to tell).
+        self._report_end(request, *(ended or (0, None)))
+
+    def _report_end(self, request: dict[str, Any], status: int, usage: Any) -> None:
+        cpu = round(usage.ru_utime + usage.ru_stime, 4) if usage is not None else None
+        self.send({"ok": True, "reaped": True, "id": request.get("id"), "value": {
+            "status": status, "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
+            "code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None, "cpu": cpu}})
+
+
+def _wait_for_end(pid: int, done: int, pidfd: int) -> tuple[int, Any] | None:
+    """Wait until the test's process says the judge ended it (None) or dies first: (status, rusage or None)."""
+    watching = [done, pidfd]
+    while True:
+        ready, _, _ = select.select(watching, [], [])
+        if done in ready:
+            said = os.read(done, 1)
+            if said == b"x":
+                return None
+            if not said:
+                watching.remove(done)  # every copy of its write end is closed: only its exit can tell now
+        if pidfd in ready:
+            try:
+                _, status, usage = os.wait4(pid, 0)
+            except ChildProcessError:  # a sweep while forking the next process collected it first
+                return _swept.get(pid) or (signal.SIGKILL, None)
+            return status, usage
+
+
+def _pidfd(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except OSError:
+        return None  # out of descriptors, say: this test ends the plain way
+
+
+def _reap_one(pid: int) -> None:
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass  # reaped already

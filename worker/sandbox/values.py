@@ -1,0 +1,80 @@
+"""Values across the sandbox boundary, student side: the judge's arguments rebuilt, the results turned back.
+
+Only plain data crosses: JSON values, tensors as raw bytes (`wire`), lists, tuples and dicts (with references,
+so an argument the function changes in place can be written back), and the judge's own helper code (test
+helpers such as a function to differentiate), compiled here. Nothing is unpickled. Runs inside the sandbox.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import wire
+
+
+def decode(value: Any, refs: dict[int, Any]) -> Any:
+    """A wire value as the student's function receives it; tensors sent with a ref are recorded in `refs`."""
+    import torch
+
+    if isinstance(value, list):
+        return [decode(v, refs) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if wire.is_tensor_spec(value):
+        spec = value["__tensor__"]
+        tensor = wire.tensor_from_wire(spec)
+        if spec.get("requires_grad") and (tensor.is_floating_point() or tensor.is_complex()):
+            tensor.requires_grad_(bool(spec.get("requires_grad")))
+        if spec.get("grad") is not None:
+            tensor.grad = wire.tensor_from_wire(spec["grad"]["__tensor__"])
+        if spec.get("ref") is not None:
+            refs[int(spec["ref"])] = tensor
+        return tensor
+    if "__list__" in value:
+        items = [decode(v, refs) for v in value["__list__"]]
+        if value.get("ref") is not None:
+            refs[int(value["ref"])] = items
+        return items
+    if "__tuple__" in value:
+        return tuple(decode(v, refs) for v in value["__tuple__"])
+    if "__dict__" in value:
+        items_d = {str(k): decode(v, refs) for k, v in value["__dict__"].items()}
+        if value.get("ref") is not None:
+            refs[int(value["ref"])] = items_d
+        return items_d
+    if "__float__" in value:
+        return float(value["__float__"])
+    if "__code__" in value:
+        code = value["__code__"]
+        scope: dict[str, Any] = {"torch": torch, "nn": torch.nn, "F": torch.nn.functional, "math": math}
+        scope.update({str(k): decode(v, refs) for k, v in code.get("env", {}).items()})
+        if code.get("name"):
+            exec(compile(code["src"], "<test helper>", "exec"), scope)  # noqa: S102  (the judge's own code)
+            return scope[code["name"]]
+        return eval(compile(code["src"], "<test helper>", "eval"), scope)  # noqa: S307
+    raise wire.WireError(f"unknown value {sorted(value)[:3]}")
+
+def encode(value: Any, ids: dict[int, int], top: bool = False) -> Any:
+    """A returned value as wire data; objects the judge sent (by id) go back as references."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return wire.tensor_to_wire(value, ref=ids.get(id(value)))
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        number = float(value)
+        return number if math.isfinite(number) else {"__float__": repr(number)}
+    if not top and id(value) in ids:
+        return {"__ref__": ids[id(value)]}
+    if isinstance(value, list):
+        return {"__list__": [encode(v, ids) for v in value]}
+    if isinstance(value, tuple):
+        return {"__tuple__": [encode(v, ids) for v in value]}
+    if isinstance(value, dict):
+        return {"__dict__": {str(k): encode(v, ids) for k, v in value.items()}}
+    return {"__unsupported__": type(value).__name__}
