@@ -122,7 +122,8 @@ def build_result(assignment: Manifest, verdicts: dict[str, Any]) -> GradeResult:
     result = GradeResult(assignment=assignment.id, status="graded", score=total, max_score=assignment.max_score,
                          deliverables=deliverables, runner=_runner_name(verdicts),
                          environment={**(verdicts.get("runner") or {}), "cuda": bool(verdicts.get("cuda")),
-                                      "sandboxes": int(verdicts.get("sandboxes", 0))})
+                                      "sandboxes": int(verdicts.get("sandboxes", 0)),
+                                      "test_processes": int(verdicts.get("test_processes", 0))})
     result.message = _summary(result, verdicts.get("load_failure"))
     return result
 

@@ -16,11 +16,14 @@ from worker.engine.policy import named_zone, parse_time, spec_from_manifest
 
 VISIBILITIES = ("visible", "hidden", "after_due_date")
 GPU_USES = ("none", "optional", "required")
+# How often a test gets a fresh process forked from the post-import one: every test, or every deliverable (a
+# test's process then serves the next test of its deliverable while it is as it started: see docs/judging.md).
+FRESH_PROCESS = ("test", "deliverable")
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 # The sandbox's own modules (worker/sandbox), imported before any submission: a submitted file of one of these
 # names would import as ours, not as the student's (a test checks this list against the sandbox's files).
 SANDBOX_MODULES = frozenset({"wire", "student_server", "values", "jail", "seccomp_filter", "zygote", "forkready",
-                             "testprocs"})
+                             "testprocs", "globalstate"})
 _FILE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}\.py$")
 
 
@@ -58,6 +61,7 @@ class Manifest:
     limits: Limits = field(default_factory=Limits)
     gpu: str = "none"
     visibility: str = "visible"
+    fresh_process: str = "deliverable"
     due: datetime | None = None
     # The course policy's spec (`worker.engine.policy`): release, late steps, hard close, limits.
     policy: dict[str, Any] = field(default_factory=dict)
@@ -155,6 +159,9 @@ def _parse(path: Path, data: dict) -> Manifest:
     visibility = str(data.get("visibility", "visible"))
     if visibility not in VISIBILITIES:
         raise ValueError(f"visibility must be one of {VISIBILITIES}")
+    fresh_process = str(data.get("fresh_process", "deliverable"))
+    if fresh_process not in FRESH_PROCESS:
+        raise ValueError(f"fresh_process must be one of {FRESH_PROCESS}")
     raw_policy = data.get("policy", {})
     if not isinstance(raw_policy, dict):
         raise ValueError("[policy] must be a table")
@@ -175,6 +182,7 @@ def _parse(path: Path, data: dict) -> Manifest:
         limits=limits,
         gpu=gpu,
         visibility=visibility,
+        fresh_process=fresh_process,
         due=due,
         policy=policy,
     )

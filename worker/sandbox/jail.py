@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import seccomp_filter  # beside this file, inside the sandbox
+from globalstate import KEEP_CPU_SECONDS
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
@@ -202,7 +203,9 @@ def set_limits(config: JailConfig) -> None:
     """rlimits the child can only lower: CPU time (each process counts its own), data, files, processes."""
     mb = 1024 * 1024
     cpu = max(1, round(config.cpu_seconds))
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+    # The hard limit leaves room for a test's process that serves the next test too (`globalstate`): each test
+    # process moves its soft limit to what it has used + `cpu`, which must stay below the hard one.
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1 + KEEP_CPU_SECONDS))
     data = (config.memory_mb + (8192 if config.gpu else 0)) * mb
     resource.setrlimit(resource.RLIMIT_DATA, (data, data))
     resource.setrlimit(resource.RLIMIT_FSIZE, (config.file_size_mb * mb, config.file_size_mb * mb))

@@ -22,6 +22,7 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import values
 import wire
+from globalstate import KEEP_CPU_SECONDS
 from testprocs import TestProcesses
 
 WORK_DIR = os.getcwd()
@@ -103,6 +104,8 @@ class Server(TestProcesses):
                 self.fork_test(request)
                 continue  # the test's process answered "forked", and this one "reaped" once it ended
             elif op == "exit" and self.in_test:
+                if request.get("keep") and self.keep_for_next_test():
+                    continue  # the post-import process says "kept" once the test's leftovers are gone
                 self.end_own_test()
             else:
                 reply = _error("protocol", "ValueError", f"unknown op {op!r}")
@@ -260,7 +263,7 @@ def main() -> None:
         used = resource.getrusage(resource.RUSAGE_SELF)
         start = int(used.ru_utime + used.ru_stime) + 1
         _, hard = resource.getrlimit(resource.RLIMIT_CPU)
-        want = start + server.cpu_seconds + 1
+        want = start + server.cpu_seconds + 1 + KEEP_CPU_SECONDS  # room for a test's process kept (`jail`)
         hard = want if hard == resource.RLIM_INFINITY else min(hard, want)  # only root could raise it
         resource.setrlimit(resource.RLIMIT_CPU, (min(start + server.cpu_seconds, hard), hard))
     server.send({"ready": True, "pid": os.getpid(), "torch": torch.__version__,

@@ -14,6 +14,15 @@ they no longer add up over a suite of dozens.
 Elsewhere (a local sandbox without a pid namespace, a kernel without pidfd_open) the next process is forked once
 the last one has been reaped, as before. Either way no test's process ever runs beside another test's: the next
 one starts only after the last one and its leftovers are dead or stopped for good.
+
+**Kept for the next test of its deliverable.** Where the judge asks (the next test belongs to the same
+deliverable) and the forked-ahead path runs, a test's process that is as it started — the same global state
+(`globalstate.fingerprint`), no thread or child of its own left, little memory grown, CPU to spare below its
+hard limit — says so on its pipe instead of exiting: the post-import process stops and kills everything else the
+test left in the namespace, lets it and the waiting next process go on, and reports "kept". The kept process
+reseeds, moves its CPU limit to what it used plus a test's, and serves the next test. Anything else (a changed
+grad mode or default dtype, a monkeypatch, a daemon thread) ends it as before, and the next test gets a fresh
+fork: a test that changes global state still costs only itself.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ import sys
 import time
 from typing import Any
 
+import globalstate
 import wire
 
 FORK_RETRY_SECONDS = 2.0  # a fork refused for the process limit waits this long for the dead to be reaped
@@ -72,26 +82,42 @@ def reseed() -> None:
         numpy.random.seed(int.from_bytes(os.urandom(4), "little"))
 
 
-def end_leftovers(keep: int | None = None) -> None:
-    """Kill whatever test processes left behind (daemons, forks, the test's process itself) but `keep`, and reap
-    what has died.
+def end_leftovers(keep: tuple[int, ...] | None = None) -> None:
+    """Kill whatever test processes left behind (daemons, forks, the test's process itself) but those in `keep`,
+    and reap what has died.
 
     Only in a pid namespace of the sandbox's own: kill(-1) there reaches exactly the sandbox's processes, never
     anything on the host. With `keep`, everything is stopped first in one kill(-1) (a process that is forking
     either has its child stopped too or its fork fails), then each pid that /proc shows is killed but ours,
-    init's and `keep`'s, and `keep` is let go on. The caller checked that /proc is this namespace's.
+    init's and `keep`'s, and those in `keep` are let go on. The caller checked that /proc is this namespace's.
     """
     if own_pid_namespace():
         if keep is None:
             _signal(-1, signal.SIGKILL)
         else:
-            me = os.getpid()
+            spared = {1, os.getpid(), *keep}
             _signal(-1, signal.SIGSTOP)
             for entry in os.listdir("/proc"):
-                if entry.isdigit() and int(entry) not in (1, me, keep):
+                if entry.isdigit() and int(entry) not in spared:
                     _signal(int(entry), signal.SIGKILL)
-            _signal(keep, signal.SIGCONT)
+            for pid in keep:
+                _signal(pid, signal.SIGCONT)
     reap()
+
+
+def wait_gone(spared: tuple[int, ...], timeout: float = 1.0) -> None:
+    """After `end_leftovers(keep=spared)`: wait until everything killed has died and been reaped (a process
+    killed while stopped dies only once the kernel runs it again), so that a kept test's process goes on beside
+    nothing the test left. Killed grandchildren come to this init as their parents die, and are reaped here."""
+    spared_pids = {1, os.getpid(), *spared}
+    deadline = time.monotonic() + timeout
+    while True:
+        reap()
+        if all(int(entry) in spared_pids for entry in os.listdir("/proc") if entry.isdigit()):
+            return
+        if time.monotonic() >= deadline:
+            return  # stopped and killed: it never runs again, whenever the kernel finishes it
+        time.sleep(0.001)
 
 
 def reap() -> None:
@@ -139,9 +165,34 @@ class TestProcesses:
         self.done_fd = -1  # in a test's process: where it says that the judge ended the test
         self.ahead: bool | None = None  # fork the next test's process while a test runs (decided at the first)
         self.held: list[int] = []  # descriptors about the running test that a process forked now must not keep
+        self.baseline: tuple[Any, ...] | None = None  # in a test's process: its global state when it started
+        self.baseline_rss = 0
 
     def send(self, message: dict[str, Any]) -> None:
         raise NotImplementedError
+
+    def keep_for_next_test(self) -> bool:
+        """In a test's process, on the judge's "exit" with keep: serve the next test too, if nothing this test did
+        could reach it (see the module's docstring). False: the caller ends the process as usual."""
+        if not self.ahead or self.done_fd < 0 or self.baseline is None:
+            return False
+        if globalstate.has_children() or globalstate.fingerprint() != self.baseline:
+            return False
+        if globalstate.resident_bytes() - self.baseline_rss > globalstate.KEEP_GROWTH_BYTES:
+            return False
+        if self.cpu_seconds:
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            soft = int(usage.ru_utime + usage.ru_stime) + 1 + self.cpu_seconds
+            _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+            if hard != resource.RLIM_INFINITY and soft >= hard:
+                return False  # the next test could not have its full limit and a second of grace
+            resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
+        reseed()
+        try:
+            os.write(self.done_fd, b"k")
+        except OSError:
+            return False  # the post-import process does not watch for it (no pidfd): end as usual
+        return True
 
     def end_own_test(self) -> None:
         """In a test's process, on the judge's "exit": say so to the post-import process, then end."""
@@ -183,6 +234,9 @@ class TestProcesses:
         if self.cpu_seconds:
             _, hard = resource.getrlimit(resource.RLIMIT_CPU)
             resource.setrlimit(resource.RLIMIT_CPU, (self.cpu_seconds, hard))
+        if self.ahead:  # (only this path can keep a test's process for the next test)
+            self.baseline = globalstate.fingerprint()
+            self.baseline_rss = globalstate.resident_bytes()
         request_id = os.read(go_r, 256)
         os.close(go_r)
         if not request_id:
@@ -236,11 +290,16 @@ class TestProcesses:
             self.spare = None  # the process limit: the next test forks its own once this one is over
         if self.in_test:
             return  # the process forked just now, started for a later test
-        ended = _wait_for_end(pid, done, pidfd)
+        while (ended := _wait_for_end(pid, done, pidfd)) == KEPT:
+            # It serves the next test too: everything else the test left goes, it and the next process stay.
+            kept = (pid, *((self.spare[0],) if self.spare else ()))
+            end_leftovers(keep=kept)
+            wait_gone(kept)
+            self.send({"ok": True, "kept": True, "id": request.get("id")})
         self.held = []
         os.close(done)
         os.close(pidfd)
-        end_leftovers(keep=self.spare[0] if self.spare else None)
+        end_leftovers(keep=(self.spare[0],) if self.spare else None)
         _swept.pop(pid, None)
         self.reader = wire.FrameReader()
         # None: the judge ended it, and it is torn down while the next test runs (no status or CPU time to tell).
@@ -253,8 +312,12 @@ class TestProcesses:
             "code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None, "cpu": cpu}})
 
 
-def _wait_for_end(pid: int, done: int, pidfd: int) -> tuple[int, Any] | None:
-    """Wait until the test's process says the judge ended it (None) or dies first: (status, rusage or None)."""
+KEPT = "kept"
+
+
+def _wait_for_end(pid: int, done: int, pidfd: int) -> tuple[int, Any] | str | None:
+    """Wait until the test's process says the judge ended it (None) or that it serves the next test too (KEPT),
+    or dies first: (status, rusage or None)."""
     watching = [done, pidfd]
     while True:
         ready, _, _ = select.select(watching, [], [])
@@ -262,6 +325,8 @@ def _wait_for_end(pid: int, done: int, pidfd: int) -> tuple[int, Any] | None:
             said = os.read(done, 1)
             if said == b"x":
                 return None
+            if said == b"k":
+                return KEPT
             if not said:
                 watching.remove(done)  # every copy of its write end is closed: only its exit can tell now
         if pidfd in ready:

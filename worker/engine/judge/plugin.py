@@ -61,6 +61,7 @@ class GradingPlugin:
         self.infrastructure_error: str | None = None
         self._started: dict[str, float] = {}
         self._current_rank: int | None = None
+        self._next_item: pytest.Item | None = None
         if session is not None and self._rank:  # collected already: the spares the groups need, now
             session.ensure_spares(self.isolation_groups - 1)
 
@@ -118,6 +119,10 @@ class GradingPlugin:
         self.session.start_test()
         self._started[item.nodeid] = time.monotonic()
 
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:
+        self._next_item = nextitem  # (returns None: pytest's own protocol runs the test)
+
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[Any]) -> Any:
         outcome = yield
@@ -128,7 +133,19 @@ class GradingPlugin:
             status, message = self._classify(report, call)
             self._record(item, status, message)
             if report.when == "call":
-                self.session.end_test()
+                self.session.end_test(keep=self._shares_process(item, self._next_item))
+
+    def _shares_process(self, item: pytest.Item, nextitem: pytest.Item | None) -> bool:
+        """May `nextitem` run in `item`'s process (if that stays as it started)? Only within one deliverable and
+        one isolation group, and where the assignment asks for a fresh process per deliverable."""
+        if nextitem is None or self.assignment.fresh_process != "deliverable":
+            return False
+        if self._rank.get(item.nodeid) != self._rank.get(nextitem.nodeid):
+            return False
+        try:
+            return self._describe(item)[1] == self._describe(nextitem)[1]
+        except ValueError:
+            return False
 
     def _classify(self, report: pytest.TestReport, call: pytest.CallInfo[Any]) -> tuple[str, str]:
         if report.passed:

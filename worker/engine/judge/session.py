@@ -75,6 +75,7 @@ class StudentSession:
         self.output: list[str] = []
         self.fork_id: str | None = None  # the request that forked the current test's process, while it lives
         self._ending: str | None = None  # the last test's process, asked to exit, not yet reported gone
+        self.processes_forked = self.processes_kept = 0  # test processes forked; tests served by a kept one
 
     # -- lifecycle -----------------------------------------------------------------------------------
     def start_test(self) -> None:
@@ -84,25 +85,32 @@ class StudentSession:
         self.deadline = now + self.spec.limits.test_timeout * WALL_FACTOR
         self.output = []
 
-    def end_test(self) -> None:
+    def end_test(self, keep: bool = False) -> None:
         """End the current test's process: whatever it changed or started goes with it.
 
-        Only the request is sent here; that the process is gone is confirmed before the next test's first call
-        (`_confirm_ended`), so its exit overlaps pytest's bookkeeping between the tests.
+        With `keep` (the next test belongs to the same deliverable), the process may instead serve the next test
+        too, if it says that nothing this test did could reach that one (`worker/sandbox/globalstate.py`).
+        Only the request is sent here; that the process is gone (or kept) is confirmed before the next test's
+        first call (`_confirm_ended`), so its exit overlaps pytest's bookkeeping between the tests.
         """
+        if self.fork_id is None and self._ending is not None and not keep:
+            # A test that made no call: a process kept for it must not serve a test of another deliverable.
+            self._confirm_ended()
         fork_id, self.fork_id = self.fork_id, None
         sandbox = self.sandbox
         if fork_id is None or sandbox is None:
             return
         try:
-            sandbox.write(wire.encode_frame({"op": "exit", "id": secrets.token_hex(8)}))
+            sandbox.write(wire.encode_frame({"op": "exit", "id": secrets.token_hex(8), **({"keep": True} if keep
+                                                                                        else {})}))
         except (SandboxTimeout, OSError):
             self.close()  # the post-import process is stuck or gone: the next test starts afresh
             return
         self._ending = fork_id
 
     def _confirm_ended(self) -> None:
-        """Wait for the report that the last test's process has ended; the wait is not the next test's time."""
+        """Wait for the report that the last test's process has ended, or was kept for this test (it is then the
+        current one again); the wait is not the next test's time."""
         fork_id, self._ending = self._ending, None
         sandbox = self.sandbox
         if fork_id is None or sandbox is None:
@@ -114,6 +122,10 @@ class StudentSession:
                 frame = self._receive(sandbox, deadline, during=None)
                 if frame.get("id") == fork_id and frame.get("reaped"):
                     break
+                if frame.get("id") == fork_id and frame.get("kept"):
+                    self.fork_id = fork_id
+                    self.processes_kept += 1
+                    break
         except (SandboxLimit, OSError):
             self.close()  # the post-import process is stuck or gone: this test starts afresh
         waited = time.monotonic() - paused
@@ -121,14 +133,18 @@ class StudentSession:
         self.soft_deadline += waited
 
     def _ensure_test_process(self, fn: str) -> None:
-        """The first call of a test forks a process of its own from the post-import one."""
+        """The first call of a test forks a process of its own from the post-import one (or takes over the last
+        test's, kept for it)."""
         if self.fork_id is not None:
             return
         self._confirm_ended()
+        if self.fork_id is not None:
+            return  # the last test's process, kept: it serves this test too
         if not self.loaded:  # the post-import process was lost while the last test's process ended
             self._ensure_loaded(fn)
         request_id = secrets.token_hex(8)
         self.fork_id = request_id
+        self.processes_forked += 1
         reply = self._exchange({"op": "fork"}, during=fn, request_id=request_id)
         if not (reply.get("ok") and reply.get("value") == "forked"):
             self.fork_id = None
