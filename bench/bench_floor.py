@@ -9,7 +9,8 @@ around them, what a fresh process per test costs on this machine, and what the r
    forks a child per test that makes one autograd call and exits; the parent's and the child's CPU.
 3. **A test through the sandbox**: the judge's `StudentSession` against a forked sandbox of the runner: each test
    forks a fresh process, makes the same call, ends. The judge's CPU, and the sandbox's (the zygote container's
-   cgroup for docker; the sandbox's process tree, reaped children included, for local).
+   cgroup for docker; the sandbox's process tree, reaped children included, for local). Then the same with the
+   test's process kept for the next test (`fresh_process = "deliverable"`, a deliverable's tests after its first).
 4. **A sandbox session**: a fresh jailed child per isolation group — start, load the submission, one test, close.
 
 Every figure is CPU time, which another job on the machine does not inflate much (wall time is shown too):
@@ -222,11 +223,11 @@ def sandbox_costs(runner_name: str, tests: int, sessions: int) -> dict[str, dict
     def sandbox_cpu(ids: list[str]) -> float:
         return _container_cpu(ids) if runner_name == "docker" else _tree_cpu(os.getpid())
 
-    def test(session: StudentSession) -> None:
+    def test(session: StudentSession, keep: bool = False) -> None:
         student = StudentProxy(session)
         session.start_test()
         value = getattr(student, CALL[0])(student.code(CALL[1]), CALL[2])
-        session.end_test()
+        session.end_test(keep=keep)
         assert abs(value - 7.0) < 1e-9, value
 
     def timed(count: int, body: Callable[[], None]) -> dict[str, float]:
@@ -246,6 +247,7 @@ def sandbox_costs(runner_name: str, tests: int, sessions: int) -> dict[str, dict
     session = StudentSession(runner, SandboxSpec(limits=Limits()), files, "solution")
     try:
         per_test = timed(tests, lambda: test(session))
+        per_kept = timed(tests, lambda: test(session, keep=True))
     finally:
         session.close()
 
@@ -257,7 +259,7 @@ def sandbox_costs(runner_name: str, tests: int, sessions: int) -> dict[str, dict
             fresh.close()
 
     per_session = timed(sessions, one_session)
-    return {"test": per_test, "session": per_session}
+    return {"test": per_test, "kept": per_kept, "session": per_session}
 
 
 def main() -> int:
@@ -285,6 +287,10 @@ def main() -> int:
           f"   ({bare['child_faults']:.0f} faults, wall {bare['wall_ms']:.2f} ms)")
     print(f"{'a test through the ' + runner + ' sandbox (judge + sandbox)':58s} {per_test:7.2f} ms per test"
           f"   (judge {test['judge_ms']:.2f}, sandbox {test['sandbox_ms']:.2f}, wall {test['wall_ms']:.2f} ms)")
+    kept = through["kept"]
+    print(f"{'a test in a kept process (the last test of its deliverable)':58s} "
+          f"{kept['judge_ms'] + kept['sandbox_ms']:7.2f} ms per test"
+          f"   (judge {kept['judge_ms']:.2f}, sandbox {kept['sandbox_ms']:.2f}, wall {kept['wall_ms']:.2f} ms)")
     print(f"{'a sandbox session (start, load, one test, close)':58s} "
           f"{session['judge_ms'] + session['sandbox_ms']:7.1f} ms per group"
           f"   (judge {session['judge_ms']:.1f}, sandbox {session['sandbox_ms']:.1f}, "

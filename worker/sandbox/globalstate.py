@@ -11,6 +11,8 @@ fresh process, as every test once did), so anything unsure counts as changed.
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import os
 import signal
 import sys
@@ -21,7 +23,7 @@ from typing import Any
 # Namespaces whose attributes a test could replace for the tests after it (monkeypatching): module or class,
 # by dotted path from an imported module. Missing ones are skipped.
 NAMESPACES = (
-    "builtins", "math", "random", "sys", "os", "numpy", "numpy.random", "numpy.linalg",
+    "builtins", "math", "random", "os", "numpy", "numpy.random", "numpy.linalg",
     "torch", "torch.Tensor", "torch._C.TensorBase", "torch.nn", "torch.nn.Module", "torch.nn.Linear",
     "torch.nn.Parameter", "torch.nn.functional", "torch.nn.init", "torch.autograd", "torch.autograd.Function",
     "torch.autograd.functional", "torch.autograd.grad_mode", "torch.optim", "torch.optim.Optimizer",
@@ -30,8 +32,9 @@ NAMESPACES = (
 SIGNALS = tuple(getattr(signal, name) for name in ("SIGXCPU", "SIGTERM", "SIGINT", "SIGALRM", "SIGPIPE", "SIGCHLD",
                                                    "SIGUSR1", "SIGUSR2", "SIGVTALRM", "SIGPROF", "SIGSEGV")
                 if hasattr(signal, name))
-_SYS_NAMES = ("stdin", "stdout", "stderr", "displayhook", "excepthook", "meta_path", "path_hooks", "settrace",
-              "setprofile")
+# sys by attribute, not by its dict's version: the student server swaps sys.stdout and back around every call.
+_SYS_NAMES = ("stdin", "stdout", "stderr", "displayhook", "excepthook", "meta_path", "path_hooks", "path",
+              "modules", "settrace", "setprofile", "exit", "getrecursionlimit", "setrecursionlimit")
 # Memory a test may leave allocated and still hand its process to the next test.
 KEEP_GROWTH_BYTES = 64 * 1024 * 1024
 # CPU seconds a test's process may have used and still serve the next test with a full CPU limit of its own: the
@@ -57,20 +60,57 @@ def _resolve(path: str) -> Any:
 
 
 def _namespaces() -> tuple[Any, ...]:
-    """Per namespace: each attribute's name and object identity, module-valued ones (lazy imports) left out."""
+    """Per namespace: the object, and its attribute dict's version (a change to any attribute changes it)."""
     found = []
     for path in NAMESPACES:
         target = _resolve(path)
-        if target is None:
-            continue
-        try:
-            # type(), not isinstance(): an object's __class__ may be a property that runs code (and takes time).
-            items = {name: id(value) for name, value in vars(target).items()
-                     if not issubclass(type(value), ModuleType)}
-        except TypeError:  # no __dict__: something odd happened
-            items = {"<unreadable>": id(target)}
-        found.append((path, id(target), items))
+        if target is not None:
+            found.append((path, id(target), _attributes(target)))
     return tuple(found)
+
+
+def _attributes(target: Any) -> Any:
+    """What stands for `target`'s attributes: its dict's version number where CPython keeps one (PEP 509),
+    else each attribute's name and object identity.
+
+    The version is read without touching a single attribute: in a forked process every object touched has its
+    reference count written, and so its memory page copied. Reading the thousands of attributes of torch's
+    namespaces that way cost a fresh test process some 1,600 page faults (~7 ms); the version costs none.
+    """
+    try:
+        attributes = vars(target)
+    except TypeError:
+        return ("<no __dict__>",)
+    if not isinstance(attributes, dict):  # a class's mappingproxy: the dict behind it
+        inner = gc.get_referents(attributes)
+        attributes = inner[0] if len(inner) == 1 and isinstance(inner[0], dict) else attributes
+    if _VERSION_OFFSET is not None and type(attributes) is dict:
+        return ctypes.c_uint64.from_address(id(attributes) + _VERSION_OFFSET).value
+    # type(), not isinstance(): an object's __class__ may be a property that runs code (and takes time).
+    return {name: id(value) for name, value in attributes.items() if not issubclass(type(value), ModuleType)}
+
+
+def _version_offset() -> int | None:
+    """Where CPython keeps a dict's version tag (after the object header and the item count), if this
+    interpreter is one whose layout we know and a test of it passes; None otherwise."""
+    if sys.implementation.name != "cpython" or not (3, 8) <= sys.version_info[:2] <= (3, 13) \
+            or not getattr(sys, "_is_gil_enabled", lambda: True)():
+        return None
+    offset = 2 * ctypes.sizeof(ctypes.c_void_p) + ctypes.sizeof(ctypes.c_ssize_t)
+    probe: dict[str, int] = {"a": 1}
+
+    def read() -> int:
+        return ctypes.c_uint64.from_address(id(probe) + offset).value
+
+    used = ctypes.c_ssize_t.from_address(id(probe) + offset - ctypes.sizeof(ctypes.c_ssize_t)).value
+    before = read()
+    probe["a"] = 2
+    after = read()
+    probe["b"] = 3
+    return offset if used == 1 and before != after != read() else None
+
+
+_VERSION_OFFSET = _version_offset()
 
 
 def _torch_modes() -> tuple[Any, ...]:
