@@ -254,6 +254,8 @@ class TestProcesses:
         """
         if self.ahead is None:
             self.ahead = can_fork_ahead()
+        # The judge says when no later test of this sandbox will need a fresh process: no spare is forked then.
+        want_spare = request.get("spare") is not False
         request_id = str(request.get("id", ""))[:64].encode("ascii", "replace")
         for _ in range(2):
             spare, self.spare = self.spare or self.prefork(), None
@@ -272,20 +274,20 @@ class TestProcesses:
             raise RuntimeError("no process for the test could be started")  # this process ends; the judge sees it
         pidfd = _pidfd(pid) if self.ahead else None
         if pidfd is not None:
-            self._run_forked_ahead(request, pid, done, pidfd)
+            self._run_forked_ahead(request, pid, done, pidfd, want_spare)
             return
         os.close(done)
         _, status, usage = os.wait4(pid, 0)
         end_leftovers()
         self.reader = wire.FrameReader()  # the fork consumed whatever was buffered when it started
         self._report_end(request, status, usage)
-        self.spare = self.prefork()
+        self.spare = self.prefork() if want_spare else None
 
-    def _run_forked_ahead(self, request: dict[str, Any], pid: int, done: int, pidfd: int) -> None:
+    def _run_forked_ahead(self, request: dict[str, Any], pid: int, done: int, pidfd: int, want_spare: bool) -> None:
         self.held = [done, pidfd]
         _swept[pid] = None
         try:
-            self.spare = self.prefork()  # the next test's process, forked while this test runs
+            self.spare = self.prefork() if want_spare else None  # the next test's, forked while this test runs
         except OSError:
             self.spare = None  # the process limit: the next test forks its own once this one is over
         if self.in_test:

@@ -42,6 +42,7 @@ class GradingPlugin:
         self.assignment = assignment
         self.config_errors: list[str] = []
         self._rank: dict[str, int] = {}
+        self._spare_after: set[str] = set()  # tests after which a later test of their sandbox needs a new process
         self.isolation_groups = 1
         self._session: StudentSession | None = None
         self.bind(session, cuda)
@@ -87,6 +88,13 @@ class GradingPlugin:
         # data of a test the student may not see yet never reach a process whose output the student sees now.
         items.sort(key=lambda item: self._rank[item.nodeid])
         self.isolation_groups = max(1, len(set(self._rank.values())))
+        fresh_later: set[int] = set()  # ranks in which a later test starts a process of its own
+        for index in reversed(range(len(items))):
+            rank = self._rank[items[index].nodeid]
+            if rank in fresh_later:
+                self._spare_after.add(items[index].nodeid)
+            if index == 0 or not self._shares_process(items[index - 1], items[index]):
+                fresh_later.add(rank)
         if self._session is not None:
             self._session.ensure_spares(self.isolation_groups - 1)
 
@@ -116,7 +124,7 @@ class GradingPlugin:
         if self._current_rank is not None and rank != self._current_rank:
             self.session.next_isolation()
         self._current_rank = rank
-        self.session.start_test()
+        self.session.start_test(spare=item.nodeid in self._spare_after)
         self._started[item.nodeid] = time.monotonic()
 
     @pytest.hookimpl(tryfirst=True)

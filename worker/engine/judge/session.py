@@ -76,10 +76,15 @@ class StudentSession:
         self.fork_id: str | None = None  # the request that forked the current test's process, while it lives
         self._ending: str | None = None  # the last test's process, asked to exit, not yet reported gone
         self.processes_forked = self.processes_kept = 0  # test processes forked; tests served by a kept one
+        self._spare_wanted = True
 
     # -- lifecycle -----------------------------------------------------------------------------------
-    def start_test(self) -> None:
-        """Start the per-test clocks: the limit, then the wall-clock backstop (the CPU limit is the kernel's)."""
+    def start_test(self, spare: bool = True) -> None:
+        """Start the per-test clocks: the limit, then the wall-clock backstop (the CPU limit is the kernel's).
+
+        `spare`: a later test of this sandbox will need a fresh process (the sandbox forks it ahead of time).
+        """
+        self._spare_wanted = spare
         now = time.monotonic()
         self.soft_deadline = now + self.spec.limits.test_timeout
         self.deadline = now + self.spec.limits.test_timeout * WALL_FACTOR
@@ -145,7 +150,8 @@ class StudentSession:
         request_id = secrets.token_hex(8)
         self.fork_id = request_id
         self.processes_forked += 1
-        reply = self._exchange({"op": "fork"}, during=fn, request_id=request_id)
+        request = {"op": "fork", **({} if self._spare_wanted else {"spare": False})}
+        reply = self._exchange(request, during=fn, request_id=request_id)
         if not (reply.get("ok") and reply.get("value") == "forked"):
             self.fork_id = None
             raise SandboxLimit("crashed", f"the student process could not start the test ({_where(fn)})")
