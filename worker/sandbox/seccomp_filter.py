@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import json
 import platform
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 TABLE = Path(__file__).with_name("seccomp_table.json")
 AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
@@ -40,8 +43,10 @@ def _errno(code: int) -> int:
     return 0x00050000 | code
 
 
-def program(arch: str | None = None) -> list[tuple[int, int, int, int]]:
-    """The filter as (code, jt, jf, k) instructions for `arch` (this machine's by default)."""
+@functools.lru_cache(maxsize=4)
+def program(arch: str | None = None) -> tuple[tuple[int, int, int, int], ...]:
+    """The filter as (code, jt, jf, k) instructions for `arch` (this machine's by default); made once per
+    process (a zygote makes it before it forks: `prepare`)."""
     arch = arch or platform.machine()
     entry = json.loads(TABLE.read_text())[arch]
     numbers = entry["numbers"]
@@ -74,14 +79,24 @@ def program(arch: str | None = None) -> list[tuple[int, int, int, int]]:
     for nr in allowed:
         prog += [(JEQ, 0, 1, nr), (RET, 0, 0, RET_ALLOW)]
     prog.append((RET, 0, 0, eperm))
-    return prog
+    return tuple(prog)
 
 
-def install(instructions: list[tuple[int, int, int, int]] | None = None) -> None:
-    """Load the filter into this process (no_new_privs must already be set); irreversible."""
-    instructions = instructions or program()
+@functools.lru_cache(maxsize=4)
+def _compiled(instructions: tuple[tuple[int, int, int, int], ...]) -> tuple[Any, Any]:
+    """The kernel's struct sock_fprog for `instructions`, and the array it points to (kept alive with it)."""
     array = (_Instruction * len(instructions))(*[_Instruction(*i) for i in instructions])
-    prog = _Program(len(instructions), array)
+    return _Program(len(instructions), array), array
+
+
+def prepare() -> None:
+    """Make this machine's filter now (a zygote, before it forks: each child then only loads it)."""
+    _compiled(program())
+
+
+def install(instructions: Sequence[tuple[int, int, int, int]] | None = None) -> None:
+    """Load the filter into this process (no_new_privs must already be set); irreversible."""
+    prog, _array = _compiled(tuple(instructions) if instructions else program())
     libc = ctypes.CDLL(None, use_errno=True)
     # prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog)
     if libc.prctl(22, ctypes.c_ulong(2), ctypes.byref(prog), ctypes.c_ulong(0), ctypes.c_ulong(0)) != 0:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import forkready
 import jail
+import seccomp_filter
 import student_server
 import testprocs
 
@@ -346,6 +347,7 @@ def main(argv: list[str] | None = None) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, _stop)
     student_server.warm_up()
+    seccomp_filter.prepare()  # each child only loads it
     forkready.settle()  # every child and every test's fork copies page tables of this process: keep them small
     if os.path.exists(args.socket):
         os.unlink(args.socket)
