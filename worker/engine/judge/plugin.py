@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from worker.engine.errors import InfrastructureError
+from worker.engine.judge.outcomes import SandboxLimit, StudentError
 from worker.engine.judge.proxy import StudentProxy
-from worker.engine.judge.session import SandboxLimit, StudentError, StudentSession
+from worker.engine.judge.session import StudentSession
 from worker.engine.manifest import VISIBILITIES, Manifest
 
 MESSAGE_LIMIT = 3000

@@ -13,7 +13,8 @@ from typing import Any
 
 import torch
 
-from worker.engine.judge.session import StudentError, StudentSession
+from worker.engine.judge.outcomes import StudentError
+from worker.engine.judge.session import StudentSession
 from worker.sandbox import wire
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import secrets
 import signal
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from worker.engine.errors import InfrastructureError
+from worker.engine.judge.outcomes import LoadFailure, SandboxLimit, StudentError, call_error, load_message, location
 from worker.engine.runners.base import Runner, Sandbox, SandboxSpec, SandboxTimeout, deadline_left
 from worker.sandbox import wire
 
@@ -27,30 +27,6 @@ IDLE_WINDOW = 1.0
 IDLE_CPU = 0.05
 END_TEST_TIMEOUT = 10.0
 SIGXCPU, SIGKILL = int(signal.SIGXCPU), int(signal.SIGKILL)
-
-
-class StudentError(AssertionError):
-    """The student's code raised, or could not be imported; the test fails with this message."""
-
-    def __init__(self, message: str, kind: str = "exception", error: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.error = error or {}
-
-
-class SandboxLimit(Exception):
-    """The student process hit a limit (timeout, memory) or crashed; `status` is the test's status."""
-
-    def __init__(self, status: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-@dataclass
-class LoadFailure:
-    """The submission could not be imported; every call fails with this message."""
-
-    message: str
 
 
 class StudentSession:
@@ -75,6 +51,7 @@ class StudentSession:
         self.output: list[str] = []
         self.fork_id: str | None = None  # the request that forked the current test's process, while it lives
         self._ending: str | None = None  # the last test's process, asked to exit, not yet reported gone
+        self._ending_keep = False  # ... and asked to serve the next test too, if it can
         self.processes_forked = self.processes_kept = 0  # test processes forked; tests served by a kept one
         self._spare_wanted = True
 
@@ -111,7 +88,7 @@ class StudentSession:
         except (SandboxTimeout, OSError):
             self.close()  # the post-import process is stuck or gone: the next test starts afresh
             return
-        self._ending = fork_id
+        self._ending, self._ending_keep = fork_id, keep
 
     def _confirm_ended(self) -> None:
         """Wait for the report that the last test's process has ended, or was kept for this test (it is then the
@@ -128,6 +105,8 @@ class StudentSession:
                 if frame.get("id") == fork_id and frame.get("reaped"):
                     break
                 if frame.get("id") == fork_id and frame.get("kept"):
+                    if not self._ending_keep:  # never asked for: a test's process that says it for itself
+                        raise SandboxLimit("crashed", "the student process sent a reply nobody asked for")
                     self.fork_id = fork_id
                     self.processes_kept += 1
                     break
@@ -154,7 +133,7 @@ class StudentSession:
         reply = self._exchange(request, during=fn, request_id=request_id)
         if not (reply.get("ok") and reply.get("value") == "forked"):
             self.fork_id = None
-            raise SandboxLimit("crashed", f"the student process could not start the test ({_where(fn)})")
+            raise SandboxLimit("crashed", f"the student process could not start the test ({location(fn)})")
 
     def close(self) -> None:
         """Stop the sandboxes, if any."""
@@ -218,7 +197,7 @@ class StudentSession:
             self.load_failure = LoadFailure(f"{self.module}.py could not be imported: {exc}")
             raise
         if not reply.get("ok"):
-            self.load_failure = LoadFailure(_load_message(reply.get("error", {}), self.module))
+            self.load_failure = LoadFailure(load_message(reply.get("error", {}), self.module))
             self.close()
             raise StudentError(self.load_failure.message, kind="import")
         self._note_output(reply)
@@ -256,7 +235,7 @@ class StudentSession:
         self._note_output(reply)
         if reply.get("ok"):
             return reply
-        raise _call_error(fn, reply.get("error", {}))
+        raise call_error(fn, reply.get("error", {}))
 
     def _exchange(self, request: dict[str, Any], during: str | None,
                   request_id: str | None = None) -> dict[str, Any]:
@@ -283,7 +262,7 @@ class StudentSession:
 
     def _test_process_ended(self, how: Any, during: str | None) -> SandboxLimit:
         how = how if isinstance(how, dict) else {}
-        where = _where(during)
+        where = location(during)
         cpu = how.get("cpu") if isinstance(how.get("cpu"), (int, float)) else 0.0
         signum = how.get("signal")
         limit = self.spec.limits.test_timeout
@@ -331,7 +310,7 @@ class StudentSession:
 
     def _timed_out(self, during: str | None) -> SandboxLimit:
         self.close()
-        where = _where(during)
+        where = location(during)
         if self.idle_timeout:
             self.idle_timeout = False
             limit = f"{self.spec.limits.test_timeout:g} s"
@@ -353,7 +332,7 @@ class StudentSession:
         info = sandbox.exit_info(wait=5.0) if sandbox else None
         tail = sandbox.stderr_tail().strip()[-800:] if sandbox else ""
         self.close()
-        where = _where(during)
+        where = location(during)
         if info is not None and info.state == "oom":
             return SandboxLimit("memory", f"ran out of memory (limit {self.spec.limits.memory_mb} MB) {where}")
         if info is not None and info.code in (128 + SIGXCPU, -SIGXCPU):
@@ -368,43 +347,3 @@ class StudentSession:
         text = reply.get("output")
         if isinstance(text, str) and text:
             self.output.append(text[: self.spec.limits.output_kb * 1024])
-
-
-def _where(during: str | None) -> str:
-    if during == "import":
-        return "while importing the submission"
-    return f"in {during}()" if during else "while starting"
-
-
-def _load_message(error: dict[str, Any], module: str) -> str:
-    kind = error.get("kind")
-    message = str(error.get("message", ""))
-    if kind == "syntax":
-        return f"{module}.py does not compile: {message}"
-    if kind == "exit":
-        return f"{module}.py {message}"
-    where = f" (line {error['line']})" if isinstance(error.get("line"), int) else ""
-    text = f"{module}.py raised {error.get('type', 'an exception')} while being imported{where}: {message}"
-    if error.get("traceback"):
-        text += "\n" + str(error["traceback"])
-    return text
-
-
-def _call_error(fn: str, error: dict[str, Any]) -> BaseException:
-    kind = str(error.get("kind", "exception"))
-    message = str(error.get("message", ""))
-    if kind == "not_implemented":
-        return StudentError(f"{fn}() is not implemented yet (it raises NotImplementedError)", kind, error)
-    if kind == "missing":
-        return StudentError(message, kind, error)
-    if kind == "memory":
-        return SandboxLimit("memory", f"ran out of memory in {fn}()")
-    if kind == "exit":
-        return StudentError(message, kind, error)
-    if kind == "protocol":
-        return StudentError(message, kind, error)
-    where = f" at line {error['line']}" if isinstance(error.get("line"), int) else ""
-    text = f"{fn}() raised {error.get('type', 'an exception')}{where}: {message}"
-    if error.get("traceback"):
-        text += "\n" + str(error["traceback"])
-    return StudentError(text, kind, error)
