@@ -63,7 +63,7 @@ TEST_SOURCE_MARKERS = ("pytestmark = pytest.mark.deliverable(", "@pytest.mark.po
 REQUIRED_ATTACKS = {
     "infinite_loop", "import_hang", "fork_bomb", "memory_bomb", "big_output", "network", "read_filesystem",
     "monkeypatch_comparisons", "always_equal", "exit_at_import_sys", "exit_at_import_os", "exits_in_functions",
-    "fake_results_files", "protocol_forgery", "protocol_desync", "daemon", "symlinks_and_paths",
+    "fake_results_files", "protocol_forgery", "protocol_desync", "daemon", "symlinks_and_paths", "forged_kept",
 }
 
 
