@@ -44,6 +44,7 @@ class GradingPlugin:
         self.config_errors: list[str] = []
         self._rank: dict[str, int] = {}
         self._spare_after: set[str] = set()  # tests after which a later test of their sandbox needs a new process
+        self._descriptions: dict[str, tuple[str, str, float, str] | ValueError] = {}
         self.isolation_groups = 1
         self._session: StudentSession | None = None
         self.bind(session, cuda)
@@ -197,6 +198,19 @@ class GradingPlugin:
         )
 
     def _describe(self, item: pytest.Item) -> tuple[str, str, float, str]:
+        """(title, deliverable, points, visibility) of `item`, read from its markers once (ValueError when they
+        are wrong): a collecting judge reads them at collection, and the judges it forks inherit them."""
+        known = self._descriptions.get(item.nodeid)
+        if known is None:
+            try:
+                known = self._descriptions[item.nodeid] = self._read_markers(item)
+            except ValueError as exc:
+                known = self._descriptions[item.nodeid] = exc
+        if isinstance(known, ValueError):
+            raise ValueError(str(known))
+        return known
+
+    def _read_markers(self, item: pytest.Item) -> tuple[str, str, float, str]:
         marker = item.get_closest_marker("deliverable")
         if marker is None or not marker.args:
             raise ValueError("test has no deliverable marker")
