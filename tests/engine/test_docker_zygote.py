@@ -80,7 +80,8 @@ def _zygotes() -> set[str]:
     client = docker.from_env()
     try:
         filters = {"label": [f"{ROLE_LABEL}=zygote"]}
-        return {c.id for c in client.containers.list(all=True, filters=filters)}
+        # sparse: the list call alone, with no inspection per container (one removed meanwhile answered 404)
+        return {c.id for c in client.containers.list(all=True, filters=filters, sparse=True)}
     finally:
         client.close()
 

@@ -6,10 +6,11 @@ to carry its state across deliverables (a test's process serves the next test on
 
 At import (in the process every test's process is forked from) it wraps the server so that it learns each fork's
 request id, and replaces a test process's exit: on the judge's "exit" it sends a forged {"kept": true} report for
-its fork and goes on serving. Any function called in such a process afterwards fails, so a judge that believed
-the report would cost the next deliverables points. The judge believes "kept" only for an exit that asked for it:
-an unasked one ends the sandbox, and the next test starts in a fresh one (the import runs again, unpatched
-state), so every test passes.
+its fork and goes on serving. A function called afterwards in such a process fails if it belongs to another
+deliverable than the functions called there before the forgery, so a judge that believed the report would cost
+the next deliverables points. The judge believes "kept" only for an exit that asked for it (the next test is of
+the same deliverable): an unasked one ends the sandbox, and the next test starts in a fresh one (the import runs
+again, unpatched state), so every test passes.
 """
 
 import gc
@@ -18,7 +19,16 @@ import os
 import torch
 
 _FORK_ID = [None]
-_CARRIED = [False]
+_CALLED = set()  # the deliverables whose functions this process ran
+_CARRIED_FROM = set()  # ... as they were when it forged a report
+# The deliverable each function is graded in.
+_DELIVERABLE = {
+    "derivative": "simple_gradients", "partial_derivatives": "multivariate_gradients",
+    "gradient": "multivariate_gradients", "vector_jacobian_product": "multivariate_gradients",
+    "predict": "no_grad", "sgd_step": "no_grad", "accumulated_gradient": "zeroing_gradients",
+    "zero_gradients": "zeroing_gradients", "fit_linear": "zeroing_gradients",
+    "numerical_gradient": "gradient_checking", "check_gradient": "gradient_checking",
+}
 
 
 def _patch_server():
@@ -34,7 +44,7 @@ def _patch_server():
 
     def end_own_test(self):
         self.send({"ok": True, "kept": True, "id": _FORK_ID[0]})
-        _CARRIED[0] = True
+        _CARRIED_FROM.update(_CALLED)
         self.serve()
         os._exit(0)
 
@@ -350,14 +360,16 @@ def check_gradient(f, x, atol=1e-5, rtol=1e-3):
 
 
 def _refuse_carried(fn):
+    deliverable = _DELIVERABLE[fn.__name__]
+
     def wrapper(*args, **kwargs):
-        if _CARRIED[0]:
+        if _CARRIED_FROM and deliverable not in _CARRIED_FROM:
             raise RuntimeError("state carried over from another deliverable's test")
+        _CALLED.add(deliverable)
         return fn(*args, **kwargs)
     wrapper.__name__ = fn.__name__
     return wrapper
 
 
-for _name in ("derivative", "partial_derivatives", "gradient", "vector_jacobian_product", "predict", "sgd_step",
-              "accumulated_gradient", "zero_gradients", "fit_linear", "numerical_gradient", "check_gradient"):
+for _name in _DELIVERABLE:
     globals()[_name] = _refuse_carried(globals()[_name])

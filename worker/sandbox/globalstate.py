@@ -171,9 +171,11 @@ def has_children() -> bool:
 
 
 def resident_bytes() -> int:
-    """This process's resident memory, from /proc (0 where it cannot be read)."""
+    """This process's resident memory that is not backed by a file, from /proc (0 where it cannot be read):
+    what a test can leave allocated. torch's code pages that a test faults in are not counted."""
     try:
         with open("/proc/self/statm", encoding="ascii") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            fields = statm.read().split()
+            return (int(fields[1]) - int(fields[2])) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return 0
