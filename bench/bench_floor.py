@@ -11,7 +11,7 @@ around them, what a fresh process per test costs on this machine, and what the r
    forks a fresh process, makes the same call, ends. The judge's CPU, and the sandbox's (the zygote container's
    cgroup for docker; the sandbox's process tree, reaped children included, for local). Then the same with the
    test's process kept for the next test (`fresh_process = "deliverable"`, a deliverable's tests after its first).
-4. **A sandbox session**: a fresh jailed child per isolation group — start, load the submission, one test, close.
+4. **A sandbox session**: a fresh jailed child per submission — start, load the submission, one test, close.
 
 Every figure is CPU time, which another job on the machine does not inflate much (wall time is shown too):
 compare the rows with each other, and with `bench_service.py`'s machine CPU per submission.
@@ -292,7 +292,7 @@ def main() -> int:
           f"{kept['judge_ms'] + kept['sandbox_ms']:7.2f} ms per test"
           f"   (judge {kept['judge_ms']:.2f}, sandbox {kept['sandbox_ms']:.2f}, wall {kept['wall_ms']:.2f} ms)")
     print(f"{'a sandbox session (start, load, one test, close)':58s} "
-          f"{session['judge_ms'] + session['sandbox_ms']:7.1f} ms per group"
+          f"{session['judge_ms'] + session['sandbox_ms']:7.1f} ms per session"
           f"   (judge {session['judge_ms']:.1f}, sandbox {session['sandbox_ms']:.1f}, "
           f"wall {session['wall_ms']:.1f} ms)")
     tests = own["tests"]

@@ -3,15 +3,40 @@
 """Hostile: learn the hidden tests' inputs while they run, and show them in a visible test's output.
 
 Every function records the source of each student.code helper of every request it serves (read from the
-student server's frame); predict, called by visible tests that run after hidden ones, raises an exception
-whose message is everything recorded so far. Expected: predict loses its 10 points, everything else is
-correct, and no visible test's output contains the source of a hidden test's helper.
+student server's frame), in memory and in files in /tmp, /dev/shm and the work directory, which every process
+of the sandbox shares; predict, called by visible tests, raises an exception whose message is everything
+recorded so far, by any process. Expected: predict loses its 10 points, everything else is correct, and no
+visible test's output contains the source of a hidden test's helper.
 """
 
+import json
+import os
 import sys
 import torch
 
 SEEN = []
+PLACES = ("/tmp", "/dev/shm", os.getcwd())
+
+
+def _remember(source):
+    SEEN.append(source)
+    for place in PLACES:
+        try:
+            with open(os.path.join(place, ".seen"), "a") as f:
+                f.write(json.dumps(source) + "\n")
+        except OSError:
+            pass
+
+
+def _everything_seen():
+    seen = list(SEEN)
+    for place in PLACES:
+        try:
+            with open(os.path.join(place, ".seen")) as f:
+                seen.extend(json.loads(line) for line in f.read().splitlines())
+        except OSError:
+            pass
+    return seen
 
 
 def _record():
@@ -28,7 +53,7 @@ def _collect(value):
     if isinstance(value, dict):
         code = value.get("__code__")
         if isinstance(code, dict) and isinstance(code.get("src"), str):
-            SEEN.append(code["src"].strip())
+            _remember(code["src"].strip())
         for item in value.values():
             _collect(item)
     elif isinstance(value, list):
@@ -89,7 +114,7 @@ def vector_jacobian_product(f, x, v):
 
 def predict(model, x):
     _record()
-    raise RuntimeError("seen so far, newest first: " + " | ".join(dict.fromkeys(reversed(SEEN))))
+    raise RuntimeError("seen so far, newest first: " + " | ".join(dict.fromkeys(reversed(_everything_seen()))))
 
 def sgd_step(params, lr):
     _record()

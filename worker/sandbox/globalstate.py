@@ -4,9 +4,10 @@ handlers, timers, threads and child processes. Runs inside the sandbox; standard
 
 A test's process may serve the next test of its deliverable (`testprocs`) only while its fingerprint still
 equals the one it started with. The check runs in the student's own process, so a submission can defeat it;
-that only costs the submission itself (its own later tests see what it changed): whatever it leaves never
-reaches another isolation group, let alone another submission. False alarms are harmless (the next test gets a
-fresh process, as every test once did), so anything unsure counts as changed.
+that only costs the submission itself (its own later tests see what it changed): the judge never lets a
+process serve a test of another deliverable or isolation group, let alone another submission. False alarms
+are harmless (the next test gets a fresh process, as every test once did), so anything unsure counts as
+changed.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The sandbox zygote: imports torch and the student server once, then forks one confined child per request.
 
 It lives inside the isolation boundary (a long-lived hardened container per worker slot, or a plain process for
-the local runner) and never runs submission code. It keeps two children pre-forked and confined, so namespace
+the local runner) and never runs submission code. It keeps a child pre-forked and confined, so namespace
 creation is off the request path. A judge connects to its Unix socket and sends one JSON line,
 `{"op": "spawn"}`; the zygote answers `{"ok": true, "pid": n}` with two descriptors attached (SCM_RIGHTS): the
 judge's end of a socketpair whose other end is the child's frame channel, and the read end of the child's stderr.
@@ -32,7 +32,7 @@ import student_server
 import testprocs
 
 SPAWN_LINE_LIMIT = 4096
-IDLE = 2  # children kept confined ahead (a submission's visible and after-due-date groups)
+IDLE = 1  # children kept confined ahead: a submission takes one, the next is confined while it is graded
 
 
 @dataclass
@@ -201,7 +201,7 @@ class Zygote:
             self._refill()
 
     def _refill(self) -> None:
-        """Keep IDLE children confined ahead: a submission takes one per isolation group, back to back."""
+        """Keep IDLE children confined ahead (one per submission; another after a test crashed the last)."""
         while len(self.idle) < IDLE:
             child = self.prefork()
             if child is None:

@@ -26,16 +26,18 @@ if TYPE_CHECKING:
 
 
 # How the judge runs pytest. Besides our plugin, only the parts of pytest that reference tests may use (fixtures
-# such as tmp_path, monkeypatch, recwarn; marks; skips): what reports to humans or files (junitxml, pastebin,
-# stepwise, the cache), output capture (the judge's output goes to the worker's log anyway), log capture (the
-# student's code logs in the sandbox, never here; the plugin re-attaches its handlers around every test phase,
-# a tenth of a judge's CPU), and the hooks that collect warnings and unraisable exceptions (warnings are
-# ignored: `warnings.simplefilter` below; the unraisable-exception hook runs a full gc.collect() several times
-# per session, a fifth of a judge's CPU) stay out.
+# such as tmp_path, monkeypatch, recwarn; marks; skips): what reports to humans or files (the terminal reporter,
+# whose progress dots went to the worker's log, junitxml, pastebin, stepwise, the cache), output capture (the
+# judge's output goes to the worker's log anyway), log capture (the student's code logs in the sandbox, never
+# here; the plugin re-attaches its handlers around every test phase, a tenth of a judge's CPU), and the hooks
+# that collect warnings and unraisable exceptions (warnings are ignored: `warnings.simplefilter` below; the
+# unraisable-exception hook runs a full gc.collect() several times per session, a fifth of a judge's CPU) stay
+# out.
 PYTEST_ARGS = (
-    "--import-mode=importlib", "-q", "--no-header", "--tb=no", "--capture=no",
-    *(arg for name in ("cacheprovider", "unraisableexception", "threadexception", "faulthandler", "junitxml",
-                       "doctest", "pastebin", "stepwise", "setuponly", "setupplan", "warnings", "logging")
+    "--import-mode=importlib", "--capture=no",
+    *(arg for name in ("terminal", "cacheprovider", "unraisableexception", "threadexception", "faulthandler",
+                       "junitxml", "doctest", "pastebin", "stepwise", "setuponly", "setupplan", "warnings",
+                       "logging")
       for arg in ("-p", f"no:{name}")),
 )
 
@@ -43,8 +45,8 @@ PYTEST_ARGS = (
 def run_job(job: dict[str, Any], warm: list[Sandbox] | None = None) -> dict[str, Any]:
     """Run the reference tests of `job['assignment_path']` against the job's files; return the verdicts.
 
-    `warm` are sandboxes a pool started ahead of time (the first serves the first tests, the others the later
-    isolation groups); without them, the first sandbox starts right away.
+    `warm` are sandboxes a pool started ahead of time (the first serves the tests, any others stand by for a
+    test that ends its sandbox); without them, the first sandbox starts right away.
     Failures of the machinery come back as an `infrastructure_error` entry, never as an exception.
     """
     try:
@@ -135,7 +137,6 @@ def close_job(context: JobContext, plugin: GradingPlugin) -> dict[str, Any]:
         "test_processes": context.session.processes_forked,  # fresh forks; the other tests ran in kept ones
         "runner": context.runner.describe(),
         "cuda": context.cuda,
-        "groups": plugin.isolation_groups,
     }
 
 

@@ -43,9 +43,8 @@ class GradingPlugin:
         self.assignment = assignment
         self.config_errors: list[str] = []
         self._rank: dict[str, int] = {}
-        self._spare_after: set[str] = set()  # tests after which a later test of their sandbox needs a new process
+        self._spare_after: set[str] = set()  # tests after which a later test needs a new process
         self._descriptions: dict[str, tuple[str, str, float, str] | ValueError] = {}
-        self.isolation_groups = 1
         self._session: StudentSession | None = None
         self.bind(session, cuda)
 
@@ -63,10 +62,7 @@ class GradingPlugin:
         self.verdicts: dict[str, Verdict] = {}
         self.infrastructure_error: str | None = None
         self._started: dict[str, float] = {}
-        self._current_rank: int | None = None
         self._next_item: pytest.Item | None = None
-        if session is not None and self._rank:  # collected already: the spares the groups need, now
-            session.ensure_spares(self.isolation_groups - 1)
 
     # -- configuration -------------------------------------------------------------------------------
     def pytest_configure(self, config: pytest.Config) -> None:
@@ -86,19 +82,16 @@ class GradingPlugin:
                 self.config_errors.append(f"{item.nodeid}: {exc}")
                 visibility = "visible"
             self._rank[item.nodeid] = VISIBILITY_RANK[visibility]
-        # Visible tests first, then after_due_date, then hidden, each group in a sandbox of its own: code and
-        # data of a test the student may not see yet never reach a process whose output the student sees now.
+        # Visible tests first, then after_due_date, then hidden: code and data of a test the student may not see
+        # yet never reach a process whose output the student sees now, since every test whose output the
+        # student could see sooner has ended before it starts (`StudentSession.enter_group`).
         items.sort(key=lambda item: self._rank[item.nodeid])
-        self.isolation_groups = max(1, len(set(self._rank.values())))
-        fresh_later: set[int] = set()  # ranks in which a later test starts a process of its own
+        fresh_later = False  # a later test starts a process of its own
         for index in reversed(range(len(items))):
-            rank = self._rank[items[index].nodeid]
-            if rank in fresh_later:
+            if fresh_later:
                 self._spare_after.add(items[index].nodeid)
             if index == 0 or not self._shares_process(items[index - 1], items[index]):
-                fresh_later.add(rank)
-        if self._session is not None:
-            self._session.ensure_spares(self.isolation_groups - 1)
+                fresh_later = True
 
     # -- fixtures ------------------------------------------------------------------------------------
     @pytest.fixture(scope="session")
@@ -122,10 +115,7 @@ class GradingPlugin:
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
         if self.infrastructure_error:
             pytest.skip("grading stopped")
-        rank = self._rank.get(item.nodeid, 0)
-        if self._current_rank is not None and rank != self._current_rank:
-            self.session.next_isolation()
-        self._current_rank = rank
+        self.session.enter_group(self._rank.get(item.nodeid, 0))
         self.session.start_test(spare=item.nodeid in self._spare_after)
         self._started[item.nodeid] = time.monotonic()
 

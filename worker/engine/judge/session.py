@@ -54,6 +54,7 @@ class StudentSession:
         self._ending_keep = False  # ... and asked to serve the next test too, if it can
         self.processes_forked = self.processes_kept = 0  # test processes forked; tests served by a kept one
         self._spare_wanted = True
+        self._group = -1  # the least visible isolation group the current sandbox has served (see enter_group)
 
     # -- lifecycle -----------------------------------------------------------------------------------
     def start_test(self, spare: bool = True) -> None:
@@ -144,6 +145,7 @@ class StudentSession:
         self._spares = []
         self.loaded = False
         self.fork_id = self._ending = None
+        self._group = -1
 
     def hand_over(self, sandboxes: list[Sandbox]) -> None:
         """Use sandboxes a pool started ahead of time: the first for the first call, the rest as spares."""
@@ -151,21 +153,24 @@ class StudentSession:
         self._spares.extend(rest)
         self.sandboxes_started += len(sandboxes)
 
-    def ensure_spares(self, count: int) -> None:
-        """Start `count` extra sandboxes now, for the isolation boundaries ahead (see `next_isolation`)."""
-        while len(self._spares) < count:
-            self._spares.append(self.runner.prepare(self.spec))
-            self.sandboxes_started += 1
+    def enter_group(self, rank: int) -> None:
+        """The next test belongs to isolation group `rank` (0 visible, 1 after_due_date, 2 hidden).
 
-    def next_isolation(self) -> None:
-        """From the next call on, use a sandbox that has seen none of the calls so far."""
-        if self.sandbox is not None:
-            self.sandbox.stop()
-            self.sandbox = None
-            self.loaded = False
-        self._ending = None
-        if self._fresh is None and self._spares:
-            self._fresh = self._spares.pop(0)
+        Groups run in order of decreasing visibility, each test of a new group in a process of its own, so one
+        sandbox serves them all: whatever a test leaves in it (a file in /tmp, say) can reach only tests whose
+        output the student sees no sooner than its own. Should a more visible group ever follow a less visible
+        one, it gets a sandbox that has seen none of the calls so far.
+        """
+        if rank < self._group:
+            if self.sandbox is not None:
+                self.sandbox.stop()
+                self.sandbox = None
+                self.loaded = False
+            self.fork_id = self._ending = None
+            if self._fresh is None and self._spares:
+                self._fresh = self._spares.pop(0)
+            self._group = -1
+        self._group = max(self._group, rank)
 
     def warm_up(self) -> None:
         """Start a sandbox ahead of the first call, so its start-up overlaps the judge's own."""

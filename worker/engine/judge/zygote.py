@@ -4,10 +4,9 @@ It owns the worker slot's sandbox zygotes (`SandboxZygotes`): each job's judge g
 its kind of sandbox, and its sandboxes are that zygote's forked children. Such a job's judge is forked from the
 collecting judge of its assignment (`worker.engine.judge.collected`), itself a fork of this process that
 collected the reference tests once; a job no collecting judge can take is judged in a direct fork of this one.
-In the "fresh" sandbox mode it instead keeps sandboxes warm (started, server importing torch) for the next
-job's runner and limits — as many as the last such job had isolation groups (visible, after_due_date, hidden
-tests) — and hands them to the forked judge: a sandbox still serves exactly one submission, it just starts
-before the submission comes.
+In the "fresh" sandbox mode it instead keeps a sandbox warm (started, server importing torch) for the next
+job's runner and limits and hands it to the forked judge: a sandbox still serves exactly one submission, it
+just starts before the submission comes.
 Control protocol, one JSON object per line: job in on stdin; `{"started": pid}` and `{"done": pid, "status": n}`
 out on the original stdout. The verdicts go to the file each job names, as with a cold judge.
 """
@@ -45,15 +44,6 @@ def _prepare(job: dict[str, Any]) -> Sandbox | None:
     except Exception as exc:
         print(f"judge zygote: could not prepare a warm sandbox: {exc}", file=sys.stderr)
         return None
-
-
-def _groups_used(job: dict[str, Any]) -> int:
-    """How many sandboxes the finished job wanted up front (its verdicts say; our own judge wrote them)."""
-    try:
-        groups = int(json.loads(Path(job["verdicts_path"]).read_text(encoding="utf-8")).get("groups", 1))
-    except (OSError, ValueError, TypeError, AttributeError):
-        return 1
-    return max(1, min(3, groups))
 
 
 class SandboxZygotes:
@@ -159,7 +149,6 @@ def zygote_main() -> None:
     (probe * probe).sum().backward()  # autograd's lazy set-up happens once, before any fork
     forkready.settle()  # a judge forked from here neither walks nor copies what exists now
     pool: dict[str, list[Sandbox]] = {}
-    wanted: dict[str, int] = {}
     zygotes = SandboxZygotes()
     collected = CollectedJudges(close_in_child=lambda: _leave_control(control))
 
@@ -205,13 +194,12 @@ def zygote_main() -> None:
             control.write(json.dumps({"started": pid}) + "\n")
             # Started while the judge works, ready for the next submission of this kind (a zygote's children
             # start in milliseconds: nothing to start ahead for those).
-            fresh = [] if forking else [s for s in (_prepare(job) for _ in range(wanted.get(key, 1))) if s is not None]
-            if fresh:
-                pool[key] = fresh
+            fresh = None if forking else _prepare(job)
+            if fresh is not None:
+                pool[key] = [fresh]
             _, status = os.waitpid(pid, 0)
             for sandbox in warm:
                 sandbox.stop()  # whatever the judge left running (it was killed, say) goes now
-            wanted[key] = _groups_used(job)
             control.write(json.dumps({"done": pid, "status": status}) + "\n")
     except BrokenPipeError:
         pass  # the owner went away mid-job: stop as at the end of its input
