@@ -42,10 +42,11 @@ def create_scores(run_id: int) -> list[int]:
     if run is None or run.status != "graded":
         return []
     submission = run.submission
-    created = []
+    created: list[int] = []
+    items = db.session.scalars(
+        select(LtiLineItem).where(LtiLineItem.assignment_id == submission.assignment_id)).all()
     # Held from the start where it must wait for the student's due date, so no poll finds it due before.
-    wait = withheld_until(submission, run.result)
-    items = db.session.scalars(select(LtiLineItem).where(LtiLineItem.assignment_id == submission.assignment_id))
+    wait = withheld_until(submission, run.result) if items else None
     for item in items:
         identity = db.session.scalar(
             select(LtiIdentity).where(

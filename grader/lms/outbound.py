@@ -82,11 +82,11 @@ def create_deliveries(event_type: str, run_id: int) -> list[int]:
             LmsIntegration.course_id == course_id, LmsIntegration.outbound_url.is_not(None)
         )
     ).all()
-    created = []
+    created: list[int] = []
     now = utcnow()
     # A result with after-due-date tests leaves only once the student's due date has passed (`send_due`
     # picks it up then): the event carries every deliverable's score.
-    wait = withheld_until(run.submission, run.result)
+    wait = withheld_until(run.submission, run.result) if integrations else None
     for integration in integrations:
         exists = db.session.scalar(
             select(LmsDelivery.id).where(

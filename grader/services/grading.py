@@ -6,7 +6,7 @@ import logging
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import or_, select, update
+from sqlalchemy import insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from grader.database import db
@@ -87,22 +87,25 @@ def record_result(run: GradingRun, result: GradeResult, runner_facts: dict[str, 
     run.runner = result.runner or str(runner_facts.get("runner") or runner_facts.get("name") or "") or None
     image = runner_facts.get("image")
     run.image = str(image) if image else None
-    position = 0
+    scores: list[dict[str, object]] = []
+    tests: list[dict[str, object]] = []
     for item in result.deliverables:
         deliverable = deliverables.get(item.id)
         if deliverable is None:
             log.error("run %s: the engine scored unknown deliverable %r; not stored", run.id, item.id)
             continue
-        db.session.add(DeliverableScore(run=run, deliverable=deliverable, score=item.score,
-                                        max_score=item.max_score))
-        for test in item.tests:
-            db.session.add(TestResult(
-                run=run, deliverable=deliverable, position=position, name=test.name, status=test.status,
-                score=test.score, max_score=test.max_score, visibility=test.visibility, output=test.output,
-            ))
-            position += 1
+        scores.append({"run_id": run.id, "deliverable_id": deliverable.id, "score": item.score,
+                       "max_score": item.max_score})
+        tests.extend({"run_id": run.id, "deliverable_id": deliverable.id, "position": len(tests) + index,
+                      "name": test.name, "status": test.status, "score": test.score, "max_score": test.max_score,
+                      "visibility": test.visibility, "output": test.output} for index, test in enumerate(item.tests))
     _mirror_status(run)
     try:
+        # Rows in bulk (one statement per table, not one round trip per row): a run has dozens of tests.
+        if scores:
+            db.session.execute(insert(DeliverableScore), scores)
+        if tests:
+            db.session.execute(insert(TestResult), tests)
         db.session.commit()
     except IntegrityError:
         db.session.rollback()

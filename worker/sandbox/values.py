@@ -9,9 +9,18 @@ from __future__ import annotations
 
 import math
 import numbers
+from functools import lru_cache
+from types import CodeType
 from typing import Any
 
 import wire
+
+
+@lru_cache(maxsize=512)
+def _compiled(src: str, mode: str) -> CodeType:
+    """The judge's helper code, compiled once per process (a test's process serves the next test of its
+    deliverable, whose helpers are often the same); code objects are immutable, each call gets a new scope."""
+    return compile(src, "<test helper>", mode)
 
 
 def decode(value: Any, refs: dict[int, Any]) -> Any:
@@ -51,9 +60,9 @@ def decode(value: Any, refs: dict[int, Any]) -> Any:
         scope: dict[str, Any] = {"torch": torch, "nn": torch.nn, "F": torch.nn.functional, "math": math}
         scope.update({str(k): decode(v, refs) for k, v in code.get("env", {}).items()})
         if code.get("name"):
-            exec(compile(code["src"], "<test helper>", "exec"), scope)  # noqa: S102  (the judge's own code)
+            exec(_compiled(str(code["src"]), "exec"), scope)  # noqa: S102  (the judge's own code)
             return scope[code["name"]]
-        return eval(compile(code["src"], "<test helper>", "eval"), scope)  # noqa: S307
+        return eval(_compiled(str(code["src"]), "eval"), scope)  # noqa: S307
     raise wire.WireError(f"unknown value {sorted(value)[:3]}")
 
 def encode(value: Any, ids: dict[int, int], top: bool = False) -> Any:

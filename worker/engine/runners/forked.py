@@ -24,6 +24,7 @@ from worker.engine.runners.base import CappedBuffer, ExitInfo, Sandbox, SandboxS
 
 SPAWN_TIMEOUT = 30.0
 READY_TIMEOUT = 120.0
+READ_CHUNK = 1 << 20  # bytes read from the child at most per call (a frame may be up to 32 MiB)
 
 
 def jail_config(spec: SandboxSpec, expose: list[str], uid_range: tuple[int, int] | None) -> dict[str, Any]:
@@ -119,6 +120,8 @@ class ForkedSandbox(Sandbox):
         self._drain: threading.Thread | None = None
         self._owner = os.getpid()
         self.channel.setblocking(False)
+        # recv(n) allocates n bytes per call, and most replies are a few hundred: read into one buffer instead.
+        self._buffer = memoryview(bytearray(READ_CHUNK))
 
     def adopt(self) -> None:
         """Drain the child's stderr in the process that talks to it."""
@@ -157,7 +160,7 @@ class ForkedSandbox(Sandbox):
         if not ready:
             raise SandboxTimeout()
         try:
-            return self.channel.recv(1 << 20)
+            return bytes(self._buffer[:self.channel.recv_into(self._buffer)])
         except BlockingIOError:
             return self.read(timeout=0.05)
         except ConnectionResetError:
