@@ -75,6 +75,10 @@ def signal_handler():
     signal.signal(signal.SIGXCPU, signal.SIG_IGN)
 def import_path():
     sys.path.insert(0, "/tmp")
+def default_device():
+    torch.set_default_device("cpu")
+def print_options():
+    torch.set_printoptions(precision=2)
 def spin(seconds):
     start = time.process_time()
     while time.process_time() - start < seconds:
@@ -117,10 +121,11 @@ def test_a_fresh_process_per_test_stays_available(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("leave", ["grad_mode", "default_dtype", "monkeypatch", "thread", "signal_handler",
-                                   "import_path"])
+                                   "import_path", "default_device", "print_options"])
 def test_a_test_that_leaves_global_state_changed_costs_only_itself(tmp_path: Path, leave: str) -> None:
     """When a test switches grad mode off, changes the default dtype, monkeypatches torch, leaves a thread,
-    ignores SIGXCPU or changes the import path, does the next test of its deliverable get a fresh process?"""
+    ignores SIGXCPU, changes the import path, sets a default device or changes how tensors print, does the
+    next test of its deliverable get a fresh process?"""
     result = grade_with(tmp_path, leave=leave, third=1)
     assert set(statuses(result).values()) == {"passed"}, statuses(result)
     assert result.environment["test_processes"] == 3

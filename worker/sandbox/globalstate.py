@@ -21,14 +21,15 @@ import threading
 from types import ModuleType
 from typing import Any
 
-# Namespaces whose attributes a test could replace for the tests after it (monkeypatching): module or class,
-# by dotted path from an imported module. Missing ones are skipped.
+# Namespaces whose attributes a test could replace for the tests after it (monkeypatching): module, class or
+# settings object, by dotted path from an imported module. Missing ones are skipped.
 NAMESPACES = (
     "builtins", "math", "random", "os", "numpy", "numpy.random", "numpy.linalg",
     "torch", "torch.Tensor", "torch._C.TensorBase", "torch.nn", "torch.nn.Module", "torch.nn.Linear",
     "torch.nn.Parameter", "torch.nn.functional", "torch.nn.init", "torch.autograd", "torch.autograd.Function",
     "torch.autograd.functional", "torch.autograd.grad_mode", "torch.optim", "torch.optim.Optimizer",
     "torch.optim.SGD", "torch.optim.Adam", "torch.linalg", "torch.func", "torch.testing", "torch.random",
+    "torch._tensor_str.PRINT_OPTS",  # torch.set_printoptions(): how a later test's tensors print
 )
 SIGNALS = tuple(getattr(signal, name) for name in ("SIGXCPU", "SIGTERM", "SIGINT", "SIGALRM", "SIGPIPE", "SIGCHLD",
                                                    "SIGUSR1", "SIGUSR2", "SIGVTALRM", "SIGPROF", "SIGSEGV")
@@ -120,11 +121,14 @@ def _torch_modes() -> tuple[Any, ...]:
         return ()
     readers = (
         torch.is_grad_enabled, torch.is_inference_mode_enabled, torch.get_default_dtype,
-        getattr(torch, "get_default_device", lambda: None), torch.is_anomaly_enabled,
-        torch.are_deterministic_algorithms_enabled, torch.get_num_threads, torch.get_float32_matmul_precision,
+        # The default device as torch.get_default_device() finds it: a device context on the function-mode
+        # stack (its length, below) or the global one that set_default_device() leaves. Read directly: the
+        # function itself imports and walks enough of torch to copy ~60 pages in a fresh fork.
+        lambda: id(getattr(getattr(torch, "_GLOBAL_DEVICE_CONTEXT", None), "device_context", None)),
+        torch.is_anomaly_enabled, torch.are_deterministic_algorithms_enabled, torch.get_num_threads,
+        torch.get_float32_matmul_precision,
         lambda: torch._C._len_torch_function_stack(), lambda: torch._C._len_torch_dispatch_stack(),
-        lambda: torch._C._is_torch_function_enabled(), lambda: torch.autograd.graph._is_checkpoint_valid(),
-        lambda: torch.get_printoptions() if hasattr(torch, "get_printoptions") else None,
+        lambda: torch._C._is_torch_function_enabled(),
         lambda: torch._C._autograd._saved_tensors_hooks_is_enabled(),
     )
     values = []

@@ -20,10 +20,11 @@ import warnings
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import globalstate
 import values
 import wire
 from globalstate import KEEP_CPU_SECONDS
-from testprocs import TestProcesses
+from testprocs import TestProcesses, reseed
 
 WORK_DIR = os.getcwd()
 OUTPUT_LIMIT = int(os.environ.get("GRADER_OUTPUT_LIMIT", "16384"))
@@ -246,6 +247,10 @@ def warm_up() -> None:
         import numpy.random  # noqa: F401
     except ImportError:
         pass
+    # What every test's process does at its start and end (reseed, read its global state) once here too: what
+    # those calls set up on first use is then shared with every fork instead of made (and paged in) in each.
+    reseed()
+    globalstate.fingerprint()
 
 
 def main() -> None:
