@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import threading
 from typing import Any
 
@@ -25,6 +26,24 @@ def _freeze_before_the_pool_forks(**_: Any) -> None:
     page by page, the memory they share (measured: a pool process's private memory doubled over 300 gradings)."""
     gc.collect()
     gc.freeze()
+
+
+@worker_init.connect
+def _start_the_judge_master(sender: Any = None, **_: Any) -> None:
+    """One judge master per worker, before the pool forks (`worker.engine.judge.master`): its slots' judge
+    zygotes share one import of torch and pytest, and their sandboxes one zygote container per kind."""
+    from worker.engine.judge.launch import start_master
+
+    concurrency = getattr(sender, "concurrency", None)
+    start_master(concurrency if isinstance(concurrency, int) and concurrency > 0 else os.cpu_count() or 1)
+
+
+@worker_process_init.connect
+def _leave_the_judge_master_to_the_worker(**_: Any) -> None:
+    """A pool process holds no lifeline of the master's: only the worker's main process ends it."""
+    from worker.engine.judge.launch import forget_master
+
+    forget_master()
 
 
 @worker_process_init.connect
@@ -108,6 +127,14 @@ def _start_host_cleanup(sender: Any = None, **_: Any) -> None:
 @worker_shutdown.connect
 def _stop_host_cleanup(**_: Any) -> None:
     _host_cleanup_stop.set()
+
+
+@worker_shutdown.connect
+def _stop_the_judge_master(**_: Any) -> None:
+    """After the pool: the master stops its judge zygotes and the sandbox zygote containers."""
+    from worker.engine.judge.launch import stop_master
+
+    stop_master()
 
 
 @setup_logging.connect

@@ -21,6 +21,7 @@ from worker.engine.runners.docker_config import LABEL, container_config
 from worker.engine.runners.docker_zygote import (
     PROFILE,
     ROLE_LABEL,
+    SLOT_MEMORY_MB,
     ZYGOTE_EXTRA_SYSCALLS,
     seccomp_profile,
     zygote_config,
@@ -47,6 +48,16 @@ def test_the_zygote_container_differs_from_a_sandbox_only_where_it_must() -> Non
     assert zygote["security_opt"][0] == "no-new-privileges"
 
 
+def test_a_zygote_for_more_slots_has_room_for_each() -> None:
+    """Does a zygote container that serves a worker's two slots get, for each, the child's limits and room for
+    a child kept ahead, so that one slot's bomb never takes the other's share?"""
+    one, two = (zygote_config("img", SandboxSpec(limits=Limits(memory_mb=512, pids=32), slots=n), None, "/s")
+                for n in (1, 2))
+    assert two["mem_limit"] - one["mem_limit"] >= (512 << 20) + (SLOT_MEMORY_MB << 20)
+    assert two["pids_limit"] - one["pids_limit"] == 2 * 32
+    assert two["memswap_limit"] == two["mem_limit"]
+
+
 def test_the_zygote_profile_is_dockers_default_plus_the_namespace_calls() -> None:
     """Does the zygote's seccomp profile add to Docker's default exactly the calls that build namespaces?"""
     default = json.loads(PROFILE.read_text())
@@ -64,7 +75,9 @@ OWNER = textwrap.dedent('''
     from worker.engine.grade import grade
     from worker.engine.manifest import get_assignment
     from worker.engine.runners import make_runner
-    from worker.engine.judge.launch import WarmJudge
+    from worker.engine.judge.launch import WarmJudge, start_master
+    if "--master" in sys.argv:  # as a worker's main process does, before its pool (here: this thread) grades
+        start_master(2)
     judge = WarmJudge()
     assignment = get_assignment("autograd")
     source = Path("reference_tests/autograd/reference/solution.py").read_bytes()
@@ -87,7 +100,8 @@ def _zygotes() -> set[str]:
 
 
 def _zygote_processes(known: frozenset[str] = frozenset()) -> list[str]:
-    """Zygote processes on this host (a container's, seen from here, or a local one), but those in `known`."""
+    """Zygote processes on this host (a container's, seen from here, or a local one, or the judge's: a judge
+    master, its keeper, a judge zygote), but those in `known`."""
     found = []
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
@@ -95,21 +109,25 @@ def _zygote_processes(known: frozenset[str] = frozenset()) -> list[str]:
                 command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
             except OSError:
                 continue
-            if ("grader-sandbox/zygote.py" in command or "worker/sandbox/zygote.py" in command) \
-                    and proc.name not in known:
+            if any(mark in command for mark in ("grader-sandbox/zygote.py", "worker/sandbox/zygote.py",
+                                                "worker.engine.judge --")) and proc.name not in known:
                 found.append(f"{proc.name} {command[:120]}")
     return found
 
 
 @engine
-@pytest.mark.parametrize("how", ["SIGINT to the group", "SIGTERM to the parent", "SIGTERM to the group",
-                                 "SIGKILL to the group"])
-def test_a_worker_stopped_any_way_leaves_no_sandbox_behind(how: str, docker_ready: bool) -> None:
+@pytest.mark.parametrize(("how", "master"), [
+    ("SIGINT to the group", False), ("SIGTERM to the parent", False), ("SIGTERM to the group", False),
+    ("SIGKILL to the group", False),
+    ("SIGTERM to the parent", True), ("SIGKILL to the parent", True), ("SIGKILL to the group", True)])
+def test_a_worker_stopped_any_way_leaves_no_sandbox_behind(how: str, master: bool, docker_ready: bool) -> None:
     """A worker process that graded with the warm judge and the Docker zygote is stopped: is its zygote container
-    gone, with every process of it, within seconds?"""
+    gone, with every process of it, within seconds? With a judge master too, whose keeper owns the container,
+    even when only the worker's own process is SIGKILLed?"""
     before = _zygotes()
     others = frozenset(entry.split()[0] for entry in _zygote_processes())  # other users' zygotes, if any
-    owner = subprocess.Popen([sys.executable, "-c", OWNER], cwd=REPO, stdout=subprocess.PIPE,
+    argv = [sys.executable, "-c", OWNER, *(["--master"] if master else [])]
+    owner = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE,
                              env={**os.environ, "PYTHONPATH": str(REPO)}, start_new_session=True)
     try:
         assert owner.stdout is not None

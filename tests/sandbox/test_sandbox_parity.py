@@ -130,6 +130,25 @@ PROBE = textwrap.dedent('''
         return seen
 
 
+    def hold(megabytes):
+        """Take `megabytes` more and touch every page (it stays resident); the MiB held in all."""
+        block = bytearray(megabytes << 20)
+        block[::4096] = b"\\1" * len(block[::4096])
+        KEEP.append(block)
+        return sum(len(b) for b in KEEP if isinstance(b, bytearray)) >> 20
+
+
+    def bomb():
+        """Take memory 32 MiB at a time until refused; how much was taken (it is let go at the end)."""
+        blocks = []
+        try:
+            while True:
+                blocks.append(bytearray(32 << 20))
+                blocks[-1][::4096] = b"\\1" * len(blocks[-1][::4096])
+        except MemoryError:
+            return len(blocks) * 32
+
+
     def fork_children(count):
         children = 0
         try:
@@ -184,8 +203,8 @@ def probe(path: str, runners: dict[str, Runner]) -> Iterator[Callable[..., Probe
     started: list[Probe] = []
     runner = runners[path]
 
-    def start(limits: Limits | None = None) -> Probe:
-        started.append(Probe(runner, PROBE, limits))
+    def start(limits: Limits | None = None, slots: int = 1) -> Probe:
+        started.append(Probe(runner, PROBE, limits, slots=slots))
         return started[-1]
 
     yield start
@@ -259,6 +278,21 @@ def test_a_fork_bomb_leaves_the_sandbox_beside_it_working(probe: Callable[..., P
     held = bomb.call("fork_children", 1000)
     assert held["errno"] is not None and held["children"] < 32, held
     assert victim.call("fork_children", 2) == {"children": 2, "errno": None}
+
+
+def test_a_memory_bomb_leaves_the_sandbox_beside_it_working(probe: Callable[..., Probe]) -> None:
+    """On a zygote that serves two slots (as a worker's two slots share one): can one submission's memory bomb
+    take what the other holds, or get it killed?"""
+    limits = Limits(memory_mb=768)
+    victim, bomb = probe(limits, slots=2), probe(limits, slots=2)
+    assert victim.call("hold", 192) == 192
+    try:
+        taken = bomb.call("bomb")  # refused by its own limit (a forked child's rlimit) ...
+        assert taken <= 768, f"the bomb took {taken} MiB with a {limits.memory_mb} MiB limit"
+    except EOFError as exc:  # ... or killed by it (a fresh container's cgroup)
+        assert "memory" in str(exc), exc
+    assert victim.call("hold", 64) == 256, "the sandbox beside the bomb lost its memory or its room"
+    assert victim.sandbox.exit_info().state == "running"
 
 
 @pytest.mark.parametrize("path", ["local-fork"], indirect=True)

@@ -17,9 +17,10 @@ class Probe:
     """A sandbox with a probe module loaded as solution.py; `call(fn, *args)` runs its fn inside and returns the
     value. Requests go straight to the post-import process, as the judge's would outside a test."""
 
-    def __init__(self, runner: Runner, source: str, limits: Limits | None = None, gpu: bool = False) -> None:
+    def __init__(self, runner: Runner, source: str, limits: Limits | None = None, gpu: bool = False,
+                 slots: int = 1) -> None:
         self.mode = runner.sandbox
-        self.sandbox: Sandbox = runner.prepare(SandboxSpec(limits=limits or Limits(), gpu=gpu))
+        self.sandbox: Sandbox = runner.prepare(SandboxSpec(limits=limits or Limits(), gpu=gpu, slots=slots))
         self.reader = wire.FrameReader()
         try:
             ready = self._receive(90.0)

@@ -71,6 +71,7 @@ class JailConfig:
     file_size_mb: int = 32
     open_files: int = 256
     gpu: bool = False
+    idle: int = 1  # children the zygote keeps confined ahead: one per slot it serves
 
     @classmethod
     def from_json(cls, text: str) -> JailConfig:

@@ -32,7 +32,6 @@ import student_server
 import testprocs
 
 SPAWN_LINE_LIMIT = 4096
-IDLE = 1  # children kept confined ahead: a submission takes one, the next is confined while it is graded
 
 
 @dataclass
@@ -201,8 +200,9 @@ class Zygote:
             self._refill()
 
     def _refill(self) -> None:
-        """Keep IDLE children confined ahead (one per submission; another after a test crashed the last)."""
-        while len(self.idle) < IDLE:
+        """Keep children confined ahead, one per slot served: a submission takes one, the next is confined
+        while it is graded (and another after a test crashed the last)."""
+        while len(self.idle) < max(1, self.config.idle):
             child = self.prefork()
             if child is None:
                 return

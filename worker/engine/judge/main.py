@@ -164,8 +164,14 @@ def _run_job(job: dict[str, Any], warm: list[Sandbox] | None) -> dict[str, Any]:
 def main() -> None:
     """Entry point: job JSON on stdin; verdicts to job['verdicts_path']; pytest's chatter to stderr.
 
-    With `--zygote`: stay up, fork a judge per job line (see `worker.engine.judge.zygote`).
+    With `--zygote`: stay up, fork a judge per job line (see `worker.engine.judge.zygote`). With `--master DIR`:
+    fork judge zygotes for a worker's slots (see `worker.engine.judge.master`).
     """
+    if "--master" in sys.argv[1:]:
+        from worker.engine.judge.master import master_main
+
+        master_main(sys.argv[1:])
+        return
     if "--zygote" in sys.argv[1:]:
         from worker.engine.judge.zygote import zygote_main
 

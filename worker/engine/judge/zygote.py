@@ -1,14 +1,17 @@
 """The judge zygote: a process that has imported torch and pytest once and forks a judge per job.
 
-It owns the worker slot's sandbox zygotes (`SandboxZygotes`): each job's judge gets the socket of the one for
-its kind of sandbox, and its sandboxes are that zygote's forked children. Such a job's judge is forked from the
+A worker's pool process gets one from the worker's judge master (`worker.engine.judge.master`), forked there,
+or, without a master, starts one of its own. Each job's judge gets the socket of the sandbox zygote for its kind
+of sandbox (from the master's keeper, or from zygotes this process owns: `worker.engine.judge.sandboxes`), and
+its sandboxes are that zygote's forked children. Such a job's judge is forked from the
 collecting judge of its assignment (`worker.engine.judge.collected`), itself a fork of this process that
 collected the reference tests once; a job no collecting judge can take is judged in a direct fork of this one.
 In the "fresh" sandbox mode it instead keeps a sandbox warm (started, server importing torch) for the next
 job's runner and limits and hands it to the forked judge: a sandbox still serves exactly one submission, it
 just starts before the submission comes.
-Control protocol, one JSON object per line: job in on stdin; `{"started": pid}` and `{"done": pid, "status": n}`
-out on the original stdout. The verdicts go to the file each job names, as with a cold judge.
+Control protocol, one JSON object per line: job in on stdin (or the master's connection); `{"started": pid}` and
+`{"done": pid, "status": n}` out on the original stdout (or that connection). The verdicts go to the file each
+job names, as with a cold judge.
 """
 
 from __future__ import annotations
@@ -18,17 +21,11 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from worker.engine.judge.collected import CollectedJudges
+from worker.engine.judge.sandboxes import SandboxSource, SandboxZygotes, pool_key
 from worker.engine.runners.base import Sandbox
-from worker.engine.runners.forked import ZygoteHandle
-
-
-def _pool_key(job: dict[str, Any]) -> str:
-    """Jobs with the same key use the same kind of sandbox (which zygote serves them does not matter)."""
-    options = {k: v for k, v in job.get("runner_options", {}).items() if k != "zygote"}
-    return json.dumps([job["runner"], options, job["assignment_path"], job.get("gpu")], sort_keys=True)
 
 
 def _prepare(job: dict[str, Any]) -> Sandbox | None:
@@ -46,59 +43,15 @@ def _prepare(job: dict[str, Any]) -> Sandbox | None:
         return None
 
 
-class SandboxZygotes:
-    """The sandbox zygotes (containers or processes) this judge zygote owns: one per kind of sandbox, the
-    two most recently used kept. Their children are the sandboxes of every job forked from here."""
-
-    KEEP = 2
-
-    def __init__(self) -> None:
-        self.handles: dict[str, ZygoteHandle] = {}
-        self.swept = False
-
-    def socket_for(self, job: dict[str, Any]) -> str | None:
-        """A live zygote's socket for `job`'s sandboxes; None when none could be started (the judge's runner
-        then starts its own and the job still runs)."""
-        from worker.engine.manifest import load_assignment
-        from worker.engine.runners import make_runner
-        from worker.engine.runners.base import SandboxSpec
-
-        key = _pool_key(job)
-        handle = self.handles.pop(key, None)
-        try:
-            if handle is not None and not handle.alive():
-                handle.stop()
-                handle = None
-            if handle is None:
-                runner = make_runner(job["runner"], **job.get("runner_options", {}))
-                if job["runner"] == "docker" and not self.swept:
-                    from worker.engine.runners.docker_zygote import remove_orphaned_zygotes
-
-                    self.swept = True
-                    remove_orphaned_zygotes()  # left by a worker of this host that was killed outright
-                assignment = load_assignment(Path(job["assignment_path"]))
-                handle = runner.start_zygote(SandboxSpec(limits=assignment.limits, gpu=bool(job.get("gpu"))))
-            handle.wait_ready()
-        except Exception as exc:
-            print(f"judge zygote: no sandbox zygote: {exc}", file=sys.stderr)
-            return None
-        self.handles[key] = handle  # most recent last
-        while len(self.handles) > self.KEEP:
-            self.handles.pop(next(iter(self.handles))).stop()
-        return handle.socket_path
-
-    def stop(self) -> None:
-        """Stop every zygote (their children die with them)."""
-        handles, self.handles = list(self.handles.values()), {}
-        for handle in handles:
-            handle.stop()
-
-
-def _leave_control(control: Any) -> None:
-    """In a process forked from here: default signal handling, and neither the control pipe nor the jobs' input."""
+def _leave_control(*streams: IO[Any]) -> None:
+    """In a process forked from here: default signal handling, and neither the control stream nor the jobs'."""
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
         signal.signal(signum, signal.SIG_DFL)
-    control.close()
+    for stream in streams:
+        try:
+            stream.close()
+        except OSError:
+            pass
     # Not os.close(0): the next socket or pipe would get fd 0, which pytest's capture replaces during tests.
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
@@ -123,7 +76,7 @@ def _run_collected(collected: CollectedJudges, job: dict[str, Any], control: Any
     return True
 
 
-def _child(job: dict[str, Any], warm: list[Sandbox], control: Any) -> None:
+def _child(job: dict[str, Any], warm: list[Sandbox]) -> None:
     """In the forked judge: run the job, write its verdicts, leave without running the zygote's exit hooks."""
     from worker.engine.judge.main import run_job, write_verdicts
 
@@ -134,10 +87,11 @@ def _child(job: dict[str, Any], warm: list[Sandbox], control: Any) -> None:
         os._exit(0)
 
 
-def zygote_main() -> None:
-    """Serve jobs until stdin closes."""
-    control = os.fdopen(os.dup(1), "w", buffering=1)
-    os.dup2(2, 1)  # pytest and friends print; only control lines may reach the parent
+def warm_up() -> None:
+    """Import what every judge needs and run autograd once, then settle: the state every judge is forked from.
+    Standard output goes to stderr from here on (pytest and friends print; only control lines may reach the
+    owner, on a descriptor of their own)."""
+    os.dup2(2, 1)
     import pytest  # noqa: F401  (imported once here, so every forked judge starts with it)
     import torch
 
@@ -148,9 +102,26 @@ def zygote_main() -> None:
     probe = torch.ones(2, requires_grad=True)
     (probe * probe).sum().backward()  # autograd's lazy set-up happens once, before any fork
     forkready.settle()  # a judge forked from here neither walks nor copies what exists now
+
+
+def zygote_main() -> None:
+    """A judge zygote of its own (no judge master): jobs on stdin, control lines on stdout, its own sandbox
+    zygotes."""
+    control = os.fdopen(os.dup(1), "w", buffering=1)
+    warm_up()
+    serve(sys.stdin, control, SandboxZygotes())
+
+
+def serve(jobs: IO[str], control: IO[str], zygotes: SandboxSource, *close_in_child: IO[Any]) -> None:
+    """Serve jobs (one JSON line each, from `jobs`) until that stream ends; stop `zygotes` and every sandbox held
+    on the way out. `close_in_child`: the streams besides `control` that the processes forked here must not keep
+    (standard input is replaced there in any case)."""
     pool: dict[str, list[Sandbox]] = {}
-    zygotes = SandboxZygotes()
-    collected = CollectedJudges(close_in_child=lambda: _leave_control(control))
+
+    def leave() -> None:
+        _leave_control(control, *close_in_child)
+
+    collected = CollectedJudges(close_in_child=leave)
 
     def release() -> None:
         """Stop every sandbox and zygote this process holds."""
@@ -170,9 +141,9 @@ def zygote_main() -> None:
         signal.signal(signum, stop)
     control.write(json.dumps({"ready": os.getpid()}) + "\n")
     try:
-        for line in sys.stdin:
+        for line in jobs:
             job = json.loads(line)
-            key = _pool_key(job)
+            key = pool_key(job)
             forking = job.get("runner_options", {}).get("sandbox") == "fork"
             if forking and not job["runner_options"].get("zygote"):
                 path = zygotes.socket_for(job)
@@ -188,7 +159,7 @@ def zygote_main() -> None:
             pid = os.fork()
             if pid == 0:
                 collected.close_in_child()
-                _child(job, warm, control)
+                _child(job, warm)
             for sandbox in warm:
                 sandbox.release()
             control.write(json.dumps({"started": pid}) + "\n")
@@ -201,6 +172,6 @@ def zygote_main() -> None:
             for sandbox in warm:
                 sandbox.stop()  # whatever the judge left running (it was killed, say) goes now
             control.write(json.dumps({"done": pid, "status": status}) + "\n")
-    except BrokenPipeError:
+    except (BrokenPipeError, ConnectionResetError):
         pass  # the owner went away mid-job: stop as at the end of its input
     release()

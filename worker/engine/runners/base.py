@@ -23,10 +23,12 @@ SANDBOX_FILES = ("wire.py", "student_server.py", "values.py", "jail.py", "seccom
 
 @dataclass(frozen=True)
 class SandboxSpec:
-    """What one sandbox needs: the assignment's limits and whether it gets the GPUs."""
+    """What one sandbox needs: the assignment's limits and whether it gets the GPUs; for a zygote, how many
+    gradings (worker slots) it serves at once, which sizes its container and the children it keeps ahead."""
 
     limits: Limits
     gpu: bool = False
+    slots: int = 1
 
 
 @dataclass

@@ -42,9 +42,11 @@ log = logging.getLogger(__name__)
 
 PROFILE = Path(__file__).resolve().parents[3] / "docker" / "seccomp" / "moby-default.json"
 ZYGOTE_EXTRA_SYSCALLS = ("unshare", "mount", "umount2", "pivot_root", "sethostname", "setdomainname", "clone")
-# The zygote and its idle pre-forked child share pages with the working child; this much more than the
-# assignment's memory limit leaves a child the limit itself (its rlimits stop it before the cgroup does).
-ZYGOTE_MEMORY_MB = 768
+# The zygote and its idle pre-forked children share pages with the working children. Per slot: the assignment's
+# memory limit, plus room for the child's tmpfs and its idle successor; once: the zygote. So each child has its
+# limit itself (its rlimits stop it before the cgroup does), whatever the other slots' children do.
+ZYGOTE_MEMORY_MB = 512
+SLOT_MEMORY_MB = 256
 ROLE_LABEL = "grader.role"
 OWNER_LABEL = "grader.owner"
 SOCKET_DIR = "/run/zygote"
@@ -87,13 +89,14 @@ def zygote_config(image: str, spec: SandboxSpec, gpus: str | None, socket_dir: s
     command = ["/opt/venv/bin/python", "-I", "-B", "/opt/grader-sandbox/zygote.py",
                "--socket", f"{SOCKET_DIR}/zygote.sock", "--config", json.dumps(config)]
     kwargs = container_config(image, spec, gpus, command)
-    memory = (spec.limits.memory_mb + ZYGOTE_MEMORY_MB) * 1024 * 1024
+    memory = (spec.slots * (spec.limits.memory_mb + SLOT_MEMORY_MB) + ZYGOTE_MEMORY_MB) * 1024 * 1024
     kwargs.update({
         "name": kwargs["name"].replace("grader-sandbox-", "grader-zygote-"),
         "labels": {**LABEL, ROLE_LABEL: "zygote", OWNER_LABEL: owner_id()},
         "mem_limit": memory, "memswap_limit": memory,
-        # Each child's own RLIMIT_NPROC bounds it; this bounds the slot: two children, the zygote, waiters.
-        "pids_limit": spec.limits.pids * 2 + 32,
+        # Each child's own RLIMIT_NPROC bounds it; this bounds the container: per slot a working and an idle
+        # child, and the zygote with its waiters.
+        "pids_limit": spec.slots * spec.limits.pids * 2 + 32,
         "security_opt": ["no-new-privileges", f"seccomp={seccomp_profile()}"],
         "volumes": {socket_dir: {"bind": SOCKET_DIR, "mode": "rw"}},
         # detach False makes docker-py set StdinOnce: the owner's attach connection is the zygote's lifeline.

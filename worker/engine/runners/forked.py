@@ -31,7 +31,7 @@ def jail_config(spec: SandboxSpec, expose: list[str], uid_range: tuple[int, int]
     """The zygote's --config: what every child's confinement needs (see `worker.sandbox.jail.JailConfig`)."""
     limits = spec.limits
     return {"expose": expose, "uid_range": list(uid_range) if uid_range else None, "memory_mb": limits.memory_mb,
-            "cpu_seconds": limits.test_timeout, "pids": limits.pids, "gpu": spec.gpu}
+            "cpu_seconds": limits.test_timeout, "pids": limits.pids, "gpu": spec.gpu, "idle": spec.slots}
 
 
 class ZygoteHandle(ABC):
