@@ -164,10 +164,13 @@ def steady(svc: Service, timeout: float = 15.0, like: dict[str, int] | None = No
 
 
 def memory(svc: Service) -> list[dict[str, Any]]:
-    """PSS per slot (MB): the worker tree, its containers, both together."""
+    """PSS per slot (MB), one entry per worker: its tree, its containers, both together, each divided by the
+    worker's slots (they share the tree's judge master and the containers)."""
     out = []
     for slot in slots(svc):
         container_pids = [p for c in slot.containers for p in c["pids"]]
-        out.append({"worker": slot.worker, "worker_mb": pss_mb(slot.tree), "container_mb": pss_mb(container_pids),
-                    "total_mb": pss_mb(slot.pids), "processes": len(slot.pids), "containers": len(slot.containers)})
+        n = svc.slots
+        out.append({"worker": slot.worker, "worker_mb": pss_mb(slot.tree) / n,
+                    "container_mb": pss_mb(container_pids) / n, "total_mb": pss_mb(slot.pids) / n,
+                    "processes": len(slot.pids), "containers": len(slot.containers), "slots": n})
     return out

@@ -63,6 +63,7 @@ class Service:
     workers: list[Child]
     tmp: Path
     started: list[Child] = field(default_factory=list)
+    slots: int = 1  # each worker's concurrency
 
 
 @contextmanager
@@ -97,7 +98,7 @@ def service(runner: str = "local", workers: int = 2, students: int = 10, concurr
             wait_ready(child, timeout=180)
         started.append(wait_ready(spawn(["beat"], child_env, tmp / "beat.log"), marker="beat: Starting"))
         try:
-            yield Service(app, people, slots, tmp, started)
+            yield Service(app, people, slots, tmp, started, concurrency)
         finally:
             with app.app_context():
                 db.session.remove()

@@ -8,10 +8,12 @@ Phases, in this order, all in one run:
 1. naive: a fresh `docker run` of the runner image per submission (cold Python importing torch and pytest and
    executing the file: `bench_runners.naive_baseline`), two at a time; submissions/s and machine CPU each.
 2. the real service (`bench_rush.service`): its own Redis, a fresh PostgreSQL database, `--workers` x
-   `grader worker --concurrency 1` on the docker runner with GRADER_SANDBOX=fork, and beat; uploads go
-   through the API (the Flask app in this process). A warm-up grades a few submissions so that every slot has
-   its judge zygote and its sandbox zygote container; then:
-   * memory: PSS of each warm slot (the worker's process tree plus its zygote container's processes);
+   `grader worker --concurrency SLOTS` (`--slots`, 2 by default: one worker with two slots, as `grader serve`
+   runs on this 2-core machine) on the docker runner with GRADER_SANDBOX=fork, and beat; uploads go through
+   the API (the Flask app in this process). A warm-up grades a few submissions so that every slot has its judge
+   zygote and every worker its sandbox zygote container; then:
+   * memory: PSS per warm slot (each worker's process tree plus its zygote containers' processes, divided by
+     its slots);
    * idle: `--idle` uploads one at a time, `--idle-gap` s apart; upload → score stored, broken down;
    * burst: `--burst` uploads as fast as the API takes them; drain, throughput, CPU, ratio to naive;
    * students: `--rush` uploads from `--students` students, drain time (bench_rush's rush);
@@ -92,7 +94,7 @@ def warm_up(svc: Service, timeout: float = 300.0) -> list[int]:
     ids: list[int] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        ids += rush(svc, 2 * len(svc.workers), timeout=deadline - time.monotonic()).ids
+        ids += rush(svc, 2 * svc.slots, timeout=deadline - time.monotonic()).ids
         hosts = {r["worker"] for r in run_rows(svc.app, ids)}
         if len(hosts) >= len(svc.workers) and all(s.containers for s in slots(svc)):
             return ids
@@ -181,7 +183,8 @@ class Sizes:
     rush: int = 100
     students: int = 10
     growth: int = 1000
-    workers: int = 2
+    workers: int = 1
+    slots: int = 2
     probe: int = 20
     timeout: float = 3600.0
 
@@ -222,8 +225,8 @@ def measure(sizes: Sizes, log: Callable[[str], None] = print,
         log_phase(f"naive: {sizes.naive} fresh containers, two at a time …")
         figures["naive"] = naive(sizes.naive)
     env = {"GRADER_SANDBOX": "fork", "PYTHONPATH": str(ROOT)}
-    log_phase(f"service: {sizes.workers} workers x 1 slot, docker runner, fork sandboxes …")
-    with service("docker", sizes.workers, sizes.students, env=env) as svc:
+    log_phase(f"service: {sizes.workers} workers x {sizes.slots} slots, docker runner, fork sandboxes …")
+    with service("docker", sizes.workers, sizes.students, concurrency=sizes.slots, env=env) as svc:
         check_worktree_code(svc)
         logging.getLogger("grader.request").setLevel(logging.WARNING)  # a line per upload drowns the figures
         log_phase("warm-up: every slot grades once …")
@@ -321,8 +324,9 @@ def _rows(report: Report) -> None:
     for key, label in (("memory_warm", "after warm-up"), ("memory_after", "after growth")):
         if f.get(key):
             worst = max(m["total_mb"] for m in f[key])
-            detail = ", ".join(f"{m['total_mb']:.0f} MB (worker tree {m['worker_mb']:.0f} + zygote container "
-                               f"{m['container_mb']:.0f}, {m['processes']} processes)" for m in f[key])
+            detail = ", ".join(f"{m['total_mb']:.0f} MB (worker tree {m['worker_mb']:.0f} + zygote containers "
+                               f"{m['container_mb']:.0f}, per slot of {m['slots']}; {m['processes']} processes)"
+                               for m in f[key])
             add("PSS per warm slot, max (MB)", worst, f"{worst:.0f} {label}")
             notes.append(f"PSS per slot {label}: {detail}")
     if "growth" in f:

@@ -44,7 +44,7 @@ def test_the_short_benchmark_grades_every_upload_exactly_once(report: bench_serv
     """Does every upload of the short benchmark (warm-up, idle, burst, growth) get exactly one run, graded with the
     reference solution's full score, with nothing refused and no phase timing out?"""
     figures = report.figures
-    expected = 2 * TINY.workers  # at least the warm-up's first round
+    expected = 2 * TINY.slots  # at least the warm-up's first round
     assert len(report.ids) >= expected + TINY.idle + TINY.burst + TINY.growth
     assert len(set(report.ids)) == len(report.ids)
     for phase, size in (("burst", TINY.burst), ("growth", TINY.growth)):
@@ -60,8 +60,9 @@ def test_the_short_benchmark_leaves_the_slots_as_it_found_them(report: bench_ser
     growth = report.figures["growth"]
     assert growth["grown"] == {}, (growth["before"], growth["after"])
     before = growth["before"]
-    # Something was counted: two slots, each a worker tree plus a zygote container with its pre-forked child.
-    assert before["containers"] == TINY.workers and before["processes"] > 4 * TINY.workers
+    # Something was counted: a worker tree (its two slots' judges, the judge master) and its one zygote container
+    # with a pre-forked child per slot.
+    assert before["containers"] == TINY.workers and before["processes"] > 4 * TINY.workers * TINY.slots
     assert before["netns"] > TINY.workers and before["mounts"] > 0 and before["fds"] > 0 and before["cgroups"] > 0
 
 

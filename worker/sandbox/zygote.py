@@ -1,8 +1,8 @@
 """The sandbox zygote: imports torch and the student server once, then forks one confined child per request.
 
-It lives inside the isolation boundary (a long-lived hardened container per worker slot, or a plain process for
-the local runner) and never runs submission code. It keeps a child pre-forked and confined, so namespace
-creation is off the request path. A judge connects to its Unix socket and sends one JSON line,
+It lives inside the isolation boundary (a long-lived hardened container per worker, or a plain process for the
+local runner) and never runs submission code. It keeps a child pre-forked and confined per slot it serves, so
+namespace creation is off the request path. A judge connects to its Unix socket and sends one JSON line,
 `{"op": "spawn"}`; the zygote answers `{"ok": true, "pid": n}` with two descriptors attached (SCM_RIGHTS): the
 judge's end of a socketpair whose other end is the child's frame channel, and the read end of the child's stderr.
 That connection is the child's lease: when the judge closes it (or dies), or sends `{"op": "kill"}`, the child's

@@ -1,4 +1,5 @@
-"""The production sandbox zygote: one long-lived, hardened container per worker slot that forks sandboxes.
+"""The production sandbox zygote: one long-lived, hardened container per worker (its slots share it) that forks
+sandboxes.
 
 The container is a sandbox container (see `container_config`: no network, read-only root, no capabilities,
 uid 10001, cgroup limits, no logs) with exactly two extra privileges, both needed to build namespaces without
