@@ -23,7 +23,13 @@ HOST_CLEANUP_INTERVAL = 600.0  # seconds between a worker's sweeps of its own ho
 def _freeze_before_the_pool_forks(**_: Any) -> None:
     """What exists now (the imported modules, the apps) leaves the garbage collector's reach, before the pool
     forks: a collection writes to every object it walks, so in the worker and in each pool process it would copy,
-    page by page, the memory they share (measured: a pool process's private memory doubled over 300 gradings)."""
+    page by page, the memory they share (measured: a pool process's private memory doubled over 300 gradings).
+    What a grading imports is imported first, so that the pool processes share it too."""
+    import worker.engine.grade
+    import worker.engine.judge.launch
+    import worker.engine.runners.docker
+    import worker.engine.runners.local  # noqa: F401
+
     gc.collect()
     gc.freeze()
 

@@ -96,7 +96,13 @@ def warm_up() -> None:
     import torch
 
     import worker.engine.judge.plugin
-    import worker.engine.judge.proxy  # noqa: F401
+    import worker.engine.judge.proxy
+    import worker.engine.manifest
+
+    # Every job's judge makes its runner: imported here, not once per job (docker-py alone is ~10 MB and tens of
+    # ms), and shared by every process forked from here.
+    import worker.engine.runners.docker
+    import worker.engine.runners.local  # noqa: F401
     from worker.sandbox import forkready
 
     probe = torch.ones(2, requires_grad=True)
