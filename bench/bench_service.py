@@ -364,7 +364,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help=f"small sizes: {QUICK}")
     defaults = Sizes()
-    for name in ("naive", "burst", "idle", "rush", "students", "growth", "workers", "probe"):
+    for name in ("naive", "burst", "idle", "rush", "students", "growth", "workers", "slots", "probe"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=None,
                             help=f"default {getattr(defaults, name)} (0 skips the phase)")
     parser.add_argument("--idle-gap", type=float, default=None, help=f"default {defaults.idle_gap} s")

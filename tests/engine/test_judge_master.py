@@ -185,3 +185,20 @@ def test_a_master_that_dies_costs_no_submission() -> None:
     finally:
         judge.close()
         launch.stop_master()
+
+
+def test_the_host_cleanup_leaves_a_running_masters_sockets_alone(master: launch.JudgeMaster) -> None:
+    """The workers' sweep removes judge scratch folders of killed gradings: does it leave a master's socket folder
+    (as old as the worker) alone, however old?"""
+    from worker.tasks import cleanup_host
+
+    old = time.time() - 7 * 24 * 3600
+    os.utime(master.dir, (old, old))
+    cleanup_host(scratch_age=3600.0)
+    assert Path(master.socket_path).exists()
+    judge = WarmJudge()
+    try:
+        assert grade_both([judge], rounds=1) == [100.0]
+        assert judge._zygote is not None and _parent(judge._zygote.pid) == master.proc.pid
+    finally:
+        judge.close()

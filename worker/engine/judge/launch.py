@@ -271,7 +271,8 @@ class JudgeMaster:
     pool processes fork: they find its socket in GRADER_JUDGE_MASTER. Its stdin is its lifeline."""
 
     def __init__(self, slots: int) -> None:
-        self.dir = tempfile.mkdtemp(prefix="grader-judge-")  # mode 0700: only this user reaches the sockets
+        # mode 0700: only this user reaches the sockets. Not "grader-judge-": the host cleanup sweeps old ones of those.
+        self.dir = tempfile.mkdtemp(prefix="grader-master-")
         self.socket_path = os.path.join(self.dir, "judge.sock")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "worker.engine.judge", "--master", self.dir, "--slots", str(slots)],
