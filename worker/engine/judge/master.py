@@ -4,8 +4,9 @@ Without it, a worker with N slots starts N judge zygotes, each a new Python that
 100 MB of its own), and each owns a sandbox zygote container (~280 MB). The master holds those imports once: a
 pool process's warm judge (`launch.WarmJudge`) connects to its socket and gets a judge zygote forked from it,
 whose control protocol (`worker.engine.judge.zygote`) runs over that connection. The sandbox zygotes belong to
-the master's keeper, a small child forked before torch is imported: one zygote per kind of sandbox, sized for
-all N slots, whose socket a judge zygote asks the keeper for, job by job. So a worker holds one copy of the
+the master's keeper, a child forked from the warm master (so it holds little of its own): one zygote per kind
+of sandbox, sized for all N slots, whose socket a judge zygote asks the keeper for, job by job. So a worker
+holds one copy of the
 judge's torch and one sandbox container per kind of sandbox, whatever its number of slots; each submission
 still gets a judge process and a sandbox that no other submission touched.
 
@@ -127,7 +128,7 @@ class Master:
         self.listener = _listen(os.path.join(socket_dir, MASTER_SOCKET))
         self.keeper_path = os.path.join(socket_dir, KEEPER_SOCKET)
         self.keeper_listener = _listen(self.keeper_path)
-        self.keeper = self._fork_keeper()
+        self.keeper = 0  # forked once warm (`serve`): it then shares the master's imports, docker-py's too
         self.judges: set[int] = set()
         self.wake_r, self.wake_w = -1, -1
 
@@ -144,6 +145,7 @@ class Master:
 
     def serve(self) -> None:
         """Fork judge zygotes until the lifeline (stdin) closes or a stop signal comes; then stop everything."""
+        self.keeper = self._fork_keeper()
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_w, False)
         signal.set_wakeup_fd(self.wake_w)
@@ -228,13 +230,14 @@ class Master:
     def shutdown(self) -> None:
         """Stop the judge zygotes and the keeper (which stops the sandbox zygotes), and wait for them."""
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        for pid in [*self.judges, self.keeper]:
+        children = [pid for pid in (*self.judges, self.keeper) if pid > 0]  # (kill(0) would be our group)
+        for pid in children:
             try:
                 os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
         deadline = time.monotonic() + 30
-        for pid in [*self.judges, self.keeper]:
+        for pid in children:
             while time.monotonic() < deadline:
                 try:
                     done, _ = os.waitpid(pid, os.WNOHANG)
@@ -257,7 +260,7 @@ def master_main(argv: list[str]) -> None:
     parser.add_argument("--slots", type=int, default=1)
     args = parser.parse_args(argv)
     die_with_parent(os.getppid())
-    # The keeper is forked before torch is imported (it needs none); connections wait in the backlog meanwhile.
+    # Listening before the imports: connections wait in the backlog meanwhile.
     master = Master(args.master, max(1, args.slots))
     print(json.dumps({"listening": os.getpid()}), flush=True)
     from worker.engine.judge.zygote import warm_up
