@@ -201,14 +201,15 @@ class WarmJudge:
             except TimeoutError as exc:
                 self.close()
                 raise InfrastructureError("the judge zygote did not start") from exc
+            line = (json.dumps(job) + "\n").encode()
             try:
-                zygote.send((json.dumps(job) + "\n").encode())
+                zygote.send(line)
             except OSError:
                 # It went before the job reached it (its master died, say): nothing was started, so a new
                 # zygote takes the job.
                 self.close()
                 try:
-                    self._start().send((json.dumps(job) + "\n").encode())
+                    self._start().send(line)
                 except (OSError, TimeoutError) as exc:
                     self.close()
                     raise InfrastructureError(f"the judge zygote is gone: {exc}") from exc

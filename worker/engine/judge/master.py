@@ -35,9 +35,11 @@ import time
 import traceback
 from typing import Any
 
+from worker.engine.judge.sandboxes import sandbox_request
+
 MASTER_SOCKET = "judge.sock"
 KEEPER_SOCKET = "sandbox.sock"
-REQUEST_LIMIT = 4 << 20  # a job line is a few kB
+REQUEST_LIMIT = 1 << 20  # a sandbox request is a few hundred bytes
 # The keeper may start a zygote container and wait for it to import torch (`forked.READY_TIMEOUT`, 120 s).
 KEEPER_TIMEOUT = 180.0
 PR_SET_PDEATHSIG = 1
@@ -51,7 +53,8 @@ def die_with_parent(parent: int) -> None:
 
 
 def read_line(conn: socket.socket, limit: int) -> bytes:
-    """One request line, byte by byte up to its newline: what follows it on the connection is not ours to take."""
+    """The master's one request line, byte by byte up to its newline: what follows it on the connection is the
+    judge zygote's to read, not ours to take."""
     data = bytearray()
     while len(data) <= limit:
         byte = conn.recv(1)
@@ -73,8 +76,10 @@ class KeeperClient:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
                 conn.settimeout(KEEPER_TIMEOUT)
                 conn.connect(self.path)
-                conn.sendall((json.dumps({"op": "sandbox", "job": job}) + "\n").encode())
-                reply = json.loads(read_line(conn, 65536) or b"null")
+                # Only what decides the kind of sandbox: the submission's files stay out of the keeper.
+                conn.sendall((json.dumps({"op": "sandbox", "job": sandbox_request(job)}) + "\n").encode())
+                with conn.makefile("rb") as replies:
+                    reply = json.loads(replies.readline(65536) or b"null")
         except (OSError, ValueError) as exc:
             print(f"judge zygote: no sandbox zygote from the keeper: {exc}", file=sys.stderr)
             return None
@@ -112,7 +117,11 @@ def _keeper_main(listener: socket.socket, slots: int, master: int) -> None:
         with conn:
             try:
                 conn.settimeout(30)
-                request = json.loads(read_line(conn, REQUEST_LIMIT))
+                with conn.makefile("rb") as requests:  # one request per connection: buffered reads are safe
+                    line = requests.readline(REQUEST_LIMIT + 1)
+                if len(line) > REQUEST_LIMIT:
+                    raise ValueError(f"a request line over {REQUEST_LIMIT} bytes")
+                request = json.loads(line)
                 job = request.get("job") if isinstance(request, dict) else None
                 path = zygotes.socket_for(job) if isinstance(job, dict) else None
                 conn.sendall((json.dumps({"socket": path}) + "\n").encode())

@@ -14,6 +14,14 @@ from typing import Any, Protocol
 
 from worker.engine.runners.forked import ZygoteHandle
 
+# What of a job decides its kind of sandbox: all a sandbox zygote's owner needs to see (not the submission's files).
+SANDBOX_FIELDS = ("runner", "runner_options", "assignment_path", "gpu")
+
+
+def sandbox_request(job: dict[str, Any]) -> dict[str, Any]:
+    """The part of `job` that `SandboxZygotes.socket_for` reads."""
+    return {key: job[key] for key in SANDBOX_FIELDS if key in job}
+
 
 def pool_key(job: dict[str, Any]) -> str:
     """Jobs with the same key use the same kind of sandbox (which zygote serves them does not matter)."""
