@@ -6,6 +6,9 @@ nothing of the web layer to reach the database.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
@@ -28,4 +31,25 @@ class Base(DeclarativeBase):
 
 db = SQLAlchemy(model_class=Base)
 
-__all__ = ["NAMING_CONVENTION", "Base", "db"]
+
+@contextmanager
+def loaded_once() -> Iterator[None]:
+    """Within the block, a commit keeps what the session loaded instead of expiring it.
+
+    For a unit of work that commits more than once and then reads the rows it wrote or loaded: by default each
+    commit made the next attribute read load the row again (a grading task commits three times and read its run,
+    submission, assignment and deliverables again after each: 28 statements where 15 do; an upload 20 where
+    13 do). Use it only where nothing another process may change in between is read from memory afterwards:
+    each user says why that holds for it. A request's or a task's session is its own, so nothing kept is older
+    than the request or task itself.
+    """
+    session = db.session()
+    previous = session.expire_on_commit
+    session.expire_on_commit = False
+    try:
+        yield
+    finally:
+        session.expire_on_commit = previous
+
+
+__all__ = ["NAMING_CONVENTION", "Base", "db", "loaded_once"]

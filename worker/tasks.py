@@ -28,7 +28,7 @@ import worker.process  # noqa: F401  (the worker's signal hooks connect when the
 from grader import celery_app as names
 from grader.celery_app import AppContextTask
 from grader.config import resolve_runner
-from grader.database import db
+from grader.database import db, loaded_once
 from grader.models import GradingRun, utcnow
 from grader.services import grading
 from grader.services.assignments import apply_manifest, load_manifest
@@ -88,6 +88,15 @@ class GradeTask(AppContextTask):
              reject_on_worker_lost=True, ignore_result=True)
 def grade_submission(self: Task, submission_id: int, run_id: int | None = None) -> dict[str, Any]:
     """Grade one run of a submission (its first run by default) and store the result exactly once."""
+    # What another process may change under a running grading is never read from memory: the claim decides by a
+    # conditional UPDATE and refreshes the run, a second delivery's result is refused by the unique (run,
+    # deliverable) constraint, the error paths refresh the run first (`record_error`), and nothing changes
+    # whether a running run is published (a regrade is published only once all its runs have finished).
+    with loaded_once():
+        return _grade_run(self, submission_id, run_id)
+
+
+def _grade_run(self: Task, submission_id: int, run_id: int | None) -> dict[str, Any]:
     run = grading.find_run(submission_id, run_id)
     if run is None:
         log.warning("submission %s run %s no longer exists; nothing to grade", submission_id, run_id)

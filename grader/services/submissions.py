@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 
 from grader.auth.permissions import require_member
-from grader.database import db
+from grader.database import db, loaded_once
 from grader.errors import NotFound, ServiceError, TooLarge, Unavailable, UploadRejected
 from grader.models import Assignment, GradingRun, Submission, User, utcnow
 from grader.services.assignments import load_manifest
@@ -65,27 +65,30 @@ def submit(user: User, assignment: Assignment, name: str, data: bytes) -> Submis
     """
     require_member(user, assignment.course)
     check_upload(assignment, name, data)
-    try:
-        # The policy is judged by the server's clock now, under a lock on the student's enrollment, and its
-        # decision is stored with the submission: grading later never changes whether it was late.
-        lock_student(assignment, user)
-        decision = decide_upload(assignment, user)
-        sha256 = store().put(data)
-        submission = Submission(user=user, assignment=assignment, sha256=sha256, original_name=name,
-                                size=len(data), credit=decision.credit, late_seconds=decision.late_seconds,
-                                grace_days_used=decision.grace_days_used)
-        submission.runs.append(GradingRun(number=1, published=True, queue=assignment.queue))
-        db.session.add(submission)
-        db.session.commit()
-    except ServiceError:
-        db.session.rollback()  # release the lock; nothing was written
-        raise
-    except DBAPIError as exc:
-        db.session.rollback()
-        log.error("could not store an upload: %s", exc)
-        raise Unavailable("the database is unavailable; nothing was stored, please try again shortly") from exc
-    run = submission.runs[0]
-    enqueue(run)
+    # The rows written here stay loaded across the two commits (the upload's, the broker's receipt), so that
+    # describing the accepted upload reads none of them again; what they say is what this request wrote.
+    with loaded_once():
+        try:
+            # The policy is judged by the server's clock now, under a lock on the student's enrollment, and its
+            # decision is stored with the submission: grading later never changes whether it was late.
+            lock_student(assignment, user)
+            decision = decide_upload(assignment, user)
+            sha256 = store().put(data)
+            submission = Submission(user=user, assignment=assignment, sha256=sha256, original_name=name,
+                                    size=len(data), credit=decision.credit, late_seconds=decision.late_seconds,
+                                    grace_days_used=decision.grace_days_used)
+            submission.runs.append(GradingRun(number=1, published=True, queue=assignment.queue))
+            db.session.add(submission)
+            db.session.commit()
+        except ServiceError:
+            db.session.rollback()  # release the lock; nothing was written
+            raise
+        except DBAPIError as exc:
+            db.session.rollback()
+            log.error("could not store an upload: %s", exc)
+            raise Unavailable("the database is unavailable; nothing was stored, please try again shortly") from exc
+        run = submission.runs[0]
+        enqueue(run)
     notify(submission_queued, submission_id=submission.id, run_id=run.id)
     return submission
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from grader.extensions import db
 from grader.models import GradingRun, Submission, SubmissionFile
@@ -48,6 +49,31 @@ def test_upload_is_stored_by_hash_and_queued(app: Flask, client: FlaskClient, wo
     assert stored is not None and bytes(stored.data) == data and stored.size == len(data)
     assert [run.status for run in submission.runs] == ["queued"] and submission.runs[0].queue == "cpu"
     assert len(queued_messages(app)) == 1
+
+
+def test_an_upload_reads_back_none_of_the_rows_it_wrote(app: Flask, client: FlaskClient, world: World) -> None:
+    """Does answering an upload load no row twice (its commits keep what the request loaded and wrote), with the
+    answer still saying what was stored?"""
+    statements: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement.split("\n")[0][:80])
+
+    upload(client, "autograd", b"x = 1\n", headers=world.student.headers)  # another, earlier in the queue
+    db.session.expunge_all()
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        response = upload(client, "autograd", REFERENCE_SOLUTION.read_bytes(), headers=world.student.headers)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+    assert response.status_code == 202 and response.json["queue_position"] == 2
+    assert not any(s.startswith(("SELECT submission.", "SELECT grading_run.")) for s in statements), statements
+    # The caller, the assignment and its course, membership (twice: before the body is read, and in the
+    # service), enrollment lock, extension, earlier uploads, the file by hash; then the queue position.
+    assert len([s for s in statements if s.startswith("SELECT")]) <= 10, "\n".join(statements)
+    assert db.session().expire_on_commit is True
+    submission = db.session.get(Submission, response.json["id"])
+    assert submission.status == "queued" and submission.runs[0].enqueued_at is not None
 
 
 def test_file_of_exactly_the_limit_is_accepted(make_app: Callable[..., Flask]) -> None:

@@ -9,7 +9,7 @@ import pytest
 from celery.exceptions import SoftTimeLimitExceeded
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.exc import IntegrityError
 
 import worker.tasks
@@ -103,6 +103,35 @@ def test_redelivered_task_never_creates_a_second_score(app: Flask, client: Flask
     assert db.session.scalar(select(func.count()).select_from(DeliverableScore)) == 1
     assert db.session.scalar(select(func.count()).select_from(TestResult)) == 3
     assert submission.runs[0].attempt == 1
+
+
+def test_a_grading_stores_its_result_without_loading_the_same_rows_again(app: Flask, client: FlaskClient,
+                                                                         world: World,
+                                                                         fake_engine: list[Any]) -> None:
+    """Does a grading task load each row once (a commit no longer expires what the task loaded), and leave the
+    session it shares here as it found it?"""
+    fake_engine.append(fake_result())
+    submission = submit(client, world)
+    db.session.expunge_all()  # as in a worker: the task starts from an empty session
+    statements: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement.split()[0] + " " + statement.split("\n")[0][:60])
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        assert run_task(submission).result["status"] == "graded"
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+    selects = [s for s in statements if s.startswith("SELECT")]
+    # The run (found, then refreshed after the claim's UPDATE), its submission, assignment, deliverables and
+    # file, the student (logged), the course's LMS integration and line item: nothing loaded twice.
+    assert len(selects) <= 9, "\n".join(statements)
+    assert len(statements) <= 16, "\n".join(statements)
+    assert db.session().expire_on_commit is True
+    db.session.expire_all()
+    run = db.session.get(Submission, submission.id).runs[0]
+    assert run.status == "graded" and run.score == 12.0 and len(run.test_results) == 3
 
 
 def test_two_deliveries_racing_store_one_score(app: Flask, client: FlaskClient, world: World) -> None:
