@@ -39,9 +39,11 @@ def loaded_once() -> Iterator[None]:
     For a unit of work that commits more than once and then reads the rows it wrote or loaded: by default each
     commit made the next attribute read load the row again (a grading task commits three times and read its run,
     submission, assignment and deliverables again after each: 28 statements where 15 do; an upload 20 where
-    13 do). Use it only where nothing another process may change in between is read from memory afterwards:
+    14 do). Use it only where nothing another process may change in between is read from memory afterwards:
     each user says why that holds for it. A request's or a task's session is its own, so nothing kept is older
-    than the request or task itself.
+    than the request or task itself. On leaving the outermost block everything loaded is expired, as a commit
+    would have done: a session that outlives the block (an eager task's caller, a test's app context serving
+    several requests) never reads a row from before it again.
     """
     session = db.session()
     previous = session.expire_on_commit
@@ -50,6 +52,8 @@ def loaded_once() -> Iterator[None]:
         yield
     finally:
         session.expire_on_commit = previous
+        if previous:
+            session.expire_all()
 
 
 __all__ = ["NAMING_CONVENTION", "Base", "db", "loaded_once"]

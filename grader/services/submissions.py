@@ -65,8 +65,9 @@ def submit(user: User, assignment: Assignment, name: str, data: bytes) -> Submis
     """
     require_member(user, assignment.course)
     check_upload(assignment, name, data)
-    # The rows written here stay loaded across the two commits (the upload's, the broker's receipt), so that
-    # describing the accepted upload reads none of them again; what they say is what this request wrote.
+    # The rows loaded and written here stay loaded across the two commits (the upload's, the broker's receipt):
+    # what they say is what this request wrote. (The API's handler describes the upload inside a block of its
+    # own, so its answer reads none of them again.)
     with loaded_once():
         try:
             # The policy is judged by the server's clock now, under a lock on the student's enrollment, and its

@@ -9,7 +9,7 @@ import pytest
 from celery.exceptions import SoftTimeLimitExceeded
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 import worker.tasks
@@ -132,6 +132,19 @@ def test_a_grading_stores_its_result_without_loading_the_same_rows_again(app: Fl
     db.session.expire_all()
     run = db.session.get(Submission, submission.id).runs[0]
     assert run.status == "graded" and run.score == 12.0 and len(run.test_results) == 3
+
+
+def test_a_session_that_outlives_a_task_reads_rows_fresh_again(app: Flask, client: FlaskClient, world: World,
+                                                               fake_engine: list[Any]) -> None:
+    """After an eager task that shared this session, does a row changed elsewhere read as it is now, not as the
+    task left it in memory?"""
+    fake_engine.append(fake_result())
+    submission = submit(client, world)
+    submission_id = submission.id
+    run_task(submission)
+    with db.engine.begin() as other:  # another process's change, behind this session's back
+        other.execute(update(Submission).where(Submission.id == submission_id).values(status="error"))
+    assert submission.status == "error"
 
 
 def test_two_deliveries_racing_store_one_score(app: Flask, client: FlaskClient, world: World) -> None:
