@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+from collections.abc import Callable
 
 MADV_DONTNEED = 4
 MADV_HUGEPAGE = 14
@@ -65,18 +66,10 @@ def collapse_heap() -> int:
     """Ask the kernel to back this process's anonymous heap with huge pages now; the bytes it accepted."""
     if not _thp_usable():
         return 0
-    try:
-        with open("/proc/self/maps", encoding="ascii") as handle:
-            ranges = anonymous_ranges(handle.read())
-    except OSError:
-        return 0
-    done = 0
-    for start, end in ranges:
-        # MADV_HUGEPAGE first, so that what grows there later may be huge too (THP "madvise" mode).
-        _libc.madvise(start, end - start, MADV_HUGEPAGE)
-        if _libc.madvise(start, end - start, MADV_COLLAPSE) == 0:
-            done += end - start
-    return done
+    ranges = _own_ranges("/proc/self/maps", anonymous_ranges)
+    # MADV_HUGEPAGE first, so that what grows there later may be huge too (THP "madvise" mode).
+    _advise(ranges, MADV_HUGEPAGE)
+    return _advise(ranges, MADV_COLLAPSE)
 
 
 def pristine_file_ranges(smaps: str) -> list[tuple[int, int]]:
@@ -105,16 +98,21 @@ def release_file_pages() -> int:
     most were touched once, while importing, and a fork never inherits them anyway (a child maps what it
     touches from the page cache, as the zygote would). Its memory then counts only what it holds of its own;
     the kernel keeps those file pages cached, or drops the cold ones when memory is short. The bytes unmapped."""
+    return _advise(_own_ranges("/proc/self/smaps", pristine_file_ranges), MADV_DONTNEED)
+
+
+def _own_ranges(path: str, parse: Callable[[str], list[tuple[int, int]]]) -> list[tuple[int, int]]:
+    """`parse` of this process's /proc file at `path` (none where it cannot be read)."""
     try:
-        with open("/proc/self/smaps", encoding="ascii") as handle:
-            ranges = pristine_file_ranges(handle.read())
+        with open(path, encoding="ascii") as handle:
+            return parse(handle.read())
     except OSError:
-        return 0
-    done = 0
-    for start, end in ranges:
-        if _libc.madvise(start, end - start, MADV_DONTNEED) == 0:
-            done += end - start
-    return done
+        return []
+
+
+def _advise(ranges: list[tuple[int, int]], advice: int) -> int:
+    """madvise() each range; the bytes of those the kernel accepted."""
+    return sum(end - start for start, end in ranges if _libc.madvise(start, end - start, advice) == 0)
 
 
 def settle() -> None:
