@@ -29,6 +29,21 @@ MODULE = textwrap.dedent("""
         return COUNT[0]
     def quit_with(code):
         os._exit(code)
+
+    class Claims:  # says it is an instance of `kind` (isinstance() believes a __class__ property)
+        def __init__(self, kind):
+            self.kind = kind
+        @property
+        def __class__(self):
+            return self.kind
+
+    def claiming(name):
+        import torch
+        return Claims({"bool": bool, "int": int, "float": float, "str": str, "tensor": torch.Tensor,
+                       "list": list, "dict": dict}[name])
+
+    def too_big(size):
+        return "x" * size
 """)
 
 
@@ -89,3 +104,22 @@ def test_a_test_process_that_dies_is_reported_with_its_exit_code(server: Server)
     assert ended["reaped"] and ended["id"] == "f1" and ended["value"]["code"] == 3, ended
     assert server.send({"op": "fork", "id": "f2"})["value"] == "forked"
     assert server.send({"op": "call", "id": "c2", "fn": "bump", "args": [], "kwargs": {}})["value"] == 1
+
+
+@pytest.mark.parametrize("kind", ["bool", "int", "float", "str", "tensor", "list", "dict"])
+def test_a_value_that_only_claims_a_type_goes_back_unsupported(server: Server, kind: str) -> None:
+    """Is an object whose `__class__` claims bool, a number, str, a tensor or a container answered at once as
+    unsupported (what the judge fails with "got UnsupportedValue"), not as the type it claims?"""
+    reply = server.send({"op": "call", "id": f"claim-{kind}", "fn": "claiming", "args": [kind], "kwargs": {}})
+    assert reply["id"] == f"claim-{kind}"
+    assert reply["ok"] and reply["value"] == {"__unsupported__": "Claims"}, reply
+
+
+def test_a_reply_too_big_to_send_still_answers_its_request(server: Server) -> None:
+    """Does a return value over the frame limit get an error reply to that very request (the judge drops frames
+    that answer no request, so one without the id would leave the call hanging until its time limit)?"""
+    reply = server.send({"op": "call", "id": "big", "fn": "too_big", "args": [wire.MAX_FRAME + 1], "kwargs": {}})
+    assert reply["id"] == "big" and not reply["ok"], reply
+    assert reply["error"]["kind"] == "protocol" and "could not be sent" in reply["error"]["message"], reply
+    after = server.send({"op": "call", "id": "next", "fn": "bump", "args": [], "kwargs": {}})
+    assert after == {**after, "ok": True, "id": "next"}, after

@@ -75,7 +75,10 @@ class Server(TestProcesses):
         try:
             frame = wire.encode_frame(message)
         except (wire.WireError, TypeError, ValueError) as exc:
-            frame = wire.encode_frame(_error("protocol", "ValueError", f"the reply could not be sent: {exc}"))
+            # Keep the request's id: the judge drops replies that answer no request, so without it the call
+            # would hang until its time limit instead of failing with this message.
+            frame = wire.encode_frame({**_error("protocol", "ValueError", f"the reply could not be sent: {exc}"),
+                                       "id": str(message.get("id"))[:64]})
         self.proto_out.write(frame)
         self.proto_out.flush()
 

@@ -69,21 +69,24 @@ def encode(value: Any, ids: dict[int, int], top: bool = False) -> Any:
     """A returned value as wire data; objects the judge sent (by id) go back as references."""
     import torch
 
-    if isinstance(value, torch.Tensor):
+    # By the value's real type throughout: isinstance() believes a `__class__` property, and an object that only
+    # claims to be a bool, a number or a tensor must go back as unsupported, not reach the encoder.
+    kind = type(value)
+    if issubclass(kind, torch.Tensor):
         return wire.tensor_to_wire(value, ref=ids.get(id(value)))
-    if value is None or isinstance(value, (bool, str)):
+    if value is None or kind is bool or issubclass(kind, str):
         return value
-    if isinstance(value, numbers.Integral):
+    if issubclass(kind, numbers.Integral):
         return int(value)
-    if isinstance(value, numbers.Real):
+    if issubclass(kind, numbers.Real):
         number = float(value)
         return number if math.isfinite(number) else {"__float__": repr(number)}
     if not top and id(value) in ids:
         return {"__ref__": ids[id(value)]}
-    if isinstance(value, list):
+    if issubclass(kind, list):
         return {"__list__": [encode(v, ids) for v in value]}
-    if isinstance(value, tuple):
+    if issubclass(kind, tuple):
         return {"__tuple__": [encode(v, ids) for v in value]}
-    if isinstance(value, dict):
+    if issubclass(kind, dict):
         return {"__dict__": {str(k): encode(v, ids) for k, v in value.items()}}
     return {"__unsupported__": type(value).__name__}
