@@ -1,15 +1,16 @@
-"""The assignment pack's expected-score corpus, graded through the real engine on both runners."""
+"""The assignment pack's expected-score corpus, graded through the real engine on every path (forked sandbox on
+both runners, fresh container), each with a warm judge as a worker holds it (`tests/support/corpus_paths.py`)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.support.corpus_paths import PATHS, GradingPaths, grading_paths
 from tests.support.expectations import expected_scores
-from worker.engine.grade import grade
 from worker.engine.manifest import get_assignment
-from worker.engine.runners import make_runner
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "reference_tests" / "autograd" / "examples").glob("*.py"))
 
@@ -32,12 +33,12 @@ def test_every_example_declares_its_scores() -> None:
             assert all(0 <= expected[d] <= points[d] for d in points), f"{example.name}: {expected}"
 
 
-@pytest.mark.parametrize("runner_name", ["local", "docker"])
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("example", EXAMPLES, ids=[p.stem for p in EXAMPLES])
-def test_example_scores_as_declared(example: Path, runner_name: str, runners: dict) -> None:
-    """Does every example get exactly the per-deliverable score its header declares?"""
+def test_example_scores_as_declared(example: Path, path: str, paths: GradingPaths) -> None:
+    """Does every example get exactly the per-deliverable score its header declares, on every path?"""
     assignment = get_assignment("autograd")
-    result = grade(assignment, {"solution.py": example.read_bytes()}, runners[runner_name])
+    result = paths[path].grade({"solution.py": example.read_bytes()})
     assert result.status == "graded", result.message
     expected = expected_scores(example, cuda=bool(result.environment.get("cuda")))
     assert set(expected) == {d.id for d in assignment.deliverables}
@@ -52,14 +53,6 @@ def test_example_scores_as_declared(example: Path, runner_name: str, runners: di
 
 
 @pytest.fixture(scope="module")
-def runners(docker_ready: bool) -> dict:
-    """One runner of each kind; docker is skipped with a reason where no engine answers."""
-    built = {"local": make_runner("local")}
-    if docker_ready:
-        built["docker"] = make_runner("docker")
-    return _RunnerMap(built)
-
-
-class _RunnerMap(dict):
-    def __missing__(self, key: str) -> None:
-        pytest.skip(f"the {key} runner is not available here (no Docker engine answered)")
+def paths(request: pytest.FixtureRequest) -> Iterator[GradingPaths]:
+    """A runner and warm judge per path, made when first used (docker ones skipped where no engine answers)."""
+    yield from grading_paths(request)

@@ -1,4 +1,6 @@
-"""The hostile corpus: submissions that attack the grader, graded through the real engine on both runners.
+"""The hostile corpus: submissions that attack the grader, graded through the real engine on every path (the forked
+sandbox on both runners, a fresh container per sandbox), each path a warm judge as a worker slot holds it, so
+that every attack is followed by the next file on the same judge and sandbox zygote.
 
 Every `tests/hostile/*.py` is an otherwise-correct autograd solution with one kind of attack in it. Its header
 says what the engine must award, per deliverable:
@@ -12,26 +14,28 @@ says what the engine must award, per deliverable:
 
 Beyond the scores, every grading must leave the worker as it found it: status "graded", every output capped,
 nothing of the reference solution, the tests' source or the worker's secrets in any output, no hidden test's
-code in a visible test's output, no file dropped where the worker would read it, no sandbox folder, process or
-container left behind. Sandbox folders are made under a private TMPDIR, so that what the judges of this module
-leave can be told apart from anything else on the machine.
+code in a visible test's output, no file dropped where the worker would read it, no more sandbox folders,
+processes or containers than the warm path holds between submissions, and none once every judge is closed.
+Sandbox folders are made under a private TMPDIR, so that what the judges of this module leave can be told apart
+from anything else on the machine.
 """
 
 from __future__ import annotations
 
 import ast
 import json
-import os
 import re
 import socket
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from tests.support.corpus_paths import PATHS, GradingPath, GradingPaths, grading_paths
 from tests.support.expectations import expected_scores
 from tests.support.leftovers import processes_mentioning, sandbox_containers, sandbox_uid_processes, wait_until
 from tests.support.sandbox_support import processes_named
@@ -40,7 +44,6 @@ from worker.engine.grade import MAX_FILE_BYTES, check_files, grade
 from worker.engine.manifest import get_assignment
 from worker.engine.result import MAX_OUTPUT_CHARS, GradeResult
 from worker.engine.runners import make_runner
-from worker.engine.runners.base import Runner
 
 REPO = Path(__file__).resolve().parents[2]
 HOSTILE = sorted((REPO / "tests" / "hostile").glob("*.py"))  # the corpus: tests/hostile/, no test modules
@@ -150,6 +153,7 @@ class World:
     sandbox_pids: set[int]
     containers: set[str]
     system_sbx_dirs: set[str]
+    standing: dict[str, dict[str, int]] = field(default_factory=dict)  # what each warm path holds, by kind
 
 
 @pytest.fixture(scope="module")
@@ -194,41 +198,72 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 
 @pytest.fixture(scope="module")
-def runners(request: pytest.FixtureRequest) -> dict[str, Runner]:
-    """The local runner, and the docker runner where its module exists and a Docker engine answers (in CI the
-    shared `docker_ready` fixture fails instead of skipping)."""
-    built: dict[str, Runner] = {"local": make_runner("local")}
-    try:
-        import worker.engine.runners.docker  # noqa: F401
-    except ImportError:
-        if os.environ.get("CI"):
-            raise
-        return built
-    if request.getfixturevalue("docker_ready"):
-        built["docker"] = make_runner("docker")
-    return built
+def paths(request: pytest.FixtureRequest, world: World) -> Iterator[GradingPaths]:
+    """A runner and warm judge per path, started inside `world` (its TMPDIR and canaries)."""
+    yield from grading_paths(request)
 
 
-def runner_for(runners: dict[str, Runner], name: str) -> Runner:
-    if name not in runners:
-        pytest.skip(f"the {name} runner is not available here (no docker runner module, or no Docker engine)")
-    return runners[name]
+def holdings(world: World) -> dict[str, set[str]]:
+    """What our sandboxes hold on this machine now: processes in their mounts or as a student uid (other than
+    those there before the module), sandbox folders in our TMPDIR, sandbox containers (idem)."""
+    return {
+        "processes in a sandbox's mounts": set(processes_mentioning(world.token)),
+        "processes of a sandbox uid": {f"{pid} {cmd}" for pid, cmd in sandbox_uid_processes().items()
+                                       if pid not in world.sandbox_pids},
+        "sandbox folders": {p.name for p in world.tmpdir.glob("grader-sbx-*")},
+        "sandbox containers": sandbox_containers() - world.containers,
+    }
 
 
-def assert_clean(world: World, runner_name: str, context: str, dirs_before: set[str] | None = None) -> None:
-    """Nothing of our sandboxes is left: no folder in our TMPDIR, no process in their namespaces, no container.
+def _settled(world: World) -> dict[str, int]:
+    """Counts of `holdings` once three readings a second apart agree (zygotes fork and start ahead)."""
+    readings: list[dict[str, int]] = []
+    deadline = time.monotonic() + 30
+    while len(readings) < 3 or len({json.dumps(r, sort_keys=True) for r in readings[-3:]}) > 1:
+        assert time.monotonic() < deadline, f"the warm paths never settled: {readings[-3:]}"
+        readings.append({kind: len(items) for kind, items in holdings(world).items()})
+        time.sleep(1)
+    return readings[-1]
 
-    `dirs_before`: sandbox folders that were already there (left by an earlier test, which failed for them).
-    """
-    leftovers = wait_until(lambda: processes_mentioning(world.token), 15)
-    assert leftovers == [], f"{context}: processes of a stopped sandbox are still running: {leftovers}"
+
+def standing(path: GradingPath, world: World) -> dict[str, int]:
+    """How much every warm path made so far holds between submissions (zygotes and the children they forked
+    ahead). A path's share is measured once, around its first two gradings of the reference."""
+    shares = world.standing
+    if path.name not in shares:
+        before = _settled(world)
+        for _ in range(2):
+            assert path.grade({"solution.py": REFERENCE.read_bytes()}).score == 100
+        after = _settled(world)
+        shares[path.name] = {kind: after[kind] - before[kind] for kind in after}
+    return {kind: sum(share[kind] for share in shares.values()) for kind in shares[path.name]}
+
+
+def assert_as_found(world: World, path: GradingPath, context: str) -> None:
+    """The machine holds no more than the warm paths hold between submissions: whatever the submission
+    started (processes, folders, containers) is gone, and the canary is untouched."""
+    expected = standing(path, world)
+
+    def over() -> dict[str, list[str]]:
+        now = holdings(world)
+        return {kind: sorted(now[kind]) for kind in now if len(now[kind]) > expected[kind]}
+
+    left = wait_until(over, 30)
+    assert left == {}, f"{context}: more is left than the warm paths hold ({expected}): {left}"
+    _assert_no_daemon_or_canary_change(world, context)
+
+
+def assert_clean(world: World, context: str) -> None:
+    """Nothing of our sandboxes is left at all (every judge closed): no process, folder or container."""
+    left = wait_until(lambda: {kind: sorted(items) for kind, items in holdings(world).items() if items}, 30)
+    assert left == {}, f"{context}: left behind: {left}"
+    system_dirs = {p.name for p in Path(tempfile.gettempdir()).glob("grader-sbx-*")} - world.system_sbx_dirs
+    assert system_dirs == set(), f"{context}: sandbox folders left in the system temp dir: {system_dirs}"
+    _assert_no_daemon_or_canary_change(world, context)
+
+
+def _assert_no_daemon_or_canary_change(world: World, context: str) -> None:
     assert processes_named("hostile-daemon") == [], f"{context}: the daemon outlived its sandbox"
-    known = dirs_before or set()
-    dirs = wait_until(lambda: sorted(p.name for p in world.tmpdir.glob("grader-sbx-*") if p.name not in known), 5)
-    assert dirs == [], f"{context}: sandbox folders left behind: {dirs}"
-    if runner_name == "docker":
-        left = wait_until(lambda: sandbox_containers() - world.containers, 30)
-        assert not left, f"{context}: sandbox containers left behind: {left}"
     assert sorted(p.name for p in CANARY_DIR.iterdir()) == ["canary.txt"], f"{context}: the canary folder changed"
     assert (CANARY_DIR / "canary.txt").read_text() == world.canary
 
@@ -283,65 +318,41 @@ def test_corpus_covers_every_attack() -> None:
         assert path.read_text(encoding="utf-8").splitlines()[0].startswith("# expect: "), path.name
 
 
-@pytest.mark.parametrize("runner_name", ["local", "docker"])
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("hostile", HOSTILE, ids=[p.stem for p in HOSTILE])
-def test_hostile_submission(hostile: Path, runner_name: str, runners: dict[str, Runner], world: World) -> None:
-    """Does the attack get exactly its declared score, and leave the worker as it found it?"""
-    runner = runner_for(runners, runner_name)
-    assignment = get_assignment("autograd")
-    deliverables = {d.id for d in assignment.deliverables}
+def test_hostile_submission(hostile: Path, path: str, paths: GradingPaths, world: World) -> None:
+    """Does the attack get exactly its declared score on every path, and leave the worker as it found it?"""
+    slot = paths[path]
+    standing(slot, world)
+    deliverables = {d.id for d in get_assignment("autograd").deliverables}
     expect = expectation(hostile)
     source = hostile.read_text(encoding="utf-8")
     traps = _trap_state()
-    dirs = {p.name for p in world.tmpdir.glob("grader-sbx-*")}
 
-    result = grade(assignment, {"solution.py": source.encode()}, runner)
+    result = slot.grade({"solution.py": source.encode()})
 
     assert_scores(result, expect, hostile.name, deliverables)
     assert_result_is_safe(result, source, world)
     assert _trap_state() == traps, "a file appeared (or changed) where the worker could read it"
-    assert_clean(world, runner_name, hostile.name, dirs)
+    assert_as_found(world, slot, hostile.name)
     if expect.next_reference is not None:
-        after = grade(assignment, {"solution.py": REFERENCE.read_bytes()}, runner)
+        after = slot.grade({"solution.py": REFERENCE.read_bytes()})
         assert after.score == expect.next_reference, (
             f"the reference scored {after.score} right after {hostile.name}: {after.message}")
-        assert_clean(world, runner_name, f"the reference after {hostile.name}", dirs)
+        assert_as_found(world, slot, f"the reference after {hostile.name}")
 
 
-@pytest.mark.parametrize("runner_name", ["local", "docker"])
-def test_poison_does_not_reach_the_next_submission_with_the_warm_judge(
-        runner_name: str, runners: dict[str, Runner], world: World) -> None:
-    """With the warm judge (the workers' zygote and its pre-started sandbox), do a daemon and a fork bomb leave
-    the next submission untouched?"""
-    warm = pytest.importorskip("worker.engine.judge.launch")
-    runner = runner_for(runners, runner_name)
-    assignment = get_assignment("autograd")
-    deliverables = {d.id for d in assignment.deliverables}
-    judge = warm.WarmJudge()
-    try:
-        for name in ("daemon", "fork_bomb"):
-            path = next(p for p in HOSTILE if p.stem == name)
-            result = grade(assignment, {"solution.py": path.read_bytes()}, runner, judge=judge)
-            assert_scores(result, expectation(path), f"{name} (warm judge)", deliverables)
-        after = grade(assignment, {"solution.py": REFERENCE.read_bytes()}, runner, judge=judge)
-        assert after.score == 100, after.message
-    finally:
-        judge.close()
-    assert_clean(world, runner_name, "the warm judge")
-
-
-@pytest.mark.parametrize("runner_name", ["local", "docker"])
-def test_worker_is_healthy_after_the_corpus(runner_name: str, runners: dict[str, Runner], world: World) -> None:
-    """After every attack, does the reference still get 100, with no sandbox process, folder or container left?"""
-    runner = runner_for(runners, runner_name)
-    result = grade(get_assignment("autograd"), {"solution.py": REFERENCE.read_bytes()}, runner)
+def test_worker_is_healthy_after_the_corpus(paths: GradingPaths, world: World) -> None:
+    """After every attack, does the reference still get 100 on each path's warm judge, and once those are closed,
+    on a cold judge, with no sandbox process, folder or container left of any of it?"""
+    for name in list(paths) or ["local"]:
+        result = paths[name].grade({"solution.py": REFERENCE.read_bytes()})
+        assert result.score == 100, f"{name}: {result.message}"
+    paths.close()
+    assert_clean(world, "after the corpus, every judge closed")
+    result = grade(get_assignment("autograd"), {"solution.py": REFERENCE.read_bytes()}, make_runner("local"))
     assert result.score == 100, result.message
-    assert_clean(world, runner_name, "after the corpus")
-    stray = wait_until(lambda: {pid: cmd for pid, cmd in sandbox_uid_processes().items()
-                                if pid not in world.sandbox_pids}, 30)
-    assert stray == {}, f"processes of a sandbox uid outlived the corpus: {stray}"
-    system_dirs = {p.name for p in Path(tempfile.gettempdir()).glob("grader-sbx-*")} - world.system_sbx_dirs
-    assert system_dirs == set(), f"sandbox folders left in the system temp dir: {system_dirs}"
+    assert_clean(world, "after a cold judge's grading")
 
 
 # -- upload-level names and contents ------------------------------------------------------------------------------
