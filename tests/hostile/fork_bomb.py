@@ -1,4 +1,5 @@
 # expect: simple_gradients=20 multivariate_gradients=20 no_grad=20 zeroing_gradients=15 gradient_checking=20
+# expect-next: reference=100
 
 """Hostile: a fork bomb in zero_gradients, after trying to lift the process limit.
 
