@@ -72,12 +72,10 @@ class GradingPaths(dict[str, GradingPath]):
         self[name] = _build(name, self.request)
         return self[name]
 
-    def close(self, name: str | None = None) -> None:
-        """Close one path (it is made afresh when asked for again), or all of them."""
-        for key in [name] if name is not None else list(self):
-            path = self.pop(key, None)
-            if path is not None:
-                path.close()
+    def close(self) -> None:
+        """Close every path made so far (one asked for again is made afresh)."""
+        while self:
+            self.popitem()[1].close()
 
 
 def grading_paths(request: pytest.FixtureRequest) -> Iterator[GradingPaths]:

@@ -78,7 +78,7 @@ class Server(TestProcesses):
             # Keep the request's id: the judge drops replies that answer no request, so without it the call
             # would hang until its time limit instead of failing with this message.
             frame = wire.encode_frame({**_error("protocol", "ValueError", f"the reply could not be sent: {exc}"),
-                                       "id": str(message.get("id"))[:64]})
+                                       "id": message.get("id")})
         self.proto_out.write(frame)
         self.proto_out.flush()
 

@@ -89,4 +89,4 @@ def encode(value: Any, ids: dict[int, int], top: bool = False) -> Any:
         return {"__tuple__": [encode(v, ids) for v in value]}
     if issubclass(kind, dict):
         return {"__dict__": {str(k): encode(v, ids) for k, v in value.items()}}
-    return {"__unsupported__": type(value).__name__}
+    return {"__unsupported__": kind.__name__}
