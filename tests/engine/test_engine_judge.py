@@ -212,6 +212,37 @@ def test_a_busy_worker_does_not_cost_a_correct_solution_points(tmp_path: Path) -
     assert result.scores_by_deliverable() == {"a": 10.0, "b": 10.0}
 
 
+FORGES_A_REPLY = GOOD.replace("def slow():\n    return 1", '''def slow():
+    import json, struct, sys
+    frame = sys._getframe()
+    while not hasattr(frame.f_locals.get("self"), "proto_out"):
+        frame = frame.f_back
+    server = frame.f_locals["self"]
+    real = server.proto_out
+    class Swallow:  # takes the server's real reply to this call, then puts the stream back
+        def write(self, data):
+            server.proto_out = real
+            return len(data)
+        def flush(self):
+            pass
+    body = json.dumps({"ok": True, "value": 1}).encode()
+    real.write(struct.pack(">I", len(body)) + body)
+    real.flush()
+    server.proto_out = Swallow()
+    return 1''')
+
+
+def test_a_reply_the_students_code_forges_fails_its_call_at_once(tmp_path: Path) -> None:
+    """A function that writes a well-formed reply without the request's id to the judge's channel and swallows
+    its real reply: does its call fail at once as a crash, rather than wait out the limit as a timeout, and cost
+    no other test?"""
+    result = run(tmp_path, FORGES_A_REPLY)
+    slow = verdicts_by_name(result)["test_slow"]
+    assert slow.status == "crashed", slow.output
+    assert slow.output == "the student process sent a reply nobody asked for in slow()"
+    assert result.scores_by_deliverable() == {"a": 10.0, "b": 5.0}
+
+
 def test_global_state_a_test_leaves_costs_no_other_test(tmp_path: Path) -> None:
     """A function that switches grad mode off and changes the default dtype for good: do the later tests, which
     need autograd, still pass (each test runs in a fresh fork of the process that imported the submission)?"""

@@ -4,8 +4,8 @@
 server object (up the call stack, or gc) or by scanning /proc/self/fd for a write-only pipe that is not stderr.
 
 * derivative writes a well-formed frame claiming success ("ok": true, "score": 100, "status": "passed") with
-  a wrong value, and patches the server so that its real reply is dropped: the judge reads the forged reply,
-  which fails the test like any other wrong answer.
+  a wrong value and no request id, and patches the server so that its real reply is dropped: the judge fails
+  the call at once (a reply nobody asked for), rather than wait for a reply that never comes.
 * predict writes a frame header announcing 4 GiB: the judge rejects the stream, the call crashes.
 * numerical_gradient writes a frame whose body is not JSON, then returns the right answer: the judge rejects
   the stream, the call crashes.

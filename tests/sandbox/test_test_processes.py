@@ -116,8 +116,8 @@ def test_a_value_that_only_claims_a_type_goes_back_unsupported(server: Server, k
 
 
 def test_a_reply_too_big_to_send_still_answers_its_request(server: Server) -> None:
-    """Does a return value over the frame limit get an error reply to that very request (the judge drops frames
-    that answer no request, so one without the id would leave the call hanging until its time limit)?"""
+    """Does a return value over the frame limit get an error reply to that very request (the judge takes a frame
+    that answers no request for a forgery by the student's code, so one without the id would misreport it)?"""
     reply = server.send({"op": "call", "id": "big", "fn": "too_big", "args": [wire.MAX_FRAME + 1], "kwargs": {}})
     assert reply["id"] == "big" and not reply["ok"], reply
     assert reply["error"]["kind"] == "protocol" and "could not be sent" in reply["error"]["message"], reply

@@ -75,8 +75,8 @@ class Server(TestProcesses):
         try:
             frame = wire.encode_frame(message)
         except (wire.WireError, TypeError, ValueError) as exc:
-            # Keep the request's id: the judge drops replies that answer no request, so without it the call
-            # would hang until its time limit instead of failing with this message.
+            # Keep the request's id: the judge takes a frame that answers no request for one the student's code
+            # wrote, so without it the call would fail as a forgery instead of with this message.
             frame = wire.encode_frame({**_error("protocol", "ValueError", f"the reply could not be sent: {exc}"),
                                        "id": message.get("id")})
         self.proto_out.write(frame)

@@ -246,8 +246,8 @@ class StudentSession:
                   request_id: str | None = None) -> dict[str, Any]:
         sandbox = self.sandbox
         assert sandbox is not None
-        # A fresh id per request: replies to anything else (extra frames a submission wrote) are dropped, so
-        # they cannot pass for the answer to a later call.
+        # A fresh id per request: a reply to anything else (a frame a submission wrote) ends this call below,
+        # so it can never pass for the answer to a later one.
         request_id = request_id or secrets.token_hex(8)
         deadline = min(self.deadline, self.run_deadline)
         try:
@@ -264,6 +264,12 @@ class StudentSession:
                 # The test's process ended while we waited for it: the post-import process says how.
                 self.fork_id = None
                 raise self._test_process_ended(reply.get("value"), during)
+            # Nothing else can come now from the sandbox's own code: it answers each request once, with the
+            # request's id, and says "reaped" or "kept" only for a test's process that the judge ended (read in
+            # `_confirm_ended`). So this frame was written by the student's code. Waiting on would let it swallow
+            # the real reply and hold the call until its limit, read as a timeout; it fails the call now.
+            self.close()
+            raise SandboxLimit("crashed", f"the student process sent a reply nobody asked for {location(during)}")
 
     def _test_process_ended(self, how: Any, during: str | None) -> SandboxLimit:
         how = how if isinstance(how, dict) else {}
