@@ -14,6 +14,7 @@ Needs PostgreSQL at 127.0.0.1:5432 (GRADER_TEST_POSTGRES_URL) and the redis-serv
 from __future__ import annotations
 
 import argparse
+import signal
 import statistics
 import sys
 import tempfile
@@ -190,8 +191,15 @@ def run_rows(app: Flask, ids: list[int]) -> list[dict[str, Any]]:
     return [dict(row) for row in rows]
 
 
+def exit_on_sigterm() -> None:
+    """Let `kill` stop a benchmark as Ctrl-C does. A bare SIGTERM ends Python without running the context
+    managers that started the service, so its workers, judges, zygote containers and Redis would live on."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+
+
 def main() -> int:
     """Run the rush and print the figures."""
+    exit_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--uploads", type=int, default=100)
     parser.add_argument("--students", type=int, default=10)

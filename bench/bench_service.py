@@ -48,7 +48,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_probes import GROWTH_KEYS, memory, slots, steady  # noqa: E402
 from bench_runners import machine_cpu_seconds, naive_baseline  # noqa: E402
-from bench_rush import Rush, Service, percentile, run_rows, rush, service, wait_drained  # noqa: E402
+from bench_rush import Rush, Service, exit_on_sigterm, percentile, run_rows, rush, service, wait_drained  # noqa: E402
 
 from tests.conftest import REFERENCE_SOLUTION, upload  # noqa: E402
 
@@ -361,6 +361,7 @@ def print_report(report: Report) -> None:
 
 def main() -> int:
     """Parse the sizes, run, print the table; exit 1 when a target was missed or something grew."""
+    exit_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help=f"small sizes: {QUICK}")
     defaults = Sizes()
