@@ -108,8 +108,8 @@ class Server(TestProcesses):
                 self.fork_test(request)
                 continue  # the test's process answered "forked", and this one "reaped" once it ended
             elif op == "exit" and self.in_test:
-                if request.get("keep") and self.keep_for_next_test():
-                    continue  # the post-import process says "kept" once the test's leftovers are gone
+                if (request.get("keep") or request.get("park")) and self.keep_for_next_test(bool(request.get("park"))):
+                    continue  # the post-import process says "kept" / "parked" once the test's leftovers are gone
                 self.end_own_test()
             else:
                 reply = _error("protocol", "ValueError", f"unknown op {op!r}")

@@ -23,6 +23,15 @@ test left in the namespace, lets it and the waiting next process go on, and repo
 reseeds, moves its CPU limit to what it used plus a test's, and serves the next test. Anything else (a changed
 grad mode or default dtype, a monkeypatch, a daemon thread) ends it as before, and the next test gets a fresh
 fork: a test that changes global state still costs only itself.
+
+**Parked for a later test of its deliverable.** When the next test belongs to another deliverable but a later one
+belongs to this test's (its tests of a less visible isolation group, say), the judge asks for the same check and,
+where it passes, the process waits on its own socket instead of the channel ("parked"): everything else the test
+left is killed as for a kept one, the other deliverables' tests run in their own processes beside it, and the
+judge's later "fork" that names it wakes it to serve that test. The isolation groups' order still holds: a parked
+process has seen only tests at least as visible as any test that runs while it waits, and no test of a more
+visible group runs after it wakes. A parked process that died meanwhile (the next test's code can kill it) is
+replaced by a fresh fork, as is one over `MAX_PARKED`.
 """
 
 from __future__ import annotations
@@ -31,37 +40,17 @@ import os
 import resource
 import select
 import signal
+import socket
 import sys
 import time
 from typing import Any
 
 import globalstate
+import leftovers
 import wire
 
+MAX_PARKED = 4  # parked processes at once, each holding its own pages; a fifth is ended instead
 FORK_RETRY_SECONDS = 2.0  # a fork refused for the process limit waits this long for the dead to be reaped
-
-# The running test's pid, once a sweep (`reap`) collected it before the post-import process asked: how it ended.
-_swept: dict[int, tuple[int, Any] | None] = {}
-
-
-def own_pid_namespace() -> bool:
-    """Does this process have a pid namespace to itself (it is its init, or the sandbox's runner says so)?"""
-    return os.getpid() == 1 or os.environ.get("GRADER_OWN_PID_NAMESPACE") == "1"
-
-
-def can_fork_ahead() -> bool:
-    """Fork the next test's process while a test runs? Only where /proc lists exactly this pid namespace (so a
-    scan of it can reach nothing outside) and the kernel has pidfd_open (to see the test's process die)."""
-    if not own_pid_namespace() or not hasattr(os, "pidfd_open"):
-        return False
-    try:
-        if os.readlink("/proc/self") != str(os.getpid()):
-            return False  # a /proc of another pid namespace: its pids are not ours
-        os.close(os.pidfd_open(os.getpid()))
-    except OSError:
-        return False
-    return True
-
 
 def reseed() -> None:
     """A forked process must not repeat its siblings' random numbers."""
@@ -82,69 +71,6 @@ def reseed() -> None:
         numpy.random.seed(int.from_bytes(os.urandom(4), "little"))
 
 
-def end_leftovers(keep: tuple[int, ...] | None = None) -> None:
-    """Kill whatever test processes left behind (daemons, forks, the test's process itself) but those in `keep`,
-    and reap what has died.
-
-    Only in a pid namespace of the sandbox's own: kill(-1) there reaches exactly the sandbox's processes, never
-    anything on the host. With `keep`, everything is stopped first in one kill(-1) (a process that is forking
-    either has its child stopped too or its fork fails), then each pid that /proc shows is killed but ours,
-    init's and `keep`'s, and those in `keep` are let go on. The caller checked that /proc is this namespace's.
-    """
-    if own_pid_namespace():
-        if keep is None:
-            _signal(-1, signal.SIGKILL)
-        else:
-            spared = {1, os.getpid(), *keep}
-            if all(int(entry) in spared for entry in os.listdir("/proc") if entry.isdigit()):
-                # Nothing but those: the processes kept are each blocked on a pipe (a kept test's process once
-                # it said so, the next one until started), so none can fork meanwhile. Nothing to stop.
-                reap()
-                return
-            _signal(-1, signal.SIGSTOP)
-            for entry in os.listdir("/proc"):
-                if entry.isdigit() and int(entry) not in spared:
-                    _signal(int(entry), signal.SIGKILL)
-            for pid in keep:
-                _signal(pid, signal.SIGCONT)
-    reap()
-
-
-def wait_gone(spared: tuple[int, ...], timeout: float = 1.0) -> None:
-    """After `end_leftovers(keep=spared)`: wait until everything killed has died and been reaped (a process
-    killed while stopped dies only once the kernel runs it again), so that a kept test's process goes on beside
-    nothing the test left. Killed grandchildren come to this init as their parents die, and are reaped here."""
-    spared_pids = {1, os.getpid(), *spared}
-    deadline = time.monotonic() + timeout
-    while True:
-        reap()
-        if all(int(entry) in spared_pids for entry in os.listdir("/proc") if entry.isdigit()):
-            return
-        if time.monotonic() >= deadline:
-            return  # stopped and killed: it never runs again, whenever the kernel finishes it
-        time.sleep(0.001)
-
-
-def reap() -> None:
-    """Collect every child that has ended, without waiting for any (keeping how a watched one ended)."""
-    while True:
-        try:
-            pid, status, usage = os.wait4(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
-        if pid in _swept:
-            _swept[pid] = (status, usage)
-
-
-def _signal(pid: int, signum: int) -> None:
-    try:
-        os.kill(pid, signum)
-    except OSError:
-        pass  # gone already, or (init) not ours to signal
-
-
 def _fork() -> int:
     """fork(), waiting briefly where the process limit refuses it while the last test's dead are torn down."""
     deadline = time.monotonic() + FORK_RETRY_SECONDS
@@ -154,7 +80,7 @@ def _fork() -> int:
         except BlockingIOError:
             if time.monotonic() >= deadline:
                 raise
-            reap()
+            leftovers.reap()
             time.sleep(0.005)
 
 
@@ -170,6 +96,9 @@ class TestProcesses:
         self.done_fd = -1  # in a test's process: where it says that the judge ended the test
         self.ahead: bool | None = None  # fork the next test's process while a test runs (decided at the first)
         self.held: list[int] = []  # descriptors about the running test that a process forked now must not keep
+        # Test processes parked for a later test of their deliverable, by the request that forked them:
+        # (pid, its socket, its pidfd).
+        self.parked: dict[str, tuple[int, int, int]] = {}
         self.baseline: tuple[Any, ...] | None = None  # in a test's process: its global state when it started
         self.baseline_rss = 0
         # In the post-import process: the global state each test's process starts with, read once, before the
@@ -179,9 +108,10 @@ class TestProcesses:
     def send(self, message: dict[str, Any]) -> None:
         raise NotImplementedError
 
-    def keep_for_next_test(self) -> bool:
+    def keep_for_next_test(self, park: bool = False) -> bool:
         """In a test's process, on the judge's "exit" with keep: serve the next test too, if nothing this test did
-        could reach it (see the module's docstring). False: the caller ends the process as usual."""
+        could reach it (see the module's docstring); with `park`, wait until a later test of this deliverable
+        wakes it (`fork_test`). False: the caller ends the process as usual."""
         if not self.ahead or self.done_fd < 0 or self.baseline is None:
             return False
         if globalstate.has_children() or globalstate.fingerprint() != self.baseline:
@@ -197,9 +127,15 @@ class TestProcesses:
             resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
         reseed()
         try:
-            os.write(self.done_fd, b"k")
+            os.write(self.done_fd, b"p" if park else b"k")
         except OSError:
             return False  # the post-import process does not watch for it (no pidfd): end as usual
+        if park:
+            request_id = os.read(self.done_fd, 256)  # off the channel: other tests' processes use it meanwhile
+            if not request_id:
+                os._exit(0)  # the post-import process went away, or ended it instead
+            self.reader = wire.FrameReader()  # what other processes read from the channel meanwhile is theirs
+            self.send({"ok": True, "value": "resumed", "id": request_id.decode("ascii", "replace")})
         return True
 
     def end_own_test(self) -> None:
@@ -218,7 +154,8 @@ class TestProcesses:
         once started (it then carries on in `serve()` as the test's process).
         """
         go_r, go_w = os.pipe()
-        done_r, done_w = os.pipe()
+        # Its end of the test: "x" ended, "k" kept, "p" parked; a parked process is woken on the same socket.
+        done_r, done_w = (s.detach() for s in socket.socketpair())
         try:
             pid = _fork()
         except OSError:
@@ -231,9 +168,11 @@ class TestProcesses:
             return pid, go_w, done_r
         os.close(go_w)
         os.close(done_r)
-        for fd in self.held:  # the running test's pipe and pidfd: nothing for a later test to hold
+        # The running test's and the parked ones' sockets and pidfds: nothing for a later test to hold.
+        for fd in (*self.held, *(fd for _, *fds in self.parked.values() for fd in fds)):
             os.close(fd)
         self.held = []
+        self.parked = {}
         self.in_test = True
         self.spare = None
         self.done_fd = done_w
@@ -261,12 +200,14 @@ class TestProcesses:
         it. This process then ends everything the test left behind and reports how the test's process ended.
         """
         if self.ahead is None:
-            self.ahead = can_fork_ahead()
+            self.ahead = leftovers.can_fork_ahead()
             if self.ahead:
                 self.start_state = _state_of_a_fresh_fork()
         # The judge says when no later test of this sandbox will need a fresh process: no spare is forked then.
         want_spare = request.get("spare") is not False
         request_id = str(request.get("id", ""))[:64].encode("ascii", "replace")
+        if self._resume(request, request_id, want_spare):
+            return
         for _ in range(2):
             spare, self.spare = self.spare or self.prefork(), None
             if spare is None:
@@ -288,31 +229,62 @@ class TestProcesses:
             return
         os.close(done)
         _, status, usage = os.wait4(pid, 0)
-        end_leftovers()
+        leftovers.end_leftovers()
         self.reader = wire.FrameReader()  # the fork consumed whatever was buffered when it started
         self._report_end(request, status, usage)
         self.spare = self.prefork() if want_spare else None
 
+    def _resume(self, request: dict[str, Any], request_id: bytes, want_spare: bool) -> bool:
+        """Wake the process parked for this test, if the judge names one and it is still there."""
+        entry = self.parked.pop(str(request.get("resume", "")), None)
+        if entry is None:
+            return False
+        pid, done, pidfd = entry
+        try:
+            os.write(done, request_id)
+        except OSError:  # it died while parked (the test before could kill it): this test gets a fresh fork
+            os.close(done)
+            os.close(pidfd)
+            leftovers.reap()
+            return False
+        self._run_forked_ahead(request, pid, done, pidfd, want_spare)
+        return True
+
+    def _spared(self, *pids: int) -> tuple[int, ...]:
+        """`pids`, the waiting next test's process and the parked ones: what ending a test's leftovers spares."""
+        return (*pids, *((self.spare[0],) if self.spare else ()), *(entry[0] for entry in self.parked.values()))
+
     def _run_forked_ahead(self, request: dict[str, Any], pid: int, done: int, pidfd: int, want_spare: bool) -> None:
         self.held = [done, pidfd]
-        _swept[pid] = None
+        leftovers.swept[pid] = None
         try:
-            self.spare = self.prefork() if want_spare else None  # the next test's, forked while this test runs
+            if self.spare is None and want_spare:  # (a woken parked process leaves the waiting one in place)
+                self.spare = self.prefork()  # the next test's, forked while this test runs
         except OSError:
             self.spare = None  # the process limit: the next test forks its own once this one is over
         if self.in_test:
             return  # the process forked just now, started for a later test
-        while (ended := _wait_for_end(pid, done, pidfd)) == KEPT:
-            # It serves the next test too: everything else the test left goes, it and the next process stay.
-            kept = (pid, *((self.spare[0],) if self.spare else ()))
-            end_leftovers(keep=kept)
-            wait_gone(kept)
+        while (ended := _wait_for_end(pid, done, pidfd)) in (KEPT, PARKED):
+            # It serves a later test too: everything else the test left goes, it and the next process stay.
+            parked = ended == PARKED and len(self.parked) < MAX_PARKED
+            if ended == PARKED and not parked:
+                ended = None  # one too many: it ends as any other test's process (its socket closes below)
+                break
+            kept = self._spared(pid)
+            leftovers.end_leftovers(keep=kept)
+            leftovers.wait_gone(kept)
+            if parked:
+                self.parked[str(request.get("id"))] = (pid, done, pidfd)
+                self.held = []
+                leftovers.swept.pop(pid, None)
+                self.send({"ok": True, "parked": True, "id": request.get("id")})
+                return
             self.send({"ok": True, "kept": True, "id": request.get("id")})
         self.held = []
         os.close(done)
         os.close(pidfd)
-        end_leftovers(keep=(self.spare[0],) if self.spare else None)
-        _swept.pop(pid, None)
+        leftovers.end_leftovers(keep=self._spared() or None)
+        leftovers.swept.pop(pid, None)
         self.reader = wire.FrameReader()
         # None: the judge ended it, and it is torn down while the next test runs (no status or CPU time to tell).
         self._report_end(request, *(ended or (0, None)))
@@ -325,11 +297,12 @@ class TestProcesses:
 
 
 KEPT = "kept"
+PARKED = "parked"
 
 
 def _wait_for_end(pid: int, done: int, pidfd: int) -> tuple[int, Any] | str | None:
-    """Wait until the test's process says the judge ended it (None) or that it serves the next test too (KEPT),
-    or dies first: (status, rusage or None)."""
+    """Wait until the test's process says the judge ended it (None), that it serves the next test too (KEPT) or
+    waits for a later one (PARKED), or dies first: (status, rusage or None)."""
     watching = [done, pidfd]
     while True:
         ready, _, _ = select.select(watching, [], [])
@@ -339,13 +312,15 @@ def _wait_for_end(pid: int, done: int, pidfd: int) -> tuple[int, Any] | str | No
                 return None
             if said == b"k":
                 return KEPT
+            if said == b"p":
+                return PARKED
             if not said:
                 watching.remove(done)  # every copy of its write end is closed: only its exit can tell now
         if pidfd in ready:
             try:
                 _, status, usage = os.wait4(pid, 0)
             except ChildProcessError:  # a sweep while forking the next process collected it first
-                return _swept.get(pid) or (signal.SIGKILL, None)
+                return leftovers.swept.get(pid) or (signal.SIGKILL, None)
             return status, usage
 
 

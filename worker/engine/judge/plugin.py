@@ -44,6 +44,7 @@ class GradingPlugin:
         self.config_errors: list[str] = []
         self._rank: dict[str, int] = {}
         self._spare_after: set[str] = set()  # tests after which a later test needs a new process
+        self._park_after: dict[str, str] = {}  # tests whose process may wait for a later test: its deliverable
         self._descriptions: dict[str, tuple[str, str, float, str] | ValueError] = {}
         self._session: StudentSession | None = None
         self.bind(session, cuda)
@@ -86,12 +87,41 @@ class GradingPlugin:
         # yet never reach a process whose output the student sees now, since every test whose output the
         # student could see sooner has ended before it starts (`StudentSession.enter_group`).
         items.sort(key=lambda item: self._rank[item.nodeid])
+        self._plan_processes(items)
+
+    def _plan_processes(self, items: list[pytest.Item]) -> None:
+        """Which tests leave their process waiting for a later test of their deliverable (the next one belongs to
+        another), and after which ones a later test still needs a fresh process (the sandbox forks it ahead)."""
+        if self.assignment.fresh_process == "deliverable":
+            last_of: dict[str, int] = {}
+            for index, item in enumerate(items):
+                deliverable = self._deliverable(item)
+                earlier = last_of.get(deliverable) if deliverable is not None else None
+                if earlier is not None and not self._shares_process(items[earlier], items[earlier + 1]):
+                    self._park_after[items[earlier].nodeid] = str(deliverable)
+                if deliverable is not None:
+                    last_of[deliverable] = index
         fresh_later = False  # a later test starts a process of its own
+        seen: set[str | None] = set()
+        fresh_at = set()
+        for index, item in enumerate(items):
+            deliverable = self._deliverable(item)
+            if index == 0 or not self._shares_process(items[index - 1], item):
+                resumed = deliverable in seen and self.assignment.fresh_process == "deliverable"
+                if not resumed or deliverable is None:
+                    fresh_at.add(index)
+            seen.add(deliverable)
         for index in reversed(range(len(items))):
             if fresh_later:
                 self._spare_after.add(items[index].nodeid)
-            if index == 0 or not self._shares_process(items[index - 1], items[index]):
+            if index in fresh_at:
                 fresh_later = True
+
+    def _deliverable(self, item: pytest.Item) -> str | None:
+        try:
+            return self._describe(item)[1]
+        except ValueError:
+            return None
 
     # -- fixtures ------------------------------------------------------------------------------------
     @pytest.fixture(scope="session")
@@ -116,7 +146,7 @@ class GradingPlugin:
         if self.infrastructure_error:
             pytest.skip("grading stopped")
         self.session.enter_group(self._rank.get(item.nodeid, 0))
-        self.session.start_test(spare=item.nodeid in self._spare_after)
+        self.session.start_test(spare=item.nodeid in self._spare_after, deliverable=self._deliverable(item))
         self._started[item.nodeid] = time.monotonic()
 
     @pytest.hookimpl(tryfirst=True)
@@ -133,7 +163,8 @@ class GradingPlugin:
             status, message = self._classify(report, call)
             self._record(item, status, message)
             if report.when == "call":
-                self.session.end_test(keep=self._shares_process(item, self._next_item))
+                keep = self._shares_process(item, self._next_item)
+                self.session.end_test(keep=keep, park=None if keep else self._park_after.get(item.nodeid))
 
     def _shares_process(self, item: pytest.Item, nextitem: pytest.Item | None) -> bool:
         """May `nextitem` run in `item`'s process (if that stays as it started)? Only within one deliverable and

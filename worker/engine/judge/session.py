@@ -52,27 +52,34 @@ class StudentSession:
         self.fork_id: str | None = None  # the request that forked the current test's process, while it lives
         self._ending: str | None = None  # the last test's process, asked to exit, not yet reported gone
         self._ending_keep = False  # ... and asked to serve the next test too, if it can
+        self._ending_park: str | None = None  # ... or to wait for a later test of this deliverable
+        # Test processes parked for a later test of their deliverable: deliverable -> (its fork id, its sandbox).
+        self._parked: dict[str, tuple[str, Sandbox]] = {}
+        self._resume: str | None = None  # the current test's deliverable, whose parked process may serve it
         self.processes_forked = self.processes_kept = 0  # test processes forked; tests served by a kept one
         self._spare_wanted = True
         self._group = -1  # the least visible isolation group the current sandbox has served (see enter_group)
 
     # -- lifecycle -----------------------------------------------------------------------------------
-    def start_test(self, spare: bool = True) -> None:
+    def start_test(self, spare: bool = True, deliverable: str | None = None) -> None:
         """Start the per-test clocks: the limit, then the wall-clock backstop (the CPU limit is the kernel's).
 
         `spare`: a later test of this sandbox will need a fresh process (the sandbox forks it ahead of time).
+        `deliverable`: the test's, whose process parked by an earlier test (`end_test`) may serve it.
         """
         self._spare_wanted = spare
+        self._resume = deliverable
         now = time.monotonic()
         self.soft_deadline = now + self.spec.limits.test_timeout
         self.deadline = now + self.spec.limits.test_timeout * WALL_FACTOR
         self.output = []
 
-    def end_test(self, keep: bool = False) -> None:
+    def end_test(self, keep: bool = False, park: str | None = None) -> None:
         """End the current test's process: whatever it changed or started goes with it.
 
         With `keep` (the next test belongs to the same deliverable), the process may instead serve the next test
-        too, if it says that nothing this test did could reach that one (`worker/sandbox/globalstate.py`).
+        too, if it says that nothing this test did could reach that one (`worker/sandbox/globalstate.py`); with
+        `park` (a deliverable, whose next test comes later), it may wait for that test instead.
         Only the request is sent here; that the process is gone (or kept) is confirmed before the next test's
         first call (`_confirm_ended`), so its exit overlaps pytest's bookkeeping between the tests.
         """
@@ -83,13 +90,13 @@ class StudentSession:
         sandbox = self.sandbox
         if fork_id is None or sandbox is None:
             return
+        how = {"keep": True} if keep else {"park": True} if park else {}
         try:
-            sandbox.write(wire.encode_frame({"op": "exit", "id": secrets.token_hex(8), **({"keep": True} if keep
-                                                                                        else {})}))
+            sandbox.write(wire.encode_frame({"op": "exit", "id": secrets.token_hex(8), **how}))
         except (SandboxTimeout, OSError):
             self.close()  # the post-import process is stuck or gone: the next test starts afresh
             return
-        self._ending, self._ending_keep = fork_id, keep
+        self._ending, self._ending_keep, self._ending_park = fork_id, keep, None if keep else park
 
     def _confirm_ended(self) -> None:
         """Wait for the report that the last test's process has ended, or was kept for this test (it is then the
@@ -111,6 +118,11 @@ class StudentSession:
                     self.fork_id = fork_id
                     self.processes_kept += 1
                     break
+                if frame.get("id") == fork_id and frame.get("parked"):
+                    if self._ending_park is None:  # never asked for, as above
+                        raise SandboxLimit("crashed", "the student process sent a reply nobody asked for")
+                    self._parked[self._ending_park] = (fork_id, sandbox)
+                    break
         except (SandboxLimit, OSError):
             self.close()  # the post-import process is stuck or gone: this test starts afresh
         waited = time.monotonic() - paused
@@ -129,12 +141,18 @@ class StudentSession:
             self._ensure_loaded(fn)
         request_id = secrets.token_hex(8)
         self.fork_id = request_id
-        self.processes_forked += 1
-        request = {"op": "fork", **({} if self._spare_wanted else {"spare": False})}
+        request: dict[str, Any] = {"op": "fork", **({} if self._spare_wanted else {"spare": False})}
+        parked = self._parked.pop(self._resume, None) if self._resume is not None else None
+        if parked is not None and parked[1] is self.sandbox:
+            request["resume"] = parked[0]  # the sandbox forks afresh if that process is gone
         reply = self._exchange(request, during=fn, request_id=request_id)
-        if not (reply.get("ok") and reply.get("value") == "forked"):
+        if not (reply.get("ok") and reply.get("value") in ("forked", "resumed")):
             self.fork_id = None
             raise SandboxLimit("crashed", f"the student process could not start the test ({location(fn)})")
+        if reply.get("value") == "resumed":
+            self.processes_kept += 1
+        else:
+            self.processes_forked += 1
 
     def close(self) -> None:
         """Stop the sandboxes, if any."""
@@ -145,6 +163,7 @@ class StudentSession:
         self._spares = []
         self.loaded = False
         self.fork_id = self._ending = None
+        self._parked = {}
         self._group = -1
 
     def hand_over(self, sandboxes: list[Sandbox]) -> None:
