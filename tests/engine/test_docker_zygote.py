@@ -19,6 +19,7 @@ from worker.engine.runners.base import SandboxSpec
 from worker.engine.runners.docker import docker_available
 from worker.engine.runners.docker_config import LABEL, container_config
 from worker.engine.runners.docker_zygote import (
+    PARKED_MEMORY_MB,
     PROFILE,
     ROLE_LABEL,
     SLOT_MEMORY_MB,
@@ -26,6 +27,7 @@ from worker.engine.runners.docker_zygote import (
     seccomp_profile,
     zygote_config,
 )
+from worker.sandbox.globalstate import MAX_PARKED, PARK_GROWTH_BYTES
 
 REPO = Path(__file__).resolve().parents[2]
 engine = pytest.mark.skipif(not docker_available(), reason="no Docker engine answered")
@@ -56,6 +58,13 @@ def test_a_zygote_for_more_slots_has_room_for_each() -> None:
     assert two["mem_limit"] - one["mem_limit"] >= (512 << 20) + (SLOT_MEMORY_MB << 20)
     assert two["pids_limit"] - one["pids_limit"] == 2 * 32
     assert two["memswap_limit"] == two["mem_limit"]
+
+
+def test_each_slot_has_room_for_the_test_processes_its_sandbox_may_park() -> None:
+    """Does a slot's share of the zygote's container cover the most test processes a sandbox parks at once, each
+    with the most it may have grown and ~16 MB of pages copied from the post-import process?"""
+    assert PARKED_MEMORY_MB >= MAX_PARKED * ((PARK_GROWTH_BYTES >> 20) + 16)
+    assert SLOT_MEMORY_MB >= 256 + PARKED_MEMORY_MB  # the child's tmpfs and its idle successor come first
 
 
 def test_the_zygote_profile_is_dockers_default_plus_the_namespace_calls() -> None:

@@ -39,6 +39,11 @@ _SYS_NAMES = ("stdin", "stdout", "stderr", "displayhook", "excepthook", "meta_pa
               "modules", "settrace", "setprofile", "exit", "getrecursionlimit", "setrecursionlimit")
 # Memory a test may leave allocated and still hand its process to the next test.
 KEEP_GROWTH_BYTES = 64 * 1024 * 1024
+# ... and to park it for a later test of its deliverable, while other tests run beside it (`testprocs`): at most
+# MAX_PARKED at once, each holding its growth and the pages it copied from the post-import process (~5-10 MB).
+# The zygote's container leaves room for them (`worker/engine/runners/docker_zygote.py`, SLOT_MEMORY_MB).
+PARK_GROWTH_BYTES = 16 * 1024 * 1024
+MAX_PARKED = 3
 # CPU seconds a test's process may have used and still serve the next test with a full CPU limit of its own: the
 # hard RLIMIT_CPU of every test process is the limit + 1 s of grace + this (soft limits move, hard ones cannot).
 KEEP_CPU_SECONDS = 2

@@ -31,7 +31,7 @@ left is killed as for a kept one, the other deliverables' tests run in their own
 judge's later "fork" that names it wakes it to serve that test. The isolation groups' order still holds: a parked
 process has seen only tests at least as visible as any test that runs while it waits, and no test of a more
 visible group runs after it wakes. A parked process that died meanwhile (the next test's code can kill it) is
-replaced by a fresh fork, as is one over `MAX_PARKED`.
+replaced by a fresh fork, as is one over `globalstate.MAX_PARKED` (or one that grew by more than a few MB).
 """
 
 from __future__ import annotations
@@ -49,7 +49,6 @@ import globalstate
 import leftovers
 import wire
 
-MAX_PARKED = 4  # parked processes at once, each holding its own pages; a fifth is ended instead
 FORK_RETRY_SECONDS = 2.0  # a fork refused for the process limit waits this long for the dead to be reaped
 
 def reseed() -> None:
@@ -116,7 +115,8 @@ class TestProcesses:
             return False
         if globalstate.has_children() or globalstate.fingerprint() != self.baseline:
             return False
-        if globalstate.resident_bytes() - self.baseline_rss > globalstate.KEEP_GROWTH_BYTES:
+        growth = globalstate.PARK_GROWTH_BYTES if park else globalstate.KEEP_GROWTH_BYTES
+        if globalstate.resident_bytes() - self.baseline_rss > growth:
             return False
         if self.cpu_seconds:
             usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -266,7 +266,7 @@ class TestProcesses:
             return  # the process forked just now, started for a later test
         while (ended := _wait_for_end(pid, done, pidfd)) in (KEPT, PARKED):
             # It serves a later test too: everything else the test left goes, it and the next process stay.
-            parked = ended == PARKED and len(self.parked) < MAX_PARKED
+            parked = ended == PARKED and len(self.parked) < globalstate.MAX_PARKED
             if ended == PARKED and not parked:
                 ended = None  # one too many: it ends as any other test's process (its socket closes below)
                 break

@@ -284,9 +284,9 @@ class StudentSession:
                 self.fork_id = None
                 raise self._test_process_ended(reply.get("value"), during)
             # Nothing else can come now from the sandbox's own code: it answers each request once, with the
-            # request's id, and says "reaped" or "kept" only for a test's process that the judge ended (read in
-            # `_confirm_ended`). So this frame was written by the student's code. Waiting on would let it swallow
-            # the real reply and hold the call until its limit, read as a timeout; it fails the call now.
+            # request's id, and says "reaped", "kept" or "parked" only for a test's process that the judge ended
+            # (read in `_confirm_ended`). So this frame was written by the student's code. Waiting on would let it
+            # swallow the real reply and hold the call until its limit, read as a timeout; it fails the call now.
             self.close()
             raise SandboxLimit("crashed", f"the student process sent a reply nobody asked for {location(during)}")
 

@@ -44,10 +44,13 @@ log = logging.getLogger(__name__)
 PROFILE = Path(__file__).resolve().parents[3] / "docker" / "seccomp" / "moby-default.json"
 ZYGOTE_EXTRA_SYSCALLS = ("unshare", "mount", "umount2", "pivot_root", "sethostname", "setdomainname", "clone")
 # The zygote and its idle pre-forked children share pages with the working children. Per slot: the assignment's
-# memory limit, plus room for the child's tmpfs and its idle successor; once: the zygote. So each child has its
-# limit itself (its rlimits stop it before the cgroup does), whatever the other slots' children do.
+# memory limit, plus room for the child's tmpfs, its idle successor and its parked test processes (at most
+# globalstate.MAX_PARKED, each under PARK_GROWTH_BYTES + ~16 MB of copied pages: `worker/sandbox/globalstate.py`);
+# once: the zygote. So each child has its limit itself (its rlimits stop it before the cgroup does), whatever the
+# other slots' children do.
 ZYGOTE_MEMORY_MB = 512
-SLOT_MEMORY_MB = 256
+PARKED_MEMORY_MB = 3 * (16 + 16)
+SLOT_MEMORY_MB = 256 + PARKED_MEMORY_MB
 ROLE_LABEL = "grader.role"
 OWNER_LABEL = "grader.owner"
 SOCKET_DIR = "/run/zygote"
