@@ -78,8 +78,11 @@ def test_the_zygote_profile_is_dockers_default_plus_the_namespace_calls() -> Non
     assert not {"ptrace", "bpf", "keyctl", "setns", "perf_event_open", "io_uring_setup"} & set(extra["names"])
 
 
+# The owner handles SIGINT as a worker does (Celery installs its own handlers), even where this suite was started
+# with SIGINT ignored (a shell's background job), which a plain Python child would inherit and keep.
 OWNER = textwrap.dedent('''
-    import json, sys, time
+    import json, signal, sys, time
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from pathlib import Path
     from worker.engine.grade import grade
     from worker.engine.manifest import get_assignment
