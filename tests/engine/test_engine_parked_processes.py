@@ -7,27 +7,12 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+from tests.engine.test_engine_kept_processes import MANIFEST, statuses
+from tests.engine.test_engine_kept_processes import SOLUTION as KEPT_SOLUTION
 from worker.engine.grade import grade
 from worker.engine.manifest import load_assignment
 from worker.engine.result import GradeResult
 from worker.engine.runners import make_runner
-
-MANIFEST = """
-id = "parked"
-title = "Parked processes"
-files = ["solution.py"]
-[limits]
-test_timeout = 5
-run_timeout = 90
-[[deliverables]]
-id = "a"
-title = "Part A"
-points = 2
-[[deliverables]]
-id = "b"
-title = "Part B"
-points = 1
-"""
 
 # Sorted by the judge: test_visible (a), test_between (b), then test_later (a, after_due_date).
 TESTS_A = '''
@@ -52,17 +37,10 @@ def test_between(student):
     assert student.bump() == 1, "a process of another deliverable"
 '''
 
-SOLUTION = '''
-import os, signal, torch
-COUNT = [0]
-def bump():
-    COUNT[0] += 1
-    return COUNT[0]
-def nothing():
-    pass
-def grad_mode():
-    torch.set_grad_enabled(False)
+# The kept-process tests' solution (bump(), nothing(), grad_mode() among others), and one more function.
+SOLUTION = KEPT_SOLUTION + '''
 def kill_the_others():
+    import os
     # Everything this pid namespace shows but this process and its init: the parked one among them.
     for entry in os.listdir("/proc"):
         if entry.isdigit() and int(entry) not in (1, os.getpid()):
@@ -76,17 +54,11 @@ def kill_the_others():
 def grade_parked(tmp_path: Path, leave: str = "nothing", between: str = "nothing", later: int = 2,
                  why: str = "not the parked process") -> GradeResult:
     """Grade SOLUTION against the tests above (local runner, forked sandboxes, a cold judge)."""
-    (tmp_path / "assignment.toml").write_text(MANIFEST)
+    (tmp_path / "assignment.toml").write_text(MANIFEST.format(fresh="deliverable"))
     (tmp_path / "test_a.py").write_text(TESTS_A.format(leave=leave, later=later, why=why))
     (tmp_path / "test_b.py").write_text(TESTS_B.format(between=between))
     return grade(load_assignment(tmp_path), {"solution.py": textwrap.dedent(SOLUTION).encode()},
                  make_runner("local", sandbox="fork"))
-
-
-def statuses(result: GradeResult) -> dict[str, str]:
-    """{test name: status}, failures with their message."""
-    return {t.name: t.status + (f": {t.output}" if t.status != "passed" else "")
-            for d in result.deliverables for t in d.tests}
 
 
 def test_a_deliverable_s_later_test_is_served_by_its_parked_process(tmp_path: Path) -> None:

@@ -266,14 +266,13 @@ class TestProcesses:
             return  # the process forked just now, started for a later test
         while (ended := _wait_for_end(pid, done, pidfd)) in (KEPT, PARKED):
             # It serves a later test too: everything else the test left goes, it and the next process stay.
-            parked = ended == PARKED and len(self.parked) < globalstate.MAX_PARKED
-            if ended == PARKED and not parked:
+            if ended == PARKED and len(self.parked) >= globalstate.MAX_PARKED:
                 ended = None  # one too many: it ends as any other test's process (its socket closes below)
                 break
             kept = self._spared(pid)
             leftovers.end_leftovers(keep=kept)
             leftovers.wait_gone(kept)
-            if parked:
+            if ended == PARKED:
                 self.parked[str(request.get("id"))] = (pid, done, pidfd)
                 self.held = []
                 leftovers.swept.pop(pid, None)

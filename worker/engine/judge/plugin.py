@@ -92,25 +92,21 @@ class GradingPlugin:
     def _plan_processes(self, items: list[pytest.Item]) -> None:
         """Which tests leave their process waiting for a later test of their deliverable (the next one belongs to
         another), and after which ones a later test still needs a fresh process (the sandbox forks it ahead)."""
-        if self.assignment.fresh_process == "deliverable":
-            last_of: dict[str, int] = {}
-            for index, item in enumerate(items):
-                deliverable = self._deliverable(item)
-                earlier = last_of.get(deliverable) if deliverable is not None else None
-                if earlier is not None and not self._shares_process(items[earlier], items[earlier + 1]):
-                    self._park_after[items[earlier].nodeid] = str(deliverable)
-                if deliverable is not None:
-                    last_of[deliverable] = index
-        fresh_later = False  # a later test starts a process of its own
-        seen: set[str | None] = set()
-        fresh_at = set()
+        last_of: dict[str, int] = {}  # each deliverable's latest test so far
+        fresh_at = set()  # the tests that start a process of their own
         for index, item in enumerate(items):
             deliverable = self._deliverable(item)
-            if index == 0 or not self._shares_process(items[index - 1], item):
-                resumed = deliverable in seen and self.assignment.fresh_process == "deliverable"
-                if not resumed or deliverable is None:
-                    fresh_at.add(index)
-            seen.add(deliverable)
+            earlier = last_of.get(deliverable) if deliverable is not None else None
+            # Its deliverable's process, ended by the test after `earlier`, waits for this test instead.
+            resumes = (self.assignment.fresh_process == "deliverable" and earlier is not None
+                       and not self._shares_process(items[earlier], items[earlier + 1]))
+            if resumes:
+                self._park_after[items[earlier].nodeid] = str(deliverable)
+            elif index == 0 or not self._shares_process(items[index - 1], item):
+                fresh_at.add(index)
+            if deliverable is not None:
+                last_of[deliverable] = index
+        fresh_later = False  # a later test starts a process of its own
         for index in reversed(range(len(items))):
             if fresh_later:
                 self._spare_after.add(items[index].nodeid)
