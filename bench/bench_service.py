@@ -23,8 +23,8 @@ Phases, in this order, all in one run:
    timed against a zygote container of this process's own, because the service records neither.
 
 Machine CPU is /proc/stat's busy time over the phase (the whole machine: dockerd, containers, PostgreSQL,
-Redis, this process's uploads), so other load on the machine inflates it. Prints one table, each figure beside
-its target.
+Redis, this process's uploads), so other load on the machine inflates it; the burst's is also split by role
+(sandboxes, judges, workers, API, PostgreSQL, ...: `cpu_roles`). Prints one table, each figure beside its target.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import cpu_roles  # noqa: E402
 from bench_probes import GROWTH_KEYS, memory, slots, steady  # noqa: E402
 from bench_runners import machine_cpu_seconds, naive_baseline  # noqa: E402
 from bench_rush import Rush, Service, exit_on_sigterm, percentile, run_rows, rush, service, wait_drained  # noqa: E402
@@ -155,11 +156,13 @@ def child_probe(count: int, gap: float = 0.3) -> dict[str, list[float]]:
     return {"take": take[1:], "teardown": teardown[1:]}
 
 
-def burst(svc: Service, count: int, timeout: float) -> tuple[Rush, float]:
-    """A rush of `count` uploads; its figures and the machine CPU seconds it cost."""
-    cpu0 = machine_cpu_seconds()
+def burst(svc: Service, count: int, timeout: float) -> tuple[Rush, float, dict[str, float]]:
+    """A rush of `count` uploads; its figures, the machine CPU seconds it cost, and where they went (ms per
+    submission by role: `cpu_roles`)."""
+    roles0, cpu0 = cpu_roles.snapshot(svc), machine_cpu_seconds()
     result = rush(svc, count, timeout=timeout)
-    return result, machine_cpu_seconds() - cpu0
+    cpu = machine_cpu_seconds() - cpu0
+    return result, cpu, cpu_roles.breakdown(roles0, cpu_roles.snapshot(svc), cpu, len(result.ids))
 
 
 def growth(svc: Service, count: int, timeout: float) -> dict[str, Any]:
@@ -238,7 +241,7 @@ def measure(sizes: Sizes, log: Callable[[str], None] = print,
             report.ids += figures["idle"]["ids"]
         if sizes.burst:
             log_phase(f"burst: {sizes.burst} uploads …")
-            figures["burst"], figures["burst_cpu"] = burst(svc, sizes.burst, sizes.timeout)
+            figures["burst"], figures["burst_cpu"], figures["burst_roles"] = burst(svc, sizes.burst, sizes.timeout)
             report.ids += figures["burst"].ids
         if sizes.rush:
             log_phase(f"students: {sizes.rush} uploads from {sizes.students} students …")
@@ -291,6 +294,15 @@ def _rows(report: Report) -> None:
             add("burst throughput / naive", ratio, f"{ratio:.1f}x", "≥ 20x (aim 40x)")
         cpu_per = f["burst_cpu"] / max(1, len(b.ids))
         add("burst machine CPU per submission (s)", cpu_per, f"{cpu_per * 1000:.0f} ms", "≤ 150 ms")
+        roles = dict(f.get("burst_roles") or {})
+        named = roles.pop("named_others", {})
+        for role, ms in sorted(roles.items(), key=lambda kv: -kv[1]):
+            add(f"  {role} (ms per submission)", None, f"{ms:.0f}")
+        if roles:
+            notes.append("burst CPU by role: each role's processes' own CPU time plus their reaped children's, "
+                         "from /proc (bench/cpu_roles.py); 'other' is the machine's busy time no role accounts for"
+                         + (", most of it " + ", ".join(f"{name} {ms:.0f}" for name, ms in named.items())
+                            if named else "") + ".")
         add("burst upload → score p50 / p99 (s)", None,
             f"{statistics.median(b.latencies):.2f} / {percentile(b.latencies, 0.99):.2f}" if b.latencies else "-")
     if "idle" in f:

@@ -20,6 +20,7 @@ from tests.support.recovery_support import assert_graded_exactly_once
 sys.path.insert(0, str(REPO / "bench"))
 
 import bench_service
+import cpu_roles
 
 TINY = bench_service.Sizes(naive=2, burst=4, idle=3, idle_gap=0.5, rush=0, growth=20, probe=3, timeout=600)
 
@@ -76,3 +77,44 @@ def test_the_short_benchmark_measures_every_figure_of_the_issue(report: bench_se
     assert any("queue pickup" in n for n in names) and any("take child" in n for n in names)
     assert all(m["total_mb"] > 0 and m["containers"] == 1 for m in report.figures["memory_warm"])
     assert all(row[1] for row in report.rows)
+
+
+def test_the_short_benchmark_says_where_the_bursts_cpu_went(report: bench_service.Report) -> None:
+    """Is the burst's machine CPU split by role, with the sandboxes and the judges (where grading happens) both
+    seen using some, and a row for each role in the table?"""
+    roles = report.figures["burst_roles"]
+    assert roles["sandboxes"] > 0 and roles["judges"] > 0, roles
+    names = [row[0] for row in report.rows]
+    for role in (*cpu_roles.ROLES, "interrupts", "other"):
+        assert f"  {role} (ms per submission)" in names, names
+
+
+def test_a_process_belongs_to_the_role_of_its_nearest_root() -> None:
+    """Does a test's process deep in a zygote container count as the sandboxes', a job's judge as the judges' even
+    though the judge master is a child of a worker, and do kernel threads and named daemons fall back on their
+    names, with anything else left to 'other'?"""
+    def proc(pid: int, ppid: int, comm: str = "python", kernel: bool = False) -> cpu_roles.Proc:
+        return cpu_roles.Proc(pid=pid, ppid=ppid, comm=comm, kernel=kernel, cpu=1.0)
+
+    procs = {p.pid: p for p in (
+        proc(1, 0, "init"), proc(2, 0, "kthreadd", kernel=True), proc(90, 2, "kdamond.0", kernel=True),
+        proc(10, 1, "bench"), proc(11, 10), proc(12, 11), proc(13, 12), proc(14, 13),  # worker, master, zygote, job
+        proc(20, 1, "containerd-shim"), proc(21, 20, "docker-init"), proc(22, 21), proc(23, 22), proc(24, 23),
+        proc(30, 1, "postgres"), proc(31, 30, "postgres"), proc(40, 1, "beam.smp"))}
+    roots = {10: "API and client", 11: "workers", 12: "judges", 21: "sandboxes"}
+    role = {pid: cpu_roles.role_of(pid, procs, roots) for pid in procs}
+    assert [role[p] for p in (10, 11, 12, 14, 21, 24)] == \
+        ["API and client", "workers", "judges", "judges", "sandboxes", "sandboxes"]
+    assert (role[90], role[20], role[31], role[40], role[1]) == ("kernel threads", "Docker", "PostgreSQL", None, None)
+
+
+def test_the_breakdown_leaves_what_no_role_accounts_for_to_other() -> None:
+    """Over a phase of 10 submissions and 3 busy seconds, are the roles' differences given per submission and the
+    rest of the machine's time called 'other', with the unclaimed processes that used most of it named?"""
+    before = {**dict.fromkeys(cpu_roles.ROLES, 0.0), "interrupts": 0.0, "other:beam.smp": 5.0}
+    after = {**before, "sandboxes": 1.5, "judges": 1.0, "interrupts": 0.1, "other:beam.smp": 5.2, "other:new": 9.0}
+    per = cpu_roles.breakdown(before, after, machine_seconds=3.0, count=10)
+    assert round(per["sandboxes"]) == 150 and round(per["judges"]) == 100 and round(per["interrupts"]) == 10
+    assert round(per["other"]) == 40
+    # a process that started during the phase has no reading before it: not counted whole
+    assert list(per["named_others"]) == ["beam.smp", "new"] and round(per["named_others"]["new"]) == 0
