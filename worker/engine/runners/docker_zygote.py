@@ -38,6 +38,7 @@ from worker.engine.errors import InfrastructureError
 from worker.engine.runners.base import SandboxSpec
 from worker.engine.runners.docker_config import LABEL, container_config
 from worker.engine.runners.forked import ZygoteHandle, jail_config
+from worker.sandbox.globalstate import MAX_PARKED, PARK_GROWTH_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +46,12 @@ PROFILE = Path(__file__).resolve().parents[3] / "docker" / "seccomp" / "moby-def
 ZYGOTE_EXTRA_SYSCALLS = ("unshare", "mount", "umount2", "pivot_root", "sethostname", "setdomainname", "clone")
 # The zygote and its idle pre-forked children share pages with the working children. Per slot: the assignment's
 # memory limit, plus room for the child's tmpfs, its idle successor and its parked test processes (at most
-# globalstate.MAX_PARKED, each under PARK_GROWTH_BYTES + ~16 MB of copied pages: `worker/sandbox/globalstate.py`);
+# globalstate.MAX_PARKED, each under PARK_GROWTH_BYTES + PARKED_COPIED_MB: `worker/sandbox/globalstate.py`);
 # once: the zygote. So each child has its limit itself (its rlimits stop it before the cgroup does), whatever the
 # other slots' children do.
 ZYGOTE_MEMORY_MB = 512
-PARKED_MEMORY_MB = 3 * (16 + 16)
+PARKED_COPIED_MB = 16  # pages a parked test process copied from the post-import process (~5-10 MB measured)
+PARKED_MEMORY_MB = MAX_PARKED * ((PARK_GROWTH_BYTES >> 20) + PARKED_COPIED_MB)
 SLOT_MEMORY_MB = 256 + PARKED_MEMORY_MB
 ROLE_LABEL = "grader.role"
 OWNER_LABEL = "grader.owner"
