@@ -15,15 +15,41 @@ GROWTH_KEYS = ("fds", "processes", "mounts", "netns", "cgroups", "containers")
 
 
 # --- processes, containers, resources of the slots ----------------------------------------------------------
-def _ppids() -> dict[int, int]:
-    parents = {}
+PF_KTHREAD = 0x00200000
+TICK = float(os.sysconf("SC_CLK_TCK"))
+
+
+@dataclass(frozen=True)
+class Proc:
+    """One process as /proc/PID/stat shows it."""
+
+    pid: int
+    ppid: int
+    comm: str
+    kernel: bool
+    cpu: float  # seconds: its own and its reaped children's
+
+
+def read_procs() -> dict[int, Proc]:
+    """Every process now."""
+    procs = {}
     for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                parents[int(entry)] = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-    return parents
+        if not entry.isdigit():
+            continue
+        try:
+            head, _, tail = Path(f"/proc/{entry}/stat").read_text().rpartition(")")
+            fields = tail.split()
+            # After "(comm)": state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime ...
+            procs[int(entry)] = Proc(pid=int(entry), ppid=int(fields[1]), comm=head.partition("(")[2],
+                                     kernel=bool(int(fields[6]) & PF_KTHREAD),
+                                     cpu=sum(int(v) for v in fields[11:15]) / TICK)
+        except (OSError, IndexError, ValueError):
+            continue
+    return procs
+
+
+def _ppids() -> dict[int, int]:
+    return {proc.pid: proc.ppid for proc in read_procs().values()}
 
 
 def process_tree(root: int, parents: dict[int, int] | None = None) -> list[int]:

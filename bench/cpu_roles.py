@@ -24,50 +24,17 @@ it over the phase: read them over a burst of a hundred submissions or more.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench_probes import zygote_containers
+from bench_probes import TICK, Proc, read_procs, zygote_containers
 from bench_rush import Service
 
-PF_KTHREAD = 0x00200000
-TICK = float(os.sysconf("SC_CLK_TCK"))
 ROLES = ("sandboxes", "judges", "workers", "beat", "API and client", "PostgreSQL", "Redis", "Docker",
          "kernel threads")
 # By name (/proc's comm, cut at 15 characters: a shim is "containerd-shim").
 BY_NAME = {"postgres": "PostgreSQL", "redis-server": "Redis", "dockerd": "Docker", "containerd": "Docker",
            "containerd-shim": "Docker"}
-
-
-@dataclass(frozen=True)
-class Proc:
-    """One process as /proc/PID/stat shows it."""
-
-    pid: int
-    ppid: int
-    comm: str
-    kernel: bool
-    cpu: float  # seconds: its own and its reaped children's
-
-
-def read_procs() -> dict[int, Proc]:
-    """Every process now."""
-    procs = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            text = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        head, _, tail = text.rpartition(")")
-        fields = tail.split()
-        # After "(comm)": state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime ...
-        procs[int(entry)] = Proc(pid=int(entry), ppid=int(fields[1]), comm=head.partition("(")[2],
-                                 kernel=bool(int(fields[6]) & PF_KTHREAD),
-                                 cpu=sum(int(v) for v in fields[11:15]) / TICK)
-    return procs
 
 
 def _cmdline(pid: int) -> str:
