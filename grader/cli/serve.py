@@ -16,6 +16,7 @@ from flask_migrate import upgrade
 from grader.cli.errors import CLIError
 
 QUEUES = ("cpu", "gpu")
+WORKER_SLOT_MB = 400  # a slot's share of its worker: pool process, judge zygote, collecting judge (~330 MB PSS)
 
 
 def parse_queues(value: str) -> list[str]:
@@ -28,8 +29,30 @@ def parse_queues(value: str) -> list[str]:
 
 
 def default_concurrency() -> int:
-    """Half the CPUs: each grading run holds a sandbox CPU and a judge process."""
-    return max(1, (os.cpu_count() or 2) // 2)
+    """One grading slot per CPU, as many as the machine's memory holds at once (at least one).
+
+    A grading's judge and sandbox take turns, so one slot keeps little more than one CPU busy: on a 2-core machine
+    (`bench/bench_service.py`, 80-upload bursts, alternated runs) one slot graded 3.8-4.4 submissions/s, two
+    5.1-5.6/s, three no more than two. Half the CPUs, the default before, gave such a machine one slot.
+    """
+    return max(1, min(os.cpu_count() or 1, physical_memory() // slot_memory_bytes()))
+
+
+def slot_memory_bytes() -> int:
+    """What one slot may hold at once: a sandbox at the default memory limit, the zygote container's room beside it
+    for that slot (tmpfs, parked test processes) and the slot's share of the worker."""
+    from worker.engine.manifest import Limits
+    from worker.engine.runners.docker_zygote import SLOT_MEMORY_MB
+
+    return (Limits().memory_mb + SLOT_MEMORY_MB + WORKER_SLOT_MB) * 1024 * 1024
+
+
+def physical_memory() -> int:
+    """The machine's memory in bytes (0 when the system does not say: one slot)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return 0
 
 
 def prepare_database() -> None:
@@ -66,7 +89,8 @@ def prepare_runner() -> str:
 
 @click.command("worker")
 @click.option("--queues", default="cpu,gpu", show_default=True, help="Queues to consume (cpu, gpu or both).")
-@click.option("--concurrency", type=click.IntRange(min=1), default=None, help="Parallel gradings [CPUs/2].")
+@click.option("--concurrency", type=click.IntRange(min=1), default=None,
+              help="Parallel gradings [one per CPU, as many as memory holds].")
 @click.option("--loglevel", default="INFO", show_default=True)
 @with_appcontext
 def worker_command(queues: str, concurrency: int | None, loglevel: str) -> None:

@@ -130,3 +130,21 @@ def test_flask_app_grader_runs_the_apps_commands(tmp_path: Path) -> None:
     assert created.returncode == 0, created.stderr
     listed = flask("user", "list")
     assert listed.returncode == 0 and "ada@example.edu" in listed.stdout
+
+
+@pytest.mark.parametrize(("cpus", "memory_gib", "slots"), [
+    (2, 24, 2),     # this machine: a slot per CPU (one slot left the second core mostly idle)
+    (16, 8, 4),     # many CPUs, little memory: as many slots as memory holds
+    (1, 64, 1),
+    (8, 1, 1),      # never none
+    (None, 0, 1),   # the system says nothing: one slot
+])
+def test_worker_default_is_a_slot_per_cpu_that_memory_holds(monkeypatch: pytest.MonkeyPatch, cpus: int | None,
+                                                            memory_gib: int, slots: int) -> None:
+    """Does `grader worker` (and so `grader serve`) default to one slot per CPU, fewer where memory is short?"""
+    from grader.cli import serve
+
+    monkeypatch.setattr(serve.os, "cpu_count", lambda: cpus)
+    monkeypatch.setattr(serve, "physical_memory", lambda: memory_gib * 2**30)
+    assert serve.slot_memory_bytes() > 2**30  # a sandbox at the default limit and the slot's machinery
+    assert serve.default_concurrency() == slots
