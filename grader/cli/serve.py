@@ -122,7 +122,8 @@ def beat_command(loglevel: str) -> None:
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--concurrency", type=click.IntRange(min=1), default=None, help="Worker's parallel gradings.")
+@click.option("--concurrency", type=click.IntRange(min=1), default=None,
+              help="Worker's parallel gradings [one per CPU, as many as memory holds].")
 @click.option("--threads", default=8, show_default=True, type=click.IntRange(min=1), help="Web threads.")
 @with_appcontext
 def serve_command(host: str, port: int, concurrency: int | None, threads: int) -> None:
