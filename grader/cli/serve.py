@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -17,6 +18,8 @@ from grader.cli.errors import CLIError
 
 QUEUES = ("cpu", "gpu")
 WORKER_SLOT_MB = 400  # a slot's share of its worker: pool process, judge zygote, collecting judge (~330 MB PSS)
+# Where a process reads its memory cgroup's limit (v2, then v1): in a container, the container's own.
+CGROUP_MEMORY_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
 
 
 def parse_queues(value: str) -> list[str]:
@@ -35,7 +38,7 @@ def default_concurrency() -> int:
     (`bench/bench_service.py`, 80-upload bursts, alternated runs) one slot graded 3.8-4.4 submissions/s, two
     5.1-5.6/s, three no more than two. Half the CPUs, the default before, gave such a machine one slot.
     """
-    return max(1, min(os.cpu_count() or 1, physical_memory() // slot_memory_bytes()))
+    return max(1, min(os.cpu_count() or 1, usable_memory() // slot_memory_bytes()))
 
 
 def slot_memory_bytes() -> int:
@@ -47,12 +50,22 @@ def slot_memory_bytes() -> int:
     return (Limits().memory_mb + SLOT_MEMORY_MB + WORKER_SLOT_MB) * 1024 * 1024
 
 
-def physical_memory() -> int:
-    """The machine's memory in bytes (0 when the system does not say: one slot)."""
+def usable_memory() -> int:
+    """The machine's memory in bytes, or its memory cgroup's limit where that is lower (a worker in a container
+    with a memory limit); 0 when the system says neither (one slot)."""
     try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError):
-        return 0
+        memory = 0
+    for path in CGROUP_MEMORY_LIMITS:
+        try:
+            limit = Path(path).read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if limit.isdigit() and 0 < int(limit) and (not memory or int(limit) < memory):
+            memory = int(limit)  # ("max", or v1's huge number at the root: no limit)
+        break
+    return memory
 
 
 def prepare_database() -> None:

@@ -145,6 +145,24 @@ def test_worker_default_is_a_slot_per_cpu_that_memory_holds(monkeypatch: pytest.
     from grader.cli import serve
 
     monkeypatch.setattr(serve.os, "cpu_count", lambda: cpus)
-    monkeypatch.setattr(serve, "physical_memory", lambda: memory_gib * 2**30)
+    monkeypatch.setattr(serve, "usable_memory", lambda: memory_gib * 2**30)
     assert serve.slot_memory_bytes() > 2**30  # a sandbox at the default limit and the slot's machinery
     assert serve.default_concurrency() == slots
+
+
+@pytest.mark.parametrize(("limit", "expected_gib"), [
+    ("4294967296\n", 4),             # a container limited to 4 GiB on a bigger machine
+    ("max\n", None),                 # cgroup v2 without a limit: the machine's memory
+    ("9223372036854771712\n", None),  # cgroup v1's root: no limit either
+    ("garbage", None),
+])
+def test_slots_count_a_containers_memory_limit(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, limit: str,
+                                               expected_gib: int | None) -> None:
+    """Does the default count the memory cgroup's limit, where it is lower than the machine's memory?"""
+    from grader.cli import serve
+
+    machine = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    (tmp_path / "memory.max").write_text(limit, encoding="ascii")
+    monkeypatch.setattr(serve, "CGROUP_MEMORY_LIMITS", (str(tmp_path / "missing"), str(tmp_path / "memory.max")))
+    expected = expected_gib * 2**30 if expected_gib and expected_gib * 2**30 < machine else machine
+    assert serve.usable_memory() == expected
