@@ -32,7 +32,7 @@ def parse_queues(value: str) -> list[str]:
 
 
 def default_concurrency() -> int:
-    """One grading slot per CPU, as many as the machine's memory holds at once (at least one).
+    """One grading slot per CPU, as many as its memory (`usable_memory`) holds at once, and at least one.
 
     A grading's judge and sandbox take turns, so one slot keeps little more than one CPU busy: on a 2-core machine
     (`bench/bench_service.py`, 80-upload bursts, alternated runs) one slot graded 3.8-4.4 submissions/s, two
