@@ -133,7 +133,7 @@ def test_flask_app_grader_runs_the_apps_commands(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("cpus", "memory_gib", "slots"), [
-    (2, 24, 2),     # this machine: a slot per CPU (one slot left the second core mostly idle)
+    (2, 24, 2),     # this machine: a slot per CPU (with one, it graded a quarter fewer per second)
     (16, 8, 4),     # many CPUs, little memory: as many slots as memory holds
     (1, 64, 1),
     (8, 1, 1),      # never none
