@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.proctree import alive, children, command, descendants, parent
 from worker.engine.grade import grade
 from worker.engine.judge import launch
 from worker.engine.judge.launch import WarmJudge
@@ -20,42 +21,6 @@ from worker.engine.runners import make_runner
 
 REPO = Path(__file__).resolve().parents[2]
 SOLUTION = {"solution.py": (REPO / "reference_tests" / "autograd" / "reference" / "solution.py").read_bytes()}
-
-
-def children(pid: int) -> list[int]:
-    """The direct children of `pid` (any thread's)."""
-    found: list[int] = []
-    try:
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            found += [int(c) for c in (task / "children").read_text().split()]
-    except OSError:
-        pass
-    return found
-
-
-def descendants(pid: int) -> list[int]:
-    """Every process below `pid`."""
-    out, todo = [], children(pid)
-    while todo:
-        child = todo.pop()
-        out.append(child)
-        todo += children(child)
-    return out
-
-
-def command(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def wait_until(check, timeout: float = 30.0) -> bool:  # type: ignore[no-untyped-def]
@@ -116,20 +81,13 @@ def test_the_slots_share_one_judge_import_and_one_sandbox_zygote(master: launch.
         assert len(zygotes) == 2 and all(os.getppid() != pid for pid in zygotes)
         assert zygotes <= set(children(master.proc.pid)), "the judge zygotes are forked by the master"
         sandbox_zygotes = [pid for pid in descendants(master.proc.pid) if "sandbox/zygote.py" in command(pid)
-                           and "sandbox/zygote.py" not in command(_parent(pid))]
+                           and "sandbox/zygote.py" not in command(parent(pid))]
         assert len(sandbox_zygotes) == 1, [command(pid) for pid in sandbox_zygotes]
         assert '"idle": 2' in command(sandbox_zygotes[0])
         assert wait_until(lambda: len(children(sandbox_zygotes[0])) == 2), "one child kept ahead per slot"
     finally:
         for judge in judges:
             judge.close()
-
-
-def _parent(pid: int) -> int:
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError):
-        return 0
 
 
 def test_a_slot_that_goes_takes_its_judge_zygote_and_leaves_the_other_working(master: launch.JudgeMaster) -> None:
@@ -144,7 +102,7 @@ def test_a_slot_that_goes_takes_its_judge_zygote_and_leaves_the_other_working(ma
         assert wait_until(lambda: not alive(gone)), "the judge zygote outlived its connection"
         assert grade_both([second], rounds=1) == [100.0]
         assert grade_both([first], rounds=1) == [100.0]  # a new zygote from the same master
-        assert first._zygote is not None and _parent(first._zygote.pid) == master.proc.pid
+        assert first._zygote is not None and parent(first._zygote.pid) == master.proc.pid
     finally:
         first.close()
         second.close()
@@ -199,6 +157,6 @@ def test_the_host_cleanup_leaves_a_running_masters_sockets_alone(master: launch.
     judge = WarmJudge()
     try:
         assert grade_both([judge], rounds=1) == [100.0]
-        assert judge._zygote is not None and _parent(judge._zygote.pid) == master.proc.pid
+        assert judge._zygote is not None and parent(judge._zygote.pid) == master.proc.pid
     finally:
         judge.close()
