@@ -128,11 +128,13 @@ def _grade(run: GradingRun) -> tuple[GradeResult, dict[str, Any]]:
     apply_manifest(submission.assignment, manifest)
     run.assignment_hash = submission.assignment.content_hash
     run.assignment_version = submission.assignment.version
-    db.session.commit()
     try:
         data = store().get(submission.sha256)
     except StorageError as exc:
         raise InfrastructureError(str(exc)) from exc
+    # No transaction stays open while the engine runs (seconds, minutes with a GPU): an idle one would hold
+    # back PostgreSQL's vacuum and the locks of what it read, on every slot, all through a deadline rush.
+    db.session.commit()
     runner = get_runner()
     result = run_engine(manifest, {submission.original_name: data}, runner)
     return result, runner.describe()

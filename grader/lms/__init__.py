@@ -3,7 +3,7 @@
 (`views`); the `grader lms` commands are in grader/cli/lms.py.
 
 `init_app(app)` is the one call the app factory makes: settings, blueprints, and the subscriptions to the
-service's "submission graded/failed" signals.
+service's outcome signal (`grader.signals.outcome_recording`).
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ import grader.models.lms  # noqa: F401  (register the LMS tables with the metada
 def init_app(app: Flask) -> None:
     """Wire the LMS features into `app`."""
     from grader.lms import ags, inbound, lti, outbound, settings, views
-    from grader.signals import submission_failed, submission_graded
+    from grader.signals import outcome_recording
 
     settings.configure(app)
     app.register_blueprint(inbound.bp)
     app.register_blueprint(lti.bp)
     app.register_blueprint(views.bp)
     # Connecting the same module-level function twice is a no-op in blinker: safe for many apps per process.
-    submission_graded.connect(outbound.on_graded)
-    submission_failed.connect(outbound.on_failed)
-    submission_graded.connect(ags.on_graded)
+    # The deliveries and publications are written in the transaction that records the outcome (an outbox).
+    outcome_recording.connect(outbound.on_outcome)
+    outcome_recording.connect(ags.on_outcome)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -27,7 +28,7 @@ from grader.database import db
 from grader.lms import settings
 from grader.lms.crypto import SecretUnreadable
 from grader.lms.lti_conf import http_session, to_registration
-from grader.lms.retries import held_back, pending_due, requeue
+from grader.lms.retries import held_back, pending_due, queue_once_committed, requeue
 from grader.models import GradingRun, utcnow
 from grader.models.lms import LtiIdentity, LtiLineItem, LtiScore
 from grader.services.deadlines import withheld_until
@@ -37,7 +38,8 @@ log = logging.getLogger(__name__)
 
 
 def create_scores(run_id: int) -> list[int]:
-    """Record a publication for each line item of the run's assignment whose platform knows the student."""
+    """Record a publication for each line item of the run's assignment whose platform knows the student, in the
+    caller's transaction (flushed, not committed); returns their ids."""
     run = db.session.get(GradingRun, run_id)
     if run is None or run.status != "graded":
         return []
@@ -65,7 +67,6 @@ def create_scores(run_id: int) -> list[int]:
             db.session.add(score)
             db.session.flush()
             created.append(score.id)
-    db.session.commit()
     return created
 
 
@@ -176,12 +177,10 @@ def sweep(grace: float = 300.0) -> int:
     return requeue(rows, utcnow(), enqueue)
 
 
-def on_graded(app: Any, submission_id: int, run_id: int, published: bool = True, **_: Any) -> None:
-    """Signal receiver: publish the new score to every platform line item of the assignment."""
-    if not published:
-        return
-    for score_id in create_scores(run_id):
-        score = db.session.get(LtiScore, score_id)
-        if score is not None and score.next_attempt_at and score.next_attempt_at > utcnow():
-            continue  # withheld until the student's due date: `send_due` publishes it then
-        enqueue(score_id, 0)
+def on_outcome(app: Any, run: GradingRun, event: str, **_: Any) -> Callable[[], None] | None:
+    """`outcome_recording` receiver: record the graded run's publications in the outcome's own transaction;
+    once that has committed, queue them, unless they wait for the student's due date (`send_due` publishes them
+    then, and any whose queueing failed)."""
+    if event != "graded":
+        return None
+    return queue_once_committed(run, create_scores(run.id), enqueue)

@@ -1,8 +1,8 @@
 """Outbound events: `submission.graded` / `submission.failed`, signed and POSTed to each integration's URL.
 
-At least once: the delivery row is committed before its task is queued, every attempt claims the row with a
-conditional UPDATE (a duplicate task message finds nothing to claim), and `sweep()` re-queues deliveries
-whose message was lost. Between attempts the task waits `GRADER_LMS_RETRY_DELAYS` (exponential, a day in
+At least once: the delivery row is committed with the grade it reports (`on_outcome`), before its task is
+queued; every attempt claims the row with a conditional UPDATE (a duplicate task message finds nothing to
+claim), and `sweep()` re-queues deliveries whose message was lost. Between attempts the task waits `GRADER_LMS_RETRY_DELAYS` (exponential, a day in
 all); after the last one the delivery is `failed` and its log says so. Every attempt is logged.
 """
 
@@ -12,6 +12,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,7 +25,7 @@ from grader.errors import NotFound
 from grader.lms import settings
 from grader.lms.crypto import SecretUnreadable
 from grader.lms.integrations import sign_outbound
-from grader.lms.retries import held_back, pending_due, requeue
+from grader.lms.retries import held_back, pending_due, queue_once_committed, requeue
 from grader.models import GradingRun, Submission, utcnow
 from grader.models.lms import LmsDelivery, LmsDeliveryAttempt, LmsIntegration
 from grader.services.deadlines import withheld_until
@@ -69,7 +70,8 @@ def event_document(event_type: str, run: GradingRun, when: datetime) -> dict[str
 
 
 def create_deliveries(event_type: str, run_id: int) -> list[int]:
-    """Record the event for every integration of the run's course that has a URL; returns delivery ids.
+    """Record the event for every integration of the run's course that has a URL, in the caller's transaction
+    (flushed, not committed); returns delivery ids.
 
     Unique per (integration, run, event type): a second notification for the same run adds nothing.
     """
@@ -109,7 +111,6 @@ def create_deliveries(event_type: str, run_id: int) -> list[int]:
         db.session.add(delivery)
         db.session.flush()
         created.append(delivery.id)
-    db.session.commit()
     return created
 
 
@@ -301,21 +302,8 @@ def sweep(grace: float = 300.0) -> int:
     return requeue(rows, now, enqueue)
 
 
-def on_graded(app: Any, submission_id: int, run_id: int, published: bool = True, **_: Any) -> None:
-    """Signal receiver: a run was graded — tell the course's LMS integrations (visible runs only)."""
-    _on_event("submission.graded", run_id, published)
-
-
-def on_failed(app: Any, submission_id: int, run_id: int, published: bool = True, **_: Any) -> None:
-    """Signal receiver: a run ended in error — tell the course's LMS integrations (visible runs only)."""
-    _on_event("submission.failed", run_id, published)
-
-
-def _on_event(event_type: str, run_id: int, published: bool) -> None:
-    if not published:
-        return  # an unpublished regrade is not the student's result yet
-    for delivery_id in create_deliveries(event_type, run_id):
-        delivery = db.session.get(LmsDelivery, delivery_id)
-        if delivery is not None and delivery.next_attempt_at and delivery.next_attempt_at > utcnow():
-            continue  # withheld until the due date
-        enqueue(delivery_id, 0)
+def on_outcome(app: Any, run: GradingRun, event: str, **_: Any) -> Callable[[], None] | None:
+    """`outcome_recording` receiver: record the `submission.<event>` event for the course's integrations in the
+    outcome's own transaction; once that has committed, queue them, unless they wait for the student's due date
+    (`send_due` sends them then, and any whose queueing failed)."""
+    return queue_once_committed(run, create_deliveries(f"submission.{event}", run.id), enqueue)

@@ -1,6 +1,6 @@
 """The retry bookkeeping outbound webhooks and LTI score publication share: which rows are due, how a row is
-handed to the queue again (its next attempt moved first, committed, then the task sent), and whether a row's
-result must still wait for the student's due date."""
+handed to the queue again (its next attempt moved first, committed, then the task sent), whether a row's
+result must still wait for the student's due date, and what to queue once a grade's new rows have committed."""
 
 from __future__ import annotations
 
@@ -48,3 +48,18 @@ def held_back(row: Retried) -> bool:
     row.next_attempt_at = wait
     db.session.commit()
     return True
+
+
+def queue_once_committed(run: GradingRun, created: list[int],
+                         enqueue: Callable[[int, int], None]) -> Callable[[], None] | None:
+    """What an `outcome_recording` receiver returns for the rows it `created` for `run`: queue each one's first
+    attempt once the grade has committed, unless the result must wait for the student's due date (the periodic
+    poll sends it then, as it sends any whose queueing failed)."""
+    if not created or withheld_until(run.submission, run.result) is not None:
+        return None
+
+    def queue() -> None:
+        for row_id in created:
+            enqueue(row_id, 0)
+
+    return queue

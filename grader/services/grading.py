@@ -10,8 +10,8 @@ from sqlalchemy import insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from grader.database import db
-from grader.models import FINISHED, DeliverableScore, GradingRun, Submission, TestResult, utcnow
-from grader.signals import notify, submission_failed, submission_graded
+from grader.models import FINISHED, DeliverableScore, GradingRun, Submission, TestResult, User, utcnow
+from grader.signals import notify, record_outbox, submission_failed, submission_graded
 from worker.engine.result import GradeResult
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,9 @@ def record_result(run: GradingRun, result: GradeResult, runner_facts: dict[str, 
     """Store the engine's result: scores, test results, the document. False when another delivery beat us.
 
     Everything lands in one transaction guarded by the unique (run, deliverable) constraint, so two
-    deliveries of the same task can both grade but only one can store a score.
+    deliveries of the same task can both grade but only one can store a score. The LMS's deliveries and score
+    publications of the outcome land in it too (`outcome_recording`): a worker killed just after the commit
+    still leaves them for the periodic poll.
     """
     assignment = run.submission.assignment
     deliverables = {d.slug: d for d in assignment.deliverables}
@@ -106,14 +108,11 @@ def record_result(run: GradingRun, result: GradeResult, runner_facts: dict[str, 
             db.session.execute(insert(DeliverableScore), scores)
         if tests:
             db.session.execute(insert(TestResult), tests)
-        db.session.commit()
     except IntegrityError:
         db.session.rollback()
         log.warning("run %s was already recorded by another delivery; keeping that one", run.id)
         return False
-    _log_outcome(run)
-    notify(submission_failed if status == "error" else submission_graded,
-           submission_id=run.submission_id, run_id=run.id, published=run.published)
+    _finish(run, "failed" if status == "error" else "graded")
     return True
 
 
@@ -126,16 +125,26 @@ def record_error(run: GradingRun, message: str) -> None:
     run.finished_at = utcnow()
     run.message = message
     _mirror_status(run)
+    _finish(run, "failed")
+
+
+def _finish(run: GradingRun, event: str) -> None:
+    """Commit the recorded outcome with its outbox rows, log it, then queue the rows' work and tell the rest."""
+    then = record_outbox(run=run, event=event) if run.published else None
+    user = run.submission.user  # loaded now, in this transaction, for the log line after it
     db.session.commit()
-    _log_outcome(run)
-    notify(submission_failed, submission_id=run.submission_id, run_id=run.id, published=run.published)
+    _log_outcome(run, user)
+    if then is not None:
+        then()
+    notify(submission_failed if event == "failed" else submission_graded,
+           submission_id=run.submission_id, run_id=run.id, published=run.published)
 
 
-def _log_outcome(run: GradingRun) -> None:
+def _log_outcome(run: GradingRun, user: User) -> None:
     """One line per recorded run: which submission, whose, the outcome and score (or the error's message)."""
     submission: Submission = run.submission
     fields = {"submission_id": run.submission_id, "run_id": run.id, "outcome": run.status,
-              "assignment": submission.assignment.slug, "user": submission.user.email, "attempt": run.attempt,
+              "assignment": submission.assignment.slug, "user": user.email, "attempt": run.attempt,
               "score": run.score, "max_score": run.max_score}
     if run.status == "graded":
         log.info("submission %s run %s (%s, %s) graded: %s / %s in %.1f s on attempt %s", run.submission_id,

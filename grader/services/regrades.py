@@ -16,7 +16,7 @@ from grader.models.regrades import Regrade, RegradeItem
 from grader.services.assignments import apply_manifest, load_manifest
 from grader.services.scores import choose_counted, counted
 from grader.services.submissions import enqueue
-from grader.signals import notify, submission_graded
+from grader.signals import notify, record_outbox, submission_graded
 from worker.engine.errors import AssignmentError, UsageError
 
 log = logging.getLogger(__name__)
@@ -238,9 +238,12 @@ def publish(regrade: Regrade, user: User) -> int:
         item.submission.status = run.status
         published.append(item)
     _close(regrade, "published", user)
+    # The published scores just changed: the LMS's deliveries and publications commit with them.
+    followups = [record_outbox(run=item.after_run, event="graded") for item in published]
     db.session.commit()
+    for then in followups:
+        then()
     for item in published:
-        # LMS grade passback and webhooks listen to this: the published score just changed.
         notify(submission_graded, submission_id=item.submission_id, run_id=item.after_run_id,
                published=True, regrade_id=regrade.id)
     return len(published)

@@ -191,6 +191,35 @@ def test_graded_submission_score_reaches_the_platform(lti_app: Flask, platform: 
     assert row.status == "sent" and row.attempts == 3 and row.sent == body
 
 
+def test_a_worker_that_dies_just_after_storing_a_grade_still_publishes_it(lti_app: Flask, platform: Platform,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The grade and its publication to the line item commit together: when the worker's process ends right
+    after that commit (before it queues anything), is the publication already stored, and does the periodic
+    poll publish it?"""
+    import worker.tasks
+    from grader.lms import ags
+    from grader.services import grading
+
+    fake_engine(monkeypatch, 85.0)
+
+    def process_ends(*_: object) -> None:  # the first thing the worker does after the commit
+        raise SystemExit("killed")
+
+    monkeypatch.setattr(grading, "_log_outcome", process_ends)
+    client = lti_app.test_client()
+    token = launched_token(client, platform, "ada")
+    response = upload(client, "autograd", b"x = 1\n", headers={"Authorization": f"Bearer {token}"})
+    with pytest.raises(SystemExit):
+        worker.tasks.grade_submission.apply(args=[response.json["id"]])
+    db.session.rollback()
+    with db.engine.connect() as other:  # what the next poll finds
+        assert other.scalar(select(LtiScore.status)) == "pending"
+    with embedded_worker(lti_app):
+        assert ags.send_due() == 1
+        wait_until(lambda: platform.scores)
+    assert platform.scores[0].body["scoreGiven"] == 85.0
+
+
 def test_a_late_submission_reaches_the_platform_at_its_counted_score(lti_app: Flask, platform: Platform,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """An upload an hour after the due date at 10 % off per day, scoring 85: does the platform get scoreGiven

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import select, text
 from standardwebhooks.webhooks import Webhook
 
 from grader.auth.identity import session_values
@@ -186,6 +186,59 @@ def test_failed_grading_sends_submission_failed(lms_app: Flask, cast: Cast,
     event = verified(receiver.received[0], secrets.outbound or "")
     assert event["type"] == "submission.failed"
     assert event["data"]["status"] == "error" and "sandbox" in event["data"]["message"]
+
+
+def test_a_worker_that_dies_just_after_storing_a_grade_still_tells_the_lms(
+        lms_app: Flask, cast: Cast, fake_engine: Callable[[str], None], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The grade and its `submission.graded` delivery commit together: when the worker's process ends right
+    after that commit (before it queues anything), is the delivery already stored, and does the periodic poll
+    send it?"""
+    import worker.tasks
+    from grader.services import grading
+
+    fake_engine("graded")
+
+    def process_ends(*_: Any) -> None:  # the first thing the worker does after the commit
+        raise SystemExit("killed")
+
+    monkeypatch.setattr(grading, "_log_outcome", process_ends)
+    with Receiver() as receiver:
+        _, secrets = integrations.add_integration("canvas", "DEMO101", receiver.url)
+        response = upload(lms_app.test_client(), "autograd", b"x = 1\n", headers=cast.student.headers)
+        with pytest.raises(SystemExit):
+            worker.tasks.grade_submission.apply(args=[response.json["id"]])
+        db.session.rollback()
+        # What another process (the next poll) finds: the run graded, and its event waiting to leave.
+        with db.engine.connect() as other:
+            assert other.scalar(select(Submission.status)) == "graded"
+            assert other.scalar(select(LmsDelivery.status)) == "pending"
+        assert receiver.received == []
+        with embedded_worker(lms_app):
+            assert outbound.send_due() == 1
+            wait_until(lambda: db.session.scalar(select(LmsDelivery.status)) == "delivered")
+    event = verified(receiver.received[0], secrets.outbound or "")
+    assert event["type"] == "submission.graded" and event["data"]["score"] == 80.0
+
+
+def test_an_outbox_receiver_whose_statement_fails_costs_neither_the_grade_nor_the_lms_event(
+        lms_app: Flask, cast: Cast, fake_engine: Callable[[str], None]) -> None:
+    """A receiver of `outcome_recording` whose SQL the database refuses, inside the grade's transaction: is the
+    grade still stored, and is the LMS's delivery still recorded and sent?"""
+    from grader.signals import outcome_recording
+
+    fake_engine("graded")
+
+    def broken(app: Flask, **_: Any) -> None:
+        db.session.execute(text("SELECT * FROM no_such_table"))
+
+    with Receiver() as receiver, outcome_recording.connected_to(broken, lms_app):
+        integrations.add_integration("canvas", "DEMO101", receiver.url)
+        with embedded_worker(lms_app):
+            response = upload(lms_app.test_client(), "autograd", b"x = 1\n", headers=cast.student.headers)
+            wait_until(lambda: db.session.scalar(select(LmsDelivery.status)) == "delivered")
+    db.session.rollback()
+    assert db.session.get(Submission, response.json["id"]).status == "graded"
+    assert len(receiver.received) == 1
 
 
 def test_duplicate_notifications_and_task_messages_send_once(lms_app: Flask, cast: Cast) -> None:
