@@ -2,8 +2,9 @@
 
 At least once: the delivery row is committed with the grade it reports (`on_outcome`), before its task is
 queued; every attempt claims the row with a conditional UPDATE (a duplicate task message finds nothing to
-claim), and `sweep()` re-queues deliveries whose message was lost. Between attempts the task waits `GRADER_LMS_RETRY_DELAYS` (exponential, a day in
-all); after the last one the delivery is `failed` and its log says so. Every attempt is logged.
+claim), and `sweep()` re-queues deliveries whose message was lost. Between attempts the task waits
+`GRADER_LMS_RETRY_DELAYS` (exponential, a day in all); after the last one the delivery is `failed` and its log
+says so. Every attempt is logged.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from grader.errors import NotFound
 from grader.lms import settings
 from grader.lms.crypto import SecretUnreadable
 from grader.lms.integrations import sign_outbound
-from grader.lms.retries import held_back, pending_due, queue_once_committed, requeue
+from grader.lms.retries import end_reads, held_back, pending_due, queue_once_committed, requeue
 from grader.models import GradingRun, Submission, utcnow
 from grader.models.lms import LmsDelivery, LmsDeliveryAttempt, LmsIntegration
 from grader.services.deadlines import withheld_until
@@ -153,8 +154,9 @@ def attempt(delivery_id: int, expected_attempts: int) -> float | None:
     number = delivery.attempts
     started, clock = utcnow(), time.monotonic()
     status_code, error = _post(delivery, started)
+    # By id: the delivery's attempt log is not loaded for it (the POST ended the transaction that read it).
     entry = LmsDeliveryAttempt(
-        delivery=delivery,
+        delivery_id=delivery_id,
         number=number,
         started_at=started,
         duration=round(time.monotonic() - clock, 4),
@@ -205,11 +207,13 @@ def _post(delivery: LmsDelivery, when: datetime) -> tuple[int | None, str]:
         "webhook-timestamp": str(int(when.timestamp())),
         "webhook-signature": signature,
     }
+    url, body = integration.outbound_url, delivery.payload.encode()
+    end_reads()  # no transaction waits on the receiver
     try:
         with requests.Session() as http:
             response = http.post(
-                integration.outbound_url,
-                data=delivery.payload.encode(),
+                url,
+                data=body,
                 headers=headers,
                 timeout=settings.timeout(),
                 allow_redirects=False,

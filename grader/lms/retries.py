@@ -1,6 +1,7 @@
 """The retry bookkeeping outbound webhooks and LTI score publication share: which rows are due, how a row is
 handed to the queue again (its next attempt moved first, committed, then the task sent), whether a row's
-result must still wait for the student's due date, and what to queue once a grade's new rows have committed."""
+result must still wait for the student's due date, what to queue once a grade's new rows have committed, and
+how an attempt lets go of the database before it calls a peer."""
 
 from __future__ import annotations
 
@@ -63,3 +64,11 @@ def queue_once_committed(run: GradingRun, created: list[int],
             enqueue(row_id, 0)
 
     return queue
+
+
+def end_reads() -> None:
+    """End the session's transaction (it holds reads only) before a network call: one left open while a peer
+    takes its time (up to `GRADER_LMS_TIMEOUT` a request) holds back PostgreSQL's vacuum and keeps the locks of
+    what it read, on which a migration's ALTER TABLE, and every query queued behind it, would wait. What the
+    caller touches afterwards loads again."""
+    db.session.commit()

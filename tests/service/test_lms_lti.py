@@ -220,6 +220,27 @@ def test_a_worker_that_dies_just_after_storing_a_grade_still_publishes_it(lti_ap
     assert platform.scores[0].body["scoreGiven"] == 85.0
 
 
+def test_a_publication_holds_no_database_transaction_while_the_platform_takes_its_time(
+        lti_app: Flask, platform: Platform, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the worker asks the platform for a token and sends the score, is its database session out of any
+    transaction, so that it holds no locks and no snapshot?"""
+    fake_engine(monkeypatch, 85.0)
+    client = lti_app.test_client()
+    token = launched_token(client, platform, "ada")
+    in_transaction: list[bool] = []
+    send = requests.Session.send
+
+    def watched(self: requests.Session, request: object, **kwargs: object) -> object:
+        in_transaction.append(db.session().in_transaction())  # the worker thread's own session
+        return send(self, request, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(requests.Session, "send", watched)
+    with embedded_worker(lti_app):
+        upload(client, "autograd", b"x = 1\n", headers={"Authorization": f"Bearer {token}"})
+        wait_until(lambda: platform.scores)
+    assert in_transaction and not any(in_transaction), in_transaction
+
+
 def test_a_late_submission_reaches_the_platform_at_its_counted_score(lti_app: Flask, platform: Platform,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """An upload an hour after the due date at 10 % off per day, scoring 85: does the platform get scoreGiven

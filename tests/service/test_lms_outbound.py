@@ -241,6 +241,29 @@ def test_an_outbox_receiver_whose_statement_fails_costs_neither_the_grade_nor_th
     assert len(receiver.received) == 1
 
 
+def test_a_delivery_holds_no_database_transaction_while_the_receiver_takes_its_time(
+        lms_app: Flask, cast: Cast, fake_engine: Callable[[str], None], monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the worker waits on the LMS (up to the timeout), is its database session out of any transaction, so
+    that it holds no locks and no snapshot?"""
+    import requests
+
+    fake_engine("graded")
+    in_transaction: list[bool] = []
+    send = requests.Session.send
+
+    def watched(self: requests.Session, request: Any, **kwargs: Any) -> Any:
+        in_transaction.append(db.session().in_transaction())  # the worker thread's own session
+        return send(self, request, **kwargs)
+
+    monkeypatch.setattr(requests.Session, "send", watched)
+    with Receiver() as receiver:
+        integrations.add_integration("canvas", "DEMO101", receiver.url)
+        with embedded_worker(lms_app):
+            upload(lms_app.test_client(), "autograd", b"x = 1\n", headers=cast.student.headers)
+            wait_until(lambda: db.session.scalar(select(LmsDelivery.status)) == "delivered")
+    assert in_transaction == [False] and len(receiver.received) == 1
+
+
 def test_duplicate_notifications_and_task_messages_send_once(lms_app: Flask, cast: Cast) -> None:
     """Do a second signal for the same run and a duplicated task message add no delivery and no POST?"""
     from grader.models import GradingRun

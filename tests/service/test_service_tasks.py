@@ -105,6 +105,23 @@ def test_redelivered_task_never_creates_a_second_score(app: Flask, client: Flask
     assert submission.runs[0].attempt == 1
 
 
+def test_no_database_transaction_stays_open_while_the_engine_grades(client: FlaskClient, world: World,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the engine runs (seconds; minutes with a GPU), is the worker's session out of any transaction, so that
+    it holds no locks and no snapshot through a rush?"""
+    seen: list[bool] = []
+
+    def engine(manifest: Any, files: dict[str, bytes], runner: Any) -> GradeResult:
+        seen.append(db.session().in_transaction())
+        return fake_result()
+
+    monkeypatch.setattr(worker.tasks, "run_engine", engine)
+    submission = submit(client, world)
+    db.session.commit()
+    assert run_task(submission).result["status"] == "graded"
+    assert seen == [False]
+
+
 def test_a_grading_stores_its_result_without_loading_the_same_rows_again(app: Flask, client: FlaskClient,
                                                                          world: World,
                                                                          fake_engine: list[Any]) -> None:
