@@ -112,6 +112,23 @@ def test_publish_makes_new_scores_count_and_sends_the_graded_signal(graded: Worl
         regrade.publish(r, graded.instructor.user)
 
 
+def test_publishing_a_regrade_tells_the_lms_in_the_same_commit(graded: World) -> None:
+    """Does publishing store a `submission.graded` delivery for each newly published run, committed with the
+    publication (what another connection sees), and none for the unpublished regrade runs before?"""
+    from grader.lms import integrations
+    from grader.models.lms import LmsDelivery
+
+    integrations.add_integration("canvas", "DEMO101", "http://127.0.0.1:9/hook")  # nothing listens on port 9
+    r = regrade.start(graded.assignment, graded.instructor.user)
+    finish(r, {"student@example.edu": full(graded.assignment, simple_gradients=10),
+               "student2@example.edu": full(graded.assignment)})
+    assert db.session.scalars(select(LmsDelivery)).all() == []  # an unpublished regrade is not the student's yet
+    assert regrade.publish(r, graded.instructor.user) == 2
+    with db.engine.connect() as other:
+        rows = other.execute(select(LmsDelivery.run_id, LmsDelivery.event_type)).all()
+    assert sorted(rows) == sorted((item.after_run_id, "submission.graded") for item in r.items)
+
+
 def test_publishing_waits_until_every_run_finished(graded: World) -> None:
     """Is publishing refused (409) while some submissions are still being regraded?"""
     r = regrade.start(graded.assignment, graded.instructor.user)
