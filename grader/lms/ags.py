@@ -181,4 +181,4 @@ def on_outcome(app: Any, run: GradingRun, event: str, **_: Any) -> Callable[[], 
     then, and any whose queueing failed)."""
     if event != "graded":
         return None
-    return queue_once_committed(run, create_scores(run.id), enqueue)
+    return queue_once_committed(LtiScore, create_scores(run.id), enqueue)

@@ -310,4 +310,4 @@ def on_outcome(app: Any, run: GradingRun, event: str, **_: Any) -> Callable[[], 
     """`outcome_recording` receiver: record the `submission.<event>` event for the course's integrations in the
     outcome's own transaction; once that has committed, queue them, unless they wait for the student's due date
     (`send_due` sends them then, and any whose queueing failed)."""
-    return queue_once_committed(run, create_deliveries(f"submission.{event}", run.id), enqueue)
+    return queue_once_committed(LmsDelivery, create_deliveries(f"submission.{event}", run.id), enqueue)

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import select
 
 from grader.database import db
-from grader.models import GradingRun
+from grader.models import GradingRun, utcnow
 from grader.models.lms import LmsDelivery, LtiScore
 from grader.services.deadlines import withheld_until
 
@@ -51,16 +51,20 @@ def held_back(row: Retried) -> bool:
     return True
 
 
-def queue_once_committed(run: GradingRun, created: list[int],
+def queue_once_committed(model: type[LmsDelivery] | type[LtiScore], created: list[int],
                          enqueue: Callable[[int, int], None]) -> Callable[[], None] | None:
-    """What an `outcome_recording` receiver returns for the rows it `created` for `run`: queue each one's first
-    attempt once the grade has committed, unless the result must wait for the student's due date (the periodic
-    poll sends it then, as it sends any whose queueing failed)."""
-    if not created or withheld_until(run.submission, run.result) is not None:
+    """What an `outcome_recording` receiver returns for the rows of `model` it `created`: queue the first attempt
+    of each that is due once the grade has committed. One held for the student's due date (its `next_attempt_at`
+    later than now) waits for the periodic poll, as does any whose queueing failed."""
+    now = utcnow()
+    due = [row_id for row_id in created
+           if (row := db.session.get(model, row_id)) is not None  # flushed just now: no query
+           and (row.next_attempt_at is None or row.next_attempt_at <= now)]
+    if not due:
         return None
 
     def queue() -> None:
-        for row_id in created:
+        for row_id in due:
             enqueue(row_id, 0)
 
     return queue
