@@ -30,18 +30,13 @@ from typing import Any
 from bench_probes import TICK, Proc, read_procs, zygote_containers
 from bench_rush import Service
 
+from tests.support.proctree import command
+
 ROLES = ("sandboxes", "judges", "workers", "beat", "API and client", "PostgreSQL", "Redis", "Docker",
          "kernel threads")
 # By name (/proc's comm, cut at 15 characters: a shim is "containerd-shim").
 BY_NAME = {"postgres": "PostgreSQL", "redis-server": "Redis", "dockerd": "Docker", "containerd": "Docker",
            "containerd-shim": "Docker"}
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
 
 
 def role_roots(svc: Service, procs: dict[int, Proc]) -> dict[int, str]:
@@ -51,7 +46,7 @@ def role_roots(svc: Service, procs: dict[int, Proc]) -> dict[int, str]:
     for child in svc.started:  # the workers, and beat
         roots[child.process.pid] = "workers" if child.process.pid in workers else "beat"
     for proc in procs.values():
-        if roots.get(proc.ppid) == "workers" and "worker.engine.judge --master" in _cmdline(proc.pid):
+        if roots.get(proc.ppid) == "workers" and "worker.engine.judge --master" in command(proc.pid):
             roots[proc.pid] = "judges"
     for container in zygote_containers():
         roots[int(container["init"])] = "sandboxes"

@@ -30,7 +30,7 @@ def descendants(pid: int) -> list[int]:
 def command(pid: int) -> str:
     """`pid`'s command line, its arguments joined by spaces ("" once it has gone)."""
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return ""
 
