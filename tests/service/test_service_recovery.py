@@ -8,6 +8,7 @@ so recovery here takes seconds; the README gives the production figures (30 s ti
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask_migrate import upgrade
+from sqlalchemy import select
 
 from grader.extensions import db
 from tests.conftest import (
@@ -29,6 +31,7 @@ from tests.conftest import (
     service_env,
     upload,
 )
+from tests.support.lms_helpers import Receiver
 from tests.support.recovery_support import (
     FAST_RECOVERY,
     Child,
@@ -42,6 +45,8 @@ from tests.support.recovery_support import (
     wait_ready,
 )
 
+# A sitecustomize that SIGKILLs its worker right after the commit that stores a grade's LMS delivery.
+DIE_AFTER_OUTBOX = Path(__file__).parents[1] / "support" / "die_after_outbox"
 BOUND = 150  # seconds for the whole batch to be graded after the fault is repaired (a busy 2-core CI host)
 
 
@@ -56,9 +61,10 @@ class Stack:
     tmp: Path
     started: list[Child]
 
-    def worker(self, name: str = "worker") -> Child:
-        """Start a `grader worker` (2 slots) and wait until Celery is ready."""
-        child = spawn(["worker", "--queues", "cpu,gpu", "--concurrency", "2"], self.env, self.tmp / f"{name}.log")
+    def worker(self, name: str = "worker", **env: str) -> Child:
+        """Start a `grader worker` (2 slots), with `env` added to its environment, and wait until Celery is ready."""
+        child = spawn(["worker", "--queues", "cpu,gpu", "--concurrency", "2"], self.env | env,
+                      self.tmp / f"{name}.log")
         self.started.append(child)
         return wait_ready(child)
 
@@ -219,3 +225,35 @@ def test_a_worker_stopped_during_a_burst_loses_nothing(stack: Stack) -> None:
           f"{max(watcher.finished_at.values()) - stopped:.1f} s after it stopped")
     watcher.assert_truthful()
     assert_graded_exactly_once(stack.app, ids)
+
+
+def test_a_worker_killed_right_after_storing_a_grade_still_tells_the_lms(stack: Stack) -> None:
+    """When the worker's process is SIGKILLed right after the commit that stores a grade, before it queues the
+    LMS's webhook, is that `submission.graded` event already stored, and does the LMS get it once, signed?"""
+    from standardwebhooks.webhooks import Webhook
+
+    from grader.lms import integrations
+    from grader.models.lms import LmsDelivery
+
+    mark = stack.tmp / "killed-after-commit"
+    with Receiver() as receiver:
+        _, secrets = integrations.add_integration("canvas", "DEMO101", receiver.url)
+        pythonpath = os.pathsep.join(filter(None, [str(DIE_AFTER_OUTBOX), stack.env.get("PYTHONPATH")]))
+        stack.worker("worker-a", PYTHONPATH=pythonpath, GRADER_TEST_DIE_AFTER_OUTBOX=str(mark))
+        watcher = Watcher(stack.app, stack.world.student.headers)
+        ids = stack.upload(1, watcher)
+        wait_for(mark.exists, 120, "the worker's death right after storing the grade")
+        # What any other process finds now: the grade, and its event waiting to leave (nothing queued it).
+        assert stack.statuses(ids) == ["graded"], logs(stack)
+        db.session.remove()
+        assert [d.status for d in db.session.scalars(select(LmsDelivery))] == ["pending"]
+        assert receiver.received == []
+        stack.beat()  # its periodic LMS poll sends what is due
+        wait_for(lambda: receiver.received, 60, "the webhook after the kill")
+        time.sleep(3 * float(FAST_RECOVERY["GRADER_SWEEP_INTERVAL"]))  # more polls: no second delivery
+    assert len(receiver.received) == 1, receiver.received
+    event = Webhook(secrets.outbound or "").verify(receiver.received[0].body, receiver.received[0].headers)
+    assert event["type"] == "submission.graded" and event["data"]["score"] == 100.0
+    assert_graded_exactly_once(stack.app, ids)
+    killed = mark.read_text()  # the pid that died: a pool process of the worker, as Celery saw it
+    assert f"pid:{killed} exited with 'signal 9 (SIGKILL)'" in (stack.tmp / "worker-a.log").read_text()
