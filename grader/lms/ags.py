@@ -28,7 +28,7 @@ from grader.database import db
 from grader.lms import settings
 from grader.lms.crypto import SecretUnreadable
 from grader.lms.lti_conf import http_session, to_registration
-from grader.lms.retries import end_reads, held_back, pending_due, queue_once_committed, requeue
+from grader.lms.retries import held_back, pending_due, queue_once_committed, requeue
 from grader.models import GradingRun, utcnow
 from grader.models.lms import LtiIdentity, LtiLineItem, LtiScore
 from grader.services.deadlines import withheld_until
@@ -127,8 +127,7 @@ def attempt(score_id: int, expected_attempts: int) -> float | None:
         grade = Grade().set_extra_claims(document)  # the document already holds every field
         platform = to_registration(registration)
         line_item = {"scope": list(item.scopes), "lineitem": item.url, "lineitems": item.lineitems_url or ""}
-        end_reads()  # no transaction waits on the platform (a token request, then the score)
-        with http_session() as http:
+        with http_session() as http:  # its calls (a token request, then the score) end our transaction first
             AssignmentsGradesService(ServiceConnector(platform, http), line_item).put_grade(grade)
     except (LtiException, requests.RequestException, ValueError, SecretUnreadable) as exc:
         score.last_error = f"{type(exc).__name__}: {exc}"[:1000]

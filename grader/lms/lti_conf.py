@@ -23,13 +23,17 @@ from grader.database import db
 from grader.errors import NotFound, ServiceError
 from grader.lms import settings
 from grader.lms.crypto import decrypt, encrypt
+from grader.lms.retries import end_reads
 from grader.models import utcnow
 from grader.models.lms import LtiDeployment, LtiLaunchData, LtiRegistration
 from grader.services.accounts import course_with_code
 
 
 class TimeoutSession(requests.Session):
-    """A requests session with a timeout on every call (PyLTI1p3 sets none: a hung platform hangs us)."""
+    """A requests session with a timeout on every call (PyLTI1p3 sets none: a hung platform hangs us), each made
+    out of any database transaction (`retries.end_reads`): PyLTI1p3 reads registrations and nonces from our
+    database between its calls to the platform (a launch's key fetch, AGS's token request and score), so the
+    session ends the transaction itself rather than every caller between every step."""
 
     def __init__(self, timeout: float) -> None:
         super().__init__()
@@ -38,7 +42,8 @@ class TimeoutSession(requests.Session):
         self.max_redirects = 3
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
-        """Send the request with the configured timeout unless one is given."""
+        """Send the request with the configured timeout unless one is given, with no transaction open."""
+        end_reads()
         kwargs.setdefault("timeout", self.timeout)
         return super().request(method, url, *args, **kwargs)
 

@@ -77,6 +77,24 @@ def test_launch_logs_the_student_into_the_course(lti_app: Flask, platform: Platf
     assert item.url == platform.lineitem and item.assignment.slug == "autograd"
 
 
+def test_a_launch_holds_no_database_transaction_while_the_platform_serves_its_keys(
+        lti_app: Flask, platform: Platform, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the tool fetches the platform's public keys (JWKS) to check a launch's signature, is the web
+    request's database session out of any transaction, so that a slow platform holds no locks of ours?"""
+    in_transaction: list[bool] = []
+    send = requests.Session.send
+
+    def watched(self: requests.Session, request: requests.PreparedRequest, **kwargs: object) -> object:
+        if request.url == platform.base_url + "/jwks":
+            in_transaction.append(db.session().in_transaction())  # the request's own session
+        return send(self, request, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(requests.Session, "send", watched)
+    launched, _ = oidc_launch(lti_app.test_client(), platform, "ada")
+    assert launched.status_code == 200, launched.data
+    assert in_transaction == [False]
+
+
 def test_launch_as_instructor_gives_instructor_rights(lti_app: Flask, platform: Platform) -> None:
     """Does a launch with the Instructor role make the user an instructor of the course (gradebook access)?"""
     client = lti_app.test_client()
