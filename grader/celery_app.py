@@ -26,14 +26,18 @@ TASK_MODULES = ["worker.tasks"]
 
 
 class AppContextTask(Task):
-    """Runs inside an app context of the Flask app that built this Celery app — pushing one only when none is
-    active, so an eagerly-run task shares its caller's database session instead of getting a second, blind one
-    (as in Superset)."""
+    """Runs inside an app context of its own, and so with a database session of its own, of the Flask app that
+    built this Celery app — except a task run eagerly (`apply()`) inside its caller's app context, which shares
+    the caller's session instead of getting a second, blind one (as in Superset)."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         flask_app = getattr(self.app, "flask_app", None)
-        if flask_app is None or has_app_context():
+        if flask_app is None or (self.request.is_eager and has_app_context()):
             return self.run(*args, **kwargs)
+        # Even where the process already has an app context: `grader worker` runs inside the app context of
+        # Flask's command line, and every pool process inherits it. Sharing its session, one task that met a
+        # database outage left the session failed for every later task of the process (each ended in error with
+        # PendingRollbackError until the worker restarted).
         with flask_app.app_context():
             return self.run(*args, **kwargs)
 

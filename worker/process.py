@@ -92,7 +92,10 @@ class InProcessScheduler(Scheduler):
         """Run the entry's task here and now (exceptions are logged, and the schedule goes on)."""
         entry = self.reserve(entry) if advance else entry
         task = self.app.tasks[entry.task]
-        result = task.apply(args=entry.args, kwargs=entry.kwargs)
+        # An app context, and so a database session, per job: beat runs inside the command line's app context,
+        # whose session a job that met a database outage would leave failed for every later job.
+        with self.app.flask_app.app_context():  # type: ignore[attr-defined]
+            result = task.apply(args=entry.args, kwargs=entry.kwargs)
         if result.failed():
             log.error("periodic job %s failed: %r", entry.task, result.result)
         elif result.result:

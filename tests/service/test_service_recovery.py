@@ -1,6 +1,7 @@
 """Fault injection with real parts: a Celery worker process, beat, a Redis server of the test's own on another
-port, and PostgreSQL. Each test breaks something the way a deadline night does and asserts every submission is
-graded exactly once (one run, one set of score rows) within a bound, with a truthful status all along.
+port, and PostgreSQL (the shared server, or one of the test's own that it crashes). Each test breaks something the
+way a deadline night does and asserts every submission is graded exactly once (one run, one set of score rows)
+within a bound, with a truthful status all along.
 
 Liveness settings are shortened (tests.support.recovery_support.FAST_RECOVERY: heartbeat timeout 8 s, sweeps every 2 s),
 so recovery here takes seconds; the README gives the production figures (30 s timeout, 10 s sweeps).
@@ -12,6 +13,7 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask_migrate import upgrade
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from grader.extensions import db
 from tests.conftest import (
@@ -32,6 +34,7 @@ from tests.conftest import (
     upload,
 )
 from tests.support.lms_helpers import Receiver
+from tests.support.postgres_server import postgres_server
 from tests.support.recovery_support import (
     FAST_RECOVERY,
     Child,
@@ -95,12 +98,13 @@ class Stack:
         return found
 
 
-@pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    """A fresh PostgreSQL database and Redis server; children started through it are stopped afterwards."""
+@contextmanager
+def running_stack(tmp_path: Path, database: str) -> Iterator[Stack]:
+    """The stack on the empty PostgreSQL database `database` and a fresh Redis server; children started through
+    it are stopped afterwards."""
     from grader import create_app
 
-    with fresh_postgres_database() as database, redis_server(tmp_path / "redis") as redis, children() as started:
+    with redis_server(tmp_path / "redis") as redis, children() as started:
         config = service_config(tmp_path / "home", SQLALCHEMY_DATABASE_URI=database, BROKER_URL=redis.url,
                                 RATELIMIT_STORAGE_URI=redis.url, GRADER_RETRY_BACKOFF=1)
         app = create_app(config)
@@ -117,6 +121,13 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
             with app.app_context():
                 db.session.remove()
                 db.engine.dispose()
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    """The stack on a fresh database of the shared PostgreSQL server."""
+    with fresh_postgres_database() as database, running_stack(tmp_path, database) as running:
+        yield running
 
 
 def logs(stack: Stack) -> str:
@@ -257,3 +268,32 @@ def test_a_worker_killed_right_after_storing_a_grade_still_tells_the_lms(stack: 
     assert_graded_exactly_once(stack.app, ids)
     killed = mark.read_text()  # the pid that died: a pool process of the worker, as Celery saw it
     assert f"pid:{killed} exited with 'signal 9 (SIGKILL)'" in (stack.tmp / "worker-a.log").read_text()
+
+
+def test_a_database_crash_during_a_burst_loses_nothing(tmp_path: Path) -> None:
+    """When PostgreSQL crashes mid-burst (every connection cut) and comes back seconds later, is an upload
+    meanwhile refused with a 503 that stores nothing, and is every accepted submission graded exactly once?"""
+    from grader.models import Submission
+
+    with postgres_server() as database, running_stack(tmp_path, database.url) as stack:
+        watcher = Watcher(stack.app, stack.world.student.headers)
+        stack.worker("worker-a")
+        stack.beat()
+        ids = stack.upload(4, watcher)
+        wait_for(lambda: "running" in stack.statuses(ids), 120, "grading")
+        database.crash()
+        crashed = time.monotonic()
+        refused = upload(stack.app.test_client(), "autograd", REFERENCE_SOLUTION.read_bytes(),
+                         headers=stack.world.student.headers)
+        assert refused.status_code == 503 and refused.json["error"] == "unavailable", refused.json
+        time.sleep(4)  # the worker goes on grading meanwhile, with nowhere to store what it finds
+        database.start()
+        ids += stack.upload(2, watcher)
+        watcher.wait_all_graded(BOUND)
+        print(f"\ndatabase crash: all {len(ids)} graded {max(watcher.finished_at.values()) - crashed:.1f} s "
+              "after it")
+        watcher.assert_truthful()
+        assert_graded_exactly_once(stack.app, ids)
+        with stack.app.app_context():
+            assert db.session.scalar(select(func.count()).select_from(Submission)) == len(ids), logs(stack)
+            db.session.remove()
