@@ -363,6 +363,9 @@ class StudentSession:
         tail = sandbox.stderr_tail().strip()[-800:] if sandbox else ""
         self.close()
         where = location(during)
+        if info is not None and info.state == "lost":
+            # Ours, not the student's: the grading fails as infrastructure and the worker runs it again.
+            raise InfrastructureError(f"the sandbox was lost {where}: {info.detail}")
         if info is not None and info.state == "oom":
             return SandboxLimit("memory", f"ran out of memory (limit {self.spec.limits.memory_mb} MB) {where}")
         if info is not None and info.code in (128 + SIGXCPU, -SIGXCPU):

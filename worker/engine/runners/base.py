@@ -35,7 +35,7 @@ class SandboxSpec:
 class ExitInfo:
     """How a sandbox's student process ended (or that it still runs)."""
 
-    state: str  # "running" | "exited" | "oom" | "killed"
+    state: str  # "running" | "exited" | "oom" | "killed" | "lost" (its zygote went away: not the student's doing)
     code: int | None = None
     detail: str = ""
 

@@ -192,7 +192,10 @@ class ForkedSandbox(Sandbox):
             except OSError:
                 chunk = b""
             if not chunk:
-                self._final = ExitInfo("killed", None, "its zygote is gone")
+                # The zygote reports every child's end before it closes a lease: a lease that closes without
+                # one means the zygote itself went (its container killed or stopped, the host out of memory),
+                # which nothing a child runs can cause. The child went with it, through no fault of its own.
+                self._final = ExitInfo("lost", None, "its sandbox zygote went away")
                 return None
             self._lease_buffer = (self._lease_buffer + chunk)[-65536:]
 
