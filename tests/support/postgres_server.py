@@ -10,6 +10,7 @@ under the system's temporary directory (pytest's folders are private to root).
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import subprocess
 import tempfile
@@ -85,6 +86,11 @@ def postgres_server() -> Iterator[PostgresServer]:
     if bindir is None:
         require_service("a PostgreSQL server of the test's own", "initdb is not installed")
         raise AssertionError("unreachable")
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            require_service("a PostgreSQL server of the test's own", "as root it needs the 'postgres' user")
     root = Path(tempfile.mkdtemp(prefix="grader-pg-"))
     try:
         if os.geteuid() == 0:
