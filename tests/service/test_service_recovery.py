@@ -33,6 +33,7 @@ from tests.conftest import (
     service_env,
     upload,
 )
+from tests.support.docker_engine import restart_docker_engine
 from tests.support.lms_helpers import Receiver
 from tests.support.postgres_server import postgres_server
 from tests.support.recovery_support import (
@@ -99,15 +100,15 @@ class Stack:
 
 
 @contextmanager
-def running_stack(tmp_path: Path, database: str) -> Iterator[Stack]:
-    """The stack on the empty PostgreSQL database `database` and a fresh Redis server; children started through
-    it are stopped afterwards."""
+def running_stack(tmp_path: Path, database: str, **config: Any) -> Iterator[Stack]:
+    """The stack on the empty PostgreSQL database `database` and a fresh Redis server, with `config` on top of the
+    test configuration; children started through it are stopped afterwards."""
     from grader import create_app
 
     with redis_server(tmp_path / "redis") as redis, children() as started:
-        config = service_config(tmp_path / "home", SQLALCHEMY_DATABASE_URI=database, BROKER_URL=redis.url,
-                                RATELIMIT_STORAGE_URI=redis.url, GRADER_RETRY_BACKOFF=1)
-        app = create_app(config)
+        settings = service_config(tmp_path / "home", SQLALCHEMY_DATABASE_URI=database, BROKER_URL=redis.url,
+                                RATELIMIT_STORAGE_URI=redis.url, GRADER_RETRY_BACKOFF=1) | config
+        app = create_app(settings)
         with app.app_context():
             upgrade()
             world = make_world()
@@ -297,3 +298,26 @@ def test_a_database_crash_during_a_burst_loses_nothing(tmp_path: Path) -> None:
         with stack.app.app_context():
             assert db.session.scalar(select(func.count()).select_from(Submission)) == len(ids), logs(stack)
             db.session.remove()
+
+
+def test_a_docker_restart_mid_burst_loses_nothing(tmp_path: Path, docker_ready: bool) -> None:
+    """When the worker host's Docker engine restarts mid-burst (every sandbox zygote container stopped with it),
+    is every submission graded exactly once and in full once the engine is back, none marked as the student's
+    crash?"""
+    if not (os.environ.get("CI") or os.environ.get("GRADER_TEST_RESTART_DOCKER")):
+        pytest.skip("restarts this machine's Docker engine: runs under CI, or with GRADER_TEST_RESTART_DOCKER=1")
+    assert docker_ready
+    with fresh_postgres_database() as database, running_stack(tmp_path, database, GRADER_RUNNER="docker") as stack:
+        watcher = Watcher(stack.app, stack.world.student.headers)
+        stack.worker("worker-a")
+        stack.beat()
+        ids = stack.upload(8, watcher)
+        wait_for(lambda: "running" in stack.statuses(ids), 120, "grading")
+        stopped = time.monotonic()
+        away = restart_docker_engine(down=3, log=tmp_path / "dockerd.log")
+        watcher.wait_all_graded(BOUND)
+        retried = sum(1 for _, attempt, _ in run_rows(stack.app, ids) if attempt > 1)
+        print(f"\ndocker restart: the engine away {away:.1f} s; all {len(ids)} graded "
+              f"{max(watcher.finished_at.values()) - stopped:.1f} s after it stopped, {retried} on a later attempt")
+        watcher.assert_truthful()
+        assert_graded_exactly_once(stack.app, ids)
