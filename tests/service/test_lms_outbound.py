@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from flask import Flask
 from sqlalchemy import select, text
-from standardwebhooks.webhooks import Webhook
 
 from grader.auth.identity import session_values
 from grader.extensions import db
@@ -25,6 +24,7 @@ from tests.support.lms_helpers import (
     free_port_url,
     signed_headers,
     submission_body,
+    verified,
     wait_until,
 )
 from worker.engine.result import DeliverableResult, GradeResult
@@ -84,11 +84,6 @@ def only_delivery() -> LmsDelivery:
     rows = db.session.scalars(select(LmsDelivery)).all()
     assert len(rows) == 1
     return rows[0]
-
-
-def verified(request: Any, secret: str) -> dict[str, Any]:
-    """The event body, after checking its Standard Webhooks signature with the outbound secret."""
-    return Webhook(secret).verify(request.body, request.headers)
 
 
 def test_receiver_failing_twice_gets_the_event_once_it_recovers(lms_app: Flask, cast: Cast,

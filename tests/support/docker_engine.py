@@ -11,6 +11,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from worker.engine.runners.docker import docker_available
+
 # The engines started here outlive the test that restarted them (every later test uses them): their handles
 # stay here, never collected while the process runs.
 _STARTED: list[subprocess.Popen[bytes]] = []
@@ -23,11 +25,6 @@ def _dockerd() -> tuple[int, list[bytes]]:
         raise RuntimeError("no dockerd runs on this machine")
     pid = int(found[0])
     return pid, Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:-1]
-
-
-def engine_answers() -> bool:
-    """Whether `docker info` succeeds."""
-    return subprocess.run(["docker", "info"], capture_output=True).returncode == 0
 
 
 def restart_docker_engine(down: float, log: Path, timeout: float = 90.0) -> float:
@@ -43,7 +40,7 @@ def restart_docker_engine(down: float, log: Path, timeout: float = 90.0) -> floa
     with log.open("ab") as output:
         _STARTED.append(subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
                                          start_new_session=True))
-    while not engine_answers():
+    while not docker_available():
         if time.monotonic() - stopped > timeout + down:
             raise RuntimeError(f"dockerd did not come back; its log: {log.read_text(errors='replace')[-2000:]}")
         time.sleep(0.2)

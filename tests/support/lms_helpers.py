@@ -114,6 +114,11 @@ class Receiver(LoopbackServer):
         return status, {"Content-Type": "text/plain"}, b"ok" if status < 300 else b"receiver is failing"
 
 
+def verified(request: Received, secret: str) -> dict[str, Any]:
+    """A received event's body, after checking its Standard Webhooks signature with the outbound secret."""
+    return Webhook(secret).verify(request.body, request.headers)
+
+
 def free_port_url() -> str:
     """A loopback URL where nothing listens (a receiver that is down for good: connection refused)."""
     with socket.socket() as sock:
