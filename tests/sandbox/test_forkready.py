@@ -15,6 +15,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from worker.sandbox import forkready
 
 SMAPS = textwrap.dedent("""\
@@ -105,3 +107,48 @@ def test_a_settled_torch_process_computes_the_same_with_less_memory(tmp_path: Pa
     assert figures["released"] > 0
     # torch's code touched while importing is most of a warm process's file pages: tens of MB of them go.
     assert figures["rss_before"] - figures["rss_after"] > 10 * 1024, figures
+
+
+def test_a_gpu_counts_as_visible_only_for_a_gpu_build_with_a_driver_and_devices_not_hidden(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Does a zygote keep backward and optimizer steps for its children exactly where torch could see a GPU: a CUDA
+    build, a driver's device file present, CUDA_VISIBLE_DEVICES not set to nothing?"""
+    import torch
+
+    driver = tmp_path / "nvidiactl"
+    monkeypatch.setattr(forkready, "GPU_DEVICE_FILES", (str(driver),))
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+    assert not forkready.gpu_visible()  # no driver
+    driver.touch()
+    assert forkready.gpu_visible()
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert not forkready.gpu_visible()  # every GPU hidden from this process
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    assert forkready.gpu_visible()
+    monkeypatch.setattr(torch.version, "cuda", None)
+    assert not forkready.gpu_visible()  # a CPU build sees no GPU
+
+
+def test_a_zygote_whose_forks_cannot_use_cuda_refuses_to_start(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where a GPU is visible and a forked child fails to initialise CUDA (a driver initialised before the fork),
+    does the check raise, so that no child silently grades a GPU test on the CPU? And does it pass where the
+    child's CUDA works?"""
+    import torch
+
+    monkeypatch.setattr(forkready, "gpu_visible", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+
+    def broken() -> None:
+        raise RuntimeError("CUDA error: initialization error")
+
+    monkeypatch.setattr(torch.cuda, "init", broken)
+    with pytest.raises(RuntimeError, match="cannot use CUDA"):
+        forkready.check_cuda_in_a_fork()
+    monkeypatch.setattr(torch.cuda, "init", lambda: None)
+    monkeypatch.setattr(torch, "ones", lambda *args, **kwargs: torch.zeros(1))  # (no GPU here to put it on)
+    forkready.check_cuda_in_a_fork()
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)  # a GPU build, every device hidden: nothing to check
+    monkeypatch.setattr(torch.cuda, "init", broken)
+    forkready.check_cuda_in_a_fork()

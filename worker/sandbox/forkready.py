@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import os
+import sys
 from collections.abc import Callable
 
 MADV_DONTNEED = 4
@@ -33,6 +35,7 @@ MADV_HUGEPAGE = 14
 MADV_COLLAPSE = 25
 HUGE = 2 << 20
 THP_SETTING = "/sys/kernel/mm/transparent_hugepage/enabled"
+GPU_DEVICE_FILES = ("/dev/nvidiactl", "/dev/kfd")  # NVIDIA's driver, AMD's (ROCm)
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
@@ -121,3 +124,61 @@ def settle() -> None:
     collapse_heap()
     gc.freeze()
     release_file_pages()
+
+
+def keep_cuda_uninitialised() -> None:
+    """Have `torch.cuda.is_available()` ask NVML rather than the CUDA driver, in this process and its children.
+
+    torch's own modules ask it (importing the compiler, which an optimizer's first use does, say), and asking the
+    driver initialises it: torch then marks every forked child as unable to use CUDA ("Cannot re-initialize CUDA
+    in forked subprocess"), and a GPU test's tensors would silently stay on the CPU. Call it before torch is
+    imported in any process that forks children which may use the GPU.
+    """
+    os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+
+
+def gpu_visible() -> bool:
+    """Whether torch in this process could see a GPU; asked without initialising CUDA or NVML. Call it once torch
+    is imported.
+
+    Where one is visible, a zygote must leave to each child what touches it. Autograd's first backward starts a
+    thread per GPU, whatever device the tensors are on, and from then on torch refuses backward in every forked
+    child ("Unable to handle autograd's threading in combination with fork-based multiprocessing"); an
+    optimizer's step asks whether CUDA graphs are being captured, which initialises the CUDA driver, and a child
+    then fails its first CUDA call ("CUDA error: initialization error").
+    """
+    version = sys.modules["torch"].version
+    if version.cuda is None and getattr(version, "hip", None) is None:
+        return False
+    if version.cuda is not None and os.environ.get("CUDA_VISIBLE_DEVICES") == "":
+        return False
+    return any(os.path.exists(path) for path in GPU_DEVICE_FILES)
+
+
+def check_cuda_in_a_fork() -> None:
+    """Where a GPU is visible: fork a child that initialises CUDA; RuntimeError if it cannot.
+
+    A zygote whose warm-up (or a torch upgrade) initialised the CUDA driver would hand out children that cannot
+    use the GPU: a test's tensors would stay on the CPU and a correct solution lose points. Failing to start is
+    our failure instead, and says why. Costs one CUDA initialisation, in the child, once per zygote.
+    """
+    if not gpu_visible():
+        return
+    pid = os.fork()
+    if pid == 0:
+        code = 3
+        try:
+            torch = sys.modules["torch"]
+            code = 0
+            if torch.cuda.device_count() > 0:
+                torch.cuda.init()
+                torch.ones(1, device="cuda").sum().item()
+        except BaseException as exc:
+            print(f"CUDA in a forked child: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+            code = 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    if status != 0:
+        raise RuntimeError("a process forked from this zygote cannot use CUDA: something in the warm-up "
+                           "initialised the CUDA driver before the fork (see worker/sandbox/forkready.py)")

@@ -51,7 +51,7 @@ KEEP_CPU_SECONDS = 2
 
 def fingerprint() -> tuple[Any, ...]:
     """Everything this module compares, as one value (equal fingerprints: nothing we watch has changed)."""
-    return (_torch_modes(), _namespaces(), _sys_state(), _signals(), threading.active_count(), _tasks())
+    return (_torch_modes(), _namespaces(), _sys_state(), _signals(), threading.active_count(), tasks())
 
 
 def _resolve(path: str) -> Any:
@@ -163,7 +163,7 @@ def _signals() -> tuple[Any, ...]:
     return tuple(handlers), timers, tuple(sorted(signal.pthread_sigmask(signal.SIG_BLOCK, [])))
 
 
-def _tasks() -> int:
+def tasks() -> int:
     """The process's threads as the kernel counts them (native threads a test started included)."""
     try:
         return len(os.listdir("/proc/self/task"))

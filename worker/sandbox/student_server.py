@@ -20,6 +20,7 @@ import warnings
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import forkready
 import globalstate
 import values
 import wire
@@ -104,6 +105,8 @@ class Server(TestProcesses):
                 reply = self.load(request)
             elif op == "call":
                 reply = self.call(request)
+            elif op == "fork" and not self.in_test and self.module is not None and request.get("in_place"):
+                reply = self.serve_in_place()
             elif op == "fork" and not self.in_test and self.module is not None:
                 self.fork_test(request)
                 continue  # the test's process answered "forked", and this one "reaped" once it ended
@@ -131,12 +134,17 @@ class Server(TestProcesses):
                 handle.write(str(text))
         sys.path.insert(0, WORK_DIR)
         output = CappedOutput(OUTPUT_LIMIT)
+        threads = globalstate.tasks()
         try:
             with _captured(output):
                 self.module = importlib.import_module(name)
             self.module_name = name
             gc.freeze()  # each test forks from here: its collector must not walk (and copy) what exists now
-            return {"ok": True, "value": None, "output": output.text()}
+            # A thread started by the import (the student's own, autograd's per-GPU ones after a backward, CUDA's
+            # once it is initialised) would be missing from every fork, and PyTorch refuses autograd and CUDA
+            # in a fork made after them: then each test runs in this process instead (`serve_in_place`).
+            forks = globalstate.tasks() <= threads
+            return {"ok": True, "value": None, "output": output.text(), "forks": forks}
         except SyntaxError as exc:
             where = f"line {exc.lineno}" if exc.lineno else "unknown line"
             detail = f"{type(exc).__name__}: {exc.msg} ({os.path.basename(exc.filename or name)}, {where})"
@@ -226,24 +234,32 @@ def warm_up() -> None:
     """Import torch and run autograd's lazy set-up now, so the first graded call does not pay for it.
 
     A backward with a gradient argument, for one, imports sympy: a third of a second, far more on a busy host.
-    Nothing here touches CUDA: a zygote that forks must not have initialised it.
+    Nothing here touches CUDA: a zygote that forks must not have initialised it (`forkready.keep_cuda_uninitialised`),
+    nor run backward or an optimizer's step where a GPU is visible (`forkready.gpu_visible`).
     """
     warnings.simplefilter("ignore")  # a warning in a correct solution costs nothing and says nothing
+    forkready.keep_cuda_uninitialised()
     import torch
 
     probe = torch.ones(2, requires_grad=True)
-    (probe * probe).sum().backward()
-    (probe * probe).backward(torch.ones(2))
-    torch.autograd.grad((probe ** 3).sum(), probe)
-    optimizer = torch.optim.SGD([probe], lr=0.1)
-    optimizer.zero_grad()
-    (probe * 2).sum().backward()
-    optimizer.step()
-    torch.optim.Adam([probe], lr=0.1).step()
+    optimizers = torch.optim.SGD([probe], lr=0.1), torch.optim.Adam([probe], lr=0.1)  # (imports the compiler)
+    if not forkready.gpu_visible():
+        (probe * probe).sum().backward()
+        (probe * probe).backward(torch.ones(2))
+        torch.autograd.grad((probe ** 3).sum(), probe)
+        torch.autograd.functional.jacobian(lambda t: t * 2, torch.ones(2))
+        for optimizer in optimizers:
+            optimizer.zero_grad()
+            (probe * 2).sum().backward()
+            optimizer.step()
+    else:
+        # No backward or step here (each child's first one sets itself up), but what a backward with a gradient
+        # argument imports, imported.
+        import torch.autograd.functional
+        import torch.fx.experimental.symbolic_shapes
     with torch.no_grad():
         probe.mul_(1.0)
     torch.nn.functional.mse_loss(torch.nn.Linear(2, 1)(probe.detach()), torch.zeros(1))
-    torch.autograd.functional.jacobian(lambda t: t * 2, torch.ones(2))
     try:
         # Every test's process reseeds numpy's generator: its first use imports numpy.random (~7 ms), which must
         # happen here, once, rather than in each fresh fork.

@@ -138,6 +138,20 @@ class TestProcesses:
             self.send({"ok": True, "value": "resumed", "id": request_id.decode("ascii", "replace")})
         return True
 
+    def serve_in_place(self) -> dict[str, Any]:
+        """The judge's "fork" where a fork would not run the submission as imported (`student_server.load` said
+        "forks": false): this process serves the test itself, with a test's CPU limit and fresh random state, and
+        the judge ends the whole sandbox after the test (the next one imports the submission again)."""
+        self.in_test = True
+        reseed()
+        if self.cpu_seconds:
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            soft = int(usage.ru_utime + usage.ru_stime) + 1 + self.cpu_seconds
+            _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+            resource.setrlimit(resource.RLIMIT_CPU, (soft if hard == resource.RLIM_INFINITY else min(soft, hard),
+                                                     hard))
+        return {"ok": True, "value": "in_place"}
+
     def end_own_test(self) -> None:
         """In a test's process, on the judge's "exit": say so to the post-import process, then end."""
         if self.done_fd >= 0:

@@ -349,6 +349,7 @@ def main(argv: list[str] | None = None) -> None:
     student_server.warm_up()
     seccomp_filter.prepare()  # each child only loads it
     forkready.settle()  # every child and every test's fork copies page tables of this process: keep them small
+    forkready.check_cuda_in_a_fork()
     if os.path.exists(args.socket):
         os.unlink(args.socket)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -3,8 +3,14 @@ messages they carry (what the student reads)."""
 
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from worker.engine.manifest import Limits
+
+SIGXCPU, SIGKILL = int(signal.SIGXCPU), int(signal.SIGKILL)
 
 
 class StudentError(AssertionError):
@@ -72,3 +78,24 @@ def call_error(fn: str, error: dict[str, Any]) -> BaseException:
     if error.get("traceback"):
         text += "\n" + str(error["traceback"])
     return StudentError(text, kind, error)
+
+
+def cpu_timeout(limits: Limits, where: str) -> SandboxLimit:
+    """The kernel stopped the student's process at its CPU-time limit."""
+    return SandboxLimit("timeout", f"timed out: used more than {limits.test_timeout:g} s of CPU time {where}")
+
+
+def test_process_ended(how: Any, limits: Limits, where: str) -> SandboxLimit:
+    """A test's process ended during a call; `how`, as its post-import process reported it: its exit code or
+    signal and the CPU time it used."""
+    how = how if isinstance(how, dict) else {}
+    cpu = how.get("cpu") if isinstance(how.get("cpu"), (int, float)) else 0.0
+    signum = how.get("signal")
+    if signum == SIGXCPU or (signum == SIGKILL and cpu >= limits.test_timeout):
+        return cpu_timeout(limits, where)
+    if signum == SIGKILL:
+        return SandboxLimit("memory", f"was killed {where}, most likely for going over the memory limit "
+                                      f"({limits.memory_mb} MB)")
+    code = f" (exit code {how['code']})" if isinstance(how.get("code"), int) else (
+        f" (signal {signum})" if isinstance(signum, int) else "")
+    return SandboxLimit("crashed", f"the student process ended unexpectedly{code} {where}")

@@ -8,11 +8,11 @@ test costs only its own points.
 from __future__ import annotations
 
 import secrets
-import signal
 import time
 from typing import Any
 
 from worker.engine.errors import InfrastructureError
+from worker.engine.judge import outcomes
 from worker.engine.judge.outcomes import LoadFailure, SandboxLimit, StudentError, call_error, load_message, location
 from worker.engine.runners.base import Runner, Sandbox, SandboxSpec, SandboxTimeout, deadline_left
 from worker.sandbox import wire
@@ -26,7 +26,6 @@ WALL_FACTOR = 3.0
 IDLE_WINDOW = 1.0
 IDLE_CPU = 0.05
 END_TEST_TIMEOUT = 10.0
-SIGXCPU, SIGKILL = int(signal.SIGXCPU), int(signal.SIGKILL)
 
 
 class StudentSession:
@@ -57,6 +56,11 @@ class StudentSession:
         self._parked: dict[str, tuple[str, Sandbox]] = {}
         self._resume: str | None = None  # the current test's deliverable, whose parked process may serve it
         self.processes_forked = self.processes_kept = 0  # test processes forked; tests served by a kept one
+        # Whether tests fork from the post-import process; False where its import started a thread (see
+        # `worker/sandbox/student_server.py`, load): each test then runs in a freshly imported sandbox.
+        self.forks = True
+        self.in_place = False  # the current test runs in the post-import process itself
+        self._imports, self._reimported = 0, 0.0  # imports so far; seconds of the later ones given back
         self._spare_wanted = True
         self._group = -1  # the least visible isolation group the current sandbox has served (see enter_group)
 
@@ -89,6 +93,9 @@ class StudentSession:
         fork_id, self.fork_id = self.fork_id, None
         sandbox = self.sandbox
         if fork_id is None or sandbox is None:
+            return
+        if self.in_place:
+            self._drop_in_place()
             return
         how = {"keep": True} if keep else {"park": True} if park else {}
         try:
@@ -141,6 +148,13 @@ class StudentSession:
             self._ensure_loaded(fn)
         request_id = secrets.token_hex(8)
         self.fork_id = request_id
+        if not self.forks:
+            reply = self._exchange({"op": "fork", "in_place": True}, during=fn, request_id=request_id)
+            if not (reply.get("ok") and reply.get("value") == "in_place"):
+                self.fork_id = None
+                raise SandboxLimit("crashed", f"the student process could not start the test ({location(fn)})")
+            self.in_place = True
+            return
         request: dict[str, Any] = {"op": "fork", **({} if self._spare_wanted else {"spare": False})}
         parked = self._parked.pop(self._resume, None) if self._resume is not None else None
         if parked is not None and parked[1] is self.sandbox:
@@ -154,6 +168,16 @@ class StudentSession:
         else:
             self.processes_forked += 1
 
+    def _drop_in_place(self) -> None:
+        """After a test that ran in the post-import process itself: stop that sandbox, whatever the test changed
+        goes with it, and have the next one starting already (the next test imports the submission again)."""
+        if self.sandbox is not None:
+            self.sandbox.stop()
+        self.sandbox, self.loaded, self.in_place, self.fork_id = None, False, False, None
+        if self._fresh is None and self._spares:
+            self._fresh = self._spares.pop(0)
+        self.warm_up()
+
     def close(self) -> None:
         """Stop the sandboxes, if any."""
         for sandbox in (self.sandbox, self._fresh, *self._spares):
@@ -161,7 +185,7 @@ class StudentSession:
                 sandbox.stop()
         self.sandbox = self._fresh = None
         self._spares = []
-        self.loaded = False
+        self.loaded = self.in_place = False
         self.fork_id = self._ending = None
         self._parked = {}
         self._group = -1
@@ -184,7 +208,7 @@ class StudentSession:
             if self.sandbox is not None:
                 self.sandbox.stop()
                 self.sandbox = None
-                self.loaded = False
+                self.loaded = self.in_place = False
             self.fork_id = self._ending = None
             if self._fresh is None and self._spares:
                 self._fresh = self._spares.pop(0)
@@ -214,6 +238,7 @@ class StudentSession:
         started = time.monotonic() - paused
         self.deadline += started
         self.run_deadline += started
+        importing = time.monotonic()
         try:
             reply = self._exchange({"op": "load", "files": self.files, "module": self.module}, during="import")
         except SandboxLimit as exc:
@@ -226,6 +251,16 @@ class StudentSession:
             raise StudentError(self.load_failure.message, kind="import")
         self._note_output(reply)
         self.loaded = True
+        self.forks = reply.get("forks") is not False
+        self._imports += 1
+        if self._imports > 1 and not self.forks:
+            # Imported again only because the last test ran in place: like a sandbox's start, not the test's time
+            # (up to one run's limit in all, so that a slow import cannot hold a worker for ever).
+            again = min(time.monotonic() - importing, self.spec.limits.run_timeout - self._reimported)
+            self._reimported += again
+            self.deadline += again
+            self.soft_deadline += again
+            self.run_deadline += again
         return sandbox
 
     def _start(self, sandbox: Sandbox, must: bool = False) -> Sandbox | None:
@@ -282,28 +317,13 @@ class StudentSession:
             if self.fork_id is not None and reply.get("id") == self.fork_id and reply.get("reaped"):
                 # The test's process ended while we waited for it: the post-import process says how.
                 self.fork_id = None
-                raise self._test_process_ended(reply.get("value"), during)
+                raise outcomes.test_process_ended(reply.get("value"), self.spec.limits, location(during))
             # Nothing else can come now from the sandbox's own code: it answers each request once, with the
             # request's id, and says "reaped", "kept" or "parked" only for a test's process that the judge ended
             # (read in `_confirm_ended`). So this frame was written by the student's code. Waiting on would let it
             # swallow the real reply and hold the call until its limit, read as a timeout; it fails the call now.
             self.close()
             raise SandboxLimit("crashed", f"the student process sent a reply nobody asked for {location(during)}")
-
-    def _test_process_ended(self, how: Any, during: str | None) -> SandboxLimit:
-        how = how if isinstance(how, dict) else {}
-        where = location(during)
-        cpu = how.get("cpu") if isinstance(how.get("cpu"), (int, float)) else 0.0
-        signum = how.get("signal")
-        limit = self.spec.limits.test_timeout
-        if signum == SIGXCPU or (signum == SIGKILL and cpu >= limit):
-            return self._cpu_timeout(where)
-        if signum == SIGKILL:
-            return SandboxLimit("memory", f"was killed {where}, most likely for going over the memory limit "
-                                          f"({self.spec.limits.memory_mb} MB)")
-        code = f" (exit code {how['code']})" if isinstance(how.get("code"), int) else (
-            f" (signal {signum})" if isinstance(signum, int) else "")
-        return SandboxLimit("crashed", f"the student process ended unexpectedly{code} {where}")
 
     def _receive(self, sandbox: Sandbox, deadline: float, during: str | None) -> dict[str, Any]:
         try:
@@ -352,11 +372,6 @@ class StudentSession:
         backstop = f"{self.spec.limits.test_timeout * WALL_FACTOR:g} s"
         return SandboxLimit("timeout", f"timed out: no answer within {backstop} (wall clock) {where}")
 
-    def _cpu_timeout(self, where: str) -> SandboxLimit:
-        """The kernel stopped the student's process at its CPU-time limit."""
-        limit = self.spec.limits.test_timeout
-        return SandboxLimit("timeout", f"timed out: used more than {limit:g} s of CPU time {where}")
-
     def _died(self, during: str | None) -> SandboxLimit:
         sandbox = self.sandbox
         info = sandbox.exit_info(wait=5.0) if sandbox else None
@@ -368,8 +383,8 @@ class StudentSession:
             raise InfrastructureError(f"the sandbox was lost {where}: {info.detail}")
         if info is not None and info.state == "oom":
             return SandboxLimit("memory", f"ran out of memory (limit {self.spec.limits.memory_mb} MB) {where}")
-        if info is not None and info.code in (128 + SIGXCPU, -SIGXCPU):
-            return self._cpu_timeout(where)
+        if info is not None and info.code in (128 + outcomes.SIGXCPU, -outcomes.SIGXCPU):
+            return outcomes.cpu_timeout(self.spec.limits, where)
         code = f" (exit code {info.code})" if info is not None and info.code is not None else ""
         message = f"the student process ended unexpectedly{code} {where}"
         if tail:

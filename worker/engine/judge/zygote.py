@@ -92,6 +92,9 @@ def warm_up() -> None:
     Standard output goes to stderr from here on (pytest and friends print; only control lines may reach the
     owner, on a descriptor of their own)."""
     os.dup2(2, 1)
+    from worker.sandbox import forkready
+
+    forkready.keep_cuda_uninitialised()
     import pytest  # noqa: F401  (imported once here, so every forked judge starts with it)
     import torch
 
@@ -100,14 +103,18 @@ def warm_up() -> None:
     import worker.engine.manifest
 
     # Every job's judge makes its runner: imported here, not once per job (docker-py alone is ~10 MB and tens of
-    # ms), and shared by every process forked from here.
-    import worker.engine.runners.docker
+    # ms), and shared by every process forked from here. A host without docker-py uses the local runner only.
+    try:
+        import worker.engine.runners.docker
+    except ImportError:
+        pass
     import worker.engine.runners.local  # noqa: F401
-    from worker.sandbox import forkready
 
-    probe = torch.ones(2, requires_grad=True)
-    (probe * probe).sum().backward()  # autograd's lazy set-up happens once, before any fork
+    if not forkready.gpu_visible():
+        probe = torch.ones(2, requires_grad=True)
+        (probe * probe).sum().backward()  # autograd's lazy set-up happens once, before any fork
     forkready.settle()  # a judge forked from here neither walks nor copies what exists now
+    forkready.check_cuda_in_a_fork()
 
 
 def zygote_main() -> None:
