@@ -29,7 +29,7 @@ from grader import celery_app as names
 from grader.celery_app import AppContextTask
 from grader.config import resolve_runner
 from grader.database import db, loaded_once
-from grader.models import GradingRun, utcnow
+from grader.models import GradingRun, database_now
 from grader.services import grading
 from grader.services.assignments import apply_manifest, load_manifest
 from grader.services.storage import StorageError, store
@@ -148,7 +148,7 @@ def _retry_or_fail(task: Task, run: GradingRun, exc: InfrastructureError) -> dic
     delay = backoff(retries, int(current_app.config["GRADER_RETRY_BACKOFF"]))
     log.warning("submission %s: %s; retry %d in %.0f s", run.submission_id, exc, retries + 1, delay)
     # not_before tells the outbox sweep that the countdown message is the live one until then.
-    grading.requeue(run, f"waiting to retry: {exc}", not_before=utcnow() + timedelta(seconds=delay))
+    grading.requeue(run, f"waiting to retry: {exc}", not_before=database_now(db.session) + timedelta(seconds=delay))
     raise task.retry(exc=exc, countdown=delay, max_retries=None)
 
 
@@ -169,7 +169,7 @@ def heartbeat(run_id: int) -> Iterator[None]:
                 with engine.begin() as connection:
                     connection.execute(update(GradingRun)
                                        .where(GradingRun.id == run_id, GradingRun.status == "running")
-                                       .values(heartbeat_at=utcnow()))
+                                       .values(heartbeat_at=database_now(connection)))
             except Exception as exc:  # a database blip: the next beat tries again
                 log.warning("heartbeat of run %s failed: %s", run_id, type(exc).__name__)
 

@@ -16,7 +16,7 @@ from grader.models.grading import (
     TestResult,
 )
 from grader.models.policy import Extension
-from grader.models.types import utcnow
+from grader.models.types import database_now, utcnow
 
 __all__ = [
     "COURSE_ROLES",
@@ -36,5 +36,6 @@ __all__ = [
     "SubmissionFile",
     "TestResult",
     "User",
+    "database_now",
     "utcnow",
 ]

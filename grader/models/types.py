@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime
+from sqlalchemy import Connection, DateTime, func, select
 from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import Session, scoped_session
 from sqlalchemy.types import TypeDecorator
 
 # The largest id any of our databases can hold (PostgreSQL BIGINT, SQLite INTEGER: signed 64-bit). URL
@@ -37,3 +38,20 @@ class UTCDateTime(TypeDecorator[datetime]):
 def utcnow() -> datetime:
     """The current time, timezone-aware UTC."""
     return datetime.now(UTC)
+
+
+def database_now(bind: Session | scoped_session[Session] | Connection) -> datetime:
+    """The database server's clock, timezone-aware UTC: the one clock that liveness (a grading's heartbeat, when
+    a retry is due, when a run was handed to the broker) is written and judged by, whichever host writes or judges.
+
+    Hosts' clocks drift apart. A heartbeat written by a worker whose clock runs behind looked stale to a sweep on
+    another host, which queued the grading again while it ran, and again at each sweep, until the run's attempts
+    were spent and a submission that was being graded ended in error. PostgreSQL's `statement_timestamp()`; an
+    embedded SQLite database has no clock of its own but this host's, which every process using it shares.
+    """
+    dialect = bind.dialect if isinstance(bind, Connection) else bind.get_bind().dialect
+    if dialect.name != "postgresql":
+        return utcnow()
+    now = bind.scalar(select(func.statement_timestamp(type_=UTCDateTime())))
+    assert now is not None
+    return now

@@ -10,7 +10,7 @@ from sqlalchemy import insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from grader.database import db
-from grader.models import FINISHED, DeliverableScore, GradingRun, Submission, TestResult, User, utcnow
+from grader.models import FINISHED, DeliverableScore, GradingRun, Submission, TestResult, User, database_now, utcnow
 from grader.signals import notify, record_outbox, submission_failed, submission_graded
 from worker.engine.result import GradeResult
 
@@ -33,7 +33,7 @@ def claim(run: GradingRun, worker: str | None) -> bool:
     One conditional UPDATE decides, so of two deliveries of the same run (a redelivered or re-published
     message) only one starts grading; a run whose worker stopped heartbeating may be taken over.
     """
-    now = utcnow()
+    now = database_now(db.session)  # (the clock every heartbeat is written by: `database_now`)
     stale = now - timedelta(seconds=float(current_app.config["GRADER_HEARTBEAT_TIMEOUT"]))
     claimed = db.session.execute(
         update(GradingRun)

@@ -28,7 +28,7 @@ from sqlalchemy import or_, select, update
 from grader.celery_app import GRADE_SUBMISSION as GRADE_TASK
 from grader.celery_app import send
 from grader.database import db
-from grader.models import GradingRun, utcnow
+from grader.models import GradingRun, database_now
 from grader.services import grading
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ def publish(run: GradingRun) -> bool:
         log.warning("could not queue run %s of submission %s (%s); the sweep will", run_id, submission_id,
                     type(exc).__name__)
         return False
-    db.session.execute(update(GradingRun).where(GradingRun.id == run_id).values(enqueued_at=utcnow())
+    db.session.execute(update(GradingRun).where(GradingRun.id == run_id).values(enqueued_at=database_now(db.session))
                        .execution_options(synchronize_session=False))
     db.session.commit()
     return True
@@ -105,7 +105,7 @@ def _run_id(raw: Any) -> int:
 
 def pending_runs(live: set[int] | None = None) -> list[GradingRun]:
     """Queued runs that are due and have no live message (all never-sent ones where the broker cannot say)."""
-    now = utcnow()
+    now = database_now(db.session)
     published_before = now - timedelta(seconds=PUBLISH_GRACE)
     query = (
         select(GradingRun)
@@ -121,7 +121,7 @@ def pending_runs(live: set[int] | None = None) -> list[GradingRun]:
 
 def lost_runs() -> list[GradingRun]:
     """Running runs whose worker stopped heartbeating more than GRADER_HEARTBEAT_TIMEOUT seconds ago."""
-    stale = utcnow() - timedelta(seconds=float(current_app.config["GRADER_HEARTBEAT_TIMEOUT"]))
+    stale = database_now(db.session) - timedelta(seconds=float(current_app.config["GRADER_HEARTBEAT_TIMEOUT"]))
     return list(db.session.scalars(
         select(GradingRun)
         .where(GradingRun.status == "running",

@@ -51,6 +51,7 @@ from tests.support.recovery_support import (
 
 # A sitecustomize that SIGKILLs its worker right after the commit that stores a grade's LMS delivery.
 DIE_AFTER_OUTBOX = Path(__file__).parents[1] / "support" / "die_after_outbox"
+FAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")  # Debian's faketime package
 BOUND = 150  # seconds for the whole batch to be graded after the fault is repaired (a busy 2-core CI host)
 
 
@@ -237,6 +238,26 @@ def test_a_worker_stopped_during_a_burst_loses_nothing(stack: Stack) -> None:
           f"{max(watcher.finished_at.values()) - stopped:.1f} s after it stopped")
     watcher.assert_truthful()
     assert_graded_exactly_once(stack.app, ids)
+
+
+def test_a_worker_whose_clock_runs_behind_keeps_its_gradings(stack: Stack) -> None:
+    """When a worker host's clock runs two minutes behind the database's and the sweeping host's (libfaketime in
+    the worker's processes), does the liveness sweep leave its gradings alone: each graded exactly once, on its
+    first attempt, never shown queued again?"""
+    if not FAKETIME.exists():
+        pytest.fail(f"{FAKETIME} is missing: scripts/test installs it (apt-get install faketime)")
+    watcher = Watcher(stack.app, stack.world.student.headers)
+    stack.worker("worker-behind", LD_PRELOAD=str(FAKETIME), FAKETIME="-120s")
+    stack.beat()
+    ids = stack.upload(4, watcher)
+    watcher.wait_all_graded(BOUND)
+    watcher.assert_truthful()
+    assert_graded_exactly_once(stack.app, ids)
+    assert [attempt for _, attempt, _ in run_rows(stack.app, ids)] == [1] * len(ids), logs(stack)
+    for i in ids:  # what the student saw: part of queued, running, graded (never queued again)
+        story = iter(["queued", "running", "graded"])
+        assert all(status in story for status in watcher.seen[i]), watcher.seen[i]
+    assert "queued again" not in (stack.tmp / "beat.log").read_text(), logs(stack)
 
 
 def test_a_worker_killed_right_after_storing_a_grade_still_tells_the_lms(stack: Stack) -> None:
