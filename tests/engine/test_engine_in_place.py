@@ -103,7 +103,9 @@ def test_each_test_runs_where_the_import_left_its_thread_and_nothing_of_another_
     """Does the import's worker thread serve every test, does each test start from a fresh import (a test that
     switches grad mode off costs only itself), and does a test over its CPU limit time out at that limit without
     costing the next one?"""
-    found = statuses(grade_with(tmp_path))
+    result = grade_with(tmp_path)
+    assert result.environment["test_processes"] == 6  # one per test: each in a sandbox of its own
+    found = statuses(result)
     timeout = found.pop("test_over_its_cpu_limit")
     assert timeout.startswith("timeout: timed out: used more than 2 s of CPU time"), timeout
     assert set(found.values()) == {"passed"}, found

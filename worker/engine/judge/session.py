@@ -154,6 +154,7 @@ class StudentSession:
                 self.fork_id = None
                 raise SandboxLimit("crashed", f"the student process could not start the test ({location(fn)})")
             self.in_place = True
+            self.processes_forked += 1  # (a process of the test's own all the same: a sandbox's, imported afresh)
             return
         request: dict[str, Any] = {"op": "fork", **({} if self._spare_wanted else {"spare": False})}
         parked = self._parked.pop(self._resume, None) if self._resume is not None else None
