@@ -2,6 +2,7 @@
 
     python bench/gpu_check.py            # needs only torch and pytest beside the repository
     python bench/gpu_check.py --cold 4   # and the first 4 examples through a cold judge, for the timing
+    python bench/gpu_check.py --split    # each example once, the two slots sharing them (a GPU session's minutes)
 
 The warm path is a worker's: a judge master for two slots, each slot's judge forked from a judge zygote that
 collected the tests, each sandbox forked from a sandbox zygote that imported torch. Both slots grade every
@@ -73,9 +74,9 @@ def check(path: Path, result: GradeResult, seconds: float, label: str) -> bool:
     return ok
 
 
-def warm_run(runner: Runner, master: int) -> tuple[int, int, int]:
-    """Both slots grade every example at once; (mismatches, gradings whose CUDA cases ran, most processes seen
-    holding the GPU at one time)."""
+def warm_run(runner: Runner, master: int, split: bool = False) -> tuple[int, int, int]:
+    """Both slots grade every example at once (with `split`, each example once: the slots share them out);
+    (mismatches, gradings whose CUDA cases ran, most processes seen holding the GPU at one time)."""
     assignment = get_assignment("autograd")
     judges = [WarmJudge(), WarmJudge()]
     bad, cuda_ran, most_holders = 0, 0, 0
@@ -84,7 +85,7 @@ def warm_run(runner: Runner, master: int) -> tuple[int, int, int]:
 
     def slot(index: int) -> None:
         nonlocal bad, cuda_ran
-        for path in EXAMPLES if index == 0 else EXAMPLES[::-1]:
+        for path in (EXAMPLES[index::2] if split else EXAMPLES if index == 0 else EXAMPLES[::-1]):
             started = time.monotonic()
             try:
                 result = grade(assignment, {"solution.py": path.read_bytes()}, runner, judge=judges[index])
@@ -114,7 +115,8 @@ def warm_run(runner: Runner, master: int) -> tuple[int, int, int]:
         thread.join()
     running = False
     watcher.join()
-    print(f"warm: {2 * len(EXAMPLES)} gradings on two slots in {time.monotonic() - started:.1f} s", flush=True)
+    count = len(EXAMPLES) * (1 if split else 2)
+    print(f"warm: {count} gradings on two slots in {time.monotonic() - started:.1f} s", flush=True)
     for judge in judges:
         judge.close()
     return bad, cuda_ran, most_holders
@@ -135,6 +137,9 @@ def main() -> int:
     """The warm run, the zygote checks, then (with --cold) some cold gradings; non-zero exit on any failure."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cold", type=int, default=0, metavar="N", help="also grade the first N examples cold")
+    parser.add_argument("--split", action="store_true",
+                        help="grade each example once, the two slots sharing them (half the time: a GPU grading "
+                             "takes ~5 s, each test's process initialising CUDA)")
     args = parser.parse_args()
     import torch
 
@@ -148,7 +153,7 @@ def main() -> int:
         return 1
     runner = make_runner("local", sandbox="fork")
     try:
-        bad, cuda_ran, most_holders = warm_run(runner, master.proc.pid)
+        bad, cuda_ran, most_holders = warm_run(runner, master.proc.pid, args.split)
         if bad:
             failures.append(f"{bad} warm gradings did not score as expected")
         if not cuda_ran:
@@ -164,7 +169,8 @@ def main() -> int:
         print(f"nvidia-smi, processes on the GPU at idle: {on_gpu or 'none'}", flush=True)
         if on_gpu:
             failures.append("processes hold GPU memory while nothing is graded")
-        print(f"warm: {2 * len(EXAMPLES)} gradings, {bad} mismatches, CUDA cases ran in {cuda_ran}", flush=True)
+        print(f"warm: {len(EXAMPLES) * (1 if args.split else 2)} gradings, {bad} mismatches, CUDA cases ran in "
+              f"{cuda_ran}", flush=True)
         if args.cold and cold_run(runner, args.cold):
             failures.append("a cold grading did not score as expected")
     finally:
