@@ -166,10 +166,9 @@ def check_cuda_in_a_fork() -> None:
         return
     pid = os.fork()
     if pid == 0:
-        code = 3
+        code = 0
         try:
             torch = sys.modules["torch"]
-            code = 0
             if torch.cuda.device_count() > 0:
                 torch.cuda.init()
                 torch.ones(1, device="cuda").sum().item()

@@ -119,9 +119,7 @@ class TestProcesses:
         if globalstate.resident_bytes() - self.baseline_rss > growth:
             return False
         if self.cpu_seconds:
-            usage = resource.getrusage(resource.RUSAGE_SELF)
-            soft = int(usage.ru_utime + usage.ru_stime) + 1 + self.cpu_seconds
-            _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+            soft, hard = self._test_cpu_limit()
             if hard != resource.RLIM_INFINITY and soft >= hard:
                 return False  # the next test could not have its full limit and a second of grace
             resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
@@ -145,12 +143,17 @@ class TestProcesses:
         self.in_test = True
         reseed()
         if self.cpu_seconds:
-            usage = resource.getrusage(resource.RUSAGE_SELF)
-            soft = int(usage.ru_utime + usage.ru_stime) + 1 + self.cpu_seconds
-            _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+            soft, hard = self._test_cpu_limit()
             resource.setrlimit(resource.RLIMIT_CPU, (soft if hard == resource.RLIM_INFINITY else min(soft, hard),
                                                      hard))
         return {"ok": True, "value": "in_place"}
+
+    def _test_cpu_limit(self) -> tuple[int, int]:
+        """(soft, hard) RLIMIT_CPU that gives a test run in this process, which has used CPU already, its own
+        limit: what it has used, a second of grace, then the test's seconds; the hard limit as it is."""
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+        return int(usage.ru_utime + usage.ru_stime) + 1 + self.cpu_seconds, hard
 
     def end_own_test(self) -> None:
         """In a test's process, on the judge's "exit": say so to the post-import process, then end."""

@@ -95,7 +95,10 @@ class StudentSession:
         if fork_id is None or sandbox is None:
             return
         if self.in_place:
-            self._drop_in_place()
+            # That process served the test itself: whatever the test changed goes with its sandbox, and the next
+            # one is starting already (the next test imports the submission again).
+            self._drop_sandbox()
+            self.warm_up()
             return
         how = {"keep": True} if keep else {"park": True} if park else {}
         try:
@@ -169,15 +172,14 @@ class StudentSession:
         else:
             self.processes_forked += 1
 
-    def _drop_in_place(self) -> None:
-        """After a test that ran in the post-import process itself: stop that sandbox, whatever the test changed
-        goes with it, and have the next one starting already (the next test imports the submission again)."""
+    def _drop_sandbox(self) -> None:
+        """Stop the current sandbox, and what ran in it with it; the next call takes a spare, if one was started."""
         if self.sandbox is not None:
             self.sandbox.stop()
-        self.sandbox, self.loaded, self.in_place, self.fork_id = None, False, False, None
+        self.sandbox, self.loaded, self.in_place = None, False, False
+        self.fork_id = self._ending = None
         if self._fresh is None and self._spares:
             self._fresh = self._spares.pop(0)
-        self.warm_up()
 
     def close(self) -> None:
         """Stop the sandboxes, if any."""
@@ -206,13 +208,7 @@ class StudentSession:
         one, it gets a sandbox that has seen none of the calls so far.
         """
         if rank < self._group:
-            if self.sandbox is not None:
-                self.sandbox.stop()
-                self.sandbox = None
-                self.loaded = self.in_place = False
-            self.fork_id = self._ending = None
-            if self._fresh is None and self._spares:
-                self._fresh = self._spares.pop(0)
+            self._drop_sandbox()
             self._group = -1
         self._group = max(self._group, rank)
 
