@@ -29,7 +29,7 @@ from grader.lms import settings
 from grader.lms.crypto import SecretUnreadable
 from grader.lms.lti_conf import http_session, to_registration
 from grader.lms.retries import held_back, pending_due, queue_once_committed, requeue
-from grader.models import GradingRun, utcnow
+from grader.models import GradingRun, database_now, utcnow
 from grader.models.lms import LtiIdentity, LtiLineItem, LtiScore
 from grader.services.deadlines import withheld_until
 from grader.services.scores import counted, counted_runs
@@ -63,7 +63,7 @@ def create_scores(run_id: int) -> list[int]:
         )
         if exists is None:
             score = LtiScore(line_item=item, user_id=submission.user_id, run_id=run.id,
-                             next_attempt_at=wait or utcnow())
+                             next_attempt_at=wait or database_now(db.session))
             db.session.add(score)
             db.session.flush()
             created.append(score.id)
@@ -82,7 +82,14 @@ def enqueue(score_id: int, expected_attempts: int, countdown: float = 0.0) -> No
 
 
 def score_document(score: LtiScore, sub: str) -> dict[str, Any]:
-    """The AGS score for the student's counted run: scoreGiven, scoreMaximum, progress, timestamp, userId."""
+    """The AGS score for the student's counted run: scoreGiven, scoreMaximum, progress, timestamp, userId.
+
+    The platform keeps the score with the latest timestamp and ignores an older one, so the timestamp is the
+    database's clock, never the publishing host's: a regrade published by a worker whose clock ran behind was
+    stamped before the grade it replaced and silently dropped. It is read before the counted run, so a publication
+    that missed a newer grade is stamped before that grade's commit, and so before that grade's own publication.
+    """
+    stamp = database_now(db.session)
     item = score.line_item
     assignment = item.assignment
     chosen = counted_runs(assignment, assignment.score_policy).get(score.user_id)
@@ -94,10 +101,27 @@ def score_document(score: LtiScore, sub: str) -> dict[str, Any]:
         .set_score_maximum(float(run.max_score if run.max_score is not None else assignment.max_score))
         .set_activity_progress("Completed")
         .set_grading_progress("FullyGraded")
-        .set_timestamp(utcnow().isoformat(timespec="milliseconds"))
+        .set_timestamp(stamp.isoformat(timespec="milliseconds"))
         .set_user_id(sub)
     )
     return json.loads(grade.get_value())
+
+
+class DatabaseClockConnector(ServiceConnector):
+    """pylti1p3's connector, with the client assertion of its token request stamped by the database's clock.
+
+    The platform refuses an assertion whose `exp` (this host's clock plus 60 s) it sees as past: a worker host
+    whose clock ran a minute or more behind could publish no score at all, every retry refused as expired."""
+
+    def __init__(self, registration: Any, session: requests.Session, ahead: float) -> None:
+        super().__init__(registration, session)
+        self.ahead = round(ahead)  # seconds the database's clock is ahead of this host's
+
+    def encode_jwt(self, message: dict[str, str | int], private_key: str, headers: dict[str, str]) -> str:
+        """Sign `message` with its times moved onto the database's clock."""
+        moved = {key: value + self.ahead if key in ("iat", "exp", "nbf") and isinstance(value, int) else value
+                 for key, value in message.items()}
+        return super().encode_jwt(moved, private_key, headers)
 
 
 def attempt(score_id: int, expected_attempts: int) -> float | None:
@@ -108,7 +132,7 @@ def attempt(score_id: int, expected_attempts: int) -> float | None:
     claimed = db.session.execute(
         update(LtiScore)
         .where(LtiScore.id == score_id, LtiScore.status == "pending", LtiScore.attempts == expected_attempts)
-        .values(attempts=expected_attempts + 1, next_attempt_at=utcnow())
+        .values(attempts=expected_attempts + 1, next_attempt_at=database_now(db.session))
     ).rowcount
     db.session.commit()
     if not claimed:
@@ -127,21 +151,22 @@ def attempt(score_id: int, expected_attempts: int) -> float | None:
         grade = Grade().set_extra_claims(document)  # the document already holds every field
         platform = to_registration(registration)
         line_item = {"scope": list(item.scopes), "lineitem": item.url, "lineitems": item.lineitems_url or ""}
+        ahead = (database_now(db.session) - utcnow()).total_seconds()
         with http_session() as http:  # its calls (a token request, then the score) end our transaction first
-            AssignmentsGradesService(ServiceConnector(platform, http), line_item).put_grade(grade)
+            AssignmentsGradesService(DatabaseClockConnector(platform, http, ahead), line_item).put_grade(grade)
     except (LtiException, requests.RequestException, ValueError, SecretUnreadable) as exc:
         score.last_error = f"{type(exc).__name__}: {exc}"[:1000]
         delays = settings.retry_delays()
         if score.attempts <= len(delays):
             delay = delays[score.attempts - 1]
-            score.next_attempt_at = utcnow() + timedelta(seconds=delay)
+            score.next_attempt_at = database_now(db.session) + timedelta(seconds=delay)
             db.session.commit()
             return delay
         score.status, score.next_attempt_at = "failed", None
         log.warning("LTI score %s: gave up after %d attempts: %s", score.id, score.attempts, score.last_error)
         db.session.commit()
         return None
-    score.status, score.sent, score.sent_at, score.last_error = "sent", document, utcnow(), ""
+    score.status, score.sent, score.sent_at, score.last_error = "sent", document, database_now(db.session), ""
     score.next_attempt_at = None
     db.session.commit()
     return None
@@ -160,18 +185,18 @@ def publish(score_id: int, expected_attempts: int = 0) -> None:
 
 def send_due(republish_after: float = 300.0) -> int:
     """Queue every pending publication whose next attempt is due (the periodic poll); how many."""
-    now = utcnow()
+    now = database_now(db.session)
     return requeue(pending_due(LtiScore, now), now + timedelta(seconds=republish_after), enqueue)
 
 
 def sweep(grace: float = 300.0) -> int:
     """Re-queue pending publications overdue by more than `grace` seconds (a lost task message, or a worker
     that died mid-attempt — publishing twice is harmless: the platform keeps the latest)."""
-    late = utcnow() - timedelta(seconds=grace + settings.timeout())
+    late = database_now(db.session) - timedelta(seconds=grace + settings.timeout())
     rows = db.session.scalars(
         select(LtiScore).where(LtiScore.status == "pending", LtiScore.next_attempt_at < late)
     ).all()
-    return requeue(rows, utcnow(), enqueue)
+    return requeue(rows, database_now(db.session), enqueue)
 
 
 def on_outcome(app: Any, run: GradingRun, event: str, **_: Any) -> Callable[[], None] | None:

@@ -27,7 +27,7 @@ from grader.lms import settings
 from grader.lms.crypto import SecretUnreadable
 from grader.lms.integrations import sign_outbound
 from grader.lms.retries import end_reads, held_back, pending_due, queue_once_committed, requeue
-from grader.models import GradingRun, Submission, utcnow
+from grader.models import GradingRun, Submission, database_now
 from grader.models.lms import LmsDelivery, LmsDeliveryAttempt, LmsIntegration
 from grader.services.deadlines import withheld_until
 from worker.engine.policy import counted_score
@@ -86,7 +86,7 @@ def create_deliveries(event_type: str, run_id: int) -> list[int]:
         )
     ).all()
     created: list[int] = []
-    now = utcnow()
+    now = database_now(db.session)
     # A result with after-due-date tests leaves only once the student's due date has passed (`send_due`
     # picks it up then): the event carries every deliverable's score.
     wait = withheld_until(run.submission, run.result) if integrations else None
@@ -144,7 +144,7 @@ def attempt(delivery_id: int, expected_attempts: int) -> float | None:
             LmsDelivery.status == "pending",
             LmsDelivery.attempts == expected_attempts,
         )
-        .values(status="sending", attempts=expected_attempts + 1, next_attempt_at=utcnow())
+        .values(status="sending", attempts=expected_attempts + 1, next_attempt_at=database_now(db.session))
     ).rowcount
     db.session.commit()
     if not claimed:
@@ -152,7 +152,7 @@ def attempt(delivery_id: int, expected_attempts: int) -> float | None:
     delivery = db.session.get(LmsDelivery, delivery_id)
     assert delivery is not None
     number = delivery.attempts
-    started, clock = utcnow(), time.monotonic()
+    started, clock = database_now(db.session), time.monotonic()
     status_code, error = _post(delivery, started)
     # By id: the delivery's attempt log is not loaded for it (the POST ended the transaction that read it).
     entry = LmsDeliveryAttempt(
@@ -166,14 +166,14 @@ def attempt(delivery_id: int, expected_attempts: int) -> float | None:
     delivery.last_status_code, delivery.last_error = status_code, error
     delay: float | None = None
     if status_code is not None and 200 <= status_code < 300:
-        delivery.status, delivery.delivered_at, delivery.next_attempt_at = "delivered", utcnow(), None
+        delivery.status, delivery.delivered_at, delivery.next_attempt_at = "delivered", database_now(db.session), None
         entry.outcome = "delivered"
     else:
         delays = settings.retry_delays()
         made = number - delivery.round_start  # attempts in this round
         if made <= len(delays):
             delay = delays[made - 1]
-            delivery.status, delivery.next_attempt_at = "pending", utcnow() + timedelta(seconds=delay)
+            delivery.status, delivery.next_attempt_at = "pending", database_now(db.session) + timedelta(seconds=delay)
             entry.outcome = f"retry in {delay:g} s"
         else:
             delivery.status, delivery.next_attempt_at = "failed", None
@@ -263,7 +263,8 @@ def find_delivery(integration: LmsIntegration, delivery_id: int) -> LmsDelivery:
 def redeliver(delivery: LmsDelivery) -> None:
     """Start a new round for a delivery (whatever its state): one attempt now, then the usual retries."""
     # Supersedes any scheduled attempt: that message expects the old count and no longer claims anything...
-    delivery.status, delivery.round_start, delivery.next_attempt_at = "pending", delivery.attempts, utcnow()
+    delivery.status, delivery.round_start = "pending", delivery.attempts
+    delivery.next_attempt_at = database_now(db.session)
     db.session.commit()
     # ...except one expecting exactly this count, which may run instead of ours: either way, one attempt.
     enqueue(delivery.id, delivery.attempts)
@@ -273,14 +274,14 @@ def send_due(republish_after: float = 300.0) -> int:
     """Queue every pending delivery whose next attempt is due (the periodic poll; beat runs it every few
     seconds). The row is pushed `republish_after` seconds ahead, so a message still waiting in a busy queue is
     not sent again at each poll; a lost one is sent again after that. Returns how many were queued."""
-    now = utcnow()
+    now = database_now(db.session)
     return requeue(pending_due(LmsDelivery, now), now + timedelta(seconds=republish_after), enqueue)
 
 
 def sweep(grace: float = 300.0) -> int:
     """Re-queue deliveries whose attempt is overdue by more than `grace` seconds (a lost task message), and
     reset those stuck `sending` (a worker died mid-attempt). Returns how many were re-queued."""
-    now = utcnow()
+    now = database_now(db.session)
     late = now - timedelta(seconds=grace)
     stuck_before = now - timedelta(seconds=grace + settings.timeout())
     rows = db.session.scalars(

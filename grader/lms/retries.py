@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import select
 
 from grader.database import db
-from grader.models import GradingRun, utcnow
+from grader.models import GradingRun, database_now
 from grader.models.lms import LmsDelivery, LtiScore
 from grader.services.deadlines import withheld_until
 
@@ -56,7 +56,7 @@ def queue_once_committed(model: type[LmsDelivery] | type[LtiScore], created: lis
     """What an `outcome_recording` receiver returns for the rows of `model` it `created`: queue the first attempt
     of each that is due once the grade has committed. One held for the student's due date (its `next_attempt_at`
     later than now) waits for the periodic poll, as does any whose queueing failed."""
-    now = utcnow()
+    now = database_now(db.session)
     due = [row_id for row_id in created
            if (row := db.session.get(model, row_id)) is not None  # flushed just now: no query
            and (row.next_attempt_at is None or row.next_attempt_at <= now)]

@@ -10,7 +10,7 @@ from sqlalchemy import insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from grader.database import db
-from grader.models import FINISHED, DeliverableScore, GradingRun, Submission, TestResult, User, database_now, utcnow
+from grader.models import FINISHED, DeliverableScore, GradingRun, Submission, TestResult, User, database_now
 from grader.signals import notify, record_outbox, submission_failed, submission_graded
 from worker.engine.result import GradeResult
 
@@ -81,7 +81,7 @@ def record_result(run: GradingRun, result: GradeResult, runner_facts: dict[str, 
     deliverables = {d.slug: d for d in assignment.deliverables}
     status = result.status if result.status in FINISHED else "error"
     run.status = status
-    run.finished_at = utcnow()
+    run.finished_at = database_now(db.session)  # LMSs order a submission's grades by it
     run.execution_time = result.execution_time
     run.score, run.max_score = result.score, result.max_score
     run.message = result.message
@@ -122,7 +122,7 @@ def record_error(run: GradingRun, message: str) -> None:
     if run.status in FINISHED:
         return
     run.status = "error"
-    run.finished_at = utcnow()
+    run.finished_at = database_now(db.session)  # LMSs order a submission's grades by it
     run.message = message
     _mirror_status(run)
     _finish(run, "failed")

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from grader.database import db
 from grader.errors import Conflict, ServiceError, Unavailable
-from grader.models import FINISHED, Assignment, DeliverableScore, GradingRun, Submission, User, utcnow
+from grader.models import FINISHED, Assignment, DeliverableScore, GradingRun, Submission, User, database_now, utcnow
 from grader.models.regrades import Regrade, RegradeItem
 from grader.services.assignments import apply_manifest, load_manifest
 from grader.services.scores import choose_counted, counted
@@ -95,7 +95,7 @@ def _enqueue_all(regrade: Regrade) -> None:
             for rest in regrade.items[index:]:
                 rest.after_run.status = "error"
                 rest.after_run.message = "the grading queue was unavailable"
-                rest.after_run.finished_at = utcnow()
+                rest.after_run.finished_at = database_now(db.session)
             db.session.commit()
             reason = f"the grading queue is unavailable ({type(exc).__name__}); try again later"
             raise Unavailable(reason) from exc

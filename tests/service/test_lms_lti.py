@@ -19,7 +19,16 @@ from grader.models import Enrollment, User
 from grader.models.lms import LtiIdentity, LtiLineItem, LtiScore
 from tests.conftest import Factory, upload
 from tests.support.lms_helpers import embedded_worker, wait_until
-from tests.support.lti_platform import CLAIM, INSTRUCTOR, LEARNER, FormReader, Platform, PlatformUser, rsa_pair
+from tests.support.lti_platform import (
+    CLAIM,
+    INSTRUCTOR,
+    LEARNER,
+    FormReader,
+    Platform,
+    PlatformUser,
+    oidc_launch,
+    rsa_pair,
+)
 from worker.engine.result import DeliverableResult, GradeResult
 from worker.engine.result import TestResult as Verdict
 
@@ -45,19 +54,6 @@ def platform(lti_app: Flask) -> Iterator[Platform]:
         running.users["ada"] = PlatformUser("sub-ada-1", "ada@uni.example", "Ada Lovelace", [LEARNER])
         running.users["prof"] = PlatformUser("sub-prof-1", "prof@uni.example", "Prof Babbage", [INSTRUCTOR])
         yield running
-
-
-def oidc_launch(client: FlaskClient, platform: Platform, login_hint: str) -> tuple[object, dict[str, str]]:
-    """Play the browser: initiate login at the tool, follow it to the platform, post the form back."""
-    start = client.post("/lti/login", data=platform.login_initiation(login_hint))
-    assert start.status_code == 302, start.data
-    with requests.Session() as browser:
-        page = browser.get(start.headers["Location"], timeout=5)
-    assert page.status_code == 200, page.text
-    form = FormReader()
-    form.feed(page.text)
-    assert form.action == platform.settings.launch_url
-    return client.post("/lti/launch", data=form.fields), form.fields
 
 
 def test_launch_logs_the_student_into_the_course(lti_app: Flask, platform: Platform) -> None:

@@ -13,116 +13,27 @@ import os
 import signal
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
-from flask import Flask
-from flask_migrate import upgrade
 from sqlalchemy import func, select
 
 from grader.extensions import db
-from tests.conftest import (
-    REFERENCE_SOLUTION,
-    World,
-    fresh_postgres_database,
-    make_world,
-    service_config,
-    service_env,
-    upload,
-)
+from tests.conftest import REFERENCE_SOLUTION, fresh_postgres_database, upload
 from tests.support.docker_engine import restart_docker_engine
 from tests.support.lms_helpers import Receiver, verified
 from tests.support.postgres_server import postgres_server
 from tests.support.recovery_support import (
     FAST_RECOVERY,
-    Child,
-    RedisServer,
     Watcher,
     assert_graded_exactly_once,
-    children,
-    redis_server,
     run_rows,
-    spawn,
-    wait_ready,
 )
+from tests.support.service_stack import FAKETIME, Stack, logs, running_stack, wait_for
 
 # A sitecustomize that SIGKILLs its worker right after the commit that stores a grade's LMS delivery.
 DIE_AFTER_OUTBOX = Path(__file__).parents[1] / "support" / "die_after_outbox"
-FAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")  # Debian's faketime package
 BOUND = 150  # seconds for the whole batch to be graded after the fault is repaired (a busy 2-core CI host)
-
-
-@dataclass
-class Stack:
-    """The web app (in this process) on PostgreSQL and the test's Redis, and how to start the other parts."""
-
-    app: Flask
-    world: World
-    redis: RedisServer
-    env: dict[str, str]
-    tmp: Path
-    started: list[Child]
-
-    def worker(self, name: str = "worker", **env: str) -> Child:
-        """Start a `grader worker` (2 slots), with `env` added to its environment, and wait until Celery is ready."""
-        child = spawn(["worker", "--queues", "cpu,gpu", "--concurrency", "2"], self.env | env,
-                      self.tmp / f"{name}.log")
-        self.started.append(child)
-        return wait_ready(child)
-
-    def beat(self) -> Child:
-        """Start `grader beat` (the recovery sweeps)."""
-        child = spawn(["beat", "--loglevel", "INFO"], self.env, self.tmp / "beat.log")
-        self.started.append(child)
-        return wait_ready(child, marker="beat: Starting", timeout=60)
-
-    def upload(self, count: int, watcher: Watcher) -> list[int]:
-        """`count` uploads of the reference solution by the student; their ids (each answered 202)."""
-        ids = []
-        client = self.app.test_client()
-        for _ in range(count):
-            response = upload(client, "autograd", REFERENCE_SOLUTION.read_bytes(), headers=self.world.student.headers)
-            assert response.status_code == 202, response.json
-            ids.append(response.json["id"])
-            watcher.add(response.json["id"])
-        return ids
-
-    def statuses(self, ids: list[int]) -> list[str]:
-        """Each submission's status in the database now."""
-        from grader.models import Submission
-
-        with self.app.app_context():
-            found = [db.session.get(Submission, i).status for i in ids]  # type: ignore[union-attr]
-            db.session.remove()
-        return found
-
-
-@contextmanager
-def running_stack(tmp_path: Path, database: str, **config: Any) -> Iterator[Stack]:
-    """The stack on the empty PostgreSQL database `database` and a fresh Redis server, with `config` on top of the
-    test configuration; children started through it are stopped afterwards."""
-    from grader import create_app
-
-    with redis_server(tmp_path / "redis") as redis, children() as started:
-        settings = service_config(tmp_path / "home", SQLALCHEMY_DATABASE_URI=database, BROKER_URL=redis.url,
-                                RATELIMIT_STORAGE_URI=redis.url, GRADER_RETRY_BACKOFF=1) | config
-        app = create_app(settings)
-        with app.app_context():
-            upgrade()
-            world = make_world()
-        env = service_env(app.config) | FAST_RECOVERY
-        try:
-            with app.app_context():
-                yield Stack(app, world, redis, env, tmp_path, started)
-        finally:
-            for child in started:
-                child.stop()
-            with app.app_context():
-                db.session.remove()
-                db.engine.dispose()
 
 
 @pytest.fixture
@@ -130,19 +41,6 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
     """The stack on a fresh database of the shared PostgreSQL server."""
     with fresh_postgres_database() as database, running_stack(tmp_path, database) as running:
         yield running
-
-
-def logs(stack: Stack) -> str:
-    """The tail of every child's log (for failure messages)."""
-    return "\n".join(f"--- {c.log.name}\n{c.output()[-2500:]}" for c in stack.started)
-
-
-def wait_for(predicate: Any, timeout: float, what: str) -> None:
-    """Poll `predicate` until true."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"{what} did not happen within {timeout} s"
-        time.sleep(0.2)
 
 
 def test_a_worker_host_killed_mid_grade_loses_nothing(stack: Stack) -> None:

@@ -2,7 +2,9 @@
 
 It serves its JWKS, answers OIDC authorization requests with an auto-submitting form carrying a signed
 id_token (as a browser would receive it), issues access tokens for client-credentials grants whose JWT client
-assertion verifies against the tool's JWKS, and records the AGS scores posted to its line item.
+assertion verifies against the tool's JWKS, and records the AGS scores posted to its line item. Its gradebook
+keeps, per line item and user, the score with the latest timestamp, as AGS requires of a platform: an update
+stamped before the one on record is ignored.
 """
 
 from __future__ import annotations
@@ -11,12 +13,15 @@ import json
 import secrets
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import jwt
+import requests
 from cryptography.hazmat.primitives.asymmetric import rsa
+from flask.testing import FlaskClient
 from jwt.algorithms import RSAAlgorithm
 
 from tests.support.lms_helpers import LoopbackServer, Received
@@ -80,6 +85,8 @@ class Platform(LoopbackServer):
         self.tokens: dict[str, list[str]] = {}
         self.assertion_ids: set[str] = set()
         self.scores: list[Score] = []
+        self.gradebook: dict[tuple[str, str], dict[str, Any]] = {}  # (line item path, userId) -> score
+        self.ignored: list[dict[str, Any]] = []  # posted, but stamped before the score on record
         self.refused: list[str] = []
 
     # --- addresses ---------------------------------------------------------------------------------------
@@ -196,8 +203,16 @@ class Platform(LoopbackServer):
         if self.settings.fail_scores > 0:
             self.settings.fail_scores -= 1
             return self._refuse(503, "platform busy")
-        self.scores.append(Score(request.path, request.headers.get("content-type", ""), token,
-                                 json.loads(request.body)))
+        body = json.loads(request.body)
+        self.scores.append(Score(request.path, request.headers.get("content-type", ""), token, body))
+        # AGS: "the platform MUST NOT update a result if the last timestamp on record is later than the incoming
+        # score update" (it may keep it for an audit trail, as `ignored` does).
+        key = (request.path, body["userId"])
+        kept = self.gradebook.get(key)
+        if kept is not None and datetime.fromisoformat(kept["timestamp"]) > datetime.fromisoformat(body["timestamp"]):
+            self.ignored.append(body)
+        else:
+            self.gradebook[key] = body
         return 200, {}, b""
 
 
@@ -220,3 +235,16 @@ class FormReader(HTMLParser):
             self.action = values.get("action") or ""
         if tag == "input" and values.get("name"):
             self.fields[str(values["name"])] = values.get("value") or ""
+
+
+def oidc_launch(client: FlaskClient, platform: Platform, login_hint: str) -> tuple[object, dict[str, str]]:
+    """Play the browser: initiate login at the tool, follow it to the platform, post the form back."""
+    start = client.post("/lti/login", data=platform.login_initiation(login_hint))
+    assert start.status_code == 302, start.data
+    with requests.Session() as browser:
+        page = browser.get(start.headers["Location"], timeout=5)
+    assert page.status_code == 200, page.text
+    form = FormReader()
+    form.feed(page.text)
+    assert form.action == platform.settings.launch_url
+    return client.post("/lti/launch", data=form.fields), form.fields

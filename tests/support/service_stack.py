@@ -1,0 +1,115 @@
+"""The service as a deployment runs it, for tests that break or skew its parts: the web app in the test's
+process on a PostgreSQL database of the test's own and a Redis server of the test's own, and `grader worker` and
+`grader beat` processes started through it (each stopped when the stack is)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from flask_migrate import upgrade
+
+from grader.extensions import db
+from tests.conftest import REFERENCE_SOLUTION, World, make_world, service_config, service_env, upload
+from tests.support.recovery_support import (
+    FAST_RECOVERY,
+    Child,
+    RedisServer,
+    Watcher,
+    children,
+    redis_server,
+    spawn,
+    wait_ready,
+)
+
+FAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")  # Debian's faketime package
+
+
+@dataclass
+class Stack:
+    """The web app (in this process) on PostgreSQL and the test's Redis, and how to start the other parts."""
+
+    app: Flask
+    world: World
+    redis: RedisServer
+    env: dict[str, str]
+    tmp: Path
+    started: list[Child]
+
+    def worker(self, name: str = "worker", **env: str) -> Child:
+        """Start a `grader worker` (2 slots), with `env` added to its environment, and wait until Celery is ready."""
+        child = spawn(["worker", "--queues", "cpu,gpu", "--concurrency", "2"], self.env | env,
+                      self.tmp / f"{name}.log")
+        self.started.append(child)
+        return wait_ready(child)
+
+    def beat(self) -> Child:
+        """Start `grader beat` (the recovery sweeps)."""
+        child = spawn(["beat", "--loglevel", "INFO"], self.env, self.tmp / "beat.log")
+        self.started.append(child)
+        return wait_ready(child, marker="beat: Starting", timeout=60)
+
+    def upload(self, count: int, watcher: Watcher, content: bytes | None = None) -> list[int]:
+        """`count` uploads by the student of `content` (the reference solution unless given); their ids (each
+        answered 202)."""
+        ids = []
+        client = self.app.test_client()
+        for _ in range(count):
+            response = upload(client, "autograd", REFERENCE_SOLUTION.read_bytes() if content is None else content,
+                              headers=self.world.student.headers)
+            assert response.status_code == 202, response.json
+            ids.append(response.json["id"])
+            watcher.add(response.json["id"])
+        return ids
+
+    def statuses(self, ids: list[int]) -> list[str]:
+        """Each submission's status in the database now."""
+        from grader.models import Submission
+
+        with self.app.app_context():
+            found = [db.session.get(Submission, i).status for i in ids]  # type: ignore[union-attr]
+            db.session.remove()
+        return found
+
+
+@contextmanager
+def running_stack(tmp_path: Path, database: str, **config: Any) -> Iterator[Stack]:
+    """The stack on the empty PostgreSQL database `database` and a fresh Redis server, with `config` on top of the
+    test configuration; children started through it are stopped afterwards."""
+    from grader import create_app
+
+    with redis_server(tmp_path / "redis") as redis, children() as started:
+        settings = service_config(tmp_path / "home", SQLALCHEMY_DATABASE_URI=database, BROKER_URL=redis.url,
+                                RATELIMIT_STORAGE_URI=redis.url, GRADER_RETRY_BACKOFF=1) | config
+        app = create_app(settings)
+        with app.app_context():
+            upgrade()
+            world = make_world()
+        env = service_env(app.config) | FAST_RECOVERY
+        try:
+            with app.app_context():
+                yield Stack(app, world, redis, env, tmp_path, started)
+        finally:
+            for child in started:
+                child.stop()
+            with app.app_context():
+                db.session.remove()
+                db.engine.dispose()
+
+
+def logs(stack: Stack) -> str:
+    """The tail of every child's log (for failure messages)."""
+    return "\n".join(f"--- {c.log.name}\n{c.output()[-2500:]}" for c in stack.started)
+
+
+def wait_for(predicate: Any, timeout: float, what: str) -> None:
+    """Poll `predicate` until true."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"{what} did not happen within {timeout} s"
+        time.sleep(0.2)
