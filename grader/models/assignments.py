@@ -71,10 +71,6 @@ class Assignment(db.Model):
         merged = {**(self.policy or {}), **(self.policy_override or {})}
         return {key: value for key, value in merged.items() if value is not None}
 
-    def is_past_due(self, now: datetime | None = None) -> bool:
-        """Whether the due date has passed (tests marked after_due_date become visible then)."""
-        return self.due_at is not None and (now or utcnow()) >= self.due_at
-
     def summary(self) -> dict[str, Any]:
         """Public facts about the assignment (what an upload must look like, what is scored)."""
         return {

@@ -42,7 +42,9 @@ def utcnow() -> datetime:
 
 def database_now(bind: Session | scoped_session[Session] | Connection) -> datetime:
     """The database server's clock, timezone-aware UTC: the one clock that liveness (a grading's heartbeat, when
-    a retry is due, when a run was handed to the broker) is written and judged by, whichever host writes or judges.
+    a retry is due, when a run was handed to the broker), deadlines (an upload's lateness, when after-due-date
+    results show) and what an LMS orders grades by (a run's `finished_at`, an AGS score's timestamp) are written and
+    judged by, whichever host writes or judges.
 
     Hosts' clocks drift apart. A heartbeat written by a worker whose clock runs behind looked stale to a sweep on
     another host, which queued the grading again while it ran, and again at each sweep, until the run's attempts

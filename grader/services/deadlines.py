@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from grader.database import db
 from grader.errors import CoolingDown, UploadRefused
-from grader.models import Assignment, Enrollment, Submission, User, utcnow
+from grader.models import Assignment, Enrollment, Submission, User, database_now
 from grader.models.policy import Extension
 from worker.engine.policy import Decision, History, Policy, decide, from_spec
 
@@ -42,7 +42,7 @@ def student_policy(assignment: Assignment, user_id: int) -> Policy:
 
 def results_visible(assignment: Assignment, user_id: int, now: datetime | None = None) -> bool:
     """Whether after-due-date tests are shown to this student (their own due date has passed)."""
-    return student_policy(assignment, user_id).results_visible(now or utcnow())
+    return student_policy(assignment, user_id).results_visible(now or database_now(db.session))
 
 
 def grace_days_spent(course_id: int, user_id: int, exclude_assignment: int | None = None) -> int:
@@ -90,7 +90,8 @@ def lock_student(assignment: Assignment, user: User) -> None:
 
 def decide_upload(assignment: Assignment, user: User, now: datetime | None = None) -> Decision:
     """The policy's decision on an upload by `user` now; raises UploadRefused/CoolingDown when refused."""
-    decision = decide(student_policy(assignment, user.id), now or utcnow(), history(assignment, user.id))
+    now = now or database_now(db.session)
+    decision = decide(student_policy(assignment, user.id), now, history(assignment, user.id))
     if not decision.allowed:
         error = CoolingDown if decision.reason == "cooling_down" else UploadRefused
         raise error(decision.message, code=decision.reason, retry_at=decision.retry_at)
@@ -100,7 +101,7 @@ def decide_upload(assignment: Assignment, user: User, now: datetime | None = Non
 def standing(assignment: Assignment, user_id: int, now: datetime | None = None) -> dict[str, Any]:
     """Where the student stands, for their pages and the API: their dates, what is left, and what an upload
     now would be (accepted or why not, and at what credit)."""
-    now = now or utcnow()
+    now = now or database_now(db.session)
     policy = student_policy(assignment, user_id)
     used = history(assignment, user_id)
     decision = decide(policy, now, used)
@@ -142,6 +143,6 @@ def withheld_until(submission: Submission, result: dict[str, Any] | None) -> dat
     if not any(test.get("visibility") == "after_due_date" for test in tests):
         return None
     policy = student_policy(submission.assignment, submission.user_id)
-    if policy.due is None or policy.results_visible(utcnow()):
+    if policy.due is None or policy.results_visible(database_now(db.session)):
         return None
     return policy.due

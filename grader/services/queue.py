@@ -15,7 +15,7 @@ from flask import current_app
 from sqlalchemy import func, select
 
 from grader.database import db
-from grader.models import GradingRun, Submission, utcnow
+from grader.models import GradingRun, Submission, database_now
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def queue_state(assignment_ids: list[int] | None = None, *, ping: bool = True) -
     for status, queue, n in by_status_queue:
         if status == "queued":
             by_queue[queue] = by_queue.get(queue, 0) + int(n)
-    now = utcnow()
+    now = database_now(db.session)  # the clock queued_at and started_at are written by
     oldest = db.session.scalar(
         scoped(select(func.min(GradingRun.queued_at)).select_from(GradingRun)).where(
             GradingRun.status == "queued"

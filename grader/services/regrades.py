@@ -67,8 +67,10 @@ def start(assignment: Assignment, user: User, submission: Submission | None = No
             .group_by(GradingRun.submission_id)
         ).all()
     )
+    now = database_now(db.session)  # the clock its start (`started_at`) is judged by: the queue wait is one clock's
     for target in targets:
-        run = GradingRun(number=int(numbers.get(target.id) or 0) + 1, published=False, queue=assignment.queue)
+        run = GradingRun(number=int(numbers.get(target.id) or 0) + 1, published=False, queue=assignment.queue,
+                         queued_at=now)
         target.runs.append(run)
         regrade.items.append(RegradeItem(submission=target, before_run=target.published_run, after_run=run))
     db.session.commit()

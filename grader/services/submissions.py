@@ -12,7 +12,7 @@ from sqlalchemy.exc import DBAPIError
 from grader.auth.permissions import require_member
 from grader.database import db, loaded_once
 from grader.errors import NotFound, ServiceError, TooLarge, Unavailable, UploadRejected
-from grader.models import Assignment, GradingRun, Submission, User, utcnow
+from grader.models import Assignment, GradingRun, Submission, User, database_now
 from grader.services.assignments import load_manifest
 from grader.services.deadlines import decide_upload, lock_student, student_policy
 from grader.services.storage import store
@@ -70,15 +70,17 @@ def submit(user: User, assignment: Assignment, name: str, data: bytes) -> Submis
     # own, so its answer reads none of them again.)
     with loaded_once():
         try:
-            # The policy is judged by the server's clock now, under a lock on the student's enrollment, and its
-            # decision is stored with the submission: grading later never changes whether it was late.
+            # The policy is judged by the database server's clock now (one clock, whichever web host takes the
+            # upload), under a lock on the student's enrollment, and its decision is stored with the submission:
+            # grading later never changes whether it was late.
             lock_student(assignment, user)
-            decision = decide_upload(assignment, user)
+            now = database_now(db.session)
+            decision = decide_upload(assignment, user, now)
             sha256 = store().put(data)
             submission = Submission(user=user, assignment=assignment, sha256=sha256, original_name=name,
                                     size=len(data), credit=decision.credit, late_seconds=decision.late_seconds,
-                                    grace_days_used=decision.grace_days_used)
-            submission.runs.append(GradingRun(number=1, published=True, queue=assignment.queue))
+                                    grace_days_used=decision.grace_days_used, created_at=now)
+            submission.runs.append(GradingRun(number=1, published=True, queue=assignment.queue, queued_at=now))
             db.session.add(submission)
             db.session.commit()
         except ServiceError:
@@ -159,7 +161,7 @@ def describe(submission: Submission, access: str, url: str) -> dict[str, Any]:
         doc["message"] = run.message
     if run.status == "graded" and run.result is not None:
         policy = student_policy(assignment, submission.user_id)
-        visible = policy.results_visible(utcnow())
+        visible = policy.results_visible(database_now(db.session))
         result = run.result if access == "instructor" else for_student(run.result, visible, policy.due is not None)
         doc.update({key: result[key] for key in RESULT_FIELDS if key in result})
         if result.get("withheld"):

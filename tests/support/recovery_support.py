@@ -128,10 +128,12 @@ class Child:
             self.process.wait(timeout=10)
 
 
-def spawn(args: list[str], env: dict[str, str], log: Path, prefix: list[str] | None = None) -> Child:
-    """Start `python -m grader ARGS` from the repository, in a new session (its own process group)."""
+def spawn(args: list[str], env: dict[str, str], log: Path, prefix: list[str] | None = None,
+          module: str = "grader") -> Child:
+    """Start `python -m MODULE ARGS` (`grader` unless given) from the repository, in a new session (its own process
+    group)."""
     handle = log.open("ab")
-    process = subprocess.Popen([*(prefix or []), sys.executable, "-m", "grader", *args], cwd=REPO, env=env,
+    process = subprocess.Popen([*(prefix or []), sys.executable, "-m", module, *args], cwd=REPO, env=env,
                                stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
     handle.close()
     return Child(process, log)

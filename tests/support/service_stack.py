@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import requests
 from flask import Flask
 from flask_migrate import upgrade
 
@@ -22,6 +23,7 @@ from tests.support.recovery_support import (
     RedisServer,
     Watcher,
     children,
+    free_port,
     redis_server,
     spawn,
     wait_ready,
@@ -47,6 +49,18 @@ class Stack:
                       self.tmp / f"{name}.log")
         self.started.append(child)
         return wait_ready(child)
+
+    def web(self, name: str = "web", **env: str) -> str:
+        """Start a web process as production runs it (gunicorn, one worker), with `env` added to its environment;
+        its base URL once it serves."""
+        port = free_port()
+        child = spawn(["--bind", f"127.0.0.1:{port}", "--workers", "1", "grader:create_app()"], self.env | env,
+                      self.tmp / f"{name}.log", module="gunicorn")
+        self.started.append(child)
+        wait_ready(child, marker="Booting worker", timeout=60)
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: _answers(url + "/healthz"), 60, f"{name} answering")
+        return url
 
     def beat(self) -> Child:
         """Start `grader beat` (the recovery sweeps)."""
@@ -113,3 +127,12 @@ def wait_for(predicate: Any, timeout: float, what: str) -> None:
     while not predicate():
         assert time.monotonic() < deadline, f"{what} did not happen within {timeout} s"
         time.sleep(0.2)
+
+
+def _answers(url: str) -> bool:
+    """Whether an HTTP server answers at `url` (any status)."""
+    try:
+        requests.get(url, timeout=5)
+    except requests.ConnectionError:
+        return False
+    return True
