@@ -45,6 +45,8 @@ def load_config(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "GRADER_VISIBILITY_TIMEOUT": _int(env, "GRADER_VISIBILITY_TIMEOUT", 3600),
         "GRADER_MAX_RETRIES": _int(env, "GRADER_MAX_RETRIES", 5),
         "GRADER_RETRY_BACKOFF": _int(env, "GRADER_RETRY_BACKOFF", 15),
+        # A worker asks its runner this often whether it can grade, and takes no gradings while it cannot.
+        "GRADER_RUNNER_CHECK_INTERVAL": _int(env, "GRADER_RUNNER_CHECK_INTERVAL", 5),
         # Liveness: a grading worker refreshes its run's heartbeat this often; a run not refreshed for the
         # timeout is taken as lost (its worker died) and queued again by the sweep, which runs every interval.
         "GRADER_HEARTBEAT_INTERVAL": _int(env, "GRADER_HEARTBEAT_INTERVAL", 5),
@@ -104,6 +106,8 @@ def finalize(config: dict[str, Any]) -> None:
     interval, timeout = int(config["GRADER_HEARTBEAT_INTERVAL"]), int(config["GRADER_HEARTBEAT_TIMEOUT"])
     if not 0 < interval < timeout:
         raise ConfigError(f"need 0 < GRADER_HEARTBEAT_INTERVAL < GRADER_HEARTBEAT_TIMEOUT, got {interval} < {timeout}")
+    if int(config["GRADER_RUNNER_CHECK_INTERVAL"]) <= 0:
+        raise ConfigError("GRADER_RUNNER_CHECK_INTERVAL must be positive")
     if config["GRADER_RUNNER"] not in ("auto", "docker", "local"):
         raise ConfigError(f"GRADER_RUNNER must be auto, docker or local, not {config['GRADER_RUNNER']!r}")
     idle = int(config["GRADER_SESSION_IDLE_SECONDS"])

@@ -24,6 +24,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from flask import current_app
 from sqlalchemy import update
 
+import worker.availability  # (a worker that cannot grade stops taking gradings: its hooks connect now)
 import worker.process  # noqa: F401  (the worker's signal hooks connect when the tasks load)
 from grader import celery_app as names
 from grader.celery_app import AppContextTask

@@ -109,7 +109,9 @@ def prepare_runner() -> str:
 def worker_command(queues: str, concurrency: int | None, loglevel: str) -> None:
     """Run a grading worker (start more of these, on more hosts, to scale out)."""
     names = parse_queues(queues)
-    prepare_runner()
+    # `auto` is decided once, here: a worker that started on Docker must never grade on the host's own Python
+    # (another isolation, another torch) because its engine stopped answering; it waits for the engine instead.
+    current_app.config["GRADER_RUNNER"] = prepare_runner()
     celery = current_app.extensions["celery"]
     celery.worker_main([
         "worker",

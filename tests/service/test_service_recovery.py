@@ -16,11 +16,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from flask import Flask
 from sqlalchemy import func, select
 
 from grader.extensions import db
 from tests.conftest import REFERENCE_SOLUTION, fresh_postgres_database, upload
-from tests.support.docker_engine import restart_docker_engine
+from tests.support.docker_engine import restart_docker_engine, start_docker_engine, stop_docker_engine
 from tests.support.lms_helpers import Receiver, verified
 from tests.support.postgres_server import postgres_server
 from tests.support.recovery_support import (
@@ -238,3 +239,54 @@ def test_a_docker_restart_mid_burst_loses_nothing(tmp_path: Path, docker_ready: 
               f"{max(watcher.finished_at.values()) - stopped:.1f} s after it stopped, {retried} on a later attempt")
         watcher.assert_truthful()
         assert_graded_exactly_once(stack.app, ids)
+
+
+def test_a_worker_whose_docker_engine_stays_down_leaves_its_gradings_to_one_that_can_grade(
+        tmp_path: Path, docker_ready: bool) -> None:
+    """When one worker's Docker engine stops mid-burst and stays down longer than a grading's retries last, while
+    another worker (local runner) is up, is every upload graded in full, none ending in error and none graded on
+    the host's own Python by the worker that started on Docker, and does that worker take gradings again once its
+    engine is back?"""
+    if not (os.environ.get("CI") or os.environ.get("GRADER_TEST_RESTART_DOCKER")):
+        pytest.skip("stops this machine's Docker engine: runs under CI, or with GRADER_TEST_RESTART_DOCKER=1")
+    assert docker_ready
+    # `auto`, as `grader serve` runs: Docker answers when the worker starts, so it is a docker worker.
+    with fresh_postgres_database() as database, running_stack(tmp_path, database, GRADER_RUNNER="auto") as stack:
+        watcher = Watcher(stack.app, stack.world.student.headers)
+        on_docker = stack.worker("worker-docker", GRADER_RUNNER_CHECK_INTERVAL="1")
+        local = stack.worker("worker-local", GRADER_RUNNER="local")
+        stack.beat()
+        ids = stack.upload(6, watcher)
+        wait_for(lambda: "running" in stack.statuses(ids), 120, "grading")
+        argv = stop_docker_engine()
+        try:
+            ids += stack.upload(6, watcher)
+            time.sleep(40)  # longer than a grading's retries last here (backoff 1 s doubling, 5 retries: ~31 s)
+        finally:
+            start_docker_engine(argv, tmp_path / "dockerd.log")
+        watcher.wait_all_graded(BOUND)
+        watcher.assert_truthful()
+        assert_graded_exactly_once(stack.app, ids)
+        marker = f"-{on_docker.process.pid}@"
+        runners = {run_id: (worker, runner) for run_id, worker, runner in runner_rows(stack.app, ids)}
+        assert all(runner == "docker" for worker, runner in runners.values() if marker in worker), runners
+        assert "stopped taking gradings" in on_docker.output(), logs(stack)
+
+        local.stop()  # only the docker worker is left: it must take gradings again
+        more = stack.upload(2, watcher)
+        watcher.wait_all_graded(BOUND)
+        assert_graded_exactly_once(stack.app, more)
+        assert [(marker in worker, runner) for _, worker, runner in runner_rows(stack.app, more)] == \
+            [(True, "docker")] * 2, logs(stack)
+        assert "takes gradings again" in on_docker.output(), logs(stack)
+
+
+def runner_rows(app: Flask, submission_ids: list[int]) -> list[tuple[int, str, str]]:
+    """(run id, worker, runner) of each submission's run."""
+    from grader.models import Submission
+
+    with app.app_context():
+        rows = [(s.runs[0].id, s.runs[0].worker or "", s.runs[0].runner or "")
+                for s in (db.session.get(Submission, i) for i in submission_ids) if s is not None]
+        db.session.remove()
+    return rows

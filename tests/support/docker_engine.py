@@ -27,21 +27,47 @@ def _dockerd() -> tuple[int, list[bytes]]:
     return pid, Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:-1]
 
 
-def restart_docker_engine(down: float, log: Path, timeout: float = 90.0) -> float:
-    """Stop dockerd, wait `down` seconds, start it again as it was; the seconds the engine did not answer."""
+def stop_docker_engine(timeout: float = 90.0) -> list[bytes]:
+    """Stop dockerd (SIGTERM: it stops every container) and wait until it is gone; its command line, for
+    `start_docker_engine`."""
     pid, argv = _dockerd()
     os.kill(pid, signal.SIGTERM)
     stopped = time.monotonic()
-    while Path(f"/proc/{pid}").exists():
+    while _alive(pid):
         if time.monotonic() - stopped > timeout:
             os.kill(pid, signal.SIGKILL)
         time.sleep(0.1)
-    time.sleep(down)
+    return argv
+
+
+def _alive(pid: int) -> bool:
+    """Whether process `pid` still runs. An engine an earlier test started is our child: reaped here, or it would
+    stay a zombie whose /proc entry never goes."""
+    for started in _STARTED:
+        if started.pid == pid:
+            return started.poll() is None
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+
+
+def start_docker_engine(argv: list[bytes], log: Path, timeout: float = 90.0) -> None:
+    """Start dockerd with command line `argv` and wait until it answers."""
+    started = time.monotonic()
     with log.open("ab") as output:
         _STARTED.append(subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
                                          start_new_session=True))
     while not docker_available():
-        if time.monotonic() - stopped > timeout + down:
+        if time.monotonic() - started > timeout:
             raise RuntimeError(f"dockerd did not come back; its log: {log.read_text(errors='replace')[-2000:]}")
         time.sleep(0.2)
+
+
+def restart_docker_engine(down: float, log: Path, timeout: float = 90.0) -> float:
+    """Stop dockerd, wait `down` seconds, start it again as it was; the seconds the engine did not answer."""
+    stopped = time.monotonic()
+    argv = stop_docker_engine(timeout)
+    time.sleep(down)
+    start_docker_engine(argv, log, timeout)
     return time.monotonic() - stopped

@@ -107,7 +107,8 @@ def image_name() -> str:
     return f"{REPOSITORY}:{inputs_hash()[:12]}"
 
 
-def _has_image(client: docker.DockerClient, name: str) -> bool:
+def has_image(client: docker.DockerClient, name: str) -> bool:
+    """Whether the engine holds image `name`."""
     try:
         client.images.get(name)
     except docker.errors.ImageNotFound:
@@ -121,7 +122,7 @@ def build_base_image(force: bool = False, client: docker.DockerClient | None = N
     own = client is None
     client = client or open_client()
     try:
-        if not force and _has_image(client, DEFAULT_BASE):
+        if not force and has_image(client, DEFAULT_BASE):
             log(f"{DEFAULT_BASE} is present")
             return DEFAULT_BASE
         if shutil.which("debootstrap") is None:
@@ -172,7 +173,7 @@ def import_rootfs(client: docker.DockerClient, rootfs: Path, name: str,
         client.api.import_image_from_file(
             tarball.name, repository=repository, tag=tag or "latest",
             changes=[f"ENV PATH={_PATH}", "ENV LANG=C.UTF-8", 'CMD ["/bin/bash"]'])
-    if not _has_image(client, name):
+    if not has_image(client, name):
         raise InfrastructureError(f"docker import did not produce {name}")
 
 
@@ -232,7 +233,7 @@ def build_runner_image(force: bool = False, client: docker.DockerClient | None =
     client = client or open_client(timeout=1800)
     name = f"{REPOSITORY}:{inputs_hash()[:12]}"
     try:
-        if not force and _has_image(client, name):
+        if not force and has_image(client, name):
             log(f"{name} is present")
             return name
         base = base_image()

@@ -30,3 +30,27 @@ def default_runner_name(announce: bool = True) -> str:
     if announce:
         print("grader: no Docker engine answered; using the local runner", file=sys.stderr)
     return "local"
+
+
+def unready_reason(name: str) -> str | None:
+    """Why the runner called `name` cannot grade on this host now (its Docker engine does not answer, or the runner
+    image is gone), or None when it can. The local runner needs nothing outside this process."""
+    if name != "docker":
+        return None
+    from worker.engine import image
+    from worker.engine.errors import InfrastructureError
+
+    try:
+        client = image.open_client(timeout=5.0)
+    except InfrastructureError as exc:
+        return str(exc)
+    try:
+        client.ping()
+        wanted = image.image_name()
+        if not image.has_image(client, wanted):
+            return f"the runner image {wanted} is missing"
+    except Exception as exc:  # any failure to answer is "not now"; the next check asks again
+        return f"the Docker engine did not answer ({type(exc).__name__}: {exc})"
+    finally:
+        client.close()
+    return None

@@ -1,0 +1,78 @@
+"""A worker that cannot grade stops taking gradings: while its runner is unready (the host's Docker engine does not
+answer, or the runner image is gone) it stops consuming its queues, and it starts again once the runner is back.
+
+Without this, a worker host whose Docker engine died kept taking tasks and failed each at once. Idle while the
+healthy workers were busy, it took nearly every message of a deadline rush, and every retry of each, until the
+runs had spent their retries and ended in error, although other workers could have graded them all. Paused, it
+leaves the queue to those workers; when no worker can grade, the runs wait in the queue, shown as queued.
+
+A thread of the worker's main process asks the runner every `GRADER_RUNNER_CHECK_INTERVAL` seconds; the consumer
+itself cancels and adds the queues, in its own event loop (`Consumer.call_soon` is thread-safe). A grading that
+met the failure before the pause is retried with backoff, as any infrastructure error is, and by then goes to a
+worker that can grade it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from celery.signals import worker_ready, worker_shutdown
+
+log = logging.getLogger(__name__)
+
+_stop = threading.Event()
+
+
+class RunnerWatch:
+    """Pauses and resumes one worker's consumer as its runner's readiness changes."""
+
+    def __init__(self, consumer: Any, runner: str, interval: float) -> None:
+        self.consumer, self.runner, self.interval = consumer, runner, interval
+        self.queues = list(consumer.app.amqp.queues.consume_from)  # what the worker was started to consume
+        self.paused = False
+
+    def check(self) -> None:
+        """Ask the runner once; pause or resume the consumer on a change."""
+        from worker.engine.runners import unready_reason
+
+        reason = unready_reason(self.runner)
+        if reason is not None and not self.paused:
+            log.warning("this worker stopped taking gradings: its %s runner cannot grade (%s)", self.runner, reason)
+            for queue in self.queues:
+                self.consumer.call_soon(self.consumer.cancel_task_queue, queue)
+            self.paused = True
+        elif reason is None and self.paused:
+            log.warning("this worker takes gradings again: its %s runner is back", self.runner)
+            for queue in self.queues:
+                self.consumer.call_soon(self.consumer.add_task_queue, queue)
+            self.paused = False
+
+    def run(self) -> None:
+        """Check until the worker shuts down."""
+        while not _stop.wait(self.interval):
+            try:
+                self.check()
+            except Exception:  # a check that fails says nothing about the runner: ask again next time
+                log.exception("checking the runner failed")
+
+
+@worker_ready.connect
+def _watch_the_runner(sender: Any = None, **_: Any) -> None:
+    """Start the watch once the consumer is ready (`sender` is the consumer)."""
+    celery_app = getattr(sender, "app", None)
+    flask_app = getattr(celery_app, "flask_app", None)
+    if flask_app is None or not hasattr(sender, "call_soon"):
+        return
+    from grader.config import resolve_runner
+
+    runner = resolve_runner(flask_app.config["GRADER_RUNNER"], announce=False)
+    watch = RunnerWatch(sender, runner, float(flask_app.config["GRADER_RUNNER_CHECK_INTERVAL"]))
+    _stop.clear()
+    threading.Thread(target=watch.run, name="runner-watch", daemon=True).start()
+
+
+@worker_shutdown.connect
+def _stop_watching(**_: Any) -> None:
+    _stop.set()
