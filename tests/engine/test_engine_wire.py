@@ -57,6 +57,16 @@ def test_malformed_tensor_is_refused(overrides: dict, reason: str) -> None:
         wire.tensor_from_wire(_spec(**overrides))
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a process that cannot use CUDA")
+def test_a_gpu_tensor_where_no_gpu_is_usable_is_refused_only_where_asked() -> None:
+    """Does a CUDA tensor sent to a process that cannot use CUDA raise DeviceUnavailable when no fallback is given
+    (the sandbox's side: a GPU test must never be graded on the CPU), and land on the CPU only where one is (the
+    judge's side, for what the student's code claims)?"""
+    with pytest.raises(wire.DeviceUnavailable, match="cuda:0"):
+        wire.tensor_from_wire(_spec(device="cuda:0"), device_fallback=None)
+    assert wire.tensor_from_wire(_spec(device="cuda:0")).device.type == "cpu"
+
+
 def test_frames_round_trip_in_pieces() -> None:
     """Does the frame reader reassemble frames that arrive a byte at a time, several per chunk?"""
     data = wire.encode_frame({"a": 1}) + wire.encode_frame({"b": [1, 2]})

@@ -17,7 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
+from worker.engine.errors import InfrastructureError
+from worker.engine.judge.outcomes import call_error
 from worker.sandbox import wire
 
 SERVER = Path(__file__).resolve().parents[2] / "worker" / "sandbox" / "student_server.py"
@@ -113,6 +116,21 @@ def test_a_value_that_only_claims_a_type_goes_back_unsupported(server: Server, k
     reply = server.send({"op": "call", "id": f"claim-{kind}", "fn": "claiming", "args": [kind], "kwargs": {}})
     assert reply["id"] == f"claim-{kind}"
     assert reply["ok"] and reply["value"] == {"__unsupported__": "Claims"}, reply
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a sandbox that cannot use CUDA")
+def test_a_gpu_argument_the_sandbox_cannot_use_is_answered_as_ours(server: Server) -> None:
+    """When the judge sends a CUDA tensor to a student server that cannot use CUDA (a GPU worker whose sandbox was
+    given no usable GPU), is the call answered with a `device` error, which the judge takes as an infrastructure
+    failure, instead of the tensor being moved to the CPU (graded as a wrong answer in the GPU tests) or blamed
+    on the student's code?"""
+    tensor = wire.tensor_to_wire(torch.ones(2))
+    tensor["__tensor__"]["device"] = "cuda:0"
+    reply = server.send({"op": "call", "id": "gpu", "fn": "bump", "args": [tensor], "kwargs": {}})
+    assert reply["id"] == "gpu" and not reply["ok"], reply
+    assert reply["error"]["kind"] == "device" and "cuda:0" in reply["error"]["message"], reply
+    raised = call_error("bump", reply["error"])
+    assert isinstance(raised, InfrastructureError), raised
 
 
 def test_a_reply_too_big_to_send_still_answers_its_request(server: Server) -> None:

@@ -168,6 +168,8 @@ class Server(TestProcesses):
         try:
             args = [values.decode(a, refs) for a in request.get("args", [])]
             kwargs = {str(k): values.decode(v, refs) for k, v in request.get("kwargs", {}).items()}
+        except wire.DeviceUnavailable as exc:  # ours, not the student's: the grading fails as infrastructure
+            return _error("device", "RuntimeError", f"this sandbox was given no usable GPU: {exc}")
         except (wire.WireError, SyntaxError, NameError, TypeError, ValueError, AttributeError) as exc:
             return _error("protocol", type(exc).__name__, f"the test's arguments could not be rebuilt: {exc}")
         output = CappedOutput(OUTPUT_LIMIT)

@@ -33,11 +33,13 @@ def decode(value: Any, refs: dict[int, Any]) -> Any:
         return value
     if wire.is_tensor_spec(value):
         spec = value["__tensor__"]
-        tensor = wire.tensor_from_wire(spec)
+        # Never moved to the CPU: the judge sends a GPU tensor only where it was told this sandbox has the GPU, and a
+        # GPU test graded on the CPU would cost the student its points without a word of why.
+        tensor = wire.tensor_from_wire(spec, device_fallback=None)
         if spec.get("requires_grad") and (tensor.is_floating_point() or tensor.is_complex()):
             tensor.requires_grad_(bool(spec.get("requires_grad")))
         if spec.get("grad") is not None:
-            tensor.grad = wire.tensor_from_wire(spec["grad"]["__tensor__"])
+            tensor.grad = wire.tensor_from_wire(spec["grad"]["__tensor__"], device_fallback=None)
         if spec.get("ref") is not None:
             refs[int(spec["ref"])] = tensor
         return tensor

@@ -25,6 +25,10 @@ class WireError(ValueError):
     """A frame or value that breaks the protocol."""
 
 
+class DeviceUnavailable(WireError):
+    """A well-formed tensor for a device this process cannot use."""
+
+
 def encode_frame(message: dict[str, Any]) -> bytes:
     """One frame: a 4-byte big-endian length, then UTF-8 JSON."""
     body = json.dumps(message, allow_nan=True, separators=(",", ":")).encode()
@@ -88,8 +92,9 @@ def tensor_to_wire(t: Any, ref: int | None = None, with_grad: bool = True) -> di
     }
 
 
-def tensor_from_wire(spec: Any, device_fallback: str = "cpu") -> Any:
-    """Rebuild a detached tensor from its description; raise WireError on anything malformed."""
+def tensor_from_wire(spec: Any, device_fallback: str | None = "cpu") -> Any:
+    """Rebuild a detached tensor from its description; raise WireError on anything malformed. A tensor for a device
+    this process cannot use goes to `device_fallback`, or raises DeviceUnavailable when that is None."""
     import torch
 
     if not isinstance(spec, dict):
@@ -122,7 +127,9 @@ def tensor_from_wire(spec: Any, device_fallback: str = "cpu") -> Any:
     if device != "cpu":
         try:
             tensor = tensor.to(device)
-        except (RuntimeError, AssertionError):
+        except (RuntimeError, AssertionError) as exc:
+            if device_fallback is None:
+                raise DeviceUnavailable(f"cannot use {device}: {exc}") from exc
             tensor = tensor.to(device_fallback)
     return tensor
 

@@ -7,6 +7,8 @@ import signal
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from worker.engine.errors import InfrastructureError
+
 if TYPE_CHECKING:
     from worker.engine.manifest import Limits
 
@@ -73,6 +75,8 @@ def call_error(fn: str, error: dict[str, Any]) -> BaseException:
         return StudentError(message, kind, error)
     if kind == "protocol":
         return StudentError(message, kind, error)
+    if kind == "device":  # the sandbox cannot use the GPU the test's tensors are on: ours, retried elsewhere
+        return InfrastructureError(f"{fn}(): {message}")
     where = f" at line {error['line']}" if isinstance(error.get("line"), int) else ""
     text = f"{fn}() raised {error.get('type', 'an exception')}{where}: {message}"
     if error.get("traceback"):
