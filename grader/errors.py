@@ -77,14 +77,17 @@ class Unavailable(ServiceError):
 class UploadRefused(ServiceError):
     """The course policy refuses an upload now (too early, closed, limit reached); nothing is stored.
 
-    `retry_at` is when the same upload would be accepted, where the policy knows (a cooldown's end, the release).
+    `retry_at` is when the same upload would be accepted, where the policy knows (a cooldown's end, the release),
+    and `judged_at` the moment the policy judged it, by the same clock (the database's): the wait between them is
+    what a client is told, whatever the clock of the web host that answers.
     """
 
     code = "upload_refused"
 
-    def __init__(self, detail: Any = None, *, code: str | None = None, retry_at: datetime | None = None) -> None:
+    def __init__(self, detail: Any = None, *, code: str | None = None, retry_at: datetime | None = None,
+                 judged_at: datetime | None = None) -> None:
         super().__init__(detail, code=code)
-        self.retry_at = retry_at
+        self.retry_at, self.judged_at = retry_at, judged_at
 
 
 class CoolingDown(UploadRefused):

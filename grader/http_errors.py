@@ -93,7 +93,8 @@ def register(app: Flask) -> None:
         if retry_at is not None and status in (429, 503):
             # A client (or a student's script) learns when to come back without parsing the detail (RFC 9110
             # §10.2.3): whole seconds, rounded up so that a retry on the dot is never still too early.
-            response.headers["Retry-After"] = str(max(1, math.ceil((retry_at - utcnow()).total_seconds())))
+            since = getattr(exc, "judged_at", None) or utcnow()
+            response.headers["Retry-After"] = str(max(1, math.ceil((retry_at - since).total_seconds())))
         return response
 
     @app.errorhandler(CSRFError)

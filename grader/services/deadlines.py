@@ -94,7 +94,7 @@ def decide_upload(assignment: Assignment, user: User, now: datetime | None = Non
     decision = decide(student_policy(assignment, user.id), now, history(assignment, user.id))
     if not decision.allowed:
         error = CoolingDown if decision.reason == "cooling_down" else UploadRefused
-        raise error(decision.message, code=decision.reason, retry_at=decision.retry_at)
+        raise error(decision.message, code=decision.reason, retry_at=decision.retry_at, judged_at=now)
     return decision
 
 

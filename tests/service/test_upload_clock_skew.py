@@ -29,7 +29,8 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
 
 def test_a_web_host_whose_clock_is_off_judges_lateness_by_the_database_clock(stack: Stack) -> None:
     """An upload a minute before the deadline through a web host whose clock runs two minutes ahead, and one a minute
-    after it through a host two minutes behind: is the first on time at full credit and the second late at half?"""
+    after it through a host two minutes behind: is the first on time at full credit and the second late at half,
+    and is the wait a cooldown asks for the same from the host behind?"""
     if not FAKETIME.exists():
         pytest.fail(f"{FAKETIME} is missing: scripts/test installs it (apt-get install faketime)")
     ahead = stack.web("web-ahead", LD_PRELOAD=str(FAKETIME), FAKETIME="+120s")
@@ -49,3 +50,10 @@ def test_a_web_host_whose_clock_is_off_judges_lateness_by_the_database_clock(sta
     on_time, late = outcomes
     assert (on_time["late"], on_time["credit"]) == (False, 100.0), on_time
     assert late["late"] and late["credit"] == 50.0 and 55 <= late["late_seconds"] <= 90, late
+
+    # A cooldown's end is told as a wait, the same from every host: not two minutes longer from the one behind.
+    set_override(db.session.merge(assignment), {"cooldown_minutes": 5})
+    refused = requests.post(f"{behind}/api/v1/assignments/autograd/submissions", headers=stack.world.student.headers,
+                            files={"file": ("solution.py", REFERENCE_SOLUTION.read_bytes())}, timeout=30)
+    assert refused.status_code == 429 and refused.json()["error"] == "cooling_down", refused.text
+    assert 240 < int(refused.headers["Retry-After"]) <= 300, refused.headers
