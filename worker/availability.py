@@ -30,6 +30,11 @@ class RunnerWatch:
 
     def __init__(self, consumer: Any, runner: str, interval: float) -> None:
         self.consumer, self.runner, self.interval = consumer, runner, interval
+        self.image: str | None = None
+        if runner == "docker":  # the image this worker's runners use (its inputs as they were at start)
+            from worker.engine.image import image_name
+
+            self.image = image_name()
         self.queues = list(consumer.app.amqp.queues.consume_from)  # what the worker was started to consume
         self.paused = False
 
@@ -37,7 +42,7 @@ class RunnerWatch:
         """Ask the runner once; pause or resume the consumer on a change."""
         from worker.engine.runners import unready_reason
 
-        reason = unready_reason(self.runner)
+        reason = unready_reason(self.runner, self.image)
         if reason is not None and not self.paused:
             log.warning("this worker stopped taking gradings: its %s runner cannot grade (%s)", self.runner, reason)
             for queue in self.queues:

@@ -290,3 +290,30 @@ def runner_rows(app: Flask, submission_ids: list[int]) -> list[tuple[int, str, s
                 for s in (db.session.get(Submission, i) for i in submission_ids) if s is not None]
         db.session.remove()
     return rows
+
+
+def test_with_the_only_worker_s_docker_engine_down_longer_than_the_retries_last_uploads_wait_and_are_graded(
+        tmp_path: Path, docker_ready: bool) -> None:
+    """When the Docker engine of the deployment's only worker stops and stays down longer than a grading's retries
+    last (a one-host deployment at a deadline), do the uploads wait, shown as queued, and is every one graded in
+    full once the engine is back, none ending in error?"""
+    if not (os.environ.get("CI") or os.environ.get("GRADER_TEST_RESTART_DOCKER")):
+        pytest.skip("stops this machine's Docker engine: runs under CI, or with GRADER_TEST_RESTART_DOCKER=1")
+    assert docker_ready
+    with fresh_postgres_database() as database, running_stack(tmp_path, database, GRADER_RUNNER="docker") as stack:
+        watcher = Watcher(stack.app, stack.world.student.headers)
+        stack.worker("worker", GRADER_RUNNER_CHECK_INTERVAL="1")
+        stack.beat()
+        ids = stack.upload(2, watcher)
+        watcher.wait_all_graded(BOUND)  # warm: its sandbox zygote container runs
+        argv = stop_docker_engine()
+        try:
+            ids += stack.upload(4, watcher)
+            time.sleep(45)  # longer than a grading's retries last here (backoff 1 s doubling, 5 retries: ~31 s)
+            waiting = stack.statuses(ids[2:])
+        finally:
+            start_docker_engine(argv, tmp_path / "dockerd.log")
+        assert set(waiting) <= {"queued", "running"}, (waiting, logs(stack))
+        watcher.wait_all_graded(BOUND)
+        watcher.assert_truthful()
+        assert_graded_exactly_once(stack.app, ids)

@@ -32,9 +32,10 @@ def default_runner_name(announce: bool = True) -> str:
     return "local"
 
 
-def unready_reason(name: str) -> str | None:
+def unready_reason(name: str, image_name: str | None = None) -> str | None:
     """Why the runner called `name` cannot grade on this host now (its Docker engine does not answer, or the runner
-    image is gone), or None when it can. The local runner needs nothing outside this process."""
+    image `image_name`, the current inputs' unless given, is gone), or None when it can. The local runner needs
+    nothing outside this process."""
     if name != "docker":
         return None
     from worker.engine import image
@@ -46,7 +47,7 @@ def unready_reason(name: str) -> str | None:
         return str(exc)
     try:
         client.ping()
-        wanted = image.image_name()
+        wanted = image_name or image.image_name()
         if not image.has_image(client, wanted):
             return f"the runner image {wanted} is missing"
     except Exception as exc:  # any failure to answer is "not now"; the next check asks again
