@@ -10,10 +10,10 @@ from grader.api import bp
 from grader.api import schemas as s
 from grader.api.openapi import operation
 from grader.auth.permissions import caller, course_role, require_member, submission_access
-from grader.database import loaded_once
+from grader.database import db, loaded_once
 from grader.errors import UnsupportedMedia
 from grader.extensions import limiter
-from grader.models import Submission
+from grader.models import Submission, database_now
 from grader.services.assignments import find_assignment
 from grader.services.queries import assignment_submissions
 from grader.services.submissions import describe, find_submission, single_file, submit
@@ -77,4 +77,5 @@ def list_submissions(assignment_id: str) -> dict[str, Any]:
         found = assignment_submissions(assignment.id, user_id=user.id)
     else:
         found = assignment_submissions(assignment.id, email=request.args.get("email"))
-    return {"submissions": [describe(s, access, submission_url(s)) for s in found]}
+    now = database_now(db.session)  # one clock reading for the whole list
+    return {"submissions": [describe(s, access, submission_url(s), now) for s in found]}

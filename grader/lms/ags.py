@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import requests
@@ -81,15 +81,15 @@ def enqueue(score_id: int, expected_attempts: int, countdown: float = 0.0) -> No
         log.exception("could not queue LTI score %s", score_id)
 
 
-def score_document(score: LtiScore, sub: str) -> dict[str, Any]:
-    """The AGS score for the student's counted run: scoreGiven, scoreMaximum, progress, timestamp, userId.
+def score_document(score: LtiScore, sub: str, stamp: datetime) -> dict[str, Any]:
+    """The AGS score for the student's counted run, stamped `stamp`: scoreGiven, scoreMaximum, progress, timestamp,
+    userId.
 
-    The platform keeps the score with the latest timestamp and ignores an older one, so the timestamp is the
-    database's clock, never the publishing host's: a regrade published by a worker whose clock ran behind was
-    stamped before the grade it replaced and silently dropped. It is read before the counted run, so a publication
-    that missed a newer grade is stamped before that grade's commit, and so before that grade's own publication.
+    The platform keeps the score with the latest timestamp and ignores an older one, so `stamp` is the database's
+    clock, never the publishing host's: a regrade published by a worker whose clock ran behind was stamped before
+    the grade it replaced and silently dropped. It is read before the counted run, so a publication that missed a
+    newer grade is stamped before that grade's commit, and so before that grade's own publication.
     """
-    stamp = database_now(db.session)
     item = score.line_item
     assignment = item.assignment
     chosen = counted_runs(assignment, assignment.score_policy).get(score.user_id)
@@ -147,11 +147,12 @@ def attempt(score_id: int, expected_attempts: int) -> float | None:
     try:
         if identity is None:
             raise LtiException("the student's platform identity is gone")
-        document = score_document(score, identity.sub)
+        stamp = database_now(db.session)  # before the counted run is read (score_document says why)
+        ahead = (stamp - utcnow()).total_seconds()
+        document = score_document(score, identity.sub, stamp)
         grade = Grade().set_extra_claims(document)  # the document already holds every field
         platform = to_registration(registration)
         line_item = {"scope": list(item.scopes), "lineitem": item.url, "lineitems": item.lineitems_url or ""}
-        ahead = (database_now(db.session) - utcnow()).total_seconds()
         with http_session() as http:  # its calls (a token request, then the score) end our transaction first
             AssignmentsGradesService(DatabaseClockConnector(platform, http, ahead), line_item).put_grade(grade)
     except (LtiException, requests.RequestException, ValueError, SecretUnreadable) as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any
 
 from flask import current_app
@@ -122,8 +123,9 @@ def queue_position(run: GradingRun) -> int:
     return int(ahead or 0) + 1
 
 
-def describe(submission: Submission, access: str, url: str) -> dict[str, Any]:
-    """The API document of a submission, as `access` ("owner" or "instructor") may see it.
+def describe(submission: Submission, access: str, url: str, now: datetime | None = None) -> dict[str, Any]:
+    """The API document of a submission, as `access` ("owner" or "instructor") may see it, at `now` (the
+    database's clock unless given: a list reads it once for all its documents).
 
     `url` is where the document lives (the caller knows its routes; a service builds no URLs).
     """
@@ -161,7 +163,7 @@ def describe(submission: Submission, access: str, url: str) -> dict[str, Any]:
         doc["message"] = run.message
     if run.status == "graded" and run.result is not None:
         policy = student_policy(assignment, submission.user_id)
-        visible = policy.results_visible(database_now(db.session))
+        visible = policy.results_visible(now or database_now(db.session))
         result = run.result if access == "instructor" else for_student(run.result, visible, policy.due is not None)
         doc.update({key: result[key] for key in RESULT_FIELDS if key in result})
         if result.get("withheld"):
