@@ -51,6 +51,8 @@ def test_production_settings_come_from_the_environment(tmp_path: Path) -> None:
         ({"GRADER_MAX_UPLOAD_BYTES": "0"}, "must be positive"),
         ({"GRADER_MAX_UPLOAD_BYTES": "1MB"}, "whole number"),
         ({"GRADER_RUNNER": "podman"}, "GRADER_RUNNER"),
+        ({"GRADER_RUNNER_CHECK_INTERVAL": "0"}, "GRADER_RUNNER_CHECK_INTERVAL must be positive"),
+        ({"GRADER_RUNNER_CHECK_INTERVAL": "often"}, "whole number"),
     ],
 )
 def test_inconsistent_settings_are_refused(tmp_path: Path, env: dict[str, str], message: str) -> None:
