@@ -10,6 +10,9 @@ A thread of the worker's main process asks the runner every `GRADER_RUNNER_CHECK
 itself cancels and adds the queues, in its own event loop (`Consumer.call_soon` is thread-safe). A grading that
 met the failure before the pause is retried with backoff, as any infrastructure error is, and by then goes to a
 worker that can grade it.
+
+Whether a worker takes gradings, and why not, is asked by the instructor's queue panel: the inspect command
+`grader_worker_state` answers with the queues the worker consumes now and the reason it paused, if it did.
 """
 
 from __future__ import annotations
@@ -19,10 +22,12 @@ import threading
 from typing import Any
 
 from celery.signals import worker_ready, worker_shutdown
+from celery.worker.control import inspect_command
 
 log = logging.getLogger(__name__)
 
 _stop = threading.Event()
+_watch: RunnerWatch | None = None  # this worker's, once its consumer is ready
 
 
 class RunnerWatch:
@@ -37,12 +42,14 @@ class RunnerWatch:
             self.image = image_name()
         self.queues = list(consumer.app.amqp.queues.consume_from)  # what the worker was started to consume
         self.paused = False
+        self.reason: str | None = None  # why it paused, while it is paused
 
     def check(self) -> None:
         """Ask the runner once; pause or resume the consumer on a change."""
         from worker.engine.runners import unready_reason
 
         reason = unready_reason(self.runner, self.image)
+        self.reason = reason  # kept current: the queue panel shows it while the worker is paused
         if reason is not None and not self.paused:
             log.warning("this worker stopped taking gradings: its %s runner cannot grade (%s)", self.runner, reason)
             for queue in self.queues:
@@ -74,6 +81,8 @@ def _watch_the_runner(sender: Any = None, **_: Any) -> None:
 
     runner = resolve_runner(flask_app.config["GRADER_RUNNER"], announce=False)
     watch = RunnerWatch(sender, runner, float(flask_app.config["GRADER_RUNNER_CHECK_INTERVAL"]))
+    global _watch
+    _watch = watch
     _stop.clear()
     threading.Thread(target=watch.run, name="runner-watch", daemon=True).start()
 
@@ -81,3 +90,14 @@ def _watch_the_runner(sender: Any = None, **_: Any) -> None:
 @worker_shutdown.connect
 def _stop_watching(**_: Any) -> None:
     _stop.set()
+
+
+@inspect_command()
+def grader_worker_state(state: Any) -> dict[str, Any]:
+    """The queues this worker takes gradings from now (none while it is paused), and why it paused, if it did."""
+    watch = _watch
+    if watch is not None and watch.paused:
+        why = watch.reason or "it is back, and resuming"
+        return {"queues": [], "paused": f"its {watch.runner} runner cannot grade: {why}"}
+    consumer = state.consumer.task_consumer
+    return {"queues": sorted(queue.name for queue in consumer.queues) if consumer else [], "paused": None}

@@ -1,5 +1,5 @@
-"""The grading queue's state: workers online, runs waiting and running, how long waits are (the instructor's
-pages and their live endpoint show it)."""
+"""The grading queue's state: workers online and whether each takes gradings, runs waiting and running, how long
+waits are (the instructor's pages and their live endpoint show it)."""
 
 from __future__ import annotations
 
@@ -24,8 +24,21 @@ PING_TIMEOUT = 0.7
 PING_CACHE_SECONDS = 15.0
 RECENT_WAITS = timedelta(hours=1)
 
-_cache: dict[str, tuple[float, int | None]] = {}
+_cache: dict[str, tuple[float, list[WorkerState] | None]] = {}
 _cache_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class WorkerState:
+    """One worker that answered: the queues it takes gradings from now, and why it took itself off them."""
+
+    name: str
+    queues: tuple[str, ...] | None  # None: it did not say (a worker of another version): taken as taking all
+    paused: str | None = None  # why it takes no gradings now (its runner cannot grade), while it says so
+
+    def takes(self, queue: str) -> bool:
+        """Whether this worker would take a run waiting in `queue` now."""
+        return self.paused is None and (self.queues is None or queue in self.queues)
 
 
 @dataclass(frozen=True)
@@ -38,6 +51,18 @@ class QueueState:
     by_queue: dict[str, int]
     oldest_wait: float | None  # seconds the oldest queued run has waited so far
     median_wait: float | None  # median seconds from queued to started, over the last hour
+    paused: tuple[tuple[str, str], ...] = ()  # (worker, why) of each online worker that takes no gradings now
+    untaken: tuple[str, ...] = ()  # queues with runs waiting that no online worker takes now (when it is known)
+
+    @property
+    def taking(self) -> int | None:
+        """Workers online that take gradings now."""
+        return None if self.workers is None else self.workers - len(self.paused)
+
+    @property
+    def stranded(self) -> int:
+        """Runs waiting in a queue that no online worker takes now."""
+        return sum(self.by_queue.get(queue, 0) for queue in self.untaken)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form for the live endpoint."""
@@ -48,31 +73,46 @@ class QueueState:
             "by_queue": self.by_queue,
             "oldest_wait": self.oldest_wait,
             "median_wait": self.median_wait,
+            "taking": self.taking,
+            "paused": [{"worker": name, "why": why} for name, why in self.paused],
+            "untaken": list(self.untaken),
         }
 
 
-def workers_online() -> int | None:
-    """How many Celery workers answered a ping (cached briefly); None when the broker cannot tell."""
+def worker_states() -> list[WorkerState] | None:
+    """Every Celery worker that answered, with what it takes (cached briefly); None when the broker cannot tell."""
     celery_app = current_app.extensions.get("celery")
     if celery_app is None:
         return None
     if celery_app.conf.task_always_eager:
-        return 1  # tasks run inside this process: it is the worker
+        return [WorkerState("this process", None)]  # tasks run inside this process: it is the worker
     key = str(celery_app.conf.broker_url)
     now = time.monotonic()
     with _cache_lock:
         cached = _cache.get(key)
         if cached is not None and now - cached[0] < PING_CACHE_SECONDS:
             return cached[1]
+    states: list[WorkerState] | None
     try:
-        replies = celery_app.control.ping(timeout=PING_TIMEOUT) or []
-        count: int | None = len(replies)
+        # One broadcast, answered by each worker's `grader_worker_state` (worker.availability); the web app
+        # names the command, as it names tasks, and imports nothing of the worker's.
+        replies = celery_app.control.broadcast("grader_worker_state", reply=True, timeout=PING_TIMEOUT) or []
+        states = sorted((_worker_state(name, answer) for reply in replies for name, answer in reply.items()),
+                        key=lambda state: state.name)
     except Exception as exc:  # a dashboard must render even when the broker is down
-        log.warning("could not ping the workers: %s", exc)
-        count = None
+        log.warning("could not ask the workers: %s", exc)
+        states = None
     with _cache_lock:
-        _cache[key] = (now, count)
-    return count
+        _cache[key] = (now, states)
+    return states
+
+
+def _worker_state(name: str, answer: Any) -> WorkerState:
+    """A worker's answer; one that does not know the command (another version) is online, taking all queues."""
+    if not isinstance(answer, dict) or not isinstance(answer.get("queues"), list):
+        return WorkerState(name, None)
+    paused = answer.get("paused")
+    return WorkerState(name, tuple(str(q) for q in answer["queues"]), str(paused) if paused else None)
 
 
 def queue_state(assignment_ids: list[int] | None = None, *, ping: bool = True) -> QueueState:
@@ -108,13 +148,16 @@ def queue_state(assignment_ids: list[int] | None = None, *, ping: bool = True) -
         )
     ).all()
     waits = [max(0.0, (started - queued_at).total_seconds()) for queued_at, started in recent]
+    workers = worker_states() if ping else None
     return QueueState(
-        workers=workers_online() if ping else None,
+        workers=None if workers is None else len(workers),
         queued=queued,
         running=running,
         by_queue=by_queue,
         oldest_wait=max(0.0, (now - _aware(oldest)).total_seconds()) if oldest else None,
         median_wait=statistics.median(waits) if waits else None,
+        paused=tuple((w.name, w.paused) for w in workers or () if w.paused is not None),
+        untaken=tuple(q for q in sorted(by_queue) if workers and not any(w.takes(q) for w in workers)),
     )
 
 

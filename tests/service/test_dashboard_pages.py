@@ -231,3 +231,48 @@ def test_unknown_things_get_plain_error_pages(client: FlaskClient, graded: World
     assert "<h1>Not found</h1>" in html and "unknown assignment &#39;nope&#39;" in html and ">Home</a>" in html
     assert client.get("/instructor/submissions/1?run=9").status_code == 404
     assert client.get("/instructor/regrades/99").status_code == 404
+
+
+def test_queue_panel_names_a_queue_no_online_worker_takes(client: FlaskClient, world: World, app: Flask,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """When runs wait in the gpu queue and the only workers online take the cpu queue, or are paused, does the
+    panel say that those runs are not being graded, how to start a worker that takes them, and why a paused
+    worker takes nothing (the workers' answers stubbed here; tests/service/test_service_recovery.py asks real
+    workers)?"""
+    from grader.extensions import db
+    from grader.services import queue
+    from grader.services.queue import WorkerState
+    from grader.services.submissions import submit
+
+    login(client, world.instructor)
+    for _ in range(2):
+        submit(world.student.user, world.assignment, "solution.py", b"x = 1\n").runs[0].queue = "gpu"
+    db.session.commit()
+    states = [WorkerState("cpu-only@a", ("cpu",)), WorkerState("gpu@b", (), "its docker runner cannot grade: gone")]
+    monkeypatch.setattr(queue, "worker_states", lambda: states)
+    panel = " ".join(client.get("/instructor/assignments/autograd").get_data(as_text=True).split())
+    assert "Workers online</dt><dd>2 (1 taking gradings)" in panel
+    assert "No online worker takes gradings from the gpu queue now, so 2 waiting submissions are not" in panel
+    assert "<code>gpu@b</code> takes no gradings until it can grade again: its docker runner cannot grade" in panel
+    live = queue.queue_state([world.assignment.id]).to_dict()
+    assert (live["taking"], live["untaken"]) == (1, ["gpu"])
+    assert live["paused"] == [{"worker": "gpu@b", "why": "its docker runner cannot grade: gone"}]
+
+    states[1] = WorkerState("gpu@b", ("gpu",))  # back: nothing is stranded
+    panel = " ".join(client.get("/instructor/assignments/autograd").get_data(as_text=True).split())
+    assert "Workers online</dt><dd>2</dd>" in panel and "No online worker" not in panel
+
+    states[:] = [WorkerState("cpu-only@a", ("cpu",))]  # no worker ever took gpu: say how to start one
+    panel = " ".join(client.get("/instructor/assignments/autograd").get_data(as_text=True).split())
+    assert "start one with <code>grader worker --queues gpu</code>" in panel
+
+
+def test_a_worker_that_does_not_know_the_state_command_counts_as_taking_every_queue() -> None:
+    """Is a worker of another version (its answer is an error) shown online and taking gradings, never as one that
+    strands the queue?"""
+    from grader.services.queue import _worker_state
+
+    other = _worker_state("old@a", {"error": "KeyError('grader_worker_state')"})
+    assert other.paused is None and other.takes("gpu") and other.takes("cpu")
+    paused = _worker_state("w@a", {"queues": [], "paused": "its docker runner cannot grade: x"})
+    assert not paused.takes("cpu") and paused.paused == "its docker runner cannot grade: x"

@@ -10,6 +10,7 @@ so recovery here takes seconds; the README gives the production figures (30 s ti
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from sqlalchemy import func, select
 
 from grader.extensions import db
 from tests.conftest import REFERENCE_SOLUTION, fresh_postgres_database, upload
+from tests.support.dashboard_support import login
 from tests.support.docker_engine import restart_docker_engine, start_docker_engine, stop_docker_engine
 from tests.support.lms_helpers import Receiver, verified
 from tests.support.postgres_server import postgres_server
@@ -259,11 +261,19 @@ def test_a_worker_whose_docker_engine_stays_down_leaves_its_gradings_to_one_that
         ids = stack.upload(6, watcher)
         wait_for(lambda: "running" in stack.statuses(ids), 120, "grading")
         argv = stop_docker_engine()
+        stopped = time.monotonic()
         try:
             ids += stack.upload(6, watcher)
-            time.sleep(40)  # longer than a grading's retries last here (backoff 1 s doubling, 5 retries: ~31 s)
+            wait_for(lambda: "stopped taking gradings" in on_docker.output(), 30, "the docker worker pausing")
+            during = queue_panel(stack)
+            # longer than a grading's retries last here (backoff 1 s doubling, 5 retries: ~31 s)
+            time.sleep(max(0.0, 40 - (time.monotonic() - stopped)))
         finally:
             start_docker_engine(argv, tmp_path / "dockerd.log")
+        # The instructor sees which worker stopped taking gradings, and why; nothing is stranded.
+        assert "Workers online</dt><dd>2 (1 taking gradings)" in during, during
+        assert f"-{on_docker.process.pid}@" in during and "its docker runner cannot grade" in during, during
+        assert "No online worker" not in during, during
         watcher.wait_all_graded(BOUND)
         watcher.assert_truthful()
         assert_graded_exactly_once(stack.app, ids)
@@ -302,14 +312,18 @@ def test_with_the_only_worker_s_docker_engine_down_longer_than_the_retries_last_
     assert docker_ready
     with fresh_postgres_database() as database, running_stack(tmp_path, database, GRADER_RUNNER="docker") as stack:
         watcher = Watcher(stack.app, stack.world.student.headers)
-        stack.worker("worker", GRADER_RUNNER_CHECK_INTERVAL="1")
+        worker = stack.worker("worker", GRADER_RUNNER_CHECK_INTERVAL="1")
         stack.beat()
         ids = stack.upload(2, watcher)
         watcher.wait_all_graded(BOUND)  # warm: its sandbox zygote container runs
         argv = stop_docker_engine()
+        stopped = time.monotonic()
         try:
             ids += stack.upload(4, watcher)
-            time.sleep(45)  # longer than a grading's retries last here (backoff 1 s doubling, 5 retries: ~31 s)
+            wait_for(lambda: "stopped taking gradings" in worker.output(), 30, "the worker pausing")
+            during = queue_panel(stack)
+            # longer than a grading's retries last here (backoff 1 s doubling, 5 retries: ~31 s)
+            time.sleep(max(0.0, 45 - (time.monotonic() - stopped)))
             waiting = stack.statuses(ids[2:])
         finally:
             start_docker_engine(argv, tmp_path / "dockerd.log")
@@ -317,3 +331,24 @@ def test_with_the_only_worker_s_docker_engine_down_longer_than_the_retries_last_
         watcher.wait_all_graded(BOUND)
         watcher.assert_truthful()
         assert_graded_exactly_once(stack.app, ids)
+        # The instructor was told why nothing was graded, and is told when the worker takes gradings again.
+        assert "Workers online</dt><dd>1 (0 taking gradings)" in during, during
+        stranded = r"No online worker takes gradings from the cpu queue now, so [1-4] waiting submission"
+        assert re.search(stranded, during), during
+        assert "its docker runner cannot grade" in during, during
+        after = queue_panel(stack)
+        assert "Workers online</dt><dd>1</dd>" in after and "takes no gradings" not in after, after
+
+
+def queue_panel(stack: Stack) -> str:
+    """The grading-queue panel of the instructor's assignment page, as the workers answer now (not cached), its
+    white space collapsed."""
+    from grader.services import queue
+
+    queue._cache.clear()
+    with stack.app.app_context():  # a context of its own: the stack's holds `g` of earlier requests (their user)
+        client = stack.app.test_client()
+        login(client, stack.world.instructor)
+        html = client.get("/instructor/assignments/autograd").get_data(as_text=True)
+    start = html.index('<h2 id="queue-h">')
+    return " ".join(html[start:html.index("</section>", start)].split())

@@ -39,19 +39,6 @@ def unready_reason(name: str, image_name: str | None = None) -> str | None:
     if name != "docker":
         return None
     from worker.engine import image
-    from worker.engine.errors import InfrastructureError
+    from worker.engine.runners.docker import engine_problem
 
-    try:
-        client = image.open_client(timeout=5.0)
-    except InfrastructureError as exc:
-        return str(exc)
-    try:
-        client.ping()
-        wanted = image_name or image.image_name()
-        if not image.has_image(client, wanted):
-            return f"the runner image {wanted} is missing"
-    except Exception as exc:  # any failure to answer is "not now"; the next check asks again
-        return f"the Docker engine did not answer ({type(exc).__name__}: {exc})"
-    finally:
-        client.close()
-    return None
+    return engine_problem(image_name or image.image_name(), timeout=5.0)

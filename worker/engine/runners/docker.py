@@ -44,18 +44,27 @@ _UNREAD_CAP = 4 * 1024 * 1024  # stop pulling stdout beyond this much unread: ba
 _DOCKER_ERRORS = (docker.errors.DockerException, requests.RequestException)
 
 
-def docker_available(base_url: str | None = None, timeout: float = 3.0) -> bool:
-    """True when a Docker engine answers a ping within `timeout` seconds; False on any error."""
+def engine_problem(image_name: str | None = None, base_url: str | None = None, timeout: float = 3.0) -> str | None:
+    """Why this host's Docker engine cannot run sandboxes now (it does not answer a ping within `timeout`
+    seconds, or the image `image_name`, where one is named, is missing), or None when it can."""
     try:
         client = runner_image.open_client(base_url, timeout=max(1.0, timeout))
-    except Exception:
-        return False
+    except Exception as exc:
+        return str(exc) if isinstance(exc, InfrastructureError) else f"no Docker engine ({type(exc).__name__})"
     try:
-        return bool(client.ping())
-    except Exception:
-        return False
+        client.ping()
+        if image_name is not None and not runner_image.has_image(client, image_name):
+            return f"the runner image {image_name} is missing"
+    except Exception as exc:  # any failure to answer is "not now"; whoever asks, asks again later
+        return f"the Docker engine did not answer ({type(exc).__name__}: {exc})"
     finally:
         client.close()
+    return None
+
+
+def docker_available(base_url: str | None = None, timeout: float = 3.0) -> bool:
+    """True when a Docker engine answers a ping within `timeout` seconds; False on any error."""
+    return engine_problem(None, base_url, timeout) is None
 
 
 class DockerRunner(ForkingRunner, Runner):
