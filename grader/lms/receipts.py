@@ -4,6 +4,10 @@ takeover of an attempt that died midway.
 No HTTP here: the view (`grader.lms.inbound`) turns a claim into a response. Receipts are kept long enough to
 cover an LMS's retries of one message (Standard Webhooks senders retry for days), then purged by
 `grader lms sweep` and the periodic task.
+
+A receipt's age is the database server's clock, as liveness is elsewhere: a retry that reached a web host whose
+clock runs ahead of the one still answering the first attempt took that live attempt for abandoned, and two
+submissions came of one message.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from grader.extensions import db
-from grader.models import Assignment, Submission, User, utcnow
+from grader.models import Assignment, Submission, User, database_now
 from grader.models.lms import LmsIntegration, LmsWebhookReceipt
 
 log = logging.getLogger(__name__)
@@ -49,8 +53,9 @@ def claim(integration: LmsIntegration, webhook_id: str) -> Claim:
             LmsWebhookReceipt.integration_id == integration.id, LmsWebhookReceipt.webhook_id == webhook_id
         )
     )
+    now = database_now(db.session)
     if receipt is None:
-        receipt = LmsWebhookReceipt(integration_id=integration.id, webhook_id=webhook_id)
+        receipt = LmsWebhookReceipt(integration_id=integration.id, webhook_id=webhook_id, received_at=now)
         db.session.add(receipt)
         try:
             db.session.commit()  # the unique (integration, webhook id) makes exactly one request the owner
@@ -60,7 +65,7 @@ def claim(integration: LmsIntegration, webhook_id: str) -> Claim:
         return Claim(receipt=receipt)
     if receipt.status_code is not None and receipt.response is not None:
         return Claim(answer=(receipt.status_code, receipt.response))
-    if utcnow() - receipt.received_at < STALE_RECEIPT:
+    if now - receipt.received_at < STALE_RECEIPT:
         return Claim()
     log.warning("webhook %s: taking over an attempt abandoned since %s", receipt.webhook_id, receipt.received_at)
     since = receipt.received_at
@@ -68,7 +73,7 @@ def claim(integration: LmsIntegration, webhook_id: str) -> Claim:
     taken = db.session.execute(
         update(LmsWebhookReceipt)
         .where(LmsWebhookReceipt.id == receipt.id, LmsWebhookReceipt.received_at == since)
-        .values(received_at=utcnow())
+        .values(received_at=now)
     ).rowcount
     db.session.commit()
     return Claim(receipt=receipt, takeover_since=since) if taken else Claim()
@@ -112,7 +117,7 @@ def earlier_submission(user: User, assignment: Assignment, data: bytes, since: d
 def purge_receipts(older_than: timedelta = RECEIPT_RETENTION) -> int:
     """Delete replay records older than `older_than`; returns how many."""
     done = db.session.execute(
-        delete(LmsWebhookReceipt).where(LmsWebhookReceipt.received_at < utcnow() - older_than)
+        delete(LmsWebhookReceipt).where(LmsWebhookReceipt.received_at < database_now(db.session) - older_than)
     ).rowcount
     db.session.commit()
     return int(done or 0)

@@ -1,5 +1,6 @@
-"""What an LMS is told when worker hosts' clocks disagree: a real `grader worker` under libfaketime, a loopback
-LTI platform that keeps the latest-stamped score (as AGS requires) and a webhook receiver, on PostgreSQL.
+"""What an LMS is told when hosts' clocks disagree: a real `grader worker` and gunicorn web processes under
+libfaketime, a loopback LTI platform that keeps the latest-stamped score (as AGS requires) and a webhook receiver,
+on PostgreSQL.
 
 LMSs order a student's grades by the times we send: AGS platforms ignore a score stamped before the one on
 record, and webhook receivers drop an event whose `graded_at` is older than one they hold. Stamped by a worker
@@ -8,23 +9,28 @@ whose clock ran behind, a regrade reached the LMS and was thrown away, leaving t
 
 from __future__ import annotations
 
+import os
+import threading
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+import requests
+from sqlalchemy import func, select
 
 from grader.cli.lms import lms_group
 from grader.extensions import db
-from tests.conftest import REPO, fresh_postgres_database
-from tests.support.lms_helpers import Receiver, verified
+from tests.conftest import REFERENCE_SOLUTION, REPO, fresh_postgres_database
+from tests.support.lms_helpers import Receiver, signed_headers, submission_body, verified
 from tests.support.lti_platform import LEARNER, Platform, PlatformUser, oidc_launch
 from tests.support.recovery_support import Watcher
 from tests.support.service_stack import FAKETIME, Stack, logs, running_stack, wait_for
 
 BROKEN = REPO / "reference_tests" / "autograd" / "examples" / "simple_gradients_broken.py"  # scores 80
 BOUND = 150  # seconds for a grading and its LMS traffic on a busy 2-core CI host
+HOLD_AFTER_RECEIPT = REPO / "tests" / "support" / "hold_after_receipt"
 
 
 @pytest.fixture
@@ -82,3 +88,42 @@ def test_a_better_grade_from_a_worker_whose_clock_runs_behind_replaces_the_lms_g
     assert datetime.fromisoformat(second["graded_at"]) > datetime.fromisoformat(first["graded_at"]), (first, second)
     db.session.remove()
     assert [row.status for row in db.session.scalars(select(LtiScore).order_by(LtiScore.id))] == ["sent", "sent"]
+
+
+def test_a_webhook_retry_at_a_host_whose_clock_runs_ahead_waits_for_the_live_first_attempt(stack: Stack) -> None:
+    """When an LMS retries a submission webhook while its first attempt is still being answered by a web host whose
+    clock runs 90 s behind, and the retry reaches a host 90 s ahead, is the retry told 409 (in progress) rather
+    than taking the live attempt over as abandoned, and does the one message make exactly one submission?"""
+    from grader.lms import integrations
+    from grader.models import Submission
+    from grader.models.lms import LmsWebhookReceipt
+
+    if not FAKETIME.exists():
+        pytest.fail(f"{FAKETIME} is missing: scripts/test installs it (apt-get install faketime)")
+    _, secrets = integrations.add_integration("canvas", "DEMO101")
+    pythonpath = os.pathsep.join(filter(None, [str(HOLD_AFTER_RECEIPT), stack.env.get("PYTHONPATH")]))
+    behind = stack.web("web-behind", LD_PRELOAD=str(FAKETIME), FAKETIME="-90s", PYTHONPATH=pythonpath,
+                       GRADER_TEST_HOLD_AFTER_RECEIPT="8")
+    ahead = stack.web("web-ahead", LD_PRELOAD=str(FAKETIME), FAKETIME="+90s")
+    body = submission_body(REFERENCE_SOLUTION.read_bytes())
+    headers = signed_headers(secrets.inbound or "", body, msg_id="msg_retried_early")
+    url = "/api/v1/lms/canvas/submissions"
+    answers: dict[str, requests.Response] = {}
+    first = threading.Thread(target=lambda: answers.update(
+        first=requests.post(behind + url, data=body, headers=headers, timeout=60)))
+    first.start()
+    try:
+        def owned() -> bool:
+            db.session.remove()
+            return bool(db.session.scalar(select(func.count()).select_from(LmsWebhookReceipt)))
+        wait_for(owned, 30, "the first attempt owning the message")
+        time.sleep(1.0)
+        retry = requests.post(ahead + url, data=body, headers=headers, timeout=60)
+    finally:
+        first.join(60)
+    assert retry.status_code == 409 and retry.json()["error"] == "in_progress", (retry.text, logs(stack))
+    assert answers["first"].status_code == 202, (answers["first"].text, logs(stack))
+    again = requests.post(ahead + url, data=body, headers=headers, timeout=60)
+    assert again.status_code == 202 and again.json() == answers["first"].json(), again.text
+    db.session.remove()
+    assert db.session.scalar(select(func.count()).select_from(Submission)) == 1
