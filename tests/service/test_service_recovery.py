@@ -22,7 +22,6 @@ from sqlalchemy import func, select
 
 from grader.extensions import db
 from tests.conftest import REFERENCE_SOLUTION, fresh_postgres_database, upload
-from tests.support.dashboard_support import login
 from tests.support.docker_engine import restart_docker_engine, start_docker_engine, stop_docker_engine
 from tests.support.lms_helpers import Receiver, verified
 from tests.support.postgres_server import postgres_server
@@ -265,7 +264,7 @@ def test_a_worker_whose_docker_engine_stays_down_leaves_its_gradings_to_one_that
         try:
             ids += stack.upload(6, watcher)
             wait_for(lambda: "stopped taking gradings" in on_docker.output(), 30, "the docker worker pausing")
-            during = queue_panel(stack)
+            during = stack.queue_panel()
             # longer than a grading's retries last here (backoff 1 s doubling, 5 retries: ~31 s)
             time.sleep(max(0.0, 40 - (time.monotonic() - stopped)))
         finally:
@@ -321,7 +320,7 @@ def test_with_the_only_worker_s_docker_engine_down_longer_than_the_retries_last_
         try:
             ids += stack.upload(4, watcher)
             wait_for(lambda: "stopped taking gradings" in worker.output(), 30, "the worker pausing")
-            during = queue_panel(stack)
+            during = stack.queue_panel()
             # longer than a grading's retries last here (backoff 1 s doubling, 5 retries: ~31 s)
             time.sleep(max(0.0, 45 - (time.monotonic() - stopped)))
             waiting = stack.statuses(ids[2:])
@@ -336,19 +335,5 @@ def test_with_the_only_worker_s_docker_engine_down_longer_than_the_retries_last_
         stranded = r"No online worker takes gradings from the cpu queue now, so [1-4] waiting submission"
         assert re.search(stranded, during), during
         assert "its docker runner cannot grade" in during, during
-        after = queue_panel(stack)
+        after = stack.queue_panel()
         assert "Workers online</dt><dd>1</dd>" in after and "takes no gradings" not in after, after
-
-
-def queue_panel(stack: Stack) -> str:
-    """The grading-queue panel of the instructor's assignment page, as the workers answer now (not cached), its
-    white space collapsed."""
-    from grader.services import queue
-
-    queue._cache.clear()
-    with stack.app.app_context():  # a context of its own: the stack's holds `g` of earlier requests (their user)
-        client = stack.app.test_client()
-        login(client, stack.world.instructor)
-        html = client.get("/instructor/assignments/autograd").get_data(as_text=True)
-    start = html.index('<h2 id="queue-h">')
-    return " ".join(html[start:html.index("</section>", start)].split())

@@ -17,6 +17,7 @@ from flask_migrate import upgrade
 
 from grader.extensions import db
 from tests.conftest import REFERENCE_SOLUTION, World, make_world, service_config, service_env, upload
+from tests.support.dashboard_support import login
 from tests.support.recovery_support import (
     FAST_RECOVERY,
     Child,
@@ -80,6 +81,19 @@ class Stack:
             ids.append(response.json["id"])
             watcher.add(response.json["id"])
         return ids
+
+    def queue_panel(self) -> str:
+        """The grading-queue panel of the instructor's assignment page, as the workers answer now (not cached), its
+        white space collapsed."""
+        from grader.services import queue
+
+        queue._cache.clear()
+        with self.app.app_context():  # a context of its own: the stack's holds `g` of earlier requests (their user)
+            client = self.app.test_client()
+            login(client, self.world.instructor)
+            html = client.get("/instructor/assignments/autograd").get_data(as_text=True)
+        start = html.index('<h2 id="queue-h">')
+        return " ".join(html[start:html.index("</section>", start)].split())
 
     def statuses(self, ids: list[int]) -> list[str]:
         """Each submission's status in the database now."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -17,6 +18,9 @@ from worker.engine.runners.base import Runner
 
 MAX_FILE_BYTES = 1024 * 1024
 MAX_VERDICTS_BYTES = 4 * 1024 * 1024
+# Below this much free space in the scratch folder a worker takes no gradings (worker.availability): a grading
+# writes its verdicts (up to MAX_VERDICTS_BYTES) and the submission's files there, on every slot at once.
+MIN_SCRATCH_FREE_MB = 64
 # The judge's own clock stops the run at run_timeout; this outer one only catches a judge that is itself stuck.
 OUTER_SLACK = 120.0
 
@@ -74,6 +78,23 @@ def grade(assignment: Manifest, files: dict[str, bytes], runner: Runner | None =
     result = build_result(assignment, verdicts)
     result.execution_time = round(elapsed, 3)
     return result
+
+
+def scratch_problem(folder: str | None = None) -> str | None:
+    """Why gradings cannot write their scratch files in `folder` (this process's temporary folder unless given)
+    now: too little free space, or a write refused (a full or read-only file system); None when they can."""
+    folder = folder or tempfile.gettempdir()
+    try:
+        free = shutil.disk_usage(folder).free
+        with tempfile.TemporaryFile(dir=folder) as probe:
+            probe.write(b"grader")
+            probe.flush()
+    except OSError as exc:
+        return f"its scratch folder {folder} cannot be written ({exc.strerror or exc})"
+    if free < MIN_SCRATCH_FREE_MB * 1024 * 1024:
+        return (f"its scratch folder {folder} has {free / 1024 / 1024:.0f} MB free, under the "
+                f"{MIN_SCRATCH_FREE_MB} MB its gradings may need")
+    return None
 
 
 def _read_verdicts(verdicts_path: Path, judge: ColdJudge | WarmJudge) -> dict[str, Any]:
