@@ -1,7 +1,8 @@
 """The data model. Importing this package registers every table on `db.metadata` (Alembic relies on it)."""
 
-# Imported for their side effect: the LMS and regrade tables join the metadata.
+# Imported for their side effect: the LMS, periodic-job and regrade tables join the metadata.
 import grader.models.lms
+import grader.models.periodic
 import grader.models.regrades  # noqa: F401
 from grader.models.accounts import COURSE_ROLES, USER_ROLES, Course, Enrollment, User
 from grader.models.assignments import SCORE_POLICIES, Assignment, Deliverable

@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 
 from grader.database import db
 from grader.models import GradingRun, Submission, database_now
+from grader.services.periodic import sweep_warning
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ class QueueState:
     median_wait: float | None  # median seconds from queued to started, over the last hour
     paused: tuple[tuple[str, str], ...] = ()  # (worker, why) of each online worker that takes no gradings now
     untaken: tuple[str, ...] = ()  # queues with runs waiting that no online worker takes now (when it is known)
+    sweeps: str | None = None  # what is wrong with the recovery sweeps, while runs wait on them
 
     @property
     def taking(self) -> int | None:
@@ -76,6 +78,7 @@ class QueueState:
             "taking": self.taking,
             "paused": [{"worker": name, "why": why} for name, why in self.paused],
             "untaken": list(self.untaken),
+            "sweeps": self.sweeps,
         }
 
 
@@ -158,7 +161,14 @@ def queue_state(assignment_ids: list[int] | None = None, *, ping: bool = True) -
         median_wait=statistics.median(waits) if waits else None,
         paused=tuple((w.name, w.paused) for w in workers or () if w.paused is not None),
         untaken=tuple(q for q in sorted(by_queue) if workers and not any(w.takes(q) for w in workers)),
+        sweeps=sweep_warning(assignment_ids) if ping and not _eager() else None,
     )
+
+
+def _eager() -> bool:
+    """Tasks run inside this process (development, tests): there is no beat to miss."""
+    celery_app = current_app.extensions.get("celery")
+    return celery_app is None or bool(celery_app.conf.task_always_eager)
 
 
 def _aware(value: datetime | str) -> datetime:

@@ -14,6 +14,7 @@ import re
 import signal
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -337,3 +338,27 @@ def test_with_the_only_worker_s_docker_engine_down_longer_than_the_retries_last_
         assert "its docker runner cannot grade" in during, during
         after = stack.queue_panel()
         assert "Workers online</dt><dd>1</dd>" in after and "takes no gradings" not in after, after
+
+
+def test_the_queue_panel_says_when_the_recovery_sweeps_stop(tmp_path: Path) -> None:
+    """While `grader beat` runs, does the queue panel say nothing of the sweeps, and once beat is killed (a
+    deployment whose beat died), does it warn that runs waiting on the sweeps are stranded until beat runs again?"""
+    from grader.models import GradingRun
+
+    with fresh_postgres_database() as database, running_stack(tmp_path, database, GRADER_SWEEP_INTERVAL=2) as stack:
+        watcher = Watcher(stack.app, stack.world.student.headers)
+        ids = stack.upload(1, watcher)  # no worker: it waits in the queue
+        for run in db.session.scalars(select(GradingRun)):  # as if it had waited five minutes
+            run.queued_at -= timedelta(minutes=5)
+        db.session.commit()
+        assert "recovery sweeps have never run" in stack.queue_panel()
+        beat = stack.beat()
+        wait_for(lambda: "recover_runs" in beat.output(), 60, "a sweep")
+        assert "recovery sweeps" not in stack.queue_panel()
+        beat.signal_group(signal.SIGKILL)
+        beat.process.wait(timeout=10)
+        time.sleep(3 * 2 + 15 + 2)  # three sweep intervals and the grace: the sweep is late
+        panel = stack.queue_panel()
+        assert re.search(r"The recovery sweeps last ran 2\d s ago \(every 2 s\): is grader beat running\?", panel), \
+            panel
+        assert stack.statuses(ids) == ["queued"]
