@@ -35,7 +35,7 @@ class WorkerState:
 
     name: str
     queues: tuple[str, ...] | None  # None: it did not say (a worker of another version): taken as taking all
-    paused: str | None = None  # why it takes no gradings now (its runner cannot grade), while it says so
+    paused: str | None = None  # why it takes no gradings now (its runner cannot grade, its disk is full)
 
     def takes(self, queue: str) -> bool:
         """Whether this worker would take a run waiting in `queue` now."""

@@ -26,11 +26,10 @@ from tests.conftest import REFERENCE_SOLUTION, REPO, fresh_postgres_database
 from tests.support.lms_helpers import Receiver, signed_headers, submission_body, verified
 from tests.support.lti_platform import LEARNER, Platform, PlatformUser, oidc_launch
 from tests.support.recovery_support import Watcher
-from tests.support.service_stack import FAKETIME, Stack, logs, running_stack, wait_for
+from tests.support.service_stack import COMMIT_HOOKS, FAKETIME, Stack, logs, running_stack, wait_for
 
 BROKEN = REPO / "reference_tests" / "autograd" / "examples" / "simple_gradients_broken.py"  # scores 80
 BOUND = 150  # seconds for a grading and its LMS traffic on a busy 2-core CI host
-HOLD_AFTER_RECEIPT = REPO / "tests" / "support" / "hold_after_receipt"
 
 
 @pytest.fixture
@@ -101,7 +100,7 @@ def test_a_webhook_retry_at_a_host_whose_clock_runs_ahead_waits_for_the_live_fir
     if not FAKETIME.exists():
         pytest.fail(f"{FAKETIME} is missing: scripts/test installs it (apt-get install faketime)")
     _, secrets = integrations.add_integration("canvas", "DEMO101")
-    pythonpath = os.pathsep.join(filter(None, [str(HOLD_AFTER_RECEIPT), stack.env.get("PYTHONPATH")]))
+    pythonpath = os.pathsep.join(filter(None, [str(COMMIT_HOOKS), stack.env.get("PYTHONPATH")]))
     behind = stack.web("web-behind", LD_PRELOAD=str(FAKETIME), FAKETIME="-90s", PYTHONPATH=pythonpath,
                        GRADER_TEST_HOLD_AFTER_RECEIPT="8")
     ahead = stack.web("web-ahead", LD_PRELOAD=str(FAKETIME), FAKETIME="+90s")

@@ -32,10 +32,8 @@ from tests.support.recovery_support import (
     assert_graded_exactly_once,
     run_rows,
 )
-from tests.support.service_stack import FAKETIME, Stack, logs, running_stack, wait_for
+from tests.support.service_stack import COMMIT_HOOKS, FAKETIME, Stack, logs, running_stack, wait_for
 
-# A sitecustomize that SIGKILLs its worker right after the commit that stores a grade's LMS delivery.
-DIE_AFTER_OUTBOX = Path(__file__).parents[1] / "support" / "die_after_outbox"
 BOUND = 150  # seconds for the whole batch to be graded after the fault is repaired (a busy 2-core CI host)
 
 
@@ -170,7 +168,7 @@ def test_a_worker_killed_right_after_storing_a_grade_still_tells_the_lms(stack: 
     mark = stack.tmp / "killed-after-commit"
     with Receiver() as receiver:
         _, secrets = integrations.add_integration("canvas", "DEMO101", receiver.url)
-        pythonpath = os.pathsep.join(filter(None, [str(DIE_AFTER_OUTBOX), stack.env.get("PYTHONPATH")]))
+        pythonpath = os.pathsep.join(filter(None, [str(COMMIT_HOOKS), stack.env.get("PYTHONPATH")]))
         stack.worker("worker-a", PYTHONPATH=pythonpath, GRADER_TEST_DIE_AFTER_OUTBOX=str(mark))
         watcher = Watcher(stack.app, stack.world.student.headers)
         ids = stack.upload(1, watcher)

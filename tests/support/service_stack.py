@@ -31,6 +31,8 @@ from tests.support.recovery_support import (
 )
 
 FAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")  # Debian's faketime package
+# Test hooks run at start-up (sitecustomize) by a child whose PYTHONPATH starts with this folder: see its module.
+COMMIT_HOOKS = Path(__file__).parent / "commit_hooks"
 
 
 @dataclass
