@@ -50,11 +50,12 @@ def register_commands(group: click.Group) -> None:
     """Add our commands to `group`: the `grader` command, and the app's `flask --app grader` commands."""
     # Imported here, not at the top: grader.app imports this package, and the command modules import the app's
     # services; importing them lazily keeps `import grader.cli` cheap and free of cycles.
-    from grader.cli import admin, demo, engine, lms, policy, serve
+    from grader.cli import admin, demo, engine, lms, policy, queue, serve
 
     serve.register(group)
     demo.register(group)
     admin.register(group)
+    queue.register(group)
     policy.register(group)
     lms.register(group)
     engine.register(group)  # `grader grade`, `grader image build`: the engine, no app or database

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -166,3 +167,16 @@ def test_slots_count_a_containers_memory_limit(monkeypatch: pytest.MonkeyPatch, 
     monkeypatch.setattr(serve, "CGROUP_MEMORY_LIMITS", (str(tmp_path / "missing"), str(tmp_path / "memory.max")))
     expected = expected_gib * 2**30 if expected_gib and expected_gib * 2**30 < machine else machine
     assert serve.usable_memory() == expected
+
+
+def test_queue_on_an_idle_deployment_exits_0_and_says_what_it_knows(tmp_path: Path) -> None:
+    """Does `grader queue` on a fresh deployment with no worker and nothing waiting exit 0, in text and in JSON
+    (`tests/service/test_worker_scratch_full.py` runs it against a paused worker)?"""
+    assert grader(tmp_path, "demo").returncode == 0
+    text = grader(tmp_path, "queue")
+    assert text.returncode == 0, text.stderr
+    assert "waiting\t0\n" in text.stdout and "running\t0\n" in text.stdout and "stranded" not in text.stdout
+    as_json = grader(tmp_path, "queue", "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    state = json.loads(as_json.stdout)
+    assert (state["queued"], state["running"], state["stranded"], state["sweeps"]) == (0, 0, False, None)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -22,7 +24,7 @@ from flask import Flask
 from sqlalchemy import func, select
 
 from grader.extensions import db
-from tests.conftest import REFERENCE_SOLUTION, fresh_postgres_database, upload
+from tests.conftest import REFERENCE_SOLUTION, REPO, fresh_postgres_database, upload
 from tests.support.docker_engine import restart_docker_engine, start_docker_engine, stop_docker_engine
 from tests.support.lms_helpers import Receiver, verified
 from tests.support.postgres_server import postgres_server
@@ -360,3 +362,6 @@ def test_the_queue_panel_says_when_the_recovery_sweeps_stop(tmp_path: Path) -> N
         assert re.search(r"The recovery sweeps last ran 2\d s ago \(every 2 s\): is grader beat running\?", panel), \
             panel
         assert stack.statuses(ids) == ["queued"]
+        told = subprocess.run([sys.executable, "-m", "grader", "queue"], cwd=REPO, env=stack.env, capture_output=True,
+                              text=True, timeout=60, check=False)
+        assert told.returncode == 1 and "stranded\tThe recovery sweeps last ran" in told.stdout, told

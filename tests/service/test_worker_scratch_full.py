@@ -8,13 +8,15 @@ failed as ours, and a worker that kept taking gradings spent every run's retries
 from __future__ import annotations
 
 import os
+import re
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.conftest import fresh_postgres_database, require_service
+from tests.conftest import REPO, fresh_postgres_database, require_service
 from tests.support.recovery_support import Watcher, assert_graded_exactly_once
 from tests.support.service_stack import logs, running_stack, wait_for
 
@@ -66,6 +68,8 @@ def test_with_the_only_worker_s_scratch_disk_full_uploads_wait_and_are_graded_on
         ids += stack.upload(3, watcher)
         wait_for(lambda: "stopped taking gradings" in worker.output(), 30, "the worker pausing")
         during = stack.queue_panel()
+        told = subprocess.run([sys.executable, "-m", "grader", "queue"], cwd=REPO, env=stack.env, capture_output=True,
+                              text=True, timeout=60, check=False)
         # longer than a grading's retries last here (backoff 1 s doubling, 5 retries: ~31 s)
         time.sleep(max(0.0, 40 - (time.monotonic() - filled)))
         waiting = stack.statuses(ids[1:])
@@ -77,6 +81,11 @@ def test_with_the_only_worker_s_scratch_disk_full_uploads_wait_and_are_graded_on
         assert "takes gradings again" in worker.output(), logs(stack)
         assert "Workers online</dt><dd>1 (0 taking gradings)" in during, during
         assert f"its scratch folder {scratch} cannot be written (No space left on device)" in during, during
+        # `grader queue`, as a monitoring check runs it: exit 1, the paused worker and the stranded queue named.
+        assert told.returncode == 1, (told.stdout, told.stderr)
+        assert "workers\t1 online, 0 taking gradings\n" in told.stdout, told.stdout
+        assert "cannot be written (No space left on device)" in told.stdout, told.stdout
+        assert re.search(r"stranded\t[1-3] waiting in the cpu queue, which no online worker takes now", told.stdout)
 
 
 def test_a_scratch_folder_short_of_space_or_read_only_is_reported_with_the_reason(tmp_path: Path) -> None:
