@@ -26,10 +26,9 @@ def queue_command(as_json: bool) -> None:
     from grader.services.queue import queue_state
 
     state = queue_state()
-    stranded = bool(state.untaken or state.sweeps or (state.workers == 0 and state.queued))
     if as_json:
-        click.echo(json.dumps({**state.to_dict(), "stranded": stranded}, indent=2))
-        sys.exit(STRANDED if stranded else 0)
+        click.echo(json.dumps({**state.to_dict(), "stranded": state.stalled}, indent=2))
+        sys.exit(STRANDED if state.stalled else 0)
     workers = "unknown (the broker did not answer)" if state.workers is None else \
         f"{state.workers} online, {state.taking} taking gradings"
     click.echo(f"workers\t{workers}")
@@ -40,14 +39,14 @@ def queue_command(as_json: bool) -> None:
     click.echo(f"running\t{state.running}")
     click.echo(f"longest wait\t{duration(state.oldest_wait)}")
     click.echo(f"typical wait\t{duration(state.median_wait)} (last hour)")
-    if state.workers == 0 and state.queued:
+    if state.unattended:
         click.echo("stranded\tno worker is online: start one with `grader worker`")
     for queue in state.untaken:
         click.echo(f"stranded\t{state.by_queue.get(queue, 0)} waiting in the {queue} queue, which no online worker "
                    f"takes now")
     if state.sweeps:
         click.echo(f"stranded\t{state.sweeps}")
-    sys.exit(STRANDED if stranded else 0)
+    sys.exit(STRANDED if state.stalled else 0)
 
 
 def register(group: click.Group) -> None:

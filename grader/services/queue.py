@@ -62,6 +62,17 @@ class QueueState:
         return None if self.workers is None else self.workers - len(self.paused)
 
     @property
+    def unattended(self) -> bool:
+        """Runs wait and no worker at all is online."""
+        return self.workers == 0 and self.queued > 0
+
+    @property
+    def stalled(self) -> bool:
+        """Waiting runs are not being graded: no worker is online, one of their queues is taken by no online
+        worker, or the recovery sweeps they may need are late."""
+        return self.unattended or bool(self.untaken) or self.sweeps is not None
+
+    @property
     def stranded(self) -> int:
         """Runs waiting in a queue that no online worker takes now."""
         return sum(self.by_queue.get(queue, 0) for queue in self.untaken)

@@ -264,8 +264,7 @@ def test_a_worker_whose_docker_engine_stays_down_leaves_its_gradings_to_one_that
         stopped = time.monotonic()
         try:
             ids += stack.upload(6, watcher)
-            wait_for(lambda: "stopped taking gradings" in on_docker.output(), 30, "the docker worker pausing")
-            during = stack.queue_panel()
+            during = stack.panel_once_paused(on_docker)
             # longer than a grading's retries last here (backoff 1 s doubling, 5 retries: ~31 s)
             time.sleep(max(0.0, 40 - (time.monotonic() - stopped)))
         finally:
@@ -320,8 +319,7 @@ def test_with_the_only_worker_s_docker_engine_down_longer_than_the_retries_last_
         stopped = time.monotonic()
         try:
             ids += stack.upload(4, watcher)
-            wait_for(lambda: "stopped taking gradings" in worker.output(), 30, "the worker pausing")
-            during = stack.queue_panel()
+            during = stack.panel_once_paused(worker)
             # longer than a grading's retries last here (backoff 1 s doubling, 5 retries: ~31 s)
             time.sleep(max(0.0, 45 - (time.monotonic() - stopped)))
             waiting = stack.statuses(ids[2:])

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tests.conftest import REPO, fresh_postgres_database, require_service
 from tests.support.recovery_support import Watcher, assert_graded_exactly_once
-from tests.support.service_stack import logs, running_stack, wait_for
+from tests.support.service_stack import logs, running_stack
 
 BOUND = 150  # seconds for the batch to be graded once the space is back (a busy 2-core CI host)
 
@@ -66,8 +66,7 @@ def test_with_the_only_worker_s_scratch_disk_full_uploads_wait_and_are_graded_on
         filler = fill(scratch)
         filled = time.monotonic()
         ids += stack.upload(3, watcher)
-        wait_for(lambda: "stopped taking gradings" in worker.output(), 30, "the worker pausing")
-        during = stack.queue_panel()
+        during = stack.panel_once_paused(worker)
         told = subprocess.run([sys.executable, "-m", "grader", "queue"], cwd=REPO, env=stack.env, capture_output=True,
                               text=True, timeout=60, check=False)
         # longer than a grading's retries last here (backoff 1 s doubling, 5 retries: ~31 s)

@@ -97,6 +97,11 @@ class Stack:
         start = html.index('<h2 id="queue-h">')
         return " ".join(html[start:html.index("</section>", start)].split())
 
+    def panel_once_paused(self, worker: Child) -> str:
+        """The queue panel, read once `worker` has said it stopped taking gradings (within 30 s)."""
+        wait_for(lambda: "stopped taking gradings" in worker.output(), 30, f"{worker.log.stem} pausing")
+        return self.queue_panel()
+
     def statuses(self, ids: list[int]) -> list[str]:
         """Each submission's status in the database now."""
         from grader.models import Submission
