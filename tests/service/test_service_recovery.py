@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 
 from grader.extensions import db
 from tests.conftest import REFERENCE_SOLUTION, REPO, fresh_postgres_database, upload
-from tests.support.docker_engine import restart_docker_engine, start_docker_engine, stop_docker_engine
+from tests.support.docker_engine import docker_engine_down, restart_docker_engine
 from tests.support.lms_helpers import Receiver, verified
 from tests.support.postgres_server import postgres_server
 from tests.support.recovery_support import (
@@ -36,6 +36,10 @@ from tests.support.recovery_support import (
 )
 from tests.support.service_stack import COMMIT_HOOKS, FAKETIME, Stack, logs, running_stack, wait_for
 
+# Tests that stop or restart this machine's Docker engine, which every other test uses: under CI, or on request.
+stops_docker = pytest.mark.skipif(
+    not (os.environ.get("CI") or os.environ.get("GRADER_TEST_RESTART_DOCKER")),
+    reason="stops this machine's Docker engine: runs under CI, or with GRADER_TEST_RESTART_DOCKER=1")
 BOUND = 150  # seconds for the whole batch to be graded after the fault is repaired (a busy 2-core CI host)
 
 
@@ -220,12 +224,11 @@ def test_a_database_crash_during_a_burst_loses_nothing(tmp_path: Path) -> None:
             db.session.remove()
 
 
+@stops_docker
 def test_a_docker_restart_mid_burst_loses_nothing(tmp_path: Path, docker_ready: bool) -> None:
     """When the worker host's Docker engine restarts mid-burst (every sandbox zygote container stopped with it),
     is every submission graded exactly once and in full once the engine is back, none marked as the student's
     crash?"""
-    if not (os.environ.get("CI") or os.environ.get("GRADER_TEST_RESTART_DOCKER")):
-        pytest.skip("restarts this machine's Docker engine: runs under CI, or with GRADER_TEST_RESTART_DOCKER=1")
     assert docker_ready
     with fresh_postgres_database() as database, running_stack(tmp_path, database, GRADER_RUNNER="docker") as stack:
         watcher = Watcher(stack.app, stack.world.student.headers)
@@ -243,14 +246,13 @@ def test_a_docker_restart_mid_burst_loses_nothing(tmp_path: Path, docker_ready: 
         assert_graded_exactly_once(stack.app, ids)
 
 
+@stops_docker
 def test_a_worker_whose_docker_engine_stays_down_leaves_its_gradings_to_one_that_can_grade(
         tmp_path: Path, docker_ready: bool) -> None:
     """When one worker's Docker engine stops mid-burst and stays down longer than a grading's retries last, while
     another worker (local runner) is up, is every upload graded in full, none ending in error and none graded on
     the host's own Python by the worker that started on Docker, and does that worker take gradings again once its
     engine is back?"""
-    if not (os.environ.get("CI") or os.environ.get("GRADER_TEST_RESTART_DOCKER")):
-        pytest.skip("stops this machine's Docker engine: runs under CI, or with GRADER_TEST_RESTART_DOCKER=1")
     assert docker_ready
     # `auto`, as `grader serve` runs: Docker answers when the worker starts, so it is a docker worker.
     with fresh_postgres_database() as database, running_stack(tmp_path, database, GRADER_RUNNER="auto") as stack:
@@ -260,15 +262,10 @@ def test_a_worker_whose_docker_engine_stays_down_leaves_its_gradings_to_one_that
         stack.beat()
         ids = stack.upload(6, watcher)
         wait_for(lambda: "running" in stack.statuses(ids), 120, "grading")
-        argv = stop_docker_engine()
-        stopped = time.monotonic()
-        try:
+        with docker_engine_down(tmp_path / "dockerd.log") as hold:
             ids += stack.upload(6, watcher)
             during = stack.panel_once_paused(on_docker)
-            # longer than a grading's retries last here (backoff 1 s doubling, 5 retries: ~31 s)
-            time.sleep(max(0.0, 40 - (time.monotonic() - stopped)))
-        finally:
-            start_docker_engine(argv, tmp_path / "dockerd.log")
+            hold(40)  # longer than a grading's retries last here (backoff 1 s doubling, 5 retries: ~31 s)
         # The instructor sees which worker stopped taking gradings, and why; nothing is stranded.
         assert "Workers online</dt><dd>2 (1 taking gradings)" in during, during
         assert f"-{on_docker.process.pid}@" in during and "its docker runner cannot grade" in during, during
@@ -301,13 +298,12 @@ def runner_rows(app: Flask, submission_ids: list[int]) -> list[tuple[int, str, s
     return rows
 
 
+@stops_docker
 def test_with_the_only_worker_s_docker_engine_down_longer_than_the_retries_last_uploads_wait_and_are_graded(
         tmp_path: Path, docker_ready: bool) -> None:
     """When the Docker engine of the deployment's only worker stops and stays down longer than a grading's retries
     last (a one-host deployment at a deadline), do the uploads wait, shown as queued, and is every one graded in
     full once the engine is back, none ending in error?"""
-    if not (os.environ.get("CI") or os.environ.get("GRADER_TEST_RESTART_DOCKER")):
-        pytest.skip("stops this machine's Docker engine: runs under CI, or with GRADER_TEST_RESTART_DOCKER=1")
     assert docker_ready
     with fresh_postgres_database() as database, running_stack(tmp_path, database, GRADER_RUNNER="docker") as stack:
         watcher = Watcher(stack.app, stack.world.student.headers)
@@ -315,16 +311,11 @@ def test_with_the_only_worker_s_docker_engine_down_longer_than_the_retries_last_
         stack.beat()
         ids = stack.upload(2, watcher)
         watcher.wait_all_graded(BOUND)  # warm: its sandbox zygote container runs
-        argv = stop_docker_engine()
-        stopped = time.monotonic()
-        try:
+        with docker_engine_down(tmp_path / "dockerd.log") as hold:
             ids += stack.upload(4, watcher)
             during = stack.panel_once_paused(worker)
-            # longer than a grading's retries last here (backoff 1 s doubling, 5 retries: ~31 s)
-            time.sleep(max(0.0, 45 - (time.monotonic() - stopped)))
+            hold(45)  # longer than a grading's retries last here (backoff 1 s doubling, 5 retries: ~31 s)
             waiting = stack.statuses(ids[2:])
-        finally:
-            start_docker_engine(argv, tmp_path / "dockerd.log")
         assert set(waiting) <= {"queued", "running"}, (waiting, logs(stack))
         watcher.wait_all_graded(BOUND)
         watcher.assert_truthful()

@@ -9,6 +9,8 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from worker.engine.runners.docker import docker_available
@@ -64,10 +66,25 @@ def start_docker_engine(argv: list[bytes], log: Path, timeout: float = 90.0) -> 
         time.sleep(0.2)
 
 
+@contextmanager
+def docker_engine_down(log: Path, timeout: float = 90.0) -> Iterator[Callable[[float], None]]:
+    """Stop dockerd for the block and start it again as it was afterwards (also when the block fails). The block
+    gets `hold(seconds)`: sleep until the engine has been down that long."""
+    argv = stop_docker_engine(timeout)
+    stopped = time.monotonic()
+
+    def hold(seconds: float) -> None:
+        time.sleep(max(0.0, seconds - (time.monotonic() - stopped)))
+
+    try:
+        yield hold
+    finally:
+        start_docker_engine(argv, log, timeout)
+
+
 def restart_docker_engine(down: float, log: Path, timeout: float = 90.0) -> float:
     """Stop dockerd, wait `down` seconds, start it again as it was; the seconds the engine did not answer."""
     stopped = time.monotonic()
-    argv = stop_docker_engine(timeout)
-    time.sleep(down)
-    start_docker_engine(argv, log, timeout)
+    with docker_engine_down(log, timeout) as hold:
+        hold(down)
     return time.monotonic() - stopped
