@@ -172,7 +172,7 @@ def queue_state(assignment_ids: list[int] | None = None, *, ping: bool = True) -
         median_wait=statistics.median(waits) if waits else None,
         paused=tuple((w.name, w.paused) for w in workers or () if w.paused is not None),
         untaken=tuple(q for q in sorted(by_queue) if workers and not any(w.takes(q) for w in workers)),
-        sweeps=sweep_warning(assignment_ids) if ping and not _eager() else None,
+        sweeps=sweep_warning(assignment_ids, now) if ping and not _eager() else None,
     )
 
 
