@@ -267,7 +267,9 @@ class Submission(Model):
     grading: Grading | None = None
     score: float | None = None
     max_score: float | None = None
-    message: str | None = None
+    message: str | None = Field(default=None, description=(
+        "While queued, why it waits: the queue is down, grading is paused (no worker takes submissions now), or "
+        "a retry; once finished, what the grading says"))
     execution_time: float | None = None
     deliverables: list[DeliverableResultDoc] | None = None
     late: LateDoc

@@ -23,10 +23,13 @@ log = logging.getLogger(__name__)
 # Asking the workers costs up to PING_TIMEOUT of a request; remember the answer this long between asks.
 PING_TIMEOUT = 0.7
 PING_CACHE_SECONDS = 15.0
+# A caller that does not wait (a student's page) is not shown an answer older than this while a new one is asked.
+STALE_LIMIT = 60.0
 RECENT_WAITS = timedelta(hours=1)
 
 _cache: dict[str, tuple[float, list[WorkerState] | None]] = {}
 _cache_lock = threading.Lock()
+_asking: set[str] = set()  # brokers whose workers are being asked in the background now
 
 
 @dataclass(frozen=True)
@@ -93,8 +96,13 @@ class QueueState:
         }
 
 
-def worker_states() -> list[WorkerState] | None:
-    """Every Celery worker that answered, with what it takes (cached briefly); None when the broker cannot tell."""
+def worker_states(*, wait: bool = True) -> list[WorkerState] | None:
+    """Every Celery worker that answered, with what it takes (cached briefly); None when the broker cannot tell.
+
+    With `wait` false the caller never waits on the broker (a student's page polls through it): it gets the last
+    answer, None when there is none younger than STALE_LIMIT, and an answer older than the cache's lifetime is
+    asked for again in the background, for the next caller.
+    """
     celery_app = current_app.extensions.get("celery")
     if celery_app is None:
         return None
@@ -106,6 +114,18 @@ def worker_states() -> list[WorkerState] | None:
         cached = _cache.get(key)
         if cached is not None and now - cached[0] < PING_CACHE_SECONDS:
             return cached[1]
+        if not wait:
+            if key not in _asking:
+                _asking.add(key)
+                threading.Thread(target=_ask_workers, args=(celery_app, key), name="grader-ask-workers",
+                                 daemon=True).start()
+            return cached[1] if cached is not None and now - cached[0] < STALE_LIMIT else None
+    return _ask_workers(celery_app, key)
+
+
+def _ask_workers(celery_app: Any, key: str) -> list[WorkerState] | None:
+    """Ask every worker its state (one broadcast, up to PING_TIMEOUT) and remember the answers under `key`."""
+    asked = time.monotonic()
     states: list[WorkerState] | None
     try:
         # One broadcast, answered by each worker's `grader_worker_state` (worker.availability); the web app
@@ -117,8 +137,17 @@ def worker_states() -> list[WorkerState] | None:
         log.warning("could not ask the workers: %s", exc)
         states = None
     with _cache_lock:
-        _cache[key] = (now, states)
+        _cache[key] = (asked, states)
+        _asking.discard(key)
     return states
+
+
+def grading_paused(queue: str) -> bool:
+    """Whether, by the workers' latest answer, no online worker takes gradings from `queue` now: none is online,
+    or each is paused (its runner cannot grade, its disk is full) or takes other queues. Never waits on the
+    broker; False while that is not known."""
+    states = worker_states(wait=False)
+    return states is not None and not any(state.takes(queue) for state in states)
 
 
 def _worker_state(name: str, answer: Any) -> WorkerState:

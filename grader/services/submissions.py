@@ -16,6 +16,7 @@ from grader.errors import NotFound, ServiceError, TooLarge, Unavailable, UploadR
 from grader.models import Assignment, GradingRun, Submission, User, database_now
 from grader.services.assignments import load_manifest
 from grader.services.deadlines import decide_upload, lock_student, student_policy
+from grader.services.queue import grading_paused
 from grader.services.storage import store
 from grader.signals import notify, submission_queued
 from worker.engine.errors import UsageError
@@ -28,6 +29,10 @@ log = logging.getLogger(__name__)
 RESULT_FIELDS = ("score", "max_score", "message", "execution_time", "deliverables")
 # What a student reads while their accepted upload waits for the broker to come back.
 QUEUE_DOWN_MESSAGE = "queued; grading starts when the queue is back"
+# ... and while no online worker takes gradings from its queue (none is online, or each is paused: its Docker
+# engine is down, its disk is full), rather than a place in the queue that does not move.
+GRADING_PAUSED_MESSAGE = ("queued; grading is paused because no worker is taking submissions now: "
+                          "this one keeps its place and is graded as soon as one is")
 
 
 def single_file(files: list[Any]) -> Any:
@@ -147,6 +152,8 @@ def describe(submission: Submission, access: str, url: str, now: datetime | None
         doc["queue_position"] = queue_position(run)
         if run.enqueued_at is None:
             doc["message"] = QUEUE_DOWN_MESSAGE
+        elif grading_paused(run.queue):
+            doc["message"] = GRADING_PAUSED_MESSAGE
         elif run.message:
             doc["message"] = run.message
     doc["grading"] = {

@@ -155,13 +155,17 @@
   function startStatus(section) {
     var url = section.getAttribute("data-status-url");
     var line = section.querySelector("[data-status-text]");
+    var note = section.querySelector("[data-status-message]");
     var shown = null;
     var words = { queued: "Waiting in the queue", running: "Being graded" };
 
     function render(doc) {
-      var key = doc.status + ":" + (doc.queue_position || "");
+      var key = doc.status + ":" + (doc.queue_position || "") + ":" + (doc.message || "");
       if (key === shown) { return; }
       shown = key;
+      // Why it waits (grading paused, the queue down, a retry), or nothing once that is over.
+      note.textContent = doc.message || "";
+      note.hidden = !doc.message;
       var badge = document.createElement("span");
       badge.className = "badge badge-" + doc.status;
       badge.textContent = words[doc.status] || doc.status;

@@ -249,7 +249,7 @@ def test_queue_panel_names_a_queue_no_online_worker_takes(client: FlaskClient, w
         submit(world.student.user, world.assignment, "solution.py", b"x = 1\n").runs[0].queue = "gpu"
     db.session.commit()
     states = [WorkerState("cpu-only@a", ("cpu",)), WorkerState("gpu@b", (), "its docker runner cannot grade: gone")]
-    monkeypatch.setattr(queue, "worker_states", lambda: states)
+    monkeypatch.setattr(queue, "worker_states", lambda **_: states)
     panel = " ".join(client.get("/instructor/assignments/autograd").get_data(as_text=True).split())
     assert "Workers online</dt><dd>2 (1 taking gradings)" in panel
     assert "No online worker takes gradings from the gpu queue now, so 2 waiting submissions are not" in panel

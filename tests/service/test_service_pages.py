@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from io import BytesIO
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
@@ -82,6 +83,54 @@ def test_refused_page_upload_explains_and_stores_nothing(app: Flask, client: Fla
     assert response.status_code == 422
     assert "accepts solution.py" in response.get_data(as_text=True)
     assert db.session.scalar(select(func.count()).select_from(Submission)) == 0
+
+
+def test_a_waiting_submission_says_grading_is_paused_while_no_worker_takes_its_queue(
+        client: FlaskClient, world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While no online worker takes gradings from a queued submission's queue (the only one is paused, or none is
+    online), do its status page and API document say that grading is paused and that it keeps its place, and stop
+    saying so once a worker takes the queue, or once the submission runs (the workers' answers stubbed here;
+    tests/browser/test_paused_grading_browser.py asks real workers)?"""
+    from grader.services import queue
+    from grader.services.queue import WorkerState
+    from grader.services.submissions import GRADING_PAUSED_MESSAGE
+    from tests.conftest import upload
+
+    states = [WorkerState("w@a", ("cpu",), "its scratch folder /tmp cannot be written (No space left on device)")]
+    monkeypatch.setattr(queue, "worker_states", lambda **_: states)
+    submission_id = upload(client, "autograd", b"x = 1\n", headers=world.student.headers).json["id"]
+    log_in(client, world.student.email, world.student.password)
+
+    def told() -> tuple[str | None, str]:
+        """The API document's message, and the page's status panel with its white space collapsed."""
+        doc = client.get(f"/api/v1/submissions/{submission_id}", headers=world.student.headers).json
+        page = client.get(f"/submissions/{submission_id}").get_data(as_text=True)
+        start = page.index('id="status"')
+        return doc.get("message"), " ".join(page[start:page.index("</section>", start)].split())
+
+    message, panel = told()
+    assert message == GRADING_PAUSED_MESSAGE
+    assert f"<p data-status-message>{GRADING_PAUSED_MESSAGE}</p>" in panel
+    assert "You are number 1 in the queue." in panel  # its place, kept
+    assert "scratch folder" not in panel  # the why is for the instructor's panel
+
+    states[:] = []  # no worker online at all
+    assert told()[0] == GRADING_PAUSED_MESSAGE
+    states[:] = [WorkerState("gpu@b", ("gpu",))]  # online, but it takes other gradings
+    assert told()[0] == GRADING_PAUSED_MESSAGE
+
+    states[:] = [WorkerState("w@a", ("cpu",))]  # back: nothing to say, and the script's element stays hidden
+    message, panel = told()
+    assert message is None and "<p data-status-message hidden></p>" in panel
+    states[:] = [WorkerState("old@c", None)]  # a worker that does not say what it takes counts as taking it
+    assert told()[0] is None
+
+    submission = db.session.get(Submission, submission_id)
+    assert submission is not None
+    submission.status = submission.published_run.status = "running"
+    db.session.commit()
+    states[:] = []
+    assert told()[0] is None  # running: a worker has it
 
 
 def test_another_students_result_page_is_404(client: FlaskClient, world: World) -> None:

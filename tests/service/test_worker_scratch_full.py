@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from grader.services.submissions import GRADING_PAUSED_MESSAGE
 from tests.conftest import REPO, fresh_postgres_database, require_service
 from tests.support.recovery_support import Watcher, assert_graded_exactly_once
 from tests.support.service_stack import logs, running_stack
@@ -53,8 +54,8 @@ def fill(folder: Path) -> Path:
 def test_with_the_only_worker_s_scratch_disk_full_uploads_wait_and_are_graded_once_space_is_freed(
         tmp_path: Path, docker_ready: bool) -> None:
     """When the disk under the only worker's scratch folder fills up, do uploads wait, shown as queued, with the
-    instructor's queue panel saying why, and is every one graded in full once space is freed, none ending in
-    error?"""
+    instructor's queue panel saying why and the students' pages that grading is paused, and is every one graded in
+    full once space is freed, none ending in error?"""
     assert docker_ready
     with small_disk(tmp_path / "scratch", 96) as scratch, fresh_postgres_database() as database, \
             running_stack(tmp_path, database, GRADER_RUNNER="docker") as stack:
@@ -67,6 +68,7 @@ def test_with_the_only_worker_s_scratch_disk_full_uploads_wait_and_are_graded_on
         filled = time.monotonic()
         ids += stack.upload(3, watcher)
         during = stack.panel_once_paused(worker)
+        watcher.poll()  # as the students' pages see their waiting submissions now
         told = subprocess.run([sys.executable, "-m", "grader", "queue"], cwd=REPO, env=stack.env, capture_output=True,
                               text=True, timeout=60, check=False)
         # longer than a grading's retries last here (backoff 1 s doubling, 5 retries: ~31 s)
@@ -80,6 +82,8 @@ def test_with_the_only_worker_s_scratch_disk_full_uploads_wait_and_are_graded_on
         assert "takes gradings again" in worker.output(), logs(stack)
         assert "Workers online</dt><dd>1 (0 taking gradings)" in during, during
         assert f"its scratch folder {scratch} cannot be written (No space left on device)" in during, during
+        # ... and the students, without the why: grading is paused and their submissions keep their places.
+        assert any(GRADING_PAUSED_MESSAGE in watcher.messages[i] for i in ids[1:]), watcher.messages
         # `grader queue`, as a monitoring check runs it: exit 1, the paused worker and the stranded queue named.
         assert told.returncode == 1, (told.stdout, told.stderr)
         assert "workers\t1 online, 0 taking gradings\n" in told.stdout, told.stdout

@@ -46,9 +46,10 @@ class Stack:
     tmp: Path
     started: list[Child]
 
-    def worker(self, name: str = "worker", **env: str) -> Child:
-        """Start a `grader worker` (2 slots), with `env` added to its environment, and wait until Celery is ready."""
-        child = spawn(["worker", "--queues", "cpu,gpu", "--concurrency", "2"], self.env | env,
+    def worker(self, name: str = "worker", queues: str = "cpu,gpu", **env: str) -> Child:
+        """Start a `grader worker` (2 slots) taking `queues`, with `env` added to its environment, and wait until
+        Celery is ready."""
+        child = spawn(["worker", "--queues", queues, "--concurrency", "2"], self.env | env,
                       self.tmp / f"{name}.log")
         self.started.append(child)
         return wait_ready(child)
