@@ -62,6 +62,12 @@ class TooLarge(UploadRejected):
     code = "too_large"
 
 
+class KeyReused(ServiceError):
+    """An idempotency key sent again with a different upload: the key stands for the upload it first came with."""
+
+    code = "idempotency_key_reused"
+
+
 class UnsupportedMedia(ServiceError):
     """A request body of a kind the endpoint does not read (an upload that is not multipart/form-data)."""
 

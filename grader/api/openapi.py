@@ -98,6 +98,13 @@ UPLOAD_BODY = {
                                 "solution.py), at most the assignment's max_upload_bytes"}},
     }}},
 }
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key", "in": "header", "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x21-\\x7e]+$"},
+    "description": "A key of the client's choosing, new for each new upload (a UUID, say): the same upload sent again "
+                   "with it (its answer was lost) gets the submission it made, counted once; sent with another "
+                   "upload it is refused (422 `idempotency_key_reused`)",
+}
 LOCATION = {"Location": {"description": "The submission's URL (poll it)", "required": True,
                          "schema": {"type": "string"}}}
 WEBHOOK_HEADERS = [
@@ -136,6 +143,7 @@ def document() -> dict[str, Any]:
                 op["security"] = []
             if (path, method) == ("/api/v1/assignments/{assignment_id}/submissions", "post"):
                 op["requestBody"] = copy.deepcopy(UPLOAD_BODY)
+                op["parameters"] = [*op.get("parameters", []), copy.deepcopy(IDEMPOTENCY_KEY)]
                 op["responses"]["202"]["headers"] = copy.deepcopy(LOCATION)
             if (path, method) == ("/api/v1/lms/{name}/submissions", "post"):
                 op["parameters"] = [*op.get("parameters", []), *copy.deepcopy(WEBHOOK_HEADERS)]

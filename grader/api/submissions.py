@@ -16,7 +16,7 @@ from grader.extensions import limiter
 from grader.models import Submission, database_now
 from grader.services.assignments import find_assignment
 from grader.services.queries import assignment_submissions
-from grader.services.submissions import describe, find_submission, single_file, submit
+from grader.services.submissions import describe, find_submission, single_file, submit, upload_key
 
 
 def _upload_rate() -> str:
@@ -42,13 +42,15 @@ def read_upload() -> tuple[str, bytes]:
 @operation("submissions", "createSubmission", {202: s.Queued}, (400, 401, 403, 404, 413, 415, 422, 429, 503))
 @limiter.limit(_upload_rate)
 def create_submission(assignment_id: str) -> tuple[dict[str, Any], int, dict[str, str]]:
-    """Upload a file for grading: 202 with the queued submission and where to poll it."""
+    """Upload a file for grading: 202 with the queued submission and where to poll it (the same submission again
+    for the same upload sent again with its Idempotency-Key)."""
     user = caller()
     assignment = find_assignment(assignment_id)
     require_member(user, assignment.course)
+    key = upload_key(request.headers.get("Idempotency-Key"))
     name, data = read_upload()
     with loaded_once():  # the answer describes the rows the upload just wrote without loading them again
-        submission = submit(user, assignment, name, data)
+        submission = submit(user, assignment, name, data, key)
         doc = describe(submission, "owner", submission_url(submission))
         body = {"id": submission.id, "status": submission.status, "url": doc["url"]}
     if "queue_position" in doc:

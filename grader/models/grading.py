@@ -41,7 +41,7 @@ class Submission(db.Model):
     """
 
     __tablename__ = "submission"
-    __table_args__ = (CheckConstraint(_STATUS_CHECK, name="status"),)
+    __table_args__ = (CheckConstraint(_STATUS_CHECK, name="status"), UniqueConstraint("user_id", "upload_key"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), index=True)
@@ -56,6 +56,9 @@ class Submission(db.Model):
     credit: Mapped[float] = mapped_column(Float, default=100.0)
     late_seconds: Mapped[int] = mapped_column(default=0)
     grace_days_used: Mapped[int] = mapped_column(default=0)
+    # The client's Idempotency-Key (the API's header, the upload form's own): the same upload sent again with it,
+    # after an answer that never arrived or a second click, gets this submission rather than a second one.
+    upload_key: Mapped[str | None] = mapped_column(String(255))
 
     user: Mapped[User] = relationship()
     assignment: Mapped[Assignment] = relationship()

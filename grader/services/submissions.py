@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 from datetime import datetime
 from typing import Any
 
 from flask import current_app
 from sqlalchemy import func, select
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from grader.auth.permissions import require_member
 from grader.database import db, loaded_once
-from grader.errors import NotFound, ServiceError, TooLarge, Unavailable, UploadRejected
+from grader.errors import KeyReused, NotFound, ServiceError, TooLarge, Unavailable, UploadRejected
 from grader.models import Assignment, GradingRun, Submission, User, database_now
 from grader.services.assignments import load_manifest
 from grader.services.deadlines import decide_upload, lock_student, student_policy
@@ -33,6 +35,10 @@ QUEUE_DOWN_MESSAGE = "queued; grading starts when the queue is back"
 # engine is down, its disk is full), rather than a place in the queue that does not move.
 GRADING_PAUSED_MESSAGE = ("queued; grading is paused because no worker is taking submissions now: "
                           "this one keeps its place and is graded as soon as one is")
+
+
+# An idempotency key: visible ASCII, as the IETF draft's structured-field string allows, and a column's length.
+_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 
 
 def single_file(files: list[Any]) -> Any:
@@ -60,7 +66,18 @@ def check_upload(assignment: Assignment, name: str, data: bytes) -> None:
         raise UploadRejected(str(exc)) from None
 
 
-def submit(user: User, assignment: Assignment, name: str, data: bytes) -> Submission:
+def upload_key(value: str | None) -> str | None:
+    """The idempotency key a client sent with an upload (an Idempotency-Key header's value, taken as it is: a
+    client sends the same value each time, quoted as a structured-field string or bare), None when it sent none;
+    a malformed one is refused."""
+    if value is None:
+        return None
+    if not _KEY.fullmatch(value):
+        raise ServiceError("an Idempotency-Key is 1 to 255 visible ASCII characters", code="invalid_idempotency_key")
+    return value
+
+
+def submit(user: User, assignment: Assignment, name: str, data: bytes, key: str | None = None) -> Submission:
     """Store a checked upload with its submission and first grading run in one transaction, then ring the
     broker's doorbell.
 
@@ -68,6 +85,11 @@ def submit(user: User, assignment: Assignment, name: str, data: bytes) -> Submis
     takes the task now. A run the broker refused keeps `enqueued_at` empty and the outbox sweep
     (`grader.services.recovery.publish_pending`) sends it when the broker is back. Every check happens before
     anything is written, so a refused upload leaves nothing behind; a database outage raises Unavailable.
+
+    `key` is the client's idempotency key (`upload_key`). The same upload sent again with it, because its answer
+    was lost or the form was sent twice, gets the submission it made: nothing is stored or queued again, and no
+    policy counts it twice (not the submission limit, not the cooldown). The key sent with another upload is
+    refused (KeyReused).
     """
     require_member(user, assignment.course)
     check_upload(assignment, name, data)
@@ -80,12 +102,16 @@ def submit(user: User, assignment: Assignment, name: str, data: bytes) -> Submis
             # upload), under a lock on the student's enrollment, and its decision is stored with the submission:
             # grading later never changes whether it was late.
             lock_student(assignment, user)
+            if key is not None and (earlier := _keyed(user, key)) is not None:
+                _same_upload(earlier, assignment, name, data)
+                db.session.commit()  # nothing written: releases the lock
+                return earlier
             now = database_now(db.session)
             decision = decide_upload(assignment, user, now)
             sha256 = store().put(data)
             submission = Submission(user=user, assignment=assignment, sha256=sha256, original_name=name,
                                     size=len(data), credit=decision.credit, late_seconds=decision.late_seconds,
-                                    grace_days_used=decision.grace_days_used, created_at=now)
+                                    grace_days_used=decision.grace_days_used, created_at=now, upload_key=key)
             submission.runs.append(GradingRun(number=1, published=True, queue=assignment.queue, queued_at=now))
             db.session.add(submission)
             db.session.commit()
@@ -94,12 +120,31 @@ def submit(user: User, assignment: Assignment, name: str, data: bytes) -> Submis
             raise
         except DBAPIError as exc:
             db.session.rollback()
-            log.error("could not store an upload: %s", exc)
-            raise Unavailable("the database is unavailable; nothing was stored, please try again shortly") from exc
+            # The same key's first request committed while this one waited for it (an upload to another course
+            # takes another lock), and the key's uniqueness refused this one: that submission is the answer.
+            earlier = _keyed(user, key) if key is not None and isinstance(exc, IntegrityError) else None
+            if earlier is None:
+                log.error("could not store an upload: %s", exc)
+                raise Unavailable("the database is unavailable; nothing was stored, please try again shortly") from exc
+            _same_upload(earlier, assignment, name, data)
+            return earlier
         run = submission.runs[0]
         enqueue(run)
     notify(submission_queued, submission_id=submission.id, run_id=run.id)
     return submission
+
+
+def _keyed(user: User, key: str) -> Submission | None:
+    """The submission `user` made with idempotency key `key`, if any."""
+    return db.session.scalar(select(Submission).where(Submission.user_id == user.id, Submission.upload_key == key))
+
+
+def _same_upload(earlier: Submission, assignment: Assignment, name: str, data: bytes) -> None:
+    """Refuse a key sent again with an upload other than the one it first came with."""
+    if (earlier.assignment_id, earlier.original_name, earlier.sha256) != (
+            assignment.id, name, hashlib.sha256(data).hexdigest()):
+        raise KeyReused(f"this Idempotency-Key came with another upload first (submission {earlier.id}); "
+                        "send a new key with each new upload")
 
 
 def enqueue(run: GradingRun) -> bool:

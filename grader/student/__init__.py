@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from functools import wraps
 from typing import Any
 
@@ -9,23 +10,32 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from werkzeug.wrappers import Response
+from wtforms import HiddenField
 
 from grader.auth.identity import current_user
 from grader.auth.permissions import caller, course_role, submission_access
-from grader.errors import NotFound, ServiceError
+from grader.errors import KeyReused, NotFound, ServiceError
 from grader.extensions import limiter
 from grader.http_errors import status_of
 from grader.services.assignments import find_assignment
 from grader.services.queries import submissions_by, visible_assignments
-from grader.services.submissions import describe, find_submission, single_file, submit
+from grader.services.submissions import describe, find_submission, single_file, submit, upload_key
 
 bp = Blueprint("student", __name__)
 
 
 class UploadForm(FlaskForm):
-    """One file."""
+    """One file, and the form's own idempotency key: a second click, or the form sent again after its answer was
+    lost, gets the submission the first one made."""
 
     file = FileField("Your file", validators=[FileRequired()])
+    upload_key = HiddenField()
+
+
+def _fresh_form(form: UploadForm) -> UploadForm:
+    """`form` with a key of its own for the next upload it sends."""
+    form.upload_key.data = secrets.token_urlsafe(24)
+    return form
 
 
 def login_required(view: Any) -> Any:
@@ -70,12 +80,19 @@ def upload(assignment_id: str) -> str | Response | tuple[str, int]:
         # CSRF was checked before the view ran; what is left to refuse is the file part itself.
         try:
             upload_file = single_file(request.files.getlist("file"))
-            submission = submit(user, assignment, upload_file.filename or "", upload_file.read())
+            name, data = upload_file.filename or "", upload_file.read()
+            key = upload_key(form.upload_key.data or None)
+            try:
+                submission = submit(user, assignment, name, data, key)
+            except KeyReused:
+                # This form, back from the browser's history, sent with another file: a new upload.
+                submission = submit(user, assignment, name, data)
         except ServiceError as exc:
             flash(str(exc.detail), "error")
-            return render_template("student/upload.html", assignment=assignment, form=form), status_of(exc)
+            return render_template("student/upload.html", assignment=assignment,
+                                   form=_fresh_form(form)), status_of(exc)
         return redirect(url_for("student.submission", submission_id=submission.id))
-    return render_template("student/upload.html", assignment=assignment, form=form)
+    return render_template("student/upload.html", assignment=assignment, form=_fresh_form(form))
 
 
 @bp.get("/submissions/<int:submission_id>")

@@ -63,13 +63,16 @@ def test_every_operation_has_an_id_a_tag_and_typed_responses(client: FlaskClient
 
 
 def test_the_upload_operation_documents_refusals_and_location(client: FlaskClient) -> None:
-    """Does the upload list every refusal it can give, and the 202's Location header?"""
+    """Does the upload list every refusal it can give, the 202's Location header and the optional
+    Idempotency-Key?"""
     spec = client.get("/api/v1/openapi.json").json
     responses = spec["paths"][UPLOAD]["post"]["responses"]
     assert {"202", "400", "401", "403", "404", "413", "415", "422", "429", "503"} <= set(responses)
     assert responses["202"]["headers"]["Location"]["required"] is True
     body = spec["paths"][UPLOAD]["post"]["requestBody"]["content"]
     assert body["multipart/form-data"]["schema"]["required"] == ["file"]
+    (key,) = [p for p in spec["paths"][UPLOAD]["post"]["parameters"] if p["in"] == "header"]
+    assert key["name"] == "Idempotency-Key" and key["required"] is False
 
 
 def test_ids_in_paths_are_bounded(client: FlaskClient) -> None:

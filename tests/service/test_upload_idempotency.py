@@ -1,0 +1,168 @@
+"""Uploads sent twice: an API client's Idempotency-Key, and the upload form's own key.
+
+A client whose upload's answer never arrived (a proxy's timeout at the deadline, a dropped connection) cannot
+know whether it was stored; a student without JavaScript may click twice. Sent again with its key, the upload
+gets the submission it made, stored, queued and counted by the policy once.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from io import BytesIO
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+
+from grader.extensions import db
+from grader.models import GradingRun, Submission
+from grader.services.policy import set_override
+from tests.conftest import REFERENCE_SOLUTION, STARTER_SOLUTION, World, upload
+from tests.service.test_service_pages import csrf_token, log_in
+
+UPLOAD = "/api/v1/assignments/autograd/submissions"
+
+
+def send(client: FlaskClient, world: World, content: bytes, key: str | None, who: str = "student") -> Any:
+    """An API upload of `content` as solution.py by `who`, with `key` as its Idempotency-Key when given."""
+    headers = dict(getattr(world, who).headers)
+    if key is not None:
+        headers["Idempotency-Key"] = key
+    return client.post(UPLOAD, headers=headers, data={"file": (BytesIO(content), "solution.py")},
+                       content_type="multipart/form-data")
+
+
+def counts() -> tuple[int, int]:
+    """(submissions, grading runs) in the database."""
+    return (int(db.session.scalar(select(func.count()).select_from(Submission)) or 0),
+            int(db.session.scalar(select(func.count()).select_from(GradingRun)) or 0))
+
+
+def test_an_upload_sent_again_with_its_key_gets_the_same_submission_counted_once(
+        client: FlaskClient, world: World) -> None:
+    """With one submission allowed and a cooldown, does the same upload sent again with its Idempotency-Key get a
+    202 for the submission it made (not a refusal for the limit or the cooldown), with nothing stored or queued a
+    second time, while an upload without the key is refused as the policy says?"""
+    set_override(world.assignment, {"max_submissions": 1, "cooldown_minutes": 30})
+    first = send(client, world, REFERENCE_SOLUTION.read_bytes(), "6f1b1f0e-retry-me")
+    assert first.status_code == 202, first.json
+    again = send(client, world, REFERENCE_SOLUTION.read_bytes(), "6f1b1f0e-retry-me")
+    assert again.status_code == 202, again.json
+    assert again.json["id"] == first.json["id"] and again.headers["Location"] == first.headers["Location"]
+    assert counts() == (1, 1)
+    other = send(client, world, REFERENCE_SOLUTION.read_bytes(), None)
+    assert other.status_code in (403, 429) and other.json["error"] in ("limit_reached", "cooling_down")
+    assert counts() == (1, 1)
+    # The submission's own document says nothing of keys: they are the client's.
+    assert "upload_key" not in client.get(first.headers["Location"], headers=world.student.headers).json
+
+
+def test_a_key_sent_with_another_upload_is_refused_and_keys_are_each_student_s_own(
+        client: FlaskClient, world: World) -> None:
+    """Is a key sent again with other content a 422 idempotency_key_reused that stores nothing, and does another
+    student's upload with the same key make a submission of its own?"""
+    first = send(client, world, REFERENCE_SOLUTION.read_bytes(), "same-key")
+    assert first.status_code == 202
+    changed = send(client, world, STARTER_SOLUTION.read_bytes(), "same-key")
+    assert changed.status_code == 422, changed.json
+    assert changed.json["error"] == "idempotency_key_reused"
+    assert f"submission {first.json['id']}" in changed.json["detail"]
+    assert counts() == (1, 1)
+    theirs = send(client, world, REFERENCE_SOLUTION.read_bytes(), "same-key", who="student2")
+    assert theirs.status_code == 202 and theirs.json["id"] != first.json["id"]
+    assert counts() == (2, 2)
+
+
+def test_a_key_whose_first_upload_commits_after_the_check_is_answered_by_the_database_s_uniqueness(
+        client: FlaskClient, world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the key's first upload commits between this request's look-up and its commit (uploads to two courses
+    take two locks), does the key's unique constraint make this request answer with that submission, or refuse
+    other content, storing nothing either way?"""
+    from grader.services import submissions
+
+    first = send(client, world, REFERENCE_SOLUTION.read_bytes(), "k-1")
+    look_up = submissions._keyed
+    looked: list[str] = []
+
+    def too_early(user: Any, key: str) -> Any:
+        """The first look-up misses the submission, as one made before the other request committed would."""
+        looked.append(key)
+        return None if len(looked) == 1 else look_up(user, key)
+
+    monkeypatch.setattr(submissions, "_keyed", too_early)
+    again = send(client, world, REFERENCE_SOLUTION.read_bytes(), "k-1")
+    assert again.status_code == 202 and again.json["id"] == first.json["id"], again.json
+    assert len(looked) == 2 and counts() == (1, 1)
+    looked.clear()
+    changed = send(client, world, STARTER_SOLUTION.read_bytes(), "k-1")
+    assert changed.status_code == 422 and changed.json["error"] == "idempotency_key_reused"
+    assert counts() == (1, 1)
+
+
+@pytest.mark.parametrize("key", ["", "has space", "x" * 256, "tab\there", "caf\u00e9"])
+def test_a_malformed_key_is_a_400_that_stores_nothing(client: FlaskClient, world: World, key: str) -> None:
+    """Is an empty key, one with white space or a byte outside visible ASCII, or one over 255 characters, a 400
+    invalid_idempotency_key, with nothing stored?"""
+    response = send(client, world, REFERENCE_SOLUTION.read_bytes(), key)
+    assert response.status_code == 400, response.json
+    assert response.json["error"] == "invalid_idempotency_key"
+    assert counts() == (0, 0)
+
+
+def test_the_same_key_sent_at_the_same_instant_on_postgresql_stores_one_submission(make_app: Any) -> None:
+    """On PostgreSQL, do four copies of one upload with one key, sent at the same instant (four threads, four
+    connections), each get a 202 for the one submission stored?"""
+    from tests.conftest import Factory, fresh_postgres_database, make_world
+
+    with fresh_postgres_database() as url:
+        app = make_app(SQLALCHEMY_DATABASE_URI=url, BROKER_URL="memory://")
+        with app.app_context():
+            world = make_world(Factory())
+        start = threading.Barrier(4)
+        answers: list[Any] = []
+
+        def race() -> None:
+            client = app.test_client()
+            start.wait()
+            answers.append(send(client, world, REFERENCE_SOLUTION.read_bytes(), "one-upload"))
+
+        threads = [threading.Thread(target=race) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert [answer.status_code for answer in answers] == [202] * 4, [answer.json for answer in answers]
+        assert len({answer.json["id"] for answer in answers}) == 1
+        with app.app_context():
+            assert counts() == (1, 1)
+            db.session.remove()
+
+
+def test_the_upload_form_sent_twice_makes_one_submission_and_sent_again_with_another_file_makes_a_new_one(
+        app: Flask, client: FlaskClient, world: World) -> None:
+    """Without JavaScript, does the upload form sent twice (a second click) lead both times to the one submission,
+    does the same form sent with another file (the page back from the browser's history) make a new submission
+    rather than a refusal, and does every rendering of the form carry a key of its own?"""
+    log_in(client, world.student.email, world.student.password)
+    page = client.get("/assignments/autograd/upload").get_data(as_text=True)
+    key = re.search(r'name="upload_key" type="hidden" value="([^"]+)"', page) or re.search(
+        r'id="upload_key" name="upload_key" type="hidden" value="([^"]+)"', page)
+    assert key, "the form carries no key"
+    again = client.get("/assignments/autograd/upload").get_data(as_text=True)
+    assert key.group(1) not in again  # a fresh key each time the form is shown
+
+    def post(content: bytes) -> Any:
+        return client.post("/assignments/autograd/upload", content_type="multipart/form-data", data={
+            "csrf_token": csrf_token(page), "upload_key": key.group(1),
+            "file": (BytesIO(content), "solution.py")})
+
+    first, second = post(REFERENCE_SOLUTION.read_bytes()), post(REFERENCE_SOLUTION.read_bytes())
+    assert first.status_code == second.status_code == 302
+    assert first.headers["Location"] == second.headers["Location"]
+    assert counts() == (1, 1)
+    other = post(STARTER_SOLUTION.read_bytes())
+    assert other.status_code == 302 and other.headers["Location"] != first.headers["Location"]
+    assert counts() == (2, 2)
