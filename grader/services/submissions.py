@@ -105,7 +105,7 @@ def submit(user: User, assignment: Assignment, name: str, data: bytes, key: str 
             if key is not None and (earlier := _keyed(user, key)) is not None:
                 _same_upload(earlier, assignment, name, data)
                 db.session.commit()  # nothing written: releases the lock
-                return earlier
+                return _resent(earlier)
             now = database_now(db.session)
             decision = decide_upload(assignment, user, now)
             sha256 = store().put(data)
@@ -127,7 +127,7 @@ def submit(user: User, assignment: Assignment, name: str, data: bytes, key: str 
                 log.error("could not store an upload: %s", exc)
                 raise Unavailable("the database is unavailable; nothing was stored, please try again shortly") from exc
             _same_upload(earlier, assignment, name, data)
-            return earlier
+            return _resent(earlier)
         run = submission.runs[0]
         enqueue(run)
     notify(submission_queued, submission_id=submission.id, run_id=run.id)
@@ -145,6 +145,15 @@ def _same_upload(earlier: Submission, assignment: Assignment, name: str, data: b
             assignment.id, name, hashlib.sha256(data).hexdigest()):
         raise KeyReused(f"this Idempotency-Key came with another upload first (submission {earlier.id}); "
                         "send a new key with each new upload")
+
+
+def _resent(earlier: Submission) -> Submission:
+    """The answer to an upload sent again: its submission, whose grading is published now if its first request
+    stored it but never sent it (it died in between, or the broker refused), rather than at the next sweep."""
+    run = earlier.published_run
+    if run is not None and run.status == "queued" and run.enqueued_at is None:
+        enqueue(run)
+    return earlier
 
 
 def enqueue(run: GradingRun) -> bool:

@@ -7,12 +7,16 @@ gets the submission it made, stored, queued and counted by the policy once.
 
 from __future__ import annotations
 
+import os
 import re
 import threading
+import uuid
 from io import BytesIO
+from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
@@ -20,8 +24,10 @@ from sqlalchemy import func, select
 from grader.extensions import db
 from grader.models import GradingRun, Submission
 from grader.services.policy import set_override
-from tests.conftest import REFERENCE_SOLUTION, STARTER_SOLUTION, World, upload
+from tests.conftest import REFERENCE_SOLUTION, STARTER_SOLUTION, World, fresh_postgres_database
 from tests.service.test_service_pages import csrf_token, log_in
+from tests.support.recovery_support import Watcher, assert_graded_exactly_once
+from tests.support.service_stack import COMMIT_HOOKS, logs, running_stack, wait_for
 
 UPLOAD = "/api/v1/assignments/autograd/submissions"
 
@@ -166,3 +172,45 @@ def test_the_upload_form_sent_twice_makes_one_submission_and_sent_again_with_ano
     other = post(STARTER_SOLUTION.read_bytes())
     assert other.status_code == 302 and other.headers["Location"] != first.headers["Location"]
     assert counts() == (2, 2)
+
+
+def test_an_upload_whose_web_process_died_before_answering_is_graded_once_when_sent_again_with_its_key(
+        tmp_path: Path) -> None:
+    """When the web process (gunicorn, as deployed) that stored an upload is SIGKILLed before it answers, so the
+    client sees its connection drop, does the upload sent again with its Idempotency-Key get a 202 for that
+    submission, and is it graded once, by a real worker? The dead process never sent the grading to the broker:
+    the resend does, with no beat running here to sweep it up (without that, it waited for the sweep)."""
+    with fresh_postgres_database() as database, running_stack(tmp_path, database) as stack:
+        mark = tmp_path / "killed"
+        pythonpath = os.pathsep.join(filter(None, [str(COMMIT_HOOKS), stack.env.get("PYTHONPATH")]))
+        base_url = stack.web(PYTHONPATH=pythonpath, GRADER_TEST_DIE_AFTER_SUBMISSION=str(mark))
+        stack.worker()
+        headers = stack.world.student.headers | {"Idempotency-Key": str(uuid.uuid4())}
+
+        def post() -> requests.Response:
+            return requests.post(base_url + UPLOAD, headers=headers, timeout=60,
+                                 files={"file": ("solution.py", REFERENCE_SOLUTION.read_bytes())})
+
+        with pytest.raises(requests.ConnectionError):
+            post()  # stored, then the process died: no answer
+        assert mark.exists(), logs(stack)
+        answers: list[requests.Response] = []
+
+        def resent() -> bool:
+            """Send it again, as the client's retry does, until gunicorn's new worker process answers."""
+            try:
+                answers.append(post())
+            except requests.ConnectionError:
+                return False
+            return True
+
+        wait_for(resent, 60, "the web process answering again")
+        assert answers[-1].status_code == 202, answers[-1].text
+        submission_id = answers[-1].json()["id"]
+        watcher = Watcher(stack.app, stack.world.student.headers)
+        watcher.add(submission_id)
+        watcher.wait_all_graded(150)
+        assert_graded_exactly_once(stack.app, [submission_id])
+        with stack.app.app_context():
+            assert counts() == (1, 1)
+            db.session.remove()

@@ -6,6 +6,9 @@ given kind, to be caught for real at a moment that a timed fault cannot hit. Pyt
   (the outbox row written with a grade), before it queues anything. FILE records the kill, created exclusively:
   one kill per test, whichever process gets there first (`tests/service/test_service_recovery.py`: between
   storing a grade and telling the LMS).
+* `GRADER_TEST_DIE_AFTER_SUBMISSION=FILE`: the same, right after its first commit that stored a submission (an
+  upload's, before the web process answers it; `tests/service/test_upload_idempotency.py`: an answer that never
+  arrives).
 * `GRADER_TEST_HOLD_AFTER_RECEIPT=SECONDS`: sleep that long right after its first commit that made it the owner
   of an inbound LMS webhook (its replay record, no answer yet), then go on as usual; once per process
   (`tests/service/test_lms_clock_skew.py`: a first attempt still being answered when the retry arrives).
@@ -19,18 +22,24 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-DIE_MARK = os.environ.get("GRADER_TEST_DIE_AFTER_OUTBOX")
+# The row whose commit kills the process, and the file that records the kill.
+DIE_AFTER = {model: mark for model, mark in (("LmsDelivery", os.environ.get("GRADER_TEST_DIE_AFTER_OUTBOX")),
+                                             ("Submission", os.environ.get("GRADER_TEST_DIE_AFTER_SUBMISSION")))
+             if mark}
 HOLD = float(os.environ.get("GRADER_TEST_HOLD_AFTER_RECEIPT") or 0)
 
 
-def _die() -> None:
-    try:
-        fd = os.open(DIE_MARK or "", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-    except FileExistsError:
-        return
-    os.write(fd, str(os.getpid()).encode())
-    os.close(fd)
-    os.kill(os.getpid(), signal.SIGKILL)
+def _die(mark: str) -> Callable[[], None]:
+    def die() -> None:
+        try:
+            fd = os.open(mark, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        except FileExistsError:
+            return
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    return die
 
 
 _held: list[float] = []
@@ -66,13 +75,13 @@ def _after_commit_storing(model: str, action: Callable[[], None]) -> None:
             action()
 
 
-if DIE_MARK or HOLD:
+if DIE_AFTER or HOLD:
     try:
         import sqlalchemy  # noqa: F401
     except ImportError:  # a process of the tree without the service's libraries (none expected)
         pass
     else:
-        if DIE_MARK:
-            _after_commit_storing("LmsDelivery", _die)
+        for row_model, kill_mark in DIE_AFTER.items():
+            _after_commit_storing(row_model, _die(kill_mark))
         if HOLD:
             _after_commit_storing("LmsWebhookReceipt", _hold)
