@@ -128,3 +128,67 @@ def test_a_sandbox_whose_zygote_goes_mid_test_is_our_failure_not_the_students(
     finally:
         judge.close()
         runner.close()
+
+
+def _fresh_sandboxes(since: float) -> list:  # type: ignore[type-arg]
+    """The fresh sandbox containers running now that were created after `since` (this test's)."""
+    import docker
+
+    from worker.engine.runners.docker_config import LABEL
+
+    [(key, value)] = LABEL.items()
+    containers = docker.from_env().containers.list(filters={"label": f"{key}={value}"})
+    return [c for c in containers if c.attrs["Created"] and _epoch(c.attrs["Created"]) >= since - 1]
+
+
+def _epoch(stamp: str) -> float:
+    """An RFC 3339 time of the engine's (nanoseconds and all) as epoch seconds."""
+    from datetime import datetime
+
+    day, _, rest = stamp.rstrip("Z").partition("T")
+    clock, _, fraction = rest.partition(".")
+    return datetime.fromisoformat(f"{day}T{clock}+00:00").timestamp() + float(f"0.{fraction or 0}")
+
+
+@pytest.mark.parametrize("how", ["kill", "remove"])
+def test_a_fresh_sandbox_container_ended_from_outside_mid_test_is_our_failure_not_the_students(
+        how: str, docker_ready: bool) -> None:
+    """On the fresh-container path, kill (`docker kill`, as a Docker restart does) or force-remove (`docker rm
+    -f`) the sandbox container while a test waits in the student's code: does the grading fail as
+    infrastructure, with no test recorded as crashed, where it used to cost the student that test (and every one
+    after it in the sandbox) as a crash?"""
+    if not docker_ready:
+        pytest.skip("no Docker engine")
+    assignment = get_assignment("autograd")
+    runner = make_runner("docker", sandbox="fresh")
+    outcome: list[object] = []
+    started = time.time()
+
+    def slow_grading() -> None:
+        try:
+            outcome.append(grade(assignment, {"solution.py": SLOW.encode()}, runner, judge=None))
+        except BaseException as exc:  # looked at below, in the test's thread
+            outcome.append(exc)
+
+    try:
+        thread = threading.Thread(target=slow_grading)
+        thread.start()
+        deadline = time.monotonic() + 120
+
+        def pids() -> list[int]:
+            return [int(row[0]) for c in _fresh_sandboxes(started)
+                    for row in c.top(ps_args="-o pid").get("Processes") or []]
+
+        while not _sleeping(pids()):
+            assert time.monotonic() < deadline and thread.is_alive(), outcome
+            time.sleep(0.1)
+        for container in _fresh_sandboxes(started):
+            container.kill() if how == "kill" else container.remove(force=True)
+        thread.join(timeout=120)
+        assert not thread.is_alive()
+        [result] = outcome
+        assert isinstance(result, InfrastructureError), result
+        # `docker rm -f` kills first: the judge may look while the container is killed but not yet removed.
+        assert "sandbox was lost" in str(result) and "from outside" in str(result), result
+    finally:
+        runner.close()

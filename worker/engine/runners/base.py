@@ -35,7 +35,9 @@ class SandboxSpec:
 class ExitInfo:
     """How a sandbox's student process ended (or that it still runs)."""
 
-    state: str  # "running" | "exited" | "oom" | "killed" | "lost" (its zygote went away: not the student's doing)
+    # "lost": its zygote or container went away, was ended through the engine, or the engine cannot say how it
+    # ended; never the student's doing, so the grading fails as ours and runs again.
+    state: str  # "running" | "exited" | "oom" | "killed" | "lost"
     code: int | None = None
     detail: str = ""
 

@@ -152,6 +152,7 @@ class DockerSandbox(Sandbox):
         self._write_lock = threading.Lock()
         self._final: ExitInfo | None = None
         self._reader: threading.Thread | None = None
+        self._created = time.time()  # where to start looking in the engine's events for who ended it
 
     def adopt(self) -> None:
         """Attach to the container and start the reader thread, in the process that talks to it."""
@@ -261,7 +262,9 @@ class DockerSandbox(Sandbox):
 
     # -- lifecycle -----------------------------------------------------------------------------------
     def exit_info(self, wait: float = 0.0) -> ExitInfo:
-        """The container's state: running, exited (with code), oom (memory cgroup kill) or killed (137)."""
+        """The container's state: running, exited (with code), oom (memory cgroup kill), killed (137), or lost:
+        ended from outside (removed, killed or stopped through the engine) or the engine cannot say, which is
+        never the student's doing and must not cost them a test."""
         if self._final is not None:
             return self._final
         try:
@@ -272,15 +275,35 @@ class DockerSandbox(Sandbox):
                     pass  # still running when the wait ran out (the SDK reports that as a read timeout)
             self.container.reload()
         except docker.errors.NotFound:
-            self._final = ExitInfo("killed", None, "the container is gone")
+            # stop() records how it ended before it removes the container: gone before that, someone else did.
+            self._final = ExitInfo("lost", None, "its container was removed from outside (docker rm)")
             return self._final
         except _DOCKER_ERRORS as exc:
+            # The engine is stopping, restarting or overloaded: how the student's process ended is unknown.
             log.warning("cannot inspect sandbox %s: %s", self.container.id[:12], exc)
-            return ExitInfo("running", None, f"state unknown: {exc}")
+            return ExitInfo("lost", None, f"the Docker engine could not say how it ended: {exc}")
         info = _state_info(self.container.attrs.get("State", {}))
+        if info.state in ("exited", "killed"):
+            info = self._killed_from_outside(info)
         if info.state != "running":
             self._final = info
         return info
+
+    def _killed_from_outside(self, info: ExitInfo) -> ExitInfo:
+        """`info`, or lost if the engine killed the container at someone's request (docker kill or stop, the
+        engine shutting down): a student's code can end its own process with any code, 137 included, but cannot
+        ask the engine for a kill. Asked only once a sandbox has ended, so a crash costs one look at the events."""
+        try:
+            kills = self.client.api.events(
+                since=f"{self._created - 60:.6f}", until=f"{time.time() + 0.5:.6f}", decode=True,
+                filters={"container": [self.container.id], "event": ["kill"]})
+            signals = [str(event.get("Actor", {}).get("Attributes", {}).get("signal", "?")) for event in kills]
+        except _DOCKER_ERRORS as exc:
+            return ExitInfo("lost", info.code, f"the Docker engine could not say who ended it: {exc}")
+        if not signals:
+            return info
+        return ExitInfo("lost", info.code, f"its container was killed from outside (signal {signals[0]}, through "
+                                           "the Docker engine)")
 
     def stop(self) -> None:
         """Kill and remove the container, close the connection; idempotent and never raises."""
