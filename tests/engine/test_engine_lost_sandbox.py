@@ -8,6 +8,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from worker.engine.grade import grade
 from worker.engine.judge.launch import WarmJudge
 from worker.engine.manifest import get_assignment
 from worker.engine.runners import make_runner
+from worker.engine.runners.base import Runner
 
 REPO = Path(__file__).resolve().parents[2]
 REFERENCE = (REPO / "reference_tests" / "autograd" / "reference" / "solution.py").read_text()
@@ -87,6 +89,32 @@ def _lose_docker() -> None:
         container.kill()
 
 
+def _lost_mid_test(runner: Runner, judge: WarmJudge | None, tree: Callable[[], list[int]],
+                   lose: Callable[[], None], wait: float) -> object:
+    """Grade the SLOW solution; once one of `tree()`'s processes sleeps in the student's code, `lose()` the
+    sandbox; what the grading came to (a result or the exception it raised)."""
+    assignment = get_assignment("autograd")
+    outcome: list[object] = []
+
+    def slow_grading() -> None:
+        try:
+            outcome.append(grade(assignment, {"solution.py": SLOW.encode()}, runner, judge=judge))
+        except BaseException as exc:  # looked at in the test's thread
+            outcome.append(exc)
+
+    thread = threading.Thread(target=slow_grading)
+    thread.start()
+    deadline = time.monotonic() + wait
+    while not _sleeping(tree()):
+        assert time.monotonic() < deadline and thread.is_alive(), outcome
+        time.sleep(0.05)
+    lose()
+    thread.join(timeout=wait)
+    assert not thread.is_alive()
+    [result] = outcome
+    return result
+
+
 @pytest.mark.parametrize("runner_name", ["local", "docker"])
 def test_a_sandbox_whose_zygote_goes_mid_test_is_our_failure_not_the_students(
         runner_name: str, docker_ready: bool) -> None:
@@ -99,27 +127,15 @@ def test_a_sandbox_whose_zygote_goes_mid_test_is_our_failure_not_the_students(
     assignment = get_assignment("autograd")
     runner = make_runner(runner_name, sandbox="fork")
     judge = WarmJudge()
-    outcome: list[object] = []
-
-    def slow_grading() -> None:
-        try:
-            outcome.append(grade(assignment, {"solution.py": SLOW.encode()}, runner, judge=judge))
-        except BaseException as exc:  # looked at below, in the test's thread
-            outcome.append(exc)
-
     try:
         assert grade(assignment, {"solution.py": REFERENCE.encode()}, runner, judge=judge).score == 100.0
-        thread = threading.Thread(target=slow_grading)
-        thread.start()
-        deadline = time.monotonic() + 60
-        while not _sleeping(tree()):
-            assert time.monotonic() < deadline and thread.is_alive(), outcome
-            time.sleep(0.05)
-        lost = tree()
-        lose()
-        thread.join(timeout=60)
-        assert not thread.is_alive()
-        [result] = outcome
+        lost: list[int] = []
+
+        def lose_noting_the_tree() -> None:
+            lost.extend(tree())
+            lose()
+
+        result = _lost_mid_test(runner, judge, tree, lose_noting_the_tree, 60)
         assert isinstance(result, InfrastructureError), result
         assert "sandbox was lost" in str(result) and "zygote went away" in str(result)
         assert not any(alive(pid) for pid in lost if runner_name == "local")
@@ -159,34 +175,19 @@ def test_a_fresh_sandbox_container_ended_from_outside_mid_test_is_our_failure_no
     after it in the sandbox) as a crash?"""
     if not docker_ready:
         pytest.skip("no Docker engine")
-    assignment = get_assignment("autograd")
     runner = make_runner("docker", sandbox="fresh")
-    outcome: list[object] = []
     started = time.time()
 
-    def slow_grading() -> None:
-        try:
-            outcome.append(grade(assignment, {"solution.py": SLOW.encode()}, runner, judge=None))
-        except BaseException as exc:  # looked at below, in the test's thread
-            outcome.append(exc)
+    def pids() -> list[int]:
+        return [int(row[0]) for container in _fresh_sandboxes(started)
+                for row in container.top(ps_args="-o pid").get("Processes") or []]
 
-    try:
-        thread = threading.Thread(target=slow_grading)
-        thread.start()
-        deadline = time.monotonic() + 120
-
-        def pids() -> list[int]:
-            return [int(row[0]) for c in _fresh_sandboxes(started)
-                    for row in c.top(ps_args="-o pid").get("Processes") or []]
-
-        while not _sleeping(pids()):
-            assert time.monotonic() < deadline and thread.is_alive(), outcome
-            time.sleep(0.1)
+    def lose() -> None:
         for container in _fresh_sandboxes(started):
             container.kill() if how == "kill" else container.remove(force=True)
-        thread.join(timeout=120)
-        assert not thread.is_alive()
-        [result] = outcome
+
+    try:
+        result = _lost_mid_test(runner, None, pids, lose, 120)
         assert isinstance(result, InfrastructureError), result
         # `docker rm -f` kills first: the judge may look while the container is killed but not yet removed.
         assert "sandbox was lost" in str(result) and "from outside" in str(result), result
