@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
@@ -35,9 +35,12 @@ QUEUE_DOWN_MESSAGE = "queued; grading starts when the queue is back"
 # engine is down, its disk is full), rather than a place in the queue that does not move.
 GRADING_PAUSED_MESSAGE = ("queued; grading is paused because no worker is taking submissions now: "
                           "this one keeps its place and is graded as soon as one is")
+# Said only of a run that has waited this long since it was sent: a worker reconnecting to a restarted broker
+# misses an ask or two, and a wait of seconds needs no explanation.
+PAUSED_AFTER = timedelta(seconds=20)
 
 
-# An idempotency key: visible ASCII, as the IETF draft's structured-field string allows, and a column's length.
+# An idempotency key: visible ASCII (a UUID; a structured-field string, quotes and all), at most a column's length.
 _KEY = re.compile(r"[\x21-\x7e]{1,255}")
 
 
@@ -206,7 +209,7 @@ def describe(submission: Submission, access: str, url: str, now: datetime | None
         doc["queue_position"] = queue_position(run)
         if run.enqueued_at is None:
             doc["message"] = QUEUE_DOWN_MESSAGE
-        elif grading_paused(run.queue):
+        elif grading_paused(run.queue) and (now or database_now(db.session)) - run.enqueued_at >= PAUSED_AFTER:
             doc["message"] = GRADING_PAUSED_MESSAGE
         elif run.message:
             doc["message"] = run.message

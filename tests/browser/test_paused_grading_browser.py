@@ -46,10 +46,11 @@ def test_a_student_s_open_page_says_grading_is_paused_then_shows_the_score_when_
         [submission_id] = stack.upload(1, Watcher(stack.app, student.headers))
         page.goto(f"{base_url}/submissions/{submission_id}")
         page.evaluate("window.sameDocument = true")  # gone if the page reloads
-        # The web process asks the workers in the background (a student's page never waits on the broker), so
-        # the first answer may not know yet; a later poll of the open page does.
+        # Said once the submission has waited PAUSED_AFTER (20 s); and the web process asks the workers in the
+        # background (a student's page never waits on the broker), so a later poll of the open page says it.
         note = page.locator("[data-status-message]")
-        expect(note).to_have_text(GRADING_PAUSED_MESSAGE, timeout=30_000)
+        expect(note).to_be_hidden()
+        expect(note).to_have_text(GRADING_PAUSED_MESSAGE, timeout=60_000)
         expect(page.locator("[data-status-text]")).to_contain_text("You are number 1 in the queue.")
         assert page.evaluate("window.sameDocument === true")  # the script's polling said it: no reload
 

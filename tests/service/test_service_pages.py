@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from io import BytesIO
 
 import pytest
@@ -88,9 +89,9 @@ def test_refused_page_upload_explains_and_stores_nothing(app: Flask, client: Fla
 def test_a_waiting_submission_says_grading_is_paused_while_no_worker_takes_its_queue(
         client: FlaskClient, world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     """While no online worker takes gradings from a queued submission's queue (the only one is paused, or none is
-    online), do its status page and API document say that grading is paused and that it keeps its place, and stop
-    saying so once a worker takes the queue, or once the submission runs (the workers' answers stubbed here;
-    tests/browser/test_paused_grading_browser.py asks real workers)?"""
+    online) and it has waited 20 s, do its status page and API document say that grading is paused and that it
+    keeps its place, and stop saying so once a worker takes the queue, or once the submission runs (the workers'
+    answers stubbed here; tests/browser/test_paused_grading_browser.py asks real workers)?"""
     from grader.services import queue
     from grader.services.queue import WorkerState
     from grader.services.submissions import GRADING_PAUSED_MESSAGE
@@ -100,6 +101,9 @@ def test_a_waiting_submission_says_grading_is_paused_while_no_worker_takes_its_q
     monkeypatch.setattr(queue, "worker_states", lambda **_: states)
     submission_id = upload(client, "autograd", b"x = 1\n", headers=world.student.headers).json["id"]
     log_in(client, world.student.email, world.student.password)
+    submission = db.session.get(Submission, submission_id)
+    assert submission is not None and submission.published_run is not None
+    run = submission.published_run
 
     def told() -> tuple[str | None, str]:
         """The API document's message, and the page's status panel with its white space collapsed."""
@@ -108,6 +112,9 @@ def test_a_waiting_submission_says_grading_is_paused_while_no_worker_takes_its_q
         start = page.index('id="status"')
         return doc.get("message"), " ".join(page[start:page.index("</section>", start)].split())
 
+    assert told()[0] is None  # sent just now: a wait of seconds needs no explanation (nor a reconnect's silence)
+    run.enqueued_at = run.enqueued_at - timedelta(seconds=60)
+    db.session.commit()
     message, panel = told()
     assert message == GRADING_PAUSED_MESSAGE
     assert f"<p data-status-message>{GRADING_PAUSED_MESSAGE}</p>" in panel
@@ -125,9 +132,7 @@ def test_a_waiting_submission_says_grading_is_paused_while_no_worker_takes_its_q
     states[:] = [WorkerState("old@c", None)]  # a worker that does not say what it takes counts as taking it
     assert told()[0] is None
 
-    submission = db.session.get(Submission, submission_id)
-    assert submission is not None
-    submission.status = submission.published_run.status = "running"
+    submission.status = run.status = "running"
     db.session.commit()
     states[:] = []
     assert told()[0] is None  # running: a worker has it

@@ -68,12 +68,12 @@ def test_with_the_only_worker_s_scratch_disk_full_uploads_wait_and_are_graded_on
         filled = time.monotonic()
         ids += stack.upload(3, watcher)
         during = stack.panel_once_paused(worker)
-        watcher.poll()  # as the students' pages see their waiting submissions now
         told = subprocess.run([sys.executable, "-m", "grader", "queue"], cwd=REPO, env=stack.env, capture_output=True,
                               text=True, timeout=60, check=False)
         # longer than a grading's retries last here (backoff 1 s doubling, 5 retries: ~31 s)
         time.sleep(max(0.0, 40 - (time.monotonic() - filled)))
         waiting = stack.statuses(ids[1:])
+        watcher.poll()  # as the students' pages see their waiting submissions now
         filler.unlink()
         assert set(waiting) <= {"queued", "running"}, (waiting, logs(stack))
         watcher.wait_all_graded(BOUND)
