@@ -154,7 +154,10 @@ def _resent(earlier: Submission) -> Submission:
     """The answer to an upload sent again: its submission, whose grading is published now if its first request
     stored it but never sent it (it died in between, or the broker refused), rather than at the next sweep."""
     run = earlier.published_run
-    if run is not None and run.status == "queued" and run.enqueued_at is None:
+    unsent = run is not None and run.status == "queued" and run.enqueued_at is None
+    log.info("upload sent again with its key: answered with submission %s%s", earlier.id,
+             ", whose grading it sends now" if unsent else "")
+    if unsent and run is not None:
         enqueue(run)
     return earlier
 
