@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from flask import current_app, request, url_for
@@ -49,8 +50,9 @@ def create_submission(assignment_id: str) -> tuple[dict[str, Any], int, dict[str
     require_member(user, assignment.course)
     key = upload_key(request.headers.get("Idempotency-Key"))
     name, data = read_upload()
+    received = time.monotonic()
     with loaded_once():  # the answer describes the rows the upload just wrote without loading them again
-        submission = submit(user, assignment, name, data, key)
+        submission = submit(user, assignment, name, data, key, received)
         doc = describe(submission, "owner", submission_url(submission))
         body = {"id": submission.id, "status": submission.status, "url": doc["url"]}
     if "queue_position" in doc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -80,7 +81,8 @@ def upload_key(value: str | None) -> str | None:
     return value
 
 
-def submit(user: User, assignment: Assignment, name: str, data: bytes, key: str | None = None) -> Submission:
+def submit(user: User, assignment: Assignment, name: str, data: bytes, key: str | None = None,
+           received: float | None = None) -> Submission:
     """Store a checked upload with its submission and first grading run in one transaction, then ring the
     broker's doorbell.
 
@@ -93,6 +95,11 @@ def submit(user: User, assignment: Assignment, name: str, data: bytes, key: str 
     was lost or the form was sent twice, gets the submission it made: nothing is stored or queued again, and no
     policy counts it twice (not the submission limit, not the cooldown). The key sent with another upload is
     refused (KeyReused).
+
+    `received` is a `time.monotonic()` reading this process took once the upload's bytes had all arrived: the
+    policy judges the upload as of then, so the time a busy server takes to get to it (the checks, the wait for
+    the student's lock) never makes on-time work late. (From the bytes' arrival, not the request's start: a
+    client trickling its body past the due date must not be judged by when it began.)
     """
     require_member(user, assignment.course)
     check_upload(assignment, name, data)
@@ -110,6 +117,8 @@ def submit(user: User, assignment: Assignment, name: str, data: bytes, key: str 
                 db.session.commit()  # nothing written: releases the lock
                 return _resent(earlier)
             now = database_now(db.session)
+            if received is not None:
+                now -= timedelta(seconds=max(0.0, time.monotonic() - received))
             decision = decide_upload(assignment, user, now)
             sha256 = store().put(data)
             submission = Submission(user=user, assignment=assignment, sha256=sha256, original_name=name,

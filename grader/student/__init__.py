@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import time
 from functools import wraps
 from typing import Any
 
@@ -81,12 +82,13 @@ def upload(assignment_id: str) -> str | Response | tuple[str, int]:
         try:
             upload_file = single_file(request.files.getlist("file"))
             name, data = upload_file.filename or "", upload_file.read()
+            received = time.monotonic()
             key = upload_key(form.upload_key.data or None)
             try:
-                submission = submit(user, assignment, name, data, key)
+                submission = submit(user, assignment, name, data, key, received)
             except KeyReused:
                 # This form, back from the browser's history, sent with another file: a new upload.
-                submission = submit(user, assignment, name, data)
+                submission = submit(user, assignment, name, data, received=received)
         except ServiceError as exc:
             flash(str(exc.detail), "error")
             return render_template("student/upload.html", assignment=assignment,

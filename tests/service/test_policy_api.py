@@ -224,3 +224,47 @@ def test_uploads_racing_for_the_last_submission_on_postgresql_store_exactly_one(
         with app.app_context():
             assert stored() == 1
             db.session.remove()
+
+
+def test_an_upload_received_before_a_hard_close_is_on_time_however_late_the_server_gets_to_it(
+        make_app: Any) -> None:
+    """On PostgreSQL, with the due date also the hard close, is an upload whose bytes had all arrived a second
+    before it, but which the server got to only two seconds after it (the student's lock held by another
+    transaction meanwhile, as a concurrent upload of theirs or a loaded server delays one), accepted on time at
+    full credit rather than refused as closed?"""
+    import threading
+    import time
+
+    import sqlalchemy as sa
+
+    from tests.conftest import Factory, fresh_postgres_database, make_world
+
+    with fresh_postgres_database() as url:
+        app = make_app(SQLALCHEMY_DATABASE_URI=url, BROKER_URL="memory://")
+        with app.app_context():
+            world = make_world(Factory())
+            due = datetime.now(UTC) + timedelta(seconds=4)
+            set_override(world.assignment, {"due": due.isoformat(), "hard_close": due.isoformat()})
+            headers, user_id = world.student.headers, world.student.user.id
+        holder = sa.create_engine(url)
+        answers: list[Any] = []
+        sender = threading.Thread(target=lambda: answers.append(
+            upload(app.test_client(), "autograd", SOURCE, headers=headers)))
+        try:
+            with holder.connect() as connection, connection.begin():
+                connection.execute(sa.text("SELECT id FROM enrollment WHERE user_id = :user FOR UPDATE"),
+                                   {"user": user_id})
+                time.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds() - 1))
+                sender.start()  # a second before the due date
+                time.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds() + 2))
+                assert sender.is_alive(), "the upload did not wait for the student's lock"
+            sender.join(60)
+        finally:
+            holder.dispose()
+        [answer] = answers
+        assert answer.status_code == 202, answer.json
+        with app.app_context():
+            submission = db.session.get(Submission, answer.json["id"])
+            assert submission is not None and (submission.late_seconds, submission.credit) == (0, 100.0)
+            assert submission.created_at < due  # when it arrived, not when the server got to it
+            db.session.remove()
