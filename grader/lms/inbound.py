@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import time
 from datetime import datetime
 from typing import Any
 
@@ -50,6 +51,7 @@ def receive_submission(name: str) -> tuple[Response, int]:
     except NotFound as exc:
         return _answer(status_of(exc), exc.to_dict())
     body = request.get_data(cache=True)
+    received = time.monotonic()  # the upload is judged as of now, however long the steps below take
     try:
         verify_inbound(integration, body, dict(request.headers))
     except ServiceError as exc:
@@ -65,7 +67,7 @@ def receive_submission(name: str) -> tuple[Response, int]:
         return _in_progress(webhook_id)
     receipt = owner.receipt
     try:
-        submission = _process(integration, body, owner.takeover_since)
+        submission = _process(integration, body, received, owner.takeover_since)
         status, answer = 202, {"id": submission.id, "status": submission.status}
     except ServiceError as exc:
         db.session.rollback()
@@ -87,8 +89,10 @@ def _in_progress(webhook_id: str) -> tuple[Response, int]:
     return _answer(409, {"error": "in_progress", "detail": detail})
 
 
-def _process(integration: LmsIntegration, body: bytes, takeover_since: datetime | None = None) -> Submission:
-    """Validate the message, find or create the student, and submit through the normal path.
+def _process(integration: LmsIntegration, body: bytes, received: float,
+             takeover_since: datetime | None = None) -> Submission:
+    """Validate the message, find or create the student, and submit through the normal path (judged as of
+    `received`, a `time.monotonic()` reading taken once the body had arrived).
 
     `takeover_since`: an earlier attempt with this webhook id died at that time; if it got as far as creating
     the submission, that one is the answer.
@@ -105,7 +109,7 @@ def _process(integration: LmsIntegration, body: bytes, takeover_since: datetime 
         earlier = receipts.earlier_submission(user, assignment, data, takeover_since)
         if earlier is not None:
             return earlier
-    return submit(user, assignment, name, data)
+    return submit(user, assignment, name, data, received=received)
 
 
 _INVALID = {
