@@ -22,6 +22,7 @@ from grader.api import bp, public
 from grader.api.schemas import Error, Health, InboundQueued, InboundSubmission
 from grader.errors import ServiceError
 from grader.models.types import MAX_ID  # the id converters enforce the same bound
+from grader.services.submissions import KEY_CHARACTER, KEY_MAX_LENGTH  # what upload_key() accepts
 
 # The largest id a path may carry (a signed 64-bit integer, as stored); the URL converter enforces it.
 
@@ -100,7 +101,7 @@ UPLOAD_BODY = {
 }
 IDEMPOTENCY_KEY = {
     "name": "Idempotency-Key", "in": "header", "required": False,
-    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x21-\\x7e]+$"},
+    "schema": {"type": "string", "minLength": 1, "maxLength": KEY_MAX_LENGTH, "pattern": f"^{KEY_CHARACTER}+$"},
     "description": "A key of the client's choosing, new for each new upload (a UUID, say): the same upload sent again "
                    "with it (its answer was lost) gets the submission it made, counted once; sent with another "
                    "upload it is refused (422 `idempotency_key_reused`)",

@@ -42,7 +42,10 @@ PAUSED_AFTER = timedelta(seconds=20)
 
 
 # An idempotency key: visible ASCII (a UUID; a structured-field string, quotes and all), at most a column's length.
-_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+# The OpenAPI document's schema of the header is built from the same two.
+KEY_CHARACTER = r"[\x21-\x7e]"
+KEY_MAX_LENGTH = 255
+_KEY = re.compile(f"{KEY_CHARACTER}{{1,{KEY_MAX_LENGTH}}}")
 
 
 def single_file(files: list[Any]) -> Any:
