@@ -12,7 +12,6 @@ import base64
 import binascii
 import json
 import time
-from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -67,7 +66,7 @@ def receive_submission(name: str) -> tuple[Response, int]:
         return _in_progress(webhook_id)
     receipt = owner.receipt
     try:
-        submission = _process(integration, body, received, owner.takeover_since)
+        submission = _process(integration, body, received, receipts.submission_key(integration, webhook_id))
         status, answer = 202, {"id": submission.id, "status": submission.status}
     except ServiceError as exc:
         db.session.rollback()
@@ -89,13 +88,13 @@ def _in_progress(webhook_id: str) -> tuple[Response, int]:
     return _answer(409, {"error": "in_progress", "detail": detail})
 
 
-def _process(integration: LmsIntegration, body: bytes, received: float,
-             takeover_since: datetime | None = None) -> Submission:
+def _process(integration: LmsIntegration, body: bytes, received: float, key: str) -> Submission:
     """Validate the message, find or create the student, and submit through the normal path (judged as of
     `received`, a `time.monotonic()` reading taken once the body had arrived).
 
-    `takeover_since`: an earlier attempt with this webhook id died at that time; if it got as far as creating
-    the submission, that one is the answer.
+    `key` is the message's idempotency key (`receipts.submission_key`): if an earlier attempt at this message
+    died after storing its submission, that submission is the answer, and its grading is sent now if that
+    attempt never sent it.
     """
     doc = _parse(body)
     assignment = find_assignment(doc["assignment"])
@@ -105,11 +104,7 @@ def _process(integration: LmsIntegration, body: bytes, received: float,
     person = doc["user"]
     user = external_student(integration.course_id, person["external_id"], person["email"], person["name"])
     name, data = _single_file(assignment, doc["files"])
-    if takeover_since is not None:
-        earlier = receipts.earlier_submission(user, assignment, data, takeover_since)
-        if earlier is not None:
-            return earlier
-    return submit(user, assignment, name, data, received=received)
+    return submit(user, assignment, name, data, key=key, received=received)
 
 
 _INVALID = {

@@ -15,14 +15,14 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from grader.extensions import db
-from grader.models import Assignment, Submission, User, database_now
+from grader.models import database_now
 from grader.models.lms import LmsIntegration, LmsWebhookReceipt
 
 log = logging.getLogger(__name__)
@@ -34,11 +34,10 @@ STALE_RECEIPT = timedelta(minutes=2)
 
 @dataclass
 class Claim:
-    """What a request carrying a webhook id may do: own it (`receipt`, and `takeover_since` when it takes an
-    abandoned attempt over), replay the stored answer (`answer`), or neither while another request owns it."""
+    """What a request carrying a webhook id may do: own it (`receipt`; a new one, or an abandoned attempt's taken
+    over), replay the stored answer (`answer`), or neither while another request owns it."""
 
     receipt: LmsWebhookReceipt | None = None
-    takeover_since: datetime | None = None
     answer: tuple[int, dict[str, Any]] | None = None
 
     @property
@@ -76,7 +75,7 @@ def claim(integration: LmsIntegration, webhook_id: str) -> Claim:
         .values(received_at=now)
     ).rowcount
     db.session.commit()
-    return Claim(receipt=receipt, takeover_since=since) if taken else Claim()
+    return Claim(receipt=receipt) if taken else Claim()
 
 
 def answered(receipt: LmsWebhookReceipt, status: int, answer: dict[str, Any], submission_id: int | None) -> None:
@@ -93,25 +92,15 @@ def forget(receipt: LmsWebhookReceipt) -> None:
     db.session.commit()
 
 
-def earlier_submission(user: User, assignment: Assignment, data: bytes, since: datetime) -> Submission | None:
-    """The submission an abandoned attempt (alive at `since`) got as far as creating, if it did: same student,
-    assignment and content, created since then, and not already the answer to another message (the same file
-    may well be sent twice)."""
-    if user.id is None:
-        return None
-    return db.session.scalar(
-        select(Submission)
-        .where(
-            Submission.user_id == user.id,
-            Submission.assignment_id == assignment.id,
-            Submission.sha256 == hashlib.sha256(data).hexdigest(),
-            Submission.created_at >= since,
-            Submission.id.not_in(
-                select(LmsWebhookReceipt.submission_id).where(LmsWebhookReceipt.submission_id.is_not(None))
-            ),
-        )
-        .limit(1)
-    )
+def submission_key(integration: LmsIntegration, webhook_id: str) -> str:
+    """The idempotency key a message's submission is stored with (`grader.services.submissions.submit`), so an
+    attempt that takes over a dead one finds the submission it stored, if it got that far.
+
+    Matched by key, not by time: a submission counts as made when its bytes arrived, before its attempt claimed
+    the message, so "stored since the claim" missed it and one message made two submissions. The key holds a
+    space, which no `Idempotency-Key` a client sends can (`upload_key`): a student's own keys never meet it.
+    """
+    return f"lms {integration.id} {hashlib.sha256(webhook_id.encode()).hexdigest()}"
 
 
 def purge_receipts(older_than: timedelta = RECEIPT_RETENTION) -> int:

@@ -11,6 +11,7 @@ import os
 import re
 import threading
 import uuid
+from datetime import timedelta
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -19,13 +20,14 @@ import pytest
 import requests
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import Interval, func, literal, select, update
 
 from grader.extensions import db
 from grader.models import GradingRun, Submission
 from grader.services.policy import set_override
 from tests.conftest import REFERENCE_SOLUTION, STARTER_SOLUTION, World, fresh_postgres_database
 from tests.service.test_service_pages import csrf_token, log_in
+from tests.support.lms_helpers import signed_headers, submission_body
 from tests.support.recovery_support import Watcher, assert_graded_exactly_once
 from tests.support.service_stack import COMMIT_HOOKS, logs, running_stack, wait_for
 
@@ -211,6 +213,65 @@ def test_an_upload_whose_web_process_died_before_answering_is_graded_once_when_s
         watcher.add(submission_id)
         watcher.wait_all_graded(150)
         assert_graded_exactly_once(stack.app, [submission_id])
+        with stack.app.app_context():
+            assert counts() == (1, 1)
+            db.session.remove()
+
+
+def test_an_lms_webhook_whose_web_process_died_after_storing_it_is_graded_once_when_the_lms_retries(
+        tmp_path: Path) -> None:
+    """When the web process (gunicorn) that stored an LMS webhook's submission is SIGKILLed before it answers, and
+    the LMS sends the message again once that attempt counts as abandoned, is the retry answered with the submission
+    the dead attempt stored (202, same id), graded once by a real worker, with no second submission? The dead
+    process never sent the grading to the broker, and no beat runs here to sweep it up: the retry sends it."""
+    from grader.lms import integrations
+    from grader.models.lms import LmsWebhookReceipt
+
+    with fresh_postgres_database() as database, running_stack(tmp_path, database) as stack:
+        with stack.app.app_context():
+            _, secrets = integrations.add_integration("canvas", "DEMO101")
+            db.session.commit()
+            db.session.remove()
+        mark = tmp_path / "killed"
+        pythonpath = os.pathsep.join(filter(None, [str(COMMIT_HOOKS), stack.env.get("PYTHONPATH")]))
+        base_url = stack.web(PYTHONPATH=pythonpath, GRADER_TEST_DIE_AFTER_SUBMISSION=str(mark))
+        stack.worker()
+        body = submission_body(REFERENCE_SOLUTION.read_bytes())
+
+        def post() -> requests.Response:
+            # Each delivery is signed anew (a fresh timestamp), with the message's one webhook-id.
+            headers = signed_headers(secrets.inbound or "", body, msg_id="msg_died_after_storing")
+            return requests.post(base_url + "/api/v1/lms/canvas/submissions", data=body, headers=headers, timeout=60)
+
+        with pytest.raises(requests.ConnectionError):
+            post()  # stored, then the process died: no answer
+        assert mark.exists(), logs(stack)
+        with stack.app.app_context():
+            # The LMS retries minutes later, after the unanswered attempt counts as abandoned (2 minutes): as if
+            # that time had passed, every time stored so far moves 5 minutes back.
+            for model, column in ((LmsWebhookReceipt, "received_at"), (Submission, "created_at"),
+                                  (GradingRun, "queued_at")):
+                moved = getattr(model, column) - literal(timedelta(minutes=5), Interval())
+                db.session.execute(update(model).values({column: moved}))
+            db.session.commit()
+            stored = db.session.scalars(select(Submission.id)).all()
+            db.session.remove()
+        answers: list[requests.Response] = []
+
+        def retried() -> bool:
+            try:
+                answers.append(post())
+            except requests.ConnectionError:
+                return False
+            return True
+
+        wait_for(retried, 60, "the web process answering again")
+        assert answers[-1].status_code == 202, answers[-1].text
+        assert [answers[-1].json()["id"]] == stored, (answers[-1].json(), stored)
+        watcher = Watcher(stack.app, stack.world.instructor.headers)
+        watcher.add(stored[0])
+        watcher.wait_all_graded(150)
+        assert_graded_exactly_once(stack.app, stored)
         with stack.app.app_context():
             assert counts() == (1, 1)
             db.session.remove()
