@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 Visibility = Literal["visible", "hidden", "after_due_date"]
 TestStatus = Literal["passed", "failed", "error", "timeout", "memory", "crashed", "hidden"]
@@ -348,6 +348,11 @@ class InboundSubmission(BaseModel):
     files: dict[str, str] = Field(
         min_length=1, description='Exactly one file, e.g. `{"solution.py": "<base64>"}`',
         json_schema_extra={"additionalProperties": {"type": "string", "contentEncoding": "base64"}})
+    submitted_at: AwareDatetime | None = Field(
+        default=None, description="When the student submitted, by the LMS's own record (RFC 3339 with an offset). "
+        "Lateness is judged as of this time when it is before the message's arrival, by at most "
+        "GRADER_LMS_BACKDATE_LIMIT (two days by default; an earlier one counts as that limit); absent or later: as "
+        "of arrival")
 
 
 class InboundQueued(Model):

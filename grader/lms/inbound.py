@@ -22,7 +22,7 @@ from grader.api.schemas import InboundSubmission
 from grader.errors import NotFound, ServiceError, UploadRejected
 from grader.extensions import csrf, db
 from grader.http_errors import status_of
-from grader.lms import receipts
+from grader.lms import receipts, settings
 from grader.lms.integrations import find_integration, verify_inbound
 from grader.models import Assignment, Submission
 from grader.models.lms import LmsIntegration
@@ -89,8 +89,11 @@ def _in_progress(webhook_id: str) -> tuple[Response, int]:
 
 
 def _process(integration: LmsIntegration, body: bytes, received: float, key: str) -> Submission:
-    """Validate the message, find or create the student, and submit through the normal path (judged as of
-    `received`, a `time.monotonic()` reading taken once the body had arrived).
+    """Validate the message, find or create the student, and submit through the normal path: judged as of
+    `received` (a `time.monotonic()` reading taken once the body had arrived), or as of the LMS's own
+    `submitted_at` when that is earlier (by at most GRADER_LMS_BACKDATE_LIMIT): the LMS's signature vouches for
+    it as it does for who the student is, and a message the LMS had to retry past the due date (our outage, a
+    slow network) must not make on-time work late.
 
     `key` is the message's idempotency key (`receipts.submission_key`): if an earlier attempt at this message
     died after storing its submission, that submission is the answer, and its grading is sent now if that
@@ -104,7 +107,8 @@ def _process(integration: LmsIntegration, body: bytes, received: float, key: str
     person = doc["user"]
     user = external_student(integration.course_id, person["external_id"], person["email"], person["name"])
     name, data = _single_file(assignment, doc["files"])
-    return submit(user, assignment, name, data, key=key, received=received)
+    return submit(user, assignment, name, data, key=key, received=received,
+                  submitted_at=doc["submitted_at"], backdate_limit=settings.backdate_limit())
 
 
 _INVALID = {
@@ -114,6 +118,8 @@ _INVALID = {
     "user.name": "`user.name` must be a string",
     "assignment": '`assignment` must be the assignment\'s id, e.g. "autograd"',
     "files": "`files` must map file names to base64 contents",
+    "submitted_at": "`submitted_at` must be an RFC 3339 date and time with an offset, e.g. "
+                    '"2026-12-05T23:59:30Z"',
 }
 
 
@@ -141,6 +147,7 @@ def _parse(body: bytes) -> dict[str, Any]:
         },
         "assignment": assignment,
         "files": files,
+        "submitted_at": message.submitted_at,
     }
 
 

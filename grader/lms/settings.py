@@ -5,12 +5,14 @@
 | GRADER_LMS_RETRY_DELAYS | 60 s doubling, ≤ 4 h, 24 h in all | seconds between attempts, comma-separated |
 | GRADER_LMS_TIMEOUT | 10 | seconds one outbound request (webhook, LTI service call) may take |
 | GRADER_LMS_SECRET_GRACE | 86400 | seconds a rotated-out secret stays valid |
+| GRADER_LMS_BACKDATE_LIMIT | 172800 | how far before its arrival a message's `submitted_at` may count (0: never) |
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from flask import Flask, current_app
@@ -52,12 +54,15 @@ def configure(app: Flask, environ: Mapping[str, str] | None = None) -> None:
         config["GRADER_LMS_RETRY_DELAYS"] = parse_delays(raw) if raw else exponential_delays()
     elif isinstance(config["GRADER_LMS_RETRY_DELAYS"], str):
         config["GRADER_LMS_RETRY_DELAYS"] = parse_delays(config["GRADER_LMS_RETRY_DELAYS"])
-    for key, default in (("GRADER_LMS_TIMEOUT", 10.0), ("GRADER_LMS_SECRET_GRACE", float(DAY))):
+    for key, default in (("GRADER_LMS_TIMEOUT", 10.0), ("GRADER_LMS_SECRET_GRACE", float(DAY)),
+                         ("GRADER_LMS_BACKDATE_LIMIT", float(2 * DAY))):
         value: Any = config.get(key, env.get(key) or default)
         try:
             config[key] = float(value)
         except (TypeError, ValueError):
             raise ConfigError(f"{key} must be a number of seconds, not {value!r}") from None
+        if config[key] < 0:
+            raise ConfigError(f"{key} must not be negative")
 
 
 def retry_delays() -> list[float]:
@@ -73,3 +78,9 @@ def timeout() -> float:
 def secret_grace() -> float:
     """Seconds a rotated-out secret stays valid."""
     return float(current_app.config["GRADER_LMS_SECRET_GRACE"])
+
+
+def backdate_limit() -> timedelta:
+    """How far before its arrival an LMS message's own `submitted_at` may count (two days by default: a Standard
+    Webhooks sender retries one message for about a day)."""
+    return timedelta(seconds=float(current_app.config["GRADER_LMS_BACKDATE_LIMIT"]))

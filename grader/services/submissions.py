@@ -85,7 +85,8 @@ def upload_key(value: str | None) -> str | None:
 
 
 def submit(user: User, assignment: Assignment, name: str, data: bytes, key: str | None = None,
-           received: float | None = None) -> Submission:
+           received: float | None = None, submitted_at: datetime | None = None,
+           backdate_limit: timedelta = timedelta(0)) -> Submission:
     """Store a checked upload with its submission and first grading run in one transaction, then ring the
     broker's doorbell.
 
@@ -103,6 +104,10 @@ def submit(user: User, assignment: Assignment, name: str, data: bytes, key: str 
     policy judges the upload as of then, so the time a busy server takes to get to it (the checks, the wait for
     the student's lock) never makes on-time work late. (From the bytes' arrival, not the request's start: a
     client trickling its body past the due date must not be judged by when it began.)
+
+    `submitted_at` is the sender's own record of when the student submitted (an LMS's, vouched for by its
+    signature): the upload counts as made then when that is before its arrival, and at most `backdate_limit`
+    before (an earlier one counts as that limit: a sender's clock gone wrong moves nothing further).
     """
     require_member(user, assignment.course)
     check_upload(assignment, name, data)
@@ -122,11 +127,15 @@ def submit(user: User, assignment: Assignment, name: str, data: bytes, key: str 
             now = database_now(db.session)
             if received is not None:
                 now -= timedelta(seconds=max(0.0, time.monotonic() - received))
-            decision = decide_upload(assignment, user, now)
+            # `made` is when the upload counts as made (what the policy judges, the submission's time); `now`, when
+            # it arrived, is when its grading was queued.
+            made = now if submitted_at is None or submitted_at >= now else _backdated(now, submitted_at,
+                                                                                     backdate_limit)
+            decision = decide_upload(assignment, user, made)
             sha256 = store().put(data)
             submission = Submission(user=user, assignment=assignment, sha256=sha256, original_name=name,
                                     size=len(data), credit=decision.credit, late_seconds=decision.late_seconds,
-                                    grace_days_used=decision.grace_days_used, created_at=now, upload_key=key)
+                                    grace_days_used=decision.grace_days_used, created_at=made, upload_key=key)
             submission.runs.append(GradingRun(number=1, published=True, queue=assignment.queue, queued_at=now))
             db.session.add(submission)
             db.session.commit()
@@ -147,6 +156,16 @@ def submit(user: User, assignment: Assignment, name: str, data: bytes, key: str 
         enqueue(run)
     notify(submission_queued, submission_id=submission.id, run_id=run.id)
     return submission
+
+
+def _backdated(arrived: datetime, submitted_at: datetime, limit: timedelta) -> datetime:
+    """When an upload that arrived at `arrived` counts as made, by its sender's `submitted_at` and the limit."""
+    if arrived - submitted_at <= limit:
+        return submitted_at
+    if limit:  # a limit of 0 turns the sender's time off: nothing to warn of
+        log.warning("an upload that arrived at %s says it was submitted at %s, more than %s before: it counts as "
+                    "made at %s", arrived.isoformat(), submitted_at.isoformat(), limit, (arrived - limit).isoformat())
+    return arrived - limit
 
 
 def _keyed(user: User, key: str) -> Submission | None:

@@ -1,22 +1,28 @@
-"""The course policy in what leaves for an LMS: the outbound event carries the counted score (raw times the
-late credit) with the raw one beside it, and a result with after-due-date tests waits for the student's due
-date, so the LMS never shows what the student's own pages still withhold."""
+"""The course policy and an LMS. In what leaves for it: the outbound event carries the counted score (raw times
+the late credit) with the raw one beside it, and a result with after-due-date tests waits for the student's due
+date, so the LMS never shows what the student's own pages still withhold. In what comes from it: a message counts
+as made when the LMS says the student submitted (within GRADER_LMS_BACKDATE_LIMIT), not when a retry got here."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import pytest
 from flask import Flask
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 
 from grader.extensions import db
 from grader.lms import integrations, outbound
+from grader.models import Submission
 from grader.models.lms import LmsDelivery
 from grader.services.deadlines import withheld_until
 from grader.services.policy import grant_extension, set_override
-from tests.conftest import World
+from tests.conftest import REFERENCE_SOLUTION, World
 from tests.support.dashboard_support import full, graded_submission
+from tests.support.lms_helpers import signed_headers, submission_body
 
 
 def at(**delta: float) -> str:
@@ -96,3 +102,67 @@ def test_a_held_webhook_waits_for_an_extension_granted_after_it_was_queued(app: 
     outbound.attempt(delivery_id, 0)
     db.session.refresh(delivery)
     assert delivery.attempts == 1 and delivery.last_error
+
+
+
+def _lms_sender(app: Flask) -> Callable[[datetime | str | None], Any]:
+    """A function that sends a signed LMS message carrying the reference solution and, when given, the LMS's own
+    `submitted_at` (a datetime, or the text as sent), and returns the answer."""
+    _, secrets = integrations.add_integration("canvas", "DEMO101")
+    assert secrets.inbound
+    secret, client = secrets.inbound, app.test_client()
+
+    def send(submitted_at: datetime | str | None) -> Any:
+        when = submitted_at.isoformat() if isinstance(submitted_at, datetime) else submitted_at
+        body = submission_body(REFERENCE_SOLUTION.read_bytes(), submitted_at=when)
+        return client.post("/api/v1/lms/canvas/submissions", data=body, headers=signed_headers(secret, body))
+
+    return send
+
+
+def test_an_lms_message_retried_past_the_hard_close_counts_as_made_when_the_lms_says(app: Flask,
+                                                                                     world: World) -> None:
+    """With the due date also the hard close an hour ago, is a message whose LMS says the student submitted a
+    minute before it (our service was down, and the LMS's retry came now) accepted on time at full credit, stamped
+    with the LMS's time, while its grading counts as queued now?"""
+    due = datetime.now(UTC) - timedelta(hours=1)
+    set_override(world.assignment, {"due": due.isoformat(), "hard_close": due.isoformat()})
+    made, before = due - timedelta(minutes=1), datetime.now(UTC)
+    answer = _lms_sender(app)(made)
+    assert answer.status_code == 202, answer.json
+    submission = db.session.get(Submission, answer.json["id"])
+    assert (submission.late_seconds, submission.credit) == (0, 100.0)
+    assert abs(submission.created_at - made) < timedelta(milliseconds=1)
+    assert submission.runs[0].queued_at >= before - timedelta(seconds=1)  # the queue's own times stay true
+
+
+def test_an_lms_submitted_at_counts_back_only_as_far_as_the_limit(app: Flask, world: World) -> None:
+    """With GRADER_LMS_BACKDATE_LIMIT at an hour and the due date three hours ago (late work allowed), does a
+    message saying 30 minutes ago count as 2.5 hours late; one saying five hours ago (on time) as an hour before its
+    arrival (two hours late); one dated ahead of its arrival as its arrival; and, with the limit at 0, one saying 30
+    minutes ago as its arrival?"""
+    app.config["GRADER_LMS_BACKDATE_LIMIT"] = 3600.0
+    now = datetime.now(UTC)
+    due = now - timedelta(hours=3)
+    set_override(world.assignment, {"due": due.isoformat(), "late_penalty_per_day": 10, "late_days": 3})
+    send = _lms_sender(app)
+    answers = [send(when) for when in (now - timedelta(minutes=30), now - timedelta(hours=5),
+                                       now + timedelta(minutes=10))]
+    app.config["GRADER_LMS_BACKDATE_LIMIT"] = 0.0
+    answers.append(send(now - timedelta(minutes=30)))
+    assert [answer.status_code for answer in answers] == [202] * 4, [answer.json for answer in answers]
+    late = [db.session.get(Submission, answer.json["id"]).late_seconds for answer in answers]
+    assert late[0] == 2 * 3600 + 1800
+    assert 2 * 3600 <= late[1] <= 2 * 3600 + 60
+    assert 3 * 3600 <= late[2] <= 3 * 3600 + 60 and 3 * 3600 <= late[3] <= 3 * 3600 + 60
+
+
+@pytest.mark.parametrize("submitted_at", ["2026-12-05T12:00:00", "yesterday", "2026-13-01T00:00:00Z"])
+def test_an_lms_submitted_at_that_is_not_an_aware_time_is_refused_and_stores_nothing(
+        app: Flask, world: World, submitted_at: str) -> None:
+    """Is a `submitted_at` without an offset (whose zone we would have to guess), or not a time at all, refused
+    with a 422 that says what is expected, with no submission stored?"""
+    answer = _lms_sender(app)(submitted_at)
+    assert answer.status_code == 422, answer.json
+    assert answer.json["error"] == "invalid_message" and "RFC 3339" in answer.json["detail"]
+    assert db.session.scalar(select(func.count()).select_from(Submission)) == 0

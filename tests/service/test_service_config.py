@@ -94,3 +94,18 @@ def test_store_names_files_by_hash_only(tmp_path: Path) -> None:
     store.delete(digest)
     with pytest.raises(StorageError, match="missing"):
         store.get(digest)
+
+
+@pytest.mark.parametrize(("value", "message"), [("-1", "must not be negative"),
+                                                ("two days", "must be a number of seconds")])
+def test_an_lms_backdate_limit_defaults_to_two_days_and_a_bad_one_is_refused(value: str, message: str) -> None:
+    """Is GRADER_LMS_BACKDATE_LIMIT two days when unset, and a negative or non-numeric one refused by name?"""
+    from flask import Flask
+
+    from grader.lms.settings import configure
+
+    unset = Flask(__name__)
+    configure(unset, {})
+    assert unset.config["GRADER_LMS_BACKDATE_LIMIT"] == 2 * 24 * 3600
+    with pytest.raises(ConfigError, match=f"GRADER_LMS_BACKDATE_LIMIT {message}"):
+        configure(Flask(__name__), {"GRADER_LMS_BACKDATE_LIMIT": value})

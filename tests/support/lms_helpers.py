@@ -140,13 +140,16 @@ def signed_headers(secret: str, body: bytes, msg_id: str | None = None, when: da
 
 
 def submission_body(content: bytes, external_id: str = "canvas-user-42", email: str = "ada@example.edu",
-                    assignment: str = "autograd", name: str = "solution.py") -> bytes:
-    """The inbound JSON an LMS sends."""
-    return json.dumps({
+                    assignment: str = "autograd", name: str = "solution.py", submitted_at: str | None = None) -> bytes:
+    """The inbound JSON an LMS sends (with the LMS's own `submitted_at` when given)."""
+    message: dict[str, Any] = {
         "user": {"external_id": external_id, "email": email},
         "assignment": assignment,
         "files": {name: base64.b64encode(content).decode()},
-    }).encode()
+    }
+    if submitted_at is not None:
+        message["submitted_at"] = submitted_at
+    return json.dumps(message).encode()
 
 
 def wait_until(check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:
