@@ -11,6 +11,7 @@ import os
 import re
 import threading
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from io import BytesIO
 from pathlib import Path
@@ -29,7 +30,7 @@ from tests.conftest import REFERENCE_SOLUTION, STARTER_SOLUTION, World, fresh_po
 from tests.service.test_service_pages import csrf_token, log_in
 from tests.support.lms_helpers import signed_headers, submission_body
 from tests.support.recovery_support import Watcher, assert_graded_exactly_once
-from tests.support.service_stack import COMMIT_HOOKS, logs, running_stack, wait_for
+from tests.support.service_stack import COMMIT_HOOKS, Stack, logs, running_stack, wait_for
 
 UPLOAD = "/api/v1/assignments/autograd/submissions"
 
@@ -196,23 +197,9 @@ def test_an_upload_whose_web_process_died_before_answering_is_graded_once_when_s
         with pytest.raises(requests.ConnectionError):
             post()  # stored, then the process died: no answer
         assert mark.exists(), logs(stack)
-        answers: list[requests.Response] = []
-
-        def resent() -> bool:
-            """Send it again, as the client's retry does, until gunicorn's new worker process answers."""
-            try:
-                answers.append(post())
-            except requests.ConnectionError:
-                return False
-            return True
-
-        wait_for(resent, 60, "the web process answering again")
-        assert answers[-1].status_code == 202, answers[-1].text
-        submission_id = answers[-1].json()["id"]
-        watcher = Watcher(stack.app, stack.world.student.headers)
-        watcher.add(submission_id)
-        watcher.wait_all_graded(150)
-        assert_graded_exactly_once(stack.app, [submission_id])
+        answer = _answered_again(post)
+        assert answer.status_code == 202, answer.text
+        _graded_once_by_a_worker(stack, answer.json()["id"])
         with stack.app.app_context():
             assert counts() == (1, 1)
             db.session.remove()
@@ -256,22 +243,33 @@ def test_an_lms_webhook_whose_web_process_died_after_storing_it_is_graded_once_w
             db.session.commit()
             stored = db.session.scalars(select(Submission.id)).all()
             db.session.remove()
-        answers: list[requests.Response] = []
-
-        def retried() -> bool:
-            try:
-                answers.append(post())
-            except requests.ConnectionError:
-                return False
-            return True
-
-        wait_for(retried, 60, "the web process answering again")
-        assert answers[-1].status_code == 202, answers[-1].text
-        assert [answers[-1].json()["id"]] == stored, (answers[-1].json(), stored)
-        watcher = Watcher(stack.app, stack.world.instructor.headers)
-        watcher.add(stored[0])
-        watcher.wait_all_graded(150)
-        assert_graded_exactly_once(stack.app, stored)
+        answer = _answered_again(post)
+        assert answer.status_code == 202, answer.text
+        assert [answer.json()["id"]] == stored, (answer.json(), stored)
+        _graded_once_by_a_worker(stack, stored[0])
         with stack.app.app_context():
             assert counts() == (1, 1)
             db.session.remove()
+
+
+def _answered_again(post: Callable[[], requests.Response]) -> requests.Response:
+    """The answer to `post` sent again, as a client's retry does, until gunicorn's new worker process answers."""
+    answers: list[requests.Response] = []
+
+    def answered() -> bool:
+        try:
+            answers.append(post())
+        except requests.ConnectionError:
+            return False
+        return True
+
+    wait_for(answered, 60, "the web process answering again")
+    return answers[-1]
+
+
+def _graded_once_by_a_worker(stack: Stack, submission_id: int) -> None:
+    """Wait (as the course's instructor sees it) for the submission's grading, then check it happened once."""
+    watcher = Watcher(stack.app, stack.world.instructor.headers)
+    watcher.add(submission_id)
+    watcher.wait_all_graded(150)
+    assert_graded_exactly_once(stack.app, [submission_id])
