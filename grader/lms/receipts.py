@@ -79,7 +79,9 @@ def claim(integration: LmsIntegration, webhook_id: str) -> Claim:
 
 
 def answered(receipt: LmsWebhookReceipt, status: int, answer: dict[str, Any], submission_id: int | None) -> None:
-    """Store the answer every later delivery of this webhook id gets (committed with the submission)."""
+    """Store the answer every later delivery of this webhook id gets (a commit of its own, after the
+    submission's: an attempt that dies between the two is taken over by a later retry, which finds that
+    submission by `submission_key`)."""
     receipt.submission_id = submission_id
     receipt.status_code, receipt.response = status, answer
     db.session.commit()
