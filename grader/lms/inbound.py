@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from grader.api.openapi import inbound_operation
 from grader.api.schemas import InboundSubmission
-from grader.errors import NotFound, ServiceError, UploadRejected
+from grader.errors import KeyReused, NotFound, ServiceError, UploadRejected
 from grader.extensions import csrf, db
 from grader.http_errors import status_of
 from grader.lms import receipts, settings
@@ -107,8 +107,13 @@ def _process(integration: LmsIntegration, body: bytes, received: float, key: str
     person = doc["user"]
     user = external_student(integration.course_id, person["external_id"], person["email"], person["name"])
     name, data = _single_file(assignment, doc["files"])
-    return submit(user, assignment, name, data, key=key, received=received,
-                  submitted_at=doc["submitted_at"], backdate_limit=settings.backdate_limit())
+    try:
+        return submit(user, assignment, name, data, key=key, received=received,
+                      submitted_at=doc["submitted_at"], backdate_limit=settings.backdate_limit())
+    except KeyReused:
+        # Only a sender that reuses a webhook-id for another message (against Standard Webhooks) gets here.
+        raise KeyReused("this webhook-id came with another message first; give each new message its own webhook-id",
+                        code="webhook_id_reused") from None
 
 
 _INVALID = {

@@ -209,3 +209,21 @@ def test_abandoned_attempt_is_taken_over_without_a_second_submission(client: Fla
     db.session.commit()
     fresh = client.post(URL, data=body, headers=signed_headers(secret, body, msg_id="msg_died_early"))
     assert fresh.status_code == 202 and fresh.json["id"] != first.json["id"] and count(Submission) == 2
+
+
+def test_a_webhook_id_taken_over_with_another_message_is_refused_in_the_lms_s_terms(client: FlaskClient,
+                                                                                   secret: str) -> None:
+    """When an attempt died after storing its submission and a later message under the same webhook-id carries
+    another file (a sender reusing ids, against Standard Webhooks), is it refused with 422 `webhook_id_reused`, in
+    webhook terms, with nothing stored?"""
+    first = submission_body(REFERENCE_SOLUTION.read_bytes())
+    assert client.post(URL, data=first, headers=signed_headers(secret, first, msg_id="msg_reused")).status_code == 202
+    receipt = db.session.scalar(select(LmsWebhookReceipt))
+    # As if the process died before recording the answer, long enough ago to count as abandoned.
+    receipt.status_code, receipt.response, receipt.submission_id = None, None, None
+    receipt.received_at -= timedelta(minutes=5)
+    db.session.commit()
+    other = submission_body(b"def derivative(f, x):\n    return 0\n")
+    answer = client.post(URL, data=other, headers=signed_headers(secret, other, msg_id="msg_reused"))
+    assert answer.status_code == 422 and answer.json["error"] == "webhook_id_reused", answer.json
+    assert "webhook-id" in answer.json["detail"] and count(Submission) == 1
