@@ -20,6 +20,7 @@ from flask import Flask, current_app
 from grader.config import ConfigError
 
 DAY = 24 * 3600
+YEAR = 366 * DAY
 
 
 def exponential_delays(first: float = 60.0, cap: float = 4 * 3600.0, window: float = DAY) -> list[float]:
@@ -61,8 +62,8 @@ def configure(app: Flask, environ: Mapping[str, str] | None = None) -> None:
             config[key] = float(value)
         except (TypeError, ValueError):
             raise ConfigError(f"{key} must be a number of seconds, not {value!r}") from None
-        if config[key] < 0:
-            raise ConfigError(f"{key} must not be negative")
+        if not 0 <= config[key] <= YEAR:  # also refuses nan and inf, which no clock arithmetic takes
+            raise ConfigError(f"{key} must be between 0 and {YEAR:.0f} seconds (a year), not {value!r}")
 
 
 def retry_delays() -> list[float]:

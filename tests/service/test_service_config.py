@@ -96,10 +96,12 @@ def test_store_names_files_by_hash_only(tmp_path: Path) -> None:
         store.get(digest)
 
 
-@pytest.mark.parametrize(("value", "message"), [("-1", "must not be negative"),
+@pytest.mark.parametrize(("value", "message"), [("-1", "must be between 0 and"), ("nan", "must be between 0 and"),
+                                                ("1e20", "must be between 0 and"),
                                                 ("two days", "must be a number of seconds")])
 def test_an_lms_backdate_limit_defaults_to_two_days_and_a_bad_one_is_refused(value: str, message: str) -> None:
-    """Is GRADER_LMS_BACKDATE_LIMIT two days when unset, and a negative or non-numeric one refused by name?"""
+    """Is GRADER_LMS_BACKDATE_LIMIT two days when unset, and a negative, endless or non-numeric one refused by
+    name (rather than answering 500 to every LMS message that carries a `submitted_at`)?"""
     from flask import Flask
 
     from grader.lms.settings import configure
