@@ -129,8 +129,7 @@ def submit(user: User, assignment: Assignment, name: str, data: bytes, key: str 
                 now -= timedelta(seconds=max(0.0, time.monotonic() - received))
             # `made` is when the upload counts as made (what the policy judges, the submission's time); `now`, when
             # it arrived, is when its grading was queued.
-            made = now if submitted_at is None or submitted_at >= now else _backdated(now, submitted_at,
-                                                                                     backdate_limit)
+            made = _made_at(now, submitted_at, backdate_limit)
             decision = decide_upload(assignment, user, made)
             sha256 = store().put(data)
             submission = Submission(user=user, assignment=assignment, sha256=sha256, original_name=name,
@@ -158,8 +157,10 @@ def submit(user: User, assignment: Assignment, name: str, data: bytes, key: str 
     return submission
 
 
-def _backdated(arrived: datetime, submitted_at: datetime, limit: timedelta) -> datetime:
+def _made_at(arrived: datetime, submitted_at: datetime | None, limit: timedelta) -> datetime:
     """When an upload that arrived at `arrived` counts as made, by its sender's `submitted_at` and the limit."""
+    if submitted_at is None or submitted_at >= arrived:
+        return arrived
     if arrived - submitted_at <= limit:
         return submitted_at
     if limit:  # a limit of 0 turns the sender's time off: nothing to warn of
