@@ -184,10 +184,7 @@ def test_an_upload_whose_web_process_died_before_answering_is_graded_once_when_s
     submission, and is it graded once, by a real worker? The dead process never sent the grading to the broker:
     the resend does, with no beat running here to sweep it up (without that, it waited for the sweep)."""
     with fresh_postgres_database() as database, running_stack(tmp_path, database) as stack:
-        mark = tmp_path / "killed"
-        pythonpath = os.pathsep.join(filter(None, [str(COMMIT_HOOKS), stack.env.get("PYTHONPATH")]))
-        base_url = stack.web(PYTHONPATH=pythonpath, GRADER_TEST_DIE_AFTER_SUBMISSION=str(mark))
-        stack.worker()
+        base_url, mark = _web_that_dies_after_storing(stack, tmp_path)
         headers = stack.world.student.headers | {"Idempotency-Key": str(uuid.uuid4())}
 
         def post() -> requests.Response:
@@ -219,10 +216,7 @@ def test_an_lms_webhook_whose_web_process_died_after_storing_it_is_graded_once_w
             _, secrets = integrations.add_integration("canvas", "DEMO101")
             db.session.commit()
             db.session.remove()
-        mark = tmp_path / "killed"
-        pythonpath = os.pathsep.join(filter(None, [str(COMMIT_HOOKS), stack.env.get("PYTHONPATH")]))
-        base_url = stack.web(PYTHONPATH=pythonpath, GRADER_TEST_DIE_AFTER_SUBMISSION=str(mark))
-        stack.worker()
+        base_url, mark = _web_that_dies_after_storing(stack, tmp_path)
         body = submission_body(REFERENCE_SOLUTION.read_bytes())
 
         def post() -> requests.Response:
@@ -273,3 +267,13 @@ def _graded_once_by_a_worker(stack: Stack, submission_id: int) -> None:
     watcher.add(submission_id)
     watcher.wait_all_graded(150)
     assert_graded_exactly_once(stack.app, [submission_id])
+
+
+def _web_that_dies_after_storing(stack: Stack, tmp_path: Path) -> tuple[str, Path]:
+    """Start a web process that SIGKILLs itself right after its first commit that stores a submission, and a
+    worker; (its base URL, the file that records the kill)."""
+    mark = tmp_path / "killed"
+    pythonpath = os.pathsep.join(filter(None, [str(COMMIT_HOOKS), stack.env.get("PYTHONPATH")]))
+    base_url = stack.web(PYTHONPATH=pythonpath, GRADER_TEST_DIE_AFTER_SUBMISSION=str(mark))
+    stack.worker()
+    return base_url, mark
