@@ -174,11 +174,9 @@ def test_a_hang_costs_only_its_own_test(tmp_path: Path) -> None:
     result = run(tmp_path, GOOD.replace("def slow():\n    return 1", "def slow():\n    while True:\n        pass"))
     names = verdicts_by_name(result)
     assert names["test_slow"].status == "timeout"
-    # The kernel stops it after 3 s of its own CPU time; on a machine so busy that those take more than 9 s,
-    # the judge's wall-clock backstop comes first. The verdict is the same either way.
-    output = names["test_slow"].output
-    assert ("timed out: used more than 3 s of CPU time in slow()" in output
-            or "timed out: no answer within 9 s (wall clock) in slow()" in output), output
+    # The kernel stops it after 3 s of its own CPU time, however long those take on a busy machine: past its
+    # limit the judge sees it computing, or waiting for a CPU (`overtime.py`).
+    assert "timed out: used more than 3 s of CPU time in slow()" in names["test_slow"].output
     assert result.scores_by_deliverable() == {"a": 10.0, "b": 5.0}
 
 
@@ -194,12 +192,13 @@ def test_a_sleep_times_out_at_the_limit_not_the_backstop(tmp_path: Path) -> None
 
 
 def test_a_busy_worker_does_not_cost_a_correct_solution_points(tmp_path: Path) -> None:
-    """On a worker whose cores are all busy, does a correct function that needs 0.8 s of CPU (more than its
-    3 s limit in wall-clock time there) still pass? The limit is the student process's own CPU time."""
-    busy = GOOD.replace("def slow():\n    return 1", "def slow():\n    end = time.process_time() + 0.8\n"
+    """On a worker so busy that a correct function needing 1.6 s of CPU (of its 3 s limit) gets about a ninth of
+    a core, and takes longer than three times its limit in wall-clock time, does it still pass? The limit is the
+    student process's own CPU time, and past it the judge sees the sandbox waiting for a CPU, not idling."""
+    busy = GOOD.replace("def slow():\n    return 1", "def slow():\n    end = time.process_time() + 1.6\n"
                         "    while time.process_time() < end:\n        pass\n    return 1")
     burners = [subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 600\n"
-                                 "while time.time() < end: pass"]) for _ in range(4 * (os.cpu_count() or 2))]
+                                 "while time.time() < end: pass"]) for _ in range(8 * (os.cpu_count() or 2))]
     try:
         result = run(tmp_path, busy)
     finally:
@@ -208,7 +207,7 @@ def test_a_busy_worker_does_not_cost_a_correct_solution_points(tmp_path: Path) -
             burner.wait()
     slow = verdicts_by_name(result)["test_slow"]
     assert slow.status == "passed", slow.output
-    assert slow.duration > 0.8
+    assert slow.duration > 3 * 3, "the machine was not busy enough to reach the old wall-clock backstop"
     assert result.scores_by_deliverable() == {"a": 10.0, "b": 10.0}
 
 

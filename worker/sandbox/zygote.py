@@ -6,7 +6,8 @@ namespace creation is off the request path. A judge connects to its Unix socket 
 `{"op": "spawn"}`; the zygote answers `{"ok": true, "pid": n}` with two descriptors attached (SCM_RIGHTS): the
 judge's end of a socketpair whose other end is the child's frame channel, and the read end of the child's stderr.
 That connection is the child's lease: when the judge closes it (or dies), or sends `{"op": "kill"}`, the child's
-namespace init is killed, and with it everything it started. When the child ends first, the zygote writes
+namespace init is killed, and with it everything it started. On `{"op": "usage"}` the zygote answers what the child
+has had of the CPUs (`cpuuse.py`), numbered. When the child ends first, the zygote writes
 `{"exit": code}` on the lease (128 + the signal, for a child killed by one). The zygote reads nothing any
 child wrote, except the pid its own code in the intermediate process reports before anything else runs there;
 it exits when its stdin (the owner's lifeline) closes. Standard library and torch only.
@@ -25,6 +26,7 @@ import time
 from dataclasses import dataclass
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cpuuse
 import forkready
 import jail
 import seccomp_filter
@@ -140,6 +142,7 @@ class Zygote:
         self.listener = listener
         self.idle: list[Child] = []  # confined and waiting, oldest first
         self.leases: dict[socket.socket, Child] = {}
+        self.waits: dict[socket.socket, tuple[cpuuse.Waits, int]] = {}  # per lease: its child's waits, looks so far
         self.selector = selectors.DefaultSelector()
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_w, False)
@@ -243,24 +246,37 @@ class Zygote:
         self.selector.register(conn, selectors.EVENT_READ, "lease")
 
     def _lease_event(self, conn: socket.socket) -> None:
-        # The judge's end of a lease: "usage" asks for the child's CPU time; anything else (EOF, "kill",
-        # garbage) ends the child.
+        # The judge's end of a lease: "usage" asks what the child has had of the CPUs (one line each, so asks that
+        # arrive together are each answered); anything else (EOF, "kill", garbage) ends the child.
         try:
             data = conn.recv(4096)
         except BlockingIOError:
             return
         except OSError:
             data = b""
-        if data and data.strip() == b'{"op": "usage"}':
-            try:
-                conn.sendall(json.dumps({"cpu": _tree_cpu(self.leases[conn].pid)}).encode() + b"\n")
-            except OSError:
-                pass
+        asks = data.split(b"\n")
+        if data.endswith(b"\n") and all(ask == b'{"op": "usage"}' for ask in asks[:-1]):
+            for _ in asks[:-1]:
+                self._answer_usage(conn)
             return
         child = self.leases.pop(conn)
+        self.waits.pop(conn, None)
         self.selector.unregister(conn)
         self._kill(child)
         conn.close()
+
+    def _answer_usage(self, conn: socket.socket) -> None:
+        """The child's CPU seconds, its seconds waiting for a CPU (null where the kernel keeps none), whether it is
+        running or runnable now, and which ask of this lease this answers."""
+        waits, asked = self.waits.get(conn) or (cpuuse.Waits(), 0)
+        self.waits[conn] = (waits, asked + 1)
+        cpu, threads = cpuuse.tree(self.leases[conn].pid)
+        waited, running = waits.look(threads)
+        reply = {"cpu": cpu, "waited": waited, "running": running, "n": asked + 1}
+        try:
+            conn.sendall(json.dumps(reply).encode() + b"\n")
+        except OSError:
+            pass
 
     def _kill(self, child: Child) -> None:
         try:
@@ -286,6 +302,7 @@ class Zygote:
                     except OSError:
                         pass
                     self.leases.pop(conn)
+                    self.waits.pop(conn, None)
                     self.selector.unregister(conn)
                     conn.close()
             for child in [c for c in self.idle if c.waiter == pid]:  # an idle child died (killed, say)
@@ -306,25 +323,6 @@ class Zygote:
                 break
             if pid == 0:
                 time.sleep(0.01)
-
-
-def _tree_cpu(pid: int) -> float:
-    """CPU seconds used by `pid` and everything below it (the kernel's /proc, not anything a child says)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total, stack, seen = 0, [pid], set()
-    while stack:
-        current = stack.pop()
-        if current in seen:
-            continue
-        seen.add(current)
-        try:
-            fields = open(f"/proc/{current}/stat").read().rsplit(")", 1)[1].split()
-            total += sum(int(f) for f in fields[11:15])  # utime, stime, and those of reaped children
-            for task in os.listdir(f"/proc/{current}/task"):
-                stack += [int(c) for c in open(f"/proc/{current}/task/{task}/children").read().split()]
-        except (OSError, ValueError, IndexError):
-            continue
-    return total / tick
 
 
 _instance: Zygote | None = None

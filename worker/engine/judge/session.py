@@ -14,17 +14,11 @@ from typing import Any
 from worker.engine.errors import InfrastructureError
 from worker.engine.judge import outcomes
 from worker.engine.judge.outcomes import LoadFailure, SandboxLimit, StudentError, call_error, load_message, location
-from worker.engine.runners.base import Runner, Sandbox, SandboxSpec, SandboxTimeout, deadline_left
+from worker.engine.judge.overtime import WALL_FACTOR, Overtime
+from worker.engine.runners.base import Runner, Sandbox, SandboxSpec, SandboxTimeout
 from worker.sandbox import wire
 
 STARTUP_TIMEOUT = 90.0
-# A test's limit is CPU time, which the kernel counts for the student's process alone (RLIMIT_CPU), so a busy
-# worker cannot make a correct solution time out; the judge's wall clock is only a backstop this many times it.
-WALL_FACTOR = 3.0
-# Where the runner can tell the sandbox's CPU time, a test still unanswered at its limit that has used almost no
-# CPU over the last IDLE_WINDOW seconds is waiting or sleeping, not computing on a busy machine: it times out then.
-IDLE_WINDOW = 1.0
-IDLE_CPU = 0.05
 END_TEST_TIMEOUT = 10.0
 
 
@@ -44,8 +38,7 @@ class StudentSession:
         self.load_failure: LoadFailure | None = None
         self.deadline = self.soft_deadline = float("inf")
         self.run_deadline = float("inf")
-        self.idle_timeout = False
-        self._cpu_sample: tuple[float, float] | None = None  # (sandbox CPU seconds, the test it was taken in)
+        self.overtime = Overtime(spec.limits.test_timeout)  # the current test's, past its limit
         self.sandboxes_started = 0
         self.output: list[str] = []
         self.fork_id: str | None = None  # the request that forked the current test's process, while it lives
@@ -66,7 +59,8 @@ class StudentSession:
 
     # -- lifecycle -----------------------------------------------------------------------------------
     def start_test(self, spare: bool = True, deliverable: str | None = None) -> None:
-        """Start the per-test clocks: the limit, then the wall-clock backstop (the CPU limit is the kernel's).
+        """Start the per-test clocks: the limit, past which the judge looks whether the sandbox still computes,
+        and the wall-clock backstop where it cannot tell (`overtime.py`; the CPU limit is the kernel's).
 
         `spare`: a later test of this sandbox will need a fresh process (the sandbox forks it ahead of time).
         `deliverable`: the test's, whose process parked by an earlier test (`end_test`) may serve it.
@@ -76,6 +70,7 @@ class StudentSession:
         now = time.monotonic()
         self.soft_deadline = now + self.spec.limits.test_timeout
         self.deadline = now + self.spec.limits.test_timeout * WALL_FACTOR
+        self.overtime.new_test()
         self.output = []
 
     def end_test(self, keep: bool = False, park: str | None = None) -> None:
@@ -234,6 +229,7 @@ class StudentSession:
         assert sandbox is not None
         started = time.monotonic() - paused
         self.deadline += started
+        self.soft_deadline += started
         self.run_deadline += started
         importing = time.monotonic()
         try:
@@ -300,7 +296,7 @@ class StudentSession:
         # A fresh id per request: a reply to anything else (a frame a submission wrote) ends this call below,
         # so it can never pass for the answer to a later one.
         request_id = request_id or secrets.token_hex(8)
-        deadline = min(self.deadline, self.run_deadline)
+        self.overtime.new_call(time.monotonic())
         try:
             sandbox.write(wire.encode_frame({**request, "id": request_id}))
         except SandboxTimeout:
@@ -308,7 +304,7 @@ class StudentSession:
         except OSError:
             raise self._died(during) from None
         while True:
-            reply = self._receive(sandbox, deadline, during)
+            reply = self._receive(sandbox, None, during)
             if reply.get("id") == request_id and not reply.get("reaped"):
                 return reply
             if self.fork_id is not None and reply.get("id") == self.fork_id and reply.get("reaped"):
@@ -322,20 +318,27 @@ class StudentSession:
             self.close()
             raise SandboxLimit("crashed", f"the student process sent a reply nobody asked for {location(during)}")
 
-    def _receive(self, sandbox: Sandbox, deadline: float, during: str | None) -> dict[str, Any]:
+    def _receive(self, sandbox: Sandbox, deadline: float | None, during: str | None) -> dict[str, Any]:
+        """The next frame from `sandbox`, by `deadline`; None: a call's, by the test's clocks (past its limit the
+        sandbox is looked at every window, see `overtime.py`, and the run's limit ends every wait)."""
         try:
             while (frame := self.reader.next_frame()) is None:
-                left = deadline_left(deadline)
-                if left <= 0:
+                now = time.monotonic()
+                ends = deadline
+                if deadline is None:
+                    if now >= self.soft_deadline and now >= self.overtime.next_look():
+                        why = self.overtime.look(sandbox, now)
+                        if why is not None and not self._poll(sandbox, during):
+                            raise self._timed_out(during, why)
+                    wall = self.run_deadline if self.overtime.load_aware else min(self.deadline, self.run_deadline)
+                    ends = min(wall, max(self.soft_deadline, self.overtime.next_look()))
+                    if now >= wall:
+                        raise self._timed_out(during)
+                elif now >= deadline:
                     raise self._timed_out(during)
-                idle_check = during is not None and deadline > self.soft_deadline
-                if idle_check:  # past the test's limit, look whether the student's code is computing at all
-                    left = min(left, max(0.0, self.soft_deadline - time.monotonic()) or IDLE_WINDOW)
                 try:
-                    chunk = sandbox.read(timeout=left)
+                    chunk = sandbox.read(timeout=max(0.0, ends - now))
                 except SandboxTimeout:
-                    if idle_check and time.monotonic() >= self.soft_deadline:
-                        self._check_idle(sandbox, during)
                     continue
                 if not chunk:
                     raise self._died(during)
@@ -345,27 +348,34 @@ class StudentSession:
             raise SandboxLimit("crashed", f"the student process sent a malformed reply ({exc})") from None
         return frame
 
-    def _check_idle(self, sandbox: Sandbox, during: str | None) -> None:
-        """Past the limit: raise a timeout now if the sandbox used (almost) no CPU over the last window."""
-        now = sandbox.cpu_time()
-        if now is None:
-            return
-        last, self._cpu_sample = self._cpu_sample, (now, self.soft_deadline)
-        if last is not None and last[1] == self.soft_deadline and now - last[0] < IDLE_CPU:
-            self.idle_timeout = True
-            raise self._timed_out(during)
+    def _poll(self, sandbox: Sandbox, during: str | None) -> bool:
+        """Take what the sandbox sent since the last read, if anything (an answer that came just as the look
+        found the sandbox idle is an answer, not idling)."""
+        try:
+            chunk = sandbox.read(timeout=0.0)
+        except SandboxTimeout:
+            return False
+        if not chunk:
+            raise self._died(during)
+        self.reader.feed(chunk)
+        return True
 
-    def _timed_out(self, during: str | None) -> SandboxLimit:
+    def _timed_out(self, during: str | None, why: str | None = None) -> SandboxLimit:
+        """The timeout that ends this call: `why` the sandbox's overtime said so ("idle", "computing"), or else
+        the run's limit or the wall-clock backstop."""
         self.close()
         where = location(during)
-        if self.idle_timeout:
-            self.idle_timeout = False
-            limit = f"{self.spec.limits.test_timeout:g} s"
+        limit = f"{self.spec.limits.test_timeout:g} s"
+        if why == "idle":
             return SandboxLimit("timeout", f"timed out: no answer within {limit}, and it was not computing "
                                            f"(waiting or sleeping) {where}")
+        if why == "computing":
+            more = f"{self.spec.limits.test_timeout * WALL_FACTOR:g} s"
+            return SandboxLimit("timeout", f"timed out: its processes went on computing past the {limit} limit, "
+                                           f"for {more} more of CPU time together {where}")
         if time.monotonic() >= self.run_deadline:
-            limit = f"{self.spec.limits.run_timeout:g} s"
-            return SandboxLimit("timeout", f"the whole run went over its {limit} limit {where}")
+            return SandboxLimit("timeout", f"the whole run went over its {self.spec.limits.run_timeout:g} s limit "
+                                           f"{where}")
         backstop = f"{self.spec.limits.test_timeout * WALL_FACTOR:g} s"
         return SandboxLimit("timeout", f"timed out: no answer within {backstop} (wall clock) {where}")
 

@@ -18,7 +18,7 @@ from worker.engine.manifest import Limits
 SANDBOX_SOURCE = Path(__file__).resolve().parents[2] / "sandbox"
 # Files copied into every sandbox; nothing else of ours enters it.
 SANDBOX_FILES = ("wire.py", "student_server.py", "values.py", "jail.py", "seccomp_filter.py", "seccomp_table.json",
-                 "zygote.py", "forkready.py", "testprocs.py", "leftovers.py", "globalstate.py")
+                 "zygote.py", "forkready.py", "testprocs.py", "leftovers.py", "globalstate.py", "cpuuse.py")
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,17 @@ class ExitInfo:
     state: str  # "running" | "exited" | "oom" | "killed" | "lost"
     code: int | None = None
     detail: str = ""
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What a sandbox's processes have had of the CPUs so far (`worker/sandbox/cpuuse.py`): CPU seconds; seconds
+    they were runnable but waited for a CPU (None where the runner cannot tell); whether one of them is running
+    or runnable now."""
+
+    cpu: float
+    waited: float | None = None
+    running: bool = False
 
 
 class SandboxTimeout(TimeoutError):
@@ -71,8 +82,8 @@ class Sandbox(ABC):
     def exit_info(self, wait: float = 0.0) -> ExitInfo:
         """How the student process ended, waiting up to `wait` seconds for it to end."""
 
-    def cpu_time(self) -> float | None:
-        """CPU seconds the sandbox's processes have used, where the runner can tell (None: it cannot)."""
+    def usage(self) -> Usage | None:
+        """What the sandbox's processes have had of the CPUs, where the runner can tell (None: it cannot)."""
         return None
 
     @abstractmethod

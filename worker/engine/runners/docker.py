@@ -30,10 +30,12 @@ from worker.engine.runners.base import (
     Sandbox,
     SandboxSpec,
     SandboxTimeout,
+    Usage,
     deadline_left,
 )
 from worker.engine.runners.docker_config import LABEL, container_config, parse_gpus
 from worker.engine.runners.forked import ForkingRunner, ZygoteHandle
+from worker.sandbox import cpuuse
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +152,7 @@ class DockerSandbox(Sandbox):
         self._stopping = False
         self._stderr = CappedBuffer(max(8192, limits.output_kb * 1024))
         self._write_lock = threading.Lock()
+        self._waits = cpuuse.Waits()
         self._final: ExitInfo | None = None
         self._reader: threading.Thread | None = None
         self._created = time.time()  # where to start looking in the engine's events for who ended it
@@ -241,19 +244,25 @@ class DockerSandbox(Sandbox):
             self._cond.notify_all()  # wake the reader if it paused on a full buffer
             return data
 
-    def cpu_time(self) -> float | None:
-        """The container's CPU seconds, from its cgroup (cgroup v1 or v2), where this host lets us read it."""
-        for path, scale, key in ((f"/sys/fs/cgroup/cpuacct/docker/{self.container.id}/cpuacct.usage", 1e9, ""),
-                                 (f"/sys/fs/cgroup/system.slice/docker-{self.container.id}.scope/cpu.stat", 1e6,
-                                  "usage_usec")):
+    def usage(self) -> Usage | None:
+        """What the container's processes have had of the CPUs, from its cgroup (v1 or v2) and its threads' /proc
+        entries, where this host lets us read them."""
+        for directory, usage_file, scale, key, threads_file in (
+                (f"/sys/fs/cgroup/cpuacct/docker/{self.container.id}", "cpuacct.usage", 1e9, "", "tasks"),
+                (f"/sys/fs/cgroup/system.slice/docker-{self.container.id}.scope", "cpu.stat", 1e6, "usage_usec",
+                 "cgroup.threads")):
             try:
-                text = Path(path).read_text()
-            except OSError:
+                text = Path(directory, usage_file).read_text()
+                tids = [int(t) for t in Path(directory, threads_file).read_text().split()]
+            except (OSError, ValueError):
                 continue
-            if not key:
-                return int(text) / scale
-            values = dict(line.split() for line in text.splitlines() if line.strip())
-            return int(values[key]) / scale if key in values else None
+            if key:
+                values = dict(line.split() for line in text.splitlines() if line.strip())
+                if key not in values:
+                    return None
+                text = values[key]
+            waited, running = self._waits.look(cpuuse.thread_dirs(tids))
+            return Usage(int(text) / scale, waited, running)
         return None
 
     def stderr_tail(self) -> str:

@@ -20,7 +20,7 @@ from typing import Any
 
 from worker.engine.errors import InfrastructureError
 from worker.engine.manifest import Limits
-from worker.engine.runners.base import CappedBuffer, ExitInfo, Sandbox, SandboxSpec, SandboxTimeout
+from worker.engine.runners.base import CappedBuffer, ExitInfo, Sandbox, SandboxSpec, SandboxTimeout, Usage
 
 SPAWN_TIMEOUT = 30.0
 READY_TIMEOUT = 120.0
@@ -116,6 +116,7 @@ class ForkedSandbox(Sandbox):
         self._write_timeout = max(5.0, limits.test_timeout)
         self._final: ExitInfo | None = None
         self._lease_buffer = b""
+        self._usage_asked = 0
         self._stopped = False
         self._drain: threading.Thread | None = None
         self._owner = os.getpid()
@@ -205,17 +206,21 @@ class ForkedSandbox(Sandbox):
             self._lease_line("exit", wait)
         return self._final or ExitInfo("running")
 
-    def cpu_time(self) -> float | None:
-        """The child's CPU seconds (all its processes), as its zygote reads them from /proc."""
+    def usage(self) -> Usage | None:
+        """What the child (all its processes) has had of the CPUs, as its zygote reads it from /proc; None when
+        the zygote does not answer within 2 s (a late answer is told from the next one's by its count)."""
         if self._final is not None or self._stopped:
             return None
         try:
             self.lease.sendall(b'{"op": "usage"}\n')
         except OSError:
             return None
-        reply = self._lease_line("cpu", 2.0)
-        cpu = reply.get("cpu") if reply else None
-        return float(cpu) if isinstance(cpu, (int, float)) else None
+        self._usage_asked += 1
+        deadline = time.monotonic() + 2.0
+        while (reply := self._lease_line("cpu", max(0.0, deadline - time.monotonic()))) is not None:
+            if reply.get("n") == self._usage_asked:
+                return usage_from(reply)
+        return None
 
     def stderr_tail(self) -> str:
         """The end of what the child wrote to its stderr."""
@@ -243,6 +248,14 @@ class ForkedSandbox(Sandbox):
             os.close(self._stderr_fd)
         except OSError:
             pass
+
+
+def usage_from(reply: dict[str, Any]) -> Usage | None:
+    """A zygote's answer to "usage" (`worker/sandbox/zygote.py`), or None where it carries no CPU seconds."""
+    cpu, waited = reply.get("cpu"), reply.get("waited")
+    if not isinstance(cpu, (int, float)):
+        return None
+    return Usage(float(cpu), float(waited) if isinstance(waited, (int, float)) else None, reply.get("running") is True)
 
 
 def exit_from_code(code: int) -> ExitInfo:

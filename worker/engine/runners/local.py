@@ -36,9 +36,11 @@ from worker.engine.runners.base import (
     Sandbox,
     SandboxSpec,
     SandboxTimeout,
+    Usage,
 )
 from worker.engine.runners.forked import ForkingRunner
 from worker.engine.runners.local_zygote import LocalZygote
+from worker.sandbox import cpuuse
 
 log = logging.getLogger(__name__)
 SANDBOX_UIDS = range(1_000_000, 2_000_000)
@@ -212,6 +214,7 @@ class LocalSandbox(Sandbox):
         self._drain: threading.Thread | None = None
         self._owner = os.getpid()
         self._parent = os.getpid()  # only this process can reap the server and read its exit code
+        self._waits = cpuuse.Waits()
 
     def adopt(self) -> None:
         """Start draining stderr in the process that uses the sandbox (threads do not survive a fork)."""
@@ -291,6 +294,14 @@ class LocalSandbox(Sandbox):
             if time.monotonic() >= deadline:
                 return ExitInfo("running")
             time.sleep(0.05)
+
+    def usage(self) -> Usage | None:
+        """What the server and everything it started have had of the CPUs, from this host's /proc."""
+        if self.exit_info().state != "running":
+            return None  # (its pid may name another process by now)
+        cpu, threads = cpuuse.tree(self.proc.pid)
+        waited, running = self._waits.look(threads)
+        return Usage(cpu, waited, running)
 
     def stderr_tail(self) -> str:
         """The end of what the student process wrote to stderr."""

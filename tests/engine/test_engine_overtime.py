@@ -1,0 +1,200 @@
+"""A test past its time limit in wall-clock time: computing (the kernel's CPU limit ends it), kept waiting for a CPU
+by a busy machine (it goes on), or waiting and sleeping (it times out). The rule, on the sandbox's numbers as a
+runner reports them; the kernel's numbers behind them; and the judge on a real sandbox, idle and busy."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from worker.engine.grade import grade
+from worker.engine.judge.overtime import IDLE_WINDOW, WALL_FACTOR, Overtime
+from worker.engine.manifest import Limits, load_assignment
+from worker.engine.result import GradeResult
+from worker.engine.runners import make_runner
+from worker.engine.runners.base import SandboxSpec, Usage
+from worker.engine.runners.local import LocalRunner
+from worker.sandbox.cpuuse import Waits
+
+
+class Reports:
+    """A sandbox as far as `Overtime` sees one: the usage its runner reports, one per look."""
+
+    def __init__(self, *usages: Usage | None) -> None:
+        self.usages = list(usages)
+
+    def usage(self) -> Usage | None:
+        return self.usages.pop(0)
+
+
+def looks(limit: float, *usages: Usage | None) -> tuple[list[str | None], bool]:
+    """What `Overtime` says at each look, a window apart, at a sandbox that reports `usages`; and whether the
+    wall clock still ends the test after them."""
+    overtime, sandbox = Overtime(limit), Reports(*usages)
+    said = [overtime.look(sandbox, 100.0 + i * IDLE_WINDOW) for i in range(len(usages))]  # type: ignore[arg-type]
+    return said, not overtime.load_aware
+
+
+def test_is_a_sandbox_that_neither_ran_nor_waited_for_a_cpu_idle_and_one_kept_waiting_not() -> None:
+    """A window with almost no CPU is idle only if the sandbox did not wait for a CPU either, and has nothing
+    runnable at the look; where the runner cannot tell waits, CPU alone decides and the wall clock stays."""
+    assert looks(2, Usage(1.0, 5.0), Usage(1.01, 5.0)) == ([None, "idle"], False)
+    assert looks(2, Usage(1.0, 5.0), Usage(1.01, 5.9)) == ([None, None], False)
+    assert looks(2, Usage(1.0, 5.0), Usage(1.01, 5.0, running=True)) == ([None, None], False)
+    assert looks(2, Usage(1.0), Usage(1.01)) == ([None, "idle"], True)
+    assert looks(2, Usage(1.0), Usage(1.5)) == ([None, None], True)
+    assert looks(2, Usage(1.0), None, Usage(1.0), Usage(1.0)) == ([None, None, None, "idle"], True)  # afresh
+    assert looks(2, Usage(1.0, 5.0), None, None) == ([None, None, None], False)  # a look without an answer
+
+
+def test_does_a_sandbox_that_goes_on_computing_past_its_limit_time_out_at_three_times_it() -> None:
+    """Its processes together may use WALL_FACTOR times the limit after the first look past it, not more."""
+    cap = WALL_FACTOR * 2
+    assert looks(2, Usage(7.0, 0.0), Usage(7.0 + cap, 0.0)) == ([None, None], False)
+    assert looks(2, Usage(7.0, 0.0), Usage(7.1 + cap, 0.0)) == ([None, "computing"], False)
+
+
+def test_does_a_new_call_or_a_new_sandbox_start_the_looks_afresh() -> None:
+    """Between calls the sandbox waits for the judge (not idling); a new sandbox's CPU is not the last one's."""
+    overtime = Overtime(2)
+    first = Reports(Usage(1.0, 0.0), Usage(1.0, 0.0))
+    assert overtime.look(first, 100.0) is None  # type: ignore[arg-type]
+    overtime.new_call(104.0)
+    assert overtime.next_look() == 105.0  # a call answered within a window costs no look
+    assert overtime.look(first, 105.0) is None  # type: ignore[arg-type]
+    other = Reports(Usage(10.0, 0.0), Usage(10.5, 0.0))  # 9.5 s past the first sandbox's first look
+    assert overtime.look(other, 106.0) is None  # type: ignore[arg-type]
+    assert overtime.look(other, 107.0) is None  # type: ignore[arg-type]
+
+
+def _thread(directory: Path, delay_ns: int, state: str = "S") -> str:
+    """A stand-in for a thread's /proc directory: its schedstat and stat as the kernel writes them."""
+    directory.mkdir(exist_ok=True)
+    (directory / "schedstat").write_text(f"123456 {delay_ns} 7\n")
+    (directory / "stat").write_text(f"42 (a name) with) {state} 1 42 42 0 -1\n")
+    return str(directory)
+
+
+def test_does_a_thread_that_ends_take_nothing_back_from_the_sandboxs_waits(tmp_path: Path) -> None:
+    """Waits add up look by look: an ended thread's wait stays counted, a new thread's counts whole, and an id
+    that now names another thread (a smaller delay) counts that thread's whole wait."""
+    waits = Waits()
+    a, b = _thread(tmp_path / "a", 1_000_000_000), _thread(tmp_path / "b", 2_000_000_000)
+    assert waits.look([a, b]) == (pytest.approx(3.0), False)
+    _thread(tmp_path / "a", 1_500_000_000, state="R")
+    assert waits.look([a]) == (pytest.approx(3.5), True)
+    c = _thread(tmp_path / "c", 200_000_000)
+    _thread(tmp_path / "a", 100_000_000)
+    assert waits.look([a, c]) == (pytest.approx(3.8), False)
+    assert waits.look([str(tmp_path / "gone")]) == (None, False)  # a kernel without run-queue delays
+
+
+@pytest.fixture(scope="module")
+def runner() -> Iterator[LocalRunner]:
+    local = LocalRunner(sandbox="fork")
+    if local.sandbox != "fork":
+        pytest.skip("the local runner cannot fork sandboxes here")
+    yield local
+    local.close()
+
+
+def test_does_the_zygote_answer_each_usage_ask_even_when_two_arrive_together(runner: LocalRunner) -> None:
+    """A judge that asks again before the zygote answered (it was slow on a busy machine) gets both answers,
+    told apart by their count, and its child lives on; the answer has the kernel's run-queue delays."""
+    sandbox = runner.prepare(SandboxSpec(Limits()))
+    try:
+        sandbox.lease.sendall(b'{"op": "usage"}\n{"op": "usage"}\n')  # type: ignore[attr-defined]
+        sandbox._usage_asked = 2  # type: ignore[attr-defined]
+        usage = sandbox.usage()
+        assert usage is not None and usage.cpu >= 0 and usage.waited is not None, usage
+        assert sandbox._usage_asked == 3  # type: ignore[attr-defined]
+        assert sandbox.exit_info().state == "running"
+    finally:
+        sandbox.stop()
+
+
+MANIFEST = """
+id = "overtime"
+title = "Overtime"
+files = ["solution.py"]
+[limits]
+test_timeout = 2
+run_timeout = 120
+[[deliverables]]
+id = "a"
+title = "Part A"
+points = 1
+"""
+
+TESTS = '''
+import pytest
+pytestmark = pytest.mark.deliverable("a")
+
+def test_it(student):
+    assert student.work() == 1
+'''
+
+CHAIN = '''
+import os, time
+
+def spin_then_pass_on():
+    end = time.process_time() + 1.5  # under each process's own 2 s limit
+    while time.process_time() < end:
+        pass
+    if os.fork() == 0:
+        spin_then_pass_on()
+    os._exit(0)
+
+def work():
+    if os.fork() == 0:
+        spin_then_pass_on()
+    time.sleep(3600)
+'''
+
+SLEEPER = '''
+import time
+
+def work():
+    time.sleep(3600)
+'''
+
+
+def grade_work(tmp_path: Path, solution: str) -> GradeResult:
+    (tmp_path / "assignment.toml").write_text(MANIFEST)
+    (tmp_path / "test_it.py").write_text(TESTS)
+    return grade(load_assignment(tmp_path), {"solution.py": textwrap.dedent(solution).encode()},
+                 make_runner("local"))
+
+
+def test_does_a_chain_of_processes_each_under_its_limit_time_out_once_they_computed_three_times_it(
+        tmp_path: Path) -> None:
+    """A test whose process sleeps while a chain of children computes, each passing on before its own CPU limit:
+    the kernel ends none of them, so the judge ends the test once they have used three times its 2 s more together."""
+    test = grade_work(tmp_path, CHAIN).deliverables[0].tests[0]
+    assert test.status == "timeout"
+    assert "went on computing past the 2 s limit, for 6 s more of CPU time together in work()" in test.output
+
+
+@pytest.fixture
+def busy_machine() -> Iterator[None]:
+    """Every core busy four times over, for the test's length."""
+    burners = [subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 600\n"
+                                 "while time.time() < end: pass"]) for _ in range(4 * (os.cpu_count() or 2))]
+    yield
+    for burner in burners:
+        burner.kill()
+        burner.wait()
+
+
+def test_does_a_sleeping_function_on_a_busy_machine_still_time_out_as_not_computing(
+        tmp_path: Path, busy_machine: None) -> None:
+    """A sleeping sandbox waits for no CPU, however busy the machine: it is told from one kept waiting."""
+    test = grade_work(tmp_path, SLEEPER).deliverables[0].tests[0]
+    assert test.status == "timeout"
+    assert "no answer within 2 s, and it was not computing (waiting or sleeping) in work()" in test.output
