@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.support.busy import busy_cores
 from tests.support.isolation_probe import DAEMON
 from worker.engine.errors import InfrastructureError, UsageError
 from worker.engine.grade import check_files, grade
@@ -197,14 +195,8 @@ def test_a_busy_worker_does_not_cost_a_correct_solution_points(tmp_path: Path) -
     student process's own CPU time, and past it the judge sees the sandbox waiting for a CPU, not idling."""
     busy = GOOD.replace("def slow():\n    return 1", "def slow():\n    end = time.process_time() + 1.6\n"
                         "    while time.process_time() < end:\n        pass\n    return 1")
-    burners = [subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 600\n"
-                                 "while time.time() < end: pass"]) for _ in range(8 * (os.cpu_count() or 2))]
-    try:
+    with busy_cores(8):
         result = run(tmp_path, busy)
-    finally:
-        for burner in burners:
-            burner.kill()
-            burner.wait()
     slow = verdicts_by_name(result)["test_slow"]
     assert slow.status == "passed", slow.output
     assert slow.duration > 3 * 3, "the machine was not busy enough to reach the old wall-clock backstop"

@@ -4,15 +4,13 @@ runner reports them; the kernel's numbers behind them; and the judge on a real s
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.support.busy import busy_cores
 from worker.engine.grade import grade
 from worker.engine.judge.overtime import IDLE_WINDOW, WALL_FACTOR, Overtime
 from worker.engine.manifest import Limits, load_assignment
@@ -181,20 +179,10 @@ def test_does_a_chain_of_processes_each_under_its_limit_time_out_once_they_compu
     assert "went on computing past the 2 s limit, for 6 s more of CPU time together in work()" in test.output
 
 
-@pytest.fixture
-def busy_machine() -> Iterator[None]:
-    """Every core busy four times over, for the test's length."""
-    burners = [subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 600\n"
-                                 "while time.time() < end: pass"]) for _ in range(4 * (os.cpu_count() or 2))]
-    yield
-    for burner in burners:
-        burner.kill()
-        burner.wait()
-
-
-def test_does_a_sleeping_function_on_a_busy_machine_still_time_out_as_not_computing(
-        tmp_path: Path, busy_machine: None) -> None:
-    """A sleeping sandbox waits for no CPU, however busy the machine: it is told from one kept waiting."""
-    test = grade_work(tmp_path, SLEEPER).deliverables[0].tests[0]
+def test_does_a_sleeping_function_on_a_busy_machine_still_time_out_as_not_computing(tmp_path: Path) -> None:
+    """A sleeping sandbox waits for no CPU, however busy the machine (every core four times over): it is told
+    from one kept waiting."""
+    with busy_cores(4):
+        test = grade_work(tmp_path, SLEEPER).deliverables[0].tests[0]
     assert test.status == "timeout"
     assert "no answer within 2 s, and it was not computing (waiting or sleeping) in work()" in test.output
