@@ -31,11 +31,25 @@ class Reports:
         return self.usages.pop(0)
 
 
+class Clock:
+    """Monotonic seconds as given: `start`, then each reading `step` later (or the times set with `at`)."""
+
+    def __init__(self, start: float, step: float = 0.0) -> None:
+        self.now, self.step = start - step, step
+
+    def at(self, now: float) -> None:
+        self.now, self.step = now, 0.0
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
 def looks(limit: float, *usages: Usage | None) -> tuple[list[str | None], bool]:
     """What `Overtime` says at each look, a window apart, at a sandbox that reports `usages`; and whether the
     wall clock still ends the test after them."""
-    overtime, sandbox = Overtime(limit), Reports(*usages)
-    said = [overtime.look(sandbox, 100.0 + i * IDLE_WINDOW) for i in range(len(usages))]  # type: ignore[arg-type]
+    overtime, sandbox = Overtime(limit, clock=Clock(100.0, IDLE_WINDOW)), Reports(*usages)
+    said = [overtime.look(sandbox) for _ in usages]  # type: ignore[arg-type]
     return said, not overtime.load_aware
 
 
@@ -60,15 +74,30 @@ def test_does_a_sandbox_that_goes_on_computing_past_its_limit_time_out_at_three_
 
 def test_does_a_new_call_or_a_new_sandbox_start_the_looks_afresh() -> None:
     """Between calls the sandbox waits for the judge (not idling); a new sandbox's CPU is not the last one's."""
-    overtime = Overtime(2)
+    clock = Clock(100.0)
+    overtime = Overtime(2, clock=clock)
     first = Reports(Usage(1.0, 0.0), Usage(1.0, 0.0))
-    assert overtime.look(first, 100.0) is None  # type: ignore[arg-type]
+    assert overtime.look(first) is None  # type: ignore[arg-type]
     overtime.new_call(104.0)
     assert overtime.next_look() == 105.0  # a call answered within a window costs no look
-    assert overtime.look(first, 105.0) is None  # type: ignore[arg-type]
+    clock.at(105.0)
+    assert overtime.look(first) is None  # type: ignore[arg-type]
     other = Reports(Usage(10.0, 0.0), Usage(10.5, 0.0))  # 9.5 s past the first sandbox's first look
-    assert overtime.look(other, 106.0) is None  # type: ignore[arg-type]
-    assert overtime.look(other, 107.0) is None  # type: ignore[arg-type]
+    clock.at(106.0)
+    assert overtime.look(other) is None  # type: ignore[arg-type]
+    clock.at(107.0)
+    assert overtime.look(other) is None  # type: ignore[arg-type]
+
+
+def test_is_a_window_measured_from_when_the_last_answer_came_not_when_it_was_asked_for() -> None:
+    """A look whose answer took 1.9 s (a busy zygote) is the time of its answer: the next look, due as soon as it
+    came, waits a window after it rather than comparing two answers a moment apart."""
+    clock = Clock(100.0)
+    overtime = Overtime(2, clock=clock)
+    sandbox = Reports(Usage(1.0, 0.0), Usage(1.0, 0.0))
+    clock.at(101.9)  # asked at 100.0, answered at 101.9
+    assert overtime.look(sandbox) is None  # type: ignore[arg-type]
+    assert overtime.next_look() == 102.9
 
 
 def _thread(directory: Path, delay_ns: int, state: str = "S") -> str:

@@ -15,6 +15,9 @@ every test either way.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 from worker.engine.runners.base import Sandbox, Usage
 
 WALL_FACTOR = 3.0
@@ -25,8 +28,9 @@ IDLE_CPU = 0.05
 class Overtime:
     """The judge's looks at one test's sandbox past the test's limit; `look` says when the test has timed out."""
 
-    def __init__(self, limit: float) -> None:
+    def __init__(self, limit: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.limit = limit
+        self.clock = clock
         self.new_test()
 
     def new_test(self) -> None:
@@ -46,10 +50,13 @@ class Overtime:
         """When the next look is due (monotonic seconds)."""
         return self.at + IDLE_WINDOW
 
-    def look(self, sandbox: Sandbox, now: float) -> str | None:
+    def look(self, sandbox: Sandbox) -> str | None:
         """Look at `sandbox` now: "idle" (it did not compute over the last window), "computing" (its processes
         went on for WALL_FACTOR times the limit), or None (wait on)."""
         usage = sandbox.usage()
+        # The look's time is its answer's: an answer slow to come (a busy zygote) must not shorten the window
+        # the next one is measured over, or a computing sandbox would look idle over a sliver of time.
+        now = self.clock()
         last, at, self.at = self.last, self.at, now
         if sandbox is not self.sandbox:  # the first look at this sandbox in this test
             self.sandbox, self.first_cpu, last = sandbox, None, None
