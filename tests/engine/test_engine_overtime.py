@@ -120,6 +120,7 @@ def test_does_a_thread_that_ends_take_nothing_back_from_the_sandboxs_waits(tmp_p
     _thread(tmp_path / "a", 100_000_000)
     assert waits.look([a, c]) == (pytest.approx(3.8), False)
     assert waits.look([str(tmp_path / "gone")]) == (None, False)  # a kernel without run-queue delays
+    assert waits.looks == 4  # what the zygote numbers its answers by
 
 
 @pytest.fixture(scope="module")

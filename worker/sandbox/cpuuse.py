@@ -50,11 +50,13 @@ class Waits:
 
     def __init__(self) -> None:
         self.total = 0.0
+        self.looks = 0  # so far: the zygote numbers its answers by it
         self._seen: dict[str, int] = {}
 
     def look(self, threads: list[str]) -> tuple[float | None, bool]:
         """(the total so far, None where this kernel keeps no run-queue delays; whether a thread is running or
         runnable now)."""
+        self.looks += 1
         delays: dict[str, int] = {}
         running = False
         for directory in threads:

@@ -142,7 +142,7 @@ class Zygote:
         self.listener = listener
         self.idle: list[Child] = []  # confined and waiting, oldest first
         self.leases: dict[socket.socket, Child] = {}
-        self.waits: dict[socket.socket, tuple[cpuuse.Waits, int]] = {}  # per lease: its child's waits, looks so far
+        self.waits: dict[socket.socket, cpuuse.Waits] = {}  # per lease: its child's waits
         self.selector = selectors.DefaultSelector()
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_w, False)
@@ -268,11 +268,10 @@ class Zygote:
     def _answer_usage(self, conn: socket.socket) -> None:
         """The child's CPU seconds, its seconds waiting for a CPU (null where the kernel keeps none), whether it is
         running or runnable now, and which ask of this lease this answers."""
-        waits, asked = self.waits.get(conn) or (cpuuse.Waits(), 0)
-        self.waits[conn] = (waits, asked + 1)
+        waits = self.waits.setdefault(conn, cpuuse.Waits())
         cpu, threads = cpuuse.tree(self.leases[conn].pid)
         waited, running = waits.look(threads)
-        reply = {"cpu": cpu, "waited": waited, "running": running, "n": asked + 1}
+        reply = {"cpu": cpu, "waited": waited, "running": running, "n": waits.looks}
         try:
             conn.sendall(json.dumps(reply).encode() + b"\n")
         except OSError:

@@ -325,35 +325,28 @@ class StudentSession:
             while (frame := self.reader.next_frame()) is None:
                 now = time.monotonic()
                 ends = deadline
-                if deadline is None:
+                if ends is None:  # a call: the test's clocks
                     if now >= self.soft_deadline and now >= self.overtime.next_look():
                         why = self.overtime.look(sandbox)
-                        if why is not None and not self._poll(sandbox, during):
+                        if why is not None and not self._take(sandbox, 0.0, during):
                             raise self._timed_out(during, why)
                         now = time.monotonic()
-                    wall = self.run_deadline if self.overtime.load_aware else min(self.deadline, self.run_deadline)
-                    ends = min(wall, max(self.soft_deadline, self.overtime.next_look()))
-                    if now >= wall:
-                        raise self._timed_out(during)
-                elif now >= deadline:
+                    ends = self.run_deadline if self.overtime.load_aware else min(self.deadline, self.run_deadline)
+                if now >= ends:
                     raise self._timed_out(during)
-                try:
-                    chunk = sandbox.read(timeout=max(0.0, ends - now))
-                except SandboxTimeout:
-                    continue
-                if not chunk:
-                    raise self._died(during)
-                self.reader.feed(chunk)
+                if deadline is None:  # wake for the next look, too
+                    ends = min(ends, max(self.soft_deadline, self.overtime.next_look()))
+                self._take(sandbox, ends - now, during)
         except wire.WireError as exc:
             self.close()
             raise SandboxLimit("crashed", f"the student process sent a malformed reply ({exc})") from None
         return frame
 
-    def _poll(self, sandbox: Sandbox, during: str | None) -> bool:
-        """Take what the sandbox sent since the last read, if anything (an answer that came just as the look
-        found the sandbox idle is an answer, not idling)."""
+    def _take(self, sandbox: Sandbox, timeout: float, during: str | None) -> bool:
+        """Feed the reader what the sandbox sends within `timeout` seconds; whether anything came. With no wait:
+        an answer that came just as a look found the sandbox idle is an answer, not idling."""
         try:
-            chunk = sandbox.read(timeout=0.0)
+            chunk = sandbox.read(timeout=max(0.0, timeout))
         except SandboxTimeout:
             return False
         if not chunk:
@@ -367,18 +360,17 @@ class StudentSession:
         self.close()
         where = location(during)
         limit = f"{self.spec.limits.test_timeout:g} s"
+        times = f"{self.spec.limits.test_timeout * WALL_FACTOR:g} s"  # the cap past the limit, or the backstop
         if why == "idle":
             return SandboxLimit("timeout", f"timed out: no answer within {limit}, and it was not computing "
                                            f"(waiting or sleeping) {where}")
         if why == "computing":
-            more = f"{self.spec.limits.test_timeout * WALL_FACTOR:g} s"
             return SandboxLimit("timeout", f"timed out: its processes went on computing past the {limit} limit, "
-                                           f"for {more} more of CPU time together {where}")
+                                           f"for {times} more of CPU time together {where}")
         if time.monotonic() >= self.run_deadline:
             return SandboxLimit("timeout", f"the whole run went over its {self.spec.limits.run_timeout:g} s limit "
                                            f"{where}")
-        backstop = f"{self.spec.limits.test_timeout * WALL_FACTOR:g} s"
-        return SandboxLimit("timeout", f"timed out: no answer within {backstop} (wall clock) {where}")
+        return SandboxLimit("timeout", f"timed out: no answer within {times} (wall clock) {where}")
 
     def _died(self, during: str | None) -> SandboxLimit:
         sandbox = self.sandbox
