@@ -24,6 +24,7 @@ from worker.engine.manifest import Limits
 from worker.engine.runners import docker as docker_runner
 from worker.engine.runners.base import SandboxSpec, SandboxTimeout
 from worker.engine.runners.docker import DockerRunner, DockerSandbox, docker_available
+from worker.engine.runners.docker_config import seccomp_profile
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -121,7 +122,7 @@ def test_create_kwargs_are_exactly_the_hardened_ones(fake: FakeClient) -> None:
         "tmpfs": {"/work": "rw,size=64m,mode=1777,nosuid,nodev,noexec",
                   "/tmp": "rw,size=64m,mode=1777,nosuid,nodev,noexec"},  # noqa: S108 (in the container)
         "cap_drop": ["ALL"],
-        "security_opt": ["no-new-privileges"],
+        "security_opt": ["no-new-privileges", f"seccomp={seccomp_profile()}"],
         "pids_limit": 32,
         "mem_limit": 512 * 1024 * 1024,
         "memswap_limit": 512 * 1024 * 1024,

@@ -17,17 +17,16 @@ import pytest
 from worker.engine.manifest import Limits
 from worker.engine.runners.base import SandboxSpec
 from worker.engine.runners.docker import docker_available
-from worker.engine.runners.docker_config import LABEL, container_config
+from worker.engine.runners.docker_config import LABEL, MOBY_PROFILE, container_config, seccomp_profile
 from worker.engine.runners.docker_zygote import (
     PARKED_MEMORY_MB,
-    PROFILE,
     ROLE_LABEL,
     SLOT_MEMORY_MB,
     ZYGOTE_EXTRA_SYSCALLS,
-    seccomp_profile,
     zygote_config,
 )
 from worker.sandbox.globalstate import MAX_PARKED, PARK_GROWTH_BYTES
+from worker.sandbox.seccomp_filter import REFUSED
 
 REPO = Path(__file__).resolve().parents[2]
 engine = pytest.mark.skipif(not docker_available(), reason="no Docker engine answered")
@@ -68,11 +67,16 @@ def test_each_slot_has_room_for_the_test_processes_its_sandbox_may_park() -> Non
 
 
 def test_the_zygote_profile_is_dockers_default_plus_the_namespace_calls() -> None:
-    """Does the zygote's seccomp profile add to Docker's default exactly the calls that build namespaces?"""
-    default = json.loads(PROFILE.read_text())
-    profile = json.loads(seccomp_profile())
-    assert profile["syscalls"][:-1] == default["syscalls"]
-    assert profile["defaultAction"] == default["defaultAction"] == "SCMP_ACT_ERRNO"
+    """Does the zygote's seccomp profile add to Docker's default exactly the calls that build namespaces, and
+    take away exactly those that every sandbox's own filter refuses too?"""
+    default = json.loads(MOBY_PROFILE.read_text())
+    fresh = json.loads(seccomp_profile())
+    profile = json.loads(seccomp_profile(ZYGOTE_EXTRA_SYSCALLS))
+    assert profile["syscalls"][:-1] == fresh["syscalls"]
+    assert profile["defaultAction"] == fresh["defaultAction"] == default["defaultAction"] == "SCMP_ACT_ERRNO"
+    allowed = {name for rule in default["syscalls"] for name in rule["names"]}
+    assert {name for rule in fresh["syscalls"] for name in rule["names"]} == allowed - set(REFUSED)
+    assert {"setpriority", "sched_setscheduler", "sched_setattr", "ptrace"} <= set(REFUSED) & allowed
     extra = profile["syscalls"][-1]
     assert sorted(extra["names"]) == sorted(ZYGOTE_EXTRA_SYSCALLS) and "args" not in extra
     assert not {"ptrace", "bpf", "keyctl", "setns", "perf_event_open", "io_uring_setup"} & set(extra["names"])

@@ -4,6 +4,9 @@ runner reports them; the kernel's numbers behind them; and the judge on a real s
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +21,7 @@ from worker.engine.result import GradeResult
 from worker.engine.runners import make_runner
 from worker.engine.runners.base import SandboxSpec, Usage
 from worker.engine.runners.local import LocalRunner
-from worker.sandbox.cpuuse import Waits
+from worker.sandbox.cpuuse import Priority, Waits
 
 
 class Reports:
@@ -100,18 +103,20 @@ def test_is_a_window_measured_from_when_the_last_answer_came_not_when_it_was_ask
     assert overtime.next_look() == 102.9
 
 
-def _thread(directory: Path, delay_ns: int, state: str = "S") -> str:
+def _thread(directory: Path, delay_ns: int, state: str = "S", nice: int = 0, policy: int = 0) -> str:
     """A stand-in for a thread's /proc directory: its schedstat and stat as the kernel writes them."""
     directory.mkdir(exist_ok=True)
     (directory / "schedstat").write_text(f"123456 {delay_ns} 7\n")
-    (directory / "stat").write_text(f"42 (a name) with) {state} 1 42 42 0 -1\n")
+    after = [state, "1", "42", "42", "0", "-1", "4194560", *["0"] * 8, "20", str(nice), "1", *["0"] * 17,
+             "17", "0", "0", str(policy), "0", "0", *["0"] * 10]
+    (directory / "stat").write_text(f"42 (a name) with) {' '.join(after)}\n")
     return str(directory)
 
 
 def test_does_a_thread_that_ends_take_nothing_back_from_the_sandboxs_waits(tmp_path: Path) -> None:
     """Waits add up look by look: an ended thread's wait stays counted, a new thread's counts whole, and an id
     that now names another thread (a smaller delay) counts that thread's whole wait."""
-    waits = Waits()
+    waits = Waits(Priority(nice=0, idle=False))
     a, b = _thread(tmp_path / "a", 1_000_000_000), _thread(tmp_path / "b", 2_000_000_000)
     assert waits.look([a, b]) == (pytest.approx(3.0), False)
     _thread(tmp_path / "a", 1_500_000_000, state="R")
@@ -121,6 +126,44 @@ def test_does_a_thread_that_ends_take_nothing_back_from_the_sandboxs_waits(tmp_p
     assert waits.look([a, c]) == (pytest.approx(3.8), False)
     assert waits.look([str(tmp_path / "gone")]) == (None, False)  # a kernel without run-queue delays
     assert waits.looks == 4  # what the zygote numbers its answers by
+
+
+def test_does_a_thread_that_lowered_its_own_priority_earn_nothing_by_waiting(tmp_path: Path) -> None:
+    """A thread niced below its start, moved to SCHED_IDLE, or in a session whose autogroup it niced is kept
+    waiting by its own choice: its waits add nothing and it does not count as runnable, while a thread beside
+    it at its start's priority earns its waits as before."""
+    start = Priority(nice=5, idle=False)
+    plain = _thread(tmp_path / "plain", 1_000_000_000, state="R", nice=5)
+    (tmp_path / "proc" / "7" / "task").mkdir(parents=True)
+    (tmp_path / "proc" / "7" / "autogroup").write_text("/autogroup-9 nice 0\n")
+    in_group = _thread(tmp_path / "proc" / "7" / "task" / "8", 1_000_000_000, nice=5)
+    assert Waits(start).look([plain, in_group]) == (pytest.approx(2.0), True)
+    for lowered in (dict(nice=6), dict(nice=5, policy=5)):
+        waits = Waits(start)
+        assert waits.look([_thread(tmp_path / "low", 4_000_000_000, state="R", **lowered), in_group]) == \
+            (pytest.approx(1.0), False), lowered
+    # A forked sandbox's filter refuses nice and policy changes: only its autogroup is compared.
+    niced = _thread(tmp_path / "niced", 4_000_000_000, nice=19, policy=5)
+    assert Waits(Priority()).look([niced, in_group]) == (pytest.approx(5.0), False)
+    (tmp_path / "proc" / "7" / "autogroup").write_text("/autogroup-9 nice 19\n")
+    assert Waits(start).look([plain, in_group]) == (pytest.approx(1.0), True)
+    assert Waits(Priority()).look([plain, in_group]) == (pytest.approx(1.0), True)
+    assert Waits(None).look([niced, in_group]) == (pytest.approx(5.0), False)  # a container's: not read
+
+
+def test_does_a_real_threads_priority_read_as_lowered_once_it_lowers_it() -> None:
+    """The kernel's own fields: a process that niced itself, or moved to SCHED_IDLE, reads as lowered; one
+    that did neither does not."""
+    lower = {"plain": "", "nice": "os.nice(3)", "idle": "os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))"}
+    start = Priority.own()
+    for name, call in lower.items():
+        script = f"import os, sys, time\n{call}\nprint(flush=True)\ntime.sleep(30)"
+        with subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE) as child:
+            assert child.stdout is not None and child.stdout.readline() == b"\n"
+            directory = f"/proc/{child.pid}/task/{child.pid}"
+            fields = Path(directory, "stat").read_text().rsplit(")", 1)[1].split()
+            assert start.lowered(directory, fields) is (name != "plain"), name
+            child.kill()
 
 
 @pytest.fixture(scope="module")
@@ -185,6 +228,29 @@ def work():
     time.sleep(3600)
 '''
 
+# A process of the test, in a session of its own, nices its session's autogroup (no filter refuses that) and
+# spins: on a busy machine its autogroup gets a sliver of a CPU, and it is runnable, waiting for more.
+LOWERED = '''
+import ctypes, errno, os, time
+
+def work():
+    child = os.fork()
+    if child == 0:
+        os.setsid()
+        ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE: its /proc files are its own again
+        while True:
+            try:
+                with open("/proc/self/autogroup", "w") as autogroup:
+                    autogroup.write("19")
+                break
+            except OSError as exc:
+                if exc.errno != errno.EAGAIN:  # the kernel takes one such write a tenth of a second
+                    os._exit(exc.errno)
+        while True:
+            pass
+    return os.waitpid(child, 0)[1]
+'''
+
 SLEEPER = '''
 import time
 
@@ -215,4 +281,15 @@ def test_does_a_sleeping_function_on_a_busy_machine_still_time_out_as_not_comput
     with busy_cores(4):
         test = grade_work(tmp_path, SLEEPER).deliverables[0].tests[0]
     assert test.status == "timeout"
+    assert "no answer within 2 s, and it was not computing (waiting or sleeping) in work()" in test.output
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/autogroup"), reason="this kernel groups no sessions")
+def test_does_a_sandbox_that_niced_its_autogroup_on_a_busy_machine_time_out_as_not_computing(
+        tmp_path: Path) -> None:
+    """A sandbox that lowered its own priority through its session's autogroup, then spins on a machine busy four
+    times over, earns nothing by the waiting it chose: it times out as not computing, not at the run's limit."""
+    with busy_cores(4):
+        test = grade_work(tmp_path, LOWERED).deliverables[0].tests[0]
+    assert test.status == "timeout", test.output
     assert "no answer within 2 s, and it was not computing (waiting or sleeping) in work()" in test.output

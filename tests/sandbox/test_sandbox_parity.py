@@ -5,7 +5,8 @@ zygote container, and a child of a local zygote process — and must get the sam
 submission leaves (files in /work, /tmp, /dev/shm or HOME, SysV IPC, abstract-socket listeners, setsid daemons)
 reaches the next submission on that slot or one running beside it; only its own processes in /proc; only `lo`;
 no capabilities, no_new_privs, a seccomp filter; only the expected descriptors; namespace, mount, keyring, BPF,
-perf, io_uring calls refused; fresh random state per child; a zygote that does not grow over 200 submissions.
+perf, io_uring calls refused, and so is lowering its own priority; fresh random state per child; a zygote that
+does not grow over 200 submissions.
 """
 
 from __future__ import annotations
@@ -79,6 +80,45 @@ PROBE = textwrap.dedent('''
             result = call()
             out[name] = "allowed" if result >= 0 else errno.errorcode.get(ctypes.get_errno(), "?")
         return out
+
+
+    class SchedAttr(ctypes.Structure):
+        _fields_ = [("size", ctypes.c_uint32), ("policy", ctypes.c_uint32), ("flags", ctypes.c_uint64),
+                    ("nice", ctypes.c_int32), ("priority", ctypes.c_uint32), ("runtime", ctypes.c_uint64),
+                    ("deadline", ctypes.c_uint64), ("period", ctypes.c_uint64)]
+
+
+    def lower_priority():
+        """Try every call that lowers this process's scheduling priority: what each said, and the priority after."""
+        sched_setattr = {"x86_64": 314, "aarch64": 274}[os.uname().machine]
+        calls = {
+            "setpriority": lambda: libc.setpriority(0, 0, 19),
+            "sched_setscheduler": lambda: libc.sched_setscheduler(0, 5, ctypes.byref(ctypes.c_int(0))),  # IDLE
+            "sched_setattr": lambda: libc.syscall(sched_setattr, 0, ctypes.byref(SchedAttr(48, 5)), 0),
+        }
+        out = {}
+        for name, call in calls.items():
+            result = call()
+            out[name] = "allowed" if result >= 0 else errno.errorcode.get(ctypes.get_errno(), "?")
+        out["nice"], out["policy"] = os.getpriority(os.PRIO_PROCESS, 0), os.sched_getscheduler(0)
+        return out
+
+
+    def session_nice(nice=None):
+        """Set (where `nice` is given) and read the nice of this process's session's autogroup: no filter
+        refuses the write, once the process made itself dumpable again (its /proc files are its own then)."""
+        if nice is not None:
+            libc.prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE
+            for _ in range(100):
+                try:
+                    with open("/proc/self/autogroup", "w") as autogroup:
+                        autogroup.write(str(nice))
+                    break
+                except OSError as exc:
+                    if exc.errno != errno.EAGAIN:  # the kernel takes one such write a tenth of a second
+                        return errno.errorcode[exc.errno]
+                    time.sleep(0.05)
+        return int(open("/proc/self/autogroup").read().split()[-1])
 
 
     def randomness():
@@ -239,6 +279,30 @@ def test_namespace_mount_keyring_bpf_perf_io_uring_are_refused(probe: Callable[.
     perf events or io_uring?"""
     seen = probe().call("refused")
     assert all(outcome != "allowed" for outcome in seen.values()), seen
+
+
+def test_student_code_cannot_lower_its_own_priority(probe: Callable[..., Probe]) -> None:
+    """Can student code nice itself or move to SCHED_IDLE? A thread that did would be kept waiting for a CPU by
+    its own choice on a busy machine, and waiting earns a test past its limit more time."""
+    seen = probe().call("lower_priority")
+    assert seen == {"setpriority": "EPERM", "sched_setscheduler": "EPERM", "sched_setattr": "EPERM",
+                    "nice": 0, "policy": 0}, seen
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/autogroup"), reason="this kernel groups no sessions")
+def test_a_submission_that_nices_its_session_lowers_no_one_elses_priority(probe: Callable[..., Probe]) -> None:
+    """Where the kernel shares a CPU between sessions (autogroups), can a submission lower the priority of the
+    next submission on its slot, of one beside it, or of the worker, through a session it shares with them?"""
+    host = Path("/proc/self/autogroup").read_text()
+    try:
+        first = probe()
+        assert first.call("session_nice", 19) == 19
+        assert probe().call("session_nice") == 0
+        first.stop()
+        assert probe().call("session_nice") == 0
+        assert Path("/proc/self/autogroup").read_text() == host
+    finally:  # a failure here must not leave the rest of the suite niced
+        Path("/proc/self/autogroup").write_text(host.split()[-1])
 
 
 def test_children_do_not_share_random_state(probe: Callable[..., Probe]) -> None:

@@ -2,10 +2,12 @@
 
 `seccomp_table.json` (made by scripts/gen-seccomp-table from Docker's default profile) lists the syscalls
 Docker allows a container without capabilities, by number for each architecture. On top of that the filter
-refuses ptrace and process_vm_readv/writev (Docker allows them), clone with any namespace flag, clone3 (ENOSYS,
-so the C library falls back to clone, whose flags a filter can see), AF_VSOCK sockets and personality changes
-other than the harmless ones. Everything else fails with EPERM; a syscall of another architecture kills.
-Standard library only: it runs inside the sandbox.
+refuses ptrace and process_vm_readv/writev (Docker allows them), the calls that change a thread's scheduling
+priority or policy (a thread that lowered its own priority would be kept waiting for a CPU on a busy machine,
+and waiting earns a test past its limit more time: `worker/engine/judge/overtime.py`), clone with any namespace
+flag, clone3 (ENOSYS, so the C library falls back to clone, whose flags a filter can see), AF_VSOCK sockets and
+personality changes other than the harmless ones. Everything else fails with EPERM; a syscall of another
+architecture kills. Standard library only: it runs inside the sandbox.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ X32_BIT = 0x40000000
 NAMESPACE_FLAGS = 0x7E020000  # CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET
 AF_VSOCK = 40
 PERSONALITIES = (0x0, 0x8, 0x20000, 0x20008, 0xFFFFFFFF)  # as Docker's default: query, and Linux variants
-REFUSED = ("ptrace", "process_vm_readv", "process_vm_writev")
+# Allowed by Docker's default profile, refused here (and in the fresh containers' profile: `docker_config`).
+REFUSED = ("ptrace", "process_vm_readv", "process_vm_writev", "setpriority", "sched_setscheduler", "sched_setattr")
 
 
 class _Instruction(ctypes.Structure):

@@ -66,7 +66,8 @@ def _read_report(fd: int) -> int | None:
 
 
 def _child_main(config: jail.JailConfig, channel: socket.socket, stderr_w: int, report_w: int) -> None:
-    """In the waiter: new namespaces, fork the namespace's init, report its pid, wait for it and exit alike.
+    """In the waiter: a session and namespaces of its own, fork the namespace's init, report its pid, wait for it
+    and exit alike.
 
     The waiter runs only our code. It dies with the zygote (parent-death signal), and the init dies with the
     waiter, so a zygote killed outright takes every child with it.
@@ -74,6 +75,7 @@ def _child_main(config: jail.JailConfig, channel: socket.socket, stderr_w: int, 
     try:
         jail.close_fds(keep=(channel.fileno(), stderr_w, report_w))
         jail.die_with_parent()
+        os.setsid()  # a session of its own, so an autogroup of its own: `cpuuse.py`
         jail.unshare(user=config.uid_range is None)
         pid = os.fork()
         if pid:
@@ -268,7 +270,8 @@ class Zygote:
     def _answer_usage(self, conn: socket.socket) -> None:
         """The child's CPU seconds, its seconds waiting for a CPU (null where the kernel keeps none), whether it is
         running or runnable now, and which ask of this lease this answers."""
-        waits = self.waits.setdefault(conn, cpuuse.Waits())
+        # A child's filter refuses changing its nice and policy: only its session's autogroup is compared.
+        waits = self.waits.setdefault(conn, cpuuse.Waits(cpuuse.Priority()))
         cpu, threads = cpuuse.tree(self.leases[conn].pid)
         waited, running = waits.look(threads)
         reply = {"cpu": cpu, "waited": waited, "running": running, "n": waits.looks}

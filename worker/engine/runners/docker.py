@@ -152,7 +152,7 @@ class DockerSandbox(Sandbox):
         self._stopping = False
         self._stderr = CappedBuffer(max(8192, limits.output_kb * 1024))
         self._write_lock = threading.Lock()
-        self._waits = cpuuse.Waits()
+        self._waits = cpuuse.Waits(None)
         self._final: ExitInfo | None = None
         self._reader: threading.Thread | None = None
         self._created = time.time()  # where to start looking in the engine's events for who ended it

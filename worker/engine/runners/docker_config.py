@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import uuid
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 from docker.types import DeviceRequest, LogConfig, Ulimit
@@ -10,12 +13,32 @@ from docker.types import DeviceRequest, LogConfig, Ulimit
 from worker.engine import image as runner_image
 from worker.engine.errors import UsageError
 from worker.engine.runners.base import SandboxSpec
+from worker.sandbox.seccomp_filter import REFUSED
 
 LABEL = {"grader": "sandbox"}
 TMPFS_MB = 64  # each of /work and /tmp; tmpfs pages count against the container's memory limit too
 # RLIMIT_FSIZE in bytes: below the tmpfs sizes, so no single file can take a whole mount (nor /dev/shm)
 FILE_SIZE_LIMIT = 32 * 1024 * 1024
 OPEN_FILES = 256
+MOBY_PROFILE = Path(__file__).resolve().parents[3] / "docker" / "seccomp" / "moby-default.json"
+
+
+@cache
+def seccomp_profile(extra: tuple[str, ...] = ()) -> str:
+    """Docker's default seccomp profile (JSON text) without the calls a forked sandbox's own filter refuses on top
+    of it (`worker/sandbox/seccomp_filter.py`), so that a fresh container refuses them too; plus `extra`, allowed
+    (the zygote's namespace calls: `docker_zygote`)."""
+    profile = json.loads(MOBY_PROFILE.read_text(encoding="utf-8"))
+    rules = []
+    for rule in profile["syscalls"]:
+        names = [name for name in rule["names"] if name not in REFUSED]
+        if names:
+            rules.append({**rule, "names": names})
+    if extra:
+        rules.append({"names": list(extra), "action": "SCMP_ACT_ALLOW",
+                      "comment": "grader: the sandbox zygote builds each child's namespaces"})
+    profile["syscalls"] = rules
+    return json.dumps(profile, separators=(",", ":"))
 
 
 def parse_gpus(value: str | None) -> str | None:
@@ -73,7 +96,7 @@ def container_config(image: str, spec: SandboxSpec, gpus: str | None = None,
             "/tmp": f"rw,size={TMPFS_MB}m,mode=1777,nosuid,nodev,noexec",  # noqa: S108 (the container's)
         },
         "cap_drop": ["ALL"],
-        "security_opt": ["no-new-privileges"],
+        "security_opt": ["no-new-privileges", f"seccomp={seccomp_profile()}"],
         "pids_limit": limits.pids,
         "mem_limit": memory,
         "memswap_limit": memory,  # equal to mem_limit: no swap, so a memory hog is killed, not slowed down

@@ -5,8 +5,9 @@ The container is a sandbox container (see `container_config`: no network, read-o
 uid 10001, cgroup limits, no logs) with exactly two extra privileges, both needed to build namespaces without
 any capability on the host:
 
-* a seccomp profile that is Docker's default plus `unshare`, `mount`, `umount2`, `pivot_root`, `sethostname`,
-  `setdomainname` and `clone` with namespace flags (Docker's default allows these only with CAP_SYS_ADMIN);
+* a seccomp profile that is Docker's default (less what every sandbox container refuses: `docker_config`) plus
+  `unshare`, `mount`, `umount2`, `pivot_root`, `sethostname`, `setdomainname` and `clone` with namespace flags
+  (Docker's default allows these only with CAP_SYS_ADMIN);
 * `/proc` without Docker's masks (`systempaths=unconfined`), because the kernel lets a user namespace mount a
   fresh /proc only where no part of /proc is hidden by an overmount. Every child mounts its own /proc and masks
   the same paths Docker would, before it loads anything of the student's.
@@ -26,7 +27,6 @@ import os
 import shutil
 import socket
 import tempfile
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +36,12 @@ from docker.models.containers import _create_container_args
 from worker.engine import image as runner_image
 from worker.engine.errors import InfrastructureError
 from worker.engine.runners.base import SandboxSpec
-from worker.engine.runners.docker_config import LABEL, container_config
+from worker.engine.runners.docker_config import LABEL, container_config, seccomp_profile
 from worker.engine.runners.forked import ZygoteHandle, jail_config
 from worker.sandbox.globalstate import MAX_PARKED, PARK_GROWTH_BYTES
 
 log = logging.getLogger(__name__)
 
-PROFILE = Path(__file__).resolve().parents[3] / "docker" / "seccomp" / "moby-default.json"
 ZYGOTE_EXTRA_SYSCALLS = ("unshare", "mount", "umount2", "pivot_root", "sethostname", "setdomainname", "clone")
 # The zygote and its idle pre-forked children share pages with the working children. Per slot: the assignment's
 # memory limit, plus room for the child's tmpfs, its idle successor and its parked test processes (at most
@@ -56,15 +55,6 @@ SLOT_MEMORY_MB = 256 + PARKED_MEMORY_MB
 ROLE_LABEL = "grader.role"
 OWNER_LABEL = "grader.owner"
 SOCKET_DIR = "/run/zygote"
-
-
-@cache
-def seccomp_profile() -> str:
-    """Docker's default profile plus the namespace-building calls the zygote needs (JSON text)."""
-    profile = json.loads(PROFILE.read_text(encoding="utf-8"))
-    profile["syscalls"].append({"names": list(ZYGOTE_EXTRA_SYSCALLS), "action": "SCMP_ACT_ALLOW",
-                                "comment": "grader: the sandbox zygote builds each child's namespaces"})
-    return json.dumps(profile, separators=(",", ":"))
 
 
 def owner_id() -> str:
@@ -103,7 +93,7 @@ def zygote_config(image: str, spec: SandboxSpec, gpus: str | None, socket_dir: s
         # Each child's own RLIMIT_NPROC bounds it; this bounds the container: per slot a working and an idle
         # child, and the zygote with its waiters.
         "pids_limit": spec.slots * spec.limits.pids * 2 + 32,
-        "security_opt": ["no-new-privileges", f"seccomp={seccomp_profile()}"],
+        "security_opt": ["no-new-privileges", f"seccomp={seccomp_profile(ZYGOTE_EXTRA_SYSCALLS)}"],
         "volumes": {socket_dir: {"bind": SOCKET_DIR, "mode": "rw"}},
         # detach False makes docker-py set StdinOnce: the owner's attach connection is the zygote's lifeline.
         "stdin_open": True, "detach": False,

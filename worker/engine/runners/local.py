@@ -214,7 +214,7 @@ class LocalSandbox(Sandbox):
         self._drain: threading.Thread | None = None
         self._owner = os.getpid()
         self._parent = os.getpid()  # only this process can reap the server and read its exit code
-        self._waits = cpuuse.Waits()
+        self._waits = cpuuse.Waits(cpuuse.Priority.own())
 
     def adopt(self) -> None:
         """Start draining stderr in the process that uses the sandbox (threads do not survive a fork)."""
