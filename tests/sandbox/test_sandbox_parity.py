@@ -121,6 +121,21 @@ PROBE = textwrap.dedent('''
         return int(open("/proc/self/autogroup").read().split()[-1])
 
 
+    def fds_in_flight():
+        """Send this socket's descriptor to itself, 253 at a time, never receiving, until the kernel refuses:
+        descriptors in flight count per user, and a send fails once its user's count passes its own limit."""
+        import array
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        KEEP.extend([a, b])
+        fds, sent = array.array("i", [a.fileno()] * 253), 0
+        while True:
+            try:
+                a.sendmsg([b"x"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+                sent += len(fds)
+            except OSError as exc:
+                return {"sent": sent, "error": errno.errorcode[exc.errno]}
+
+
     def randomness():
         import torch
         return [random.random(), float(torch.rand(1))]
@@ -303,6 +318,16 @@ def test_a_submission_that_nices_its_session_lowers_no_one_elses_priority(probe:
         assert Path("/proc/self/autogroup").read_text() == host
     finally:  # a failure here must not leave the rest of the suite niced
         Path("/proc/self/autogroup").write_text(host.split()[-1])
+
+
+def test_a_submission_that_fills_its_users_descriptors_in_flight_leaves_new_sandboxes_coming(
+        probe: Callable[..., Probe]) -> None:
+    """Children that a user namespace maps to the zygote's user share its count of descriptors in flight: can one
+    that fills it stop the zygote from handing the next sandbox (its descriptors) to a judge?"""
+    flooder = probe(slots=2)
+    flood = flooder.call("fds_in_flight")
+    assert flood["error"] == "ETOOMANYREFS" and flood["sent"] >= 253, flood  # 506 here: 256, and a message more
+    assert probe(slots=2).call("session_nice") == 0  # a sandbox beside it starts and answers
 
 
 def test_children_do_not_share_random_state(probe: Callable[..., Probe]) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import selectors
 import signal
 import socket
@@ -346,6 +347,12 @@ def main(argv: list[str] | None = None) -> None:
     config = jail.JailConfig.from_json(args.config)
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, _stop)
+    # Descriptors passed with SCM_RIGHTS count as in flight for the sender's user until received, and a send
+    # fails (ETOOMANYREFS) once that count is past the sender's own RLIMIT_NOFILE. Children a user namespace maps
+    # to the zygote's user share its count: one that never receives what it sends itself can put its own limit's
+    # worth in flight, plus a message (253) per thread sending at once. The zygote, which hands each judge its
+    # child's descriptors that way, takes the highest limit it may have (its container has the engine's).
+    resource.setrlimit(resource.RLIMIT_NOFILE, (resource.getrlimit(resource.RLIMIT_NOFILE)[1],) * 2)
     student_server.warm_up()
     seccomp_filter.prepare()  # each child only loads it
     forkready.settle()  # every child and every test's fork copies page tables of this process: keep them small

@@ -93,6 +93,10 @@ def zygote_config(image: str, spec: SandboxSpec, gpus: str | None, socket_dir: s
         # Each child's own RLIMIT_NPROC bounds it; this bounds the container: per slot a working and an idle
         # child, and the zygote with its waiters.
         "pids_limit": spec.slots * spec.limits.pids * 2 + 32,
+        # No open-files limit of ours: the zygote takes the engine's (its hard limit, as high as the host lets
+        # a container have), far above what its children, each with docker_config.OPEN_FILES, can put in
+        # flight with SCM_RIGHTS, so that it can always hand a judge a child (`worker/sandbox/zygote.py`).
+        "ulimits": [u for u in kwargs["ulimits"] if u["Name"] != "nofile"],
         "security_opt": ["no-new-privileges", f"seccomp={seccomp_profile(ZYGOTE_EXTRA_SYSCALLS)}"],
         "volumes": {socket_dir: {"bind": SOCKET_DIR, "mode": "rw"}},
         # detach False makes docker-py set StdinOnce: the owner's attach connection is the zygote's lifeline.
