@@ -4,11 +4,10 @@ Without it, a worker with N slots starts N judge zygotes, each a new Python that
 100 MB of its own), and each owns a sandbox zygote container (~280 MB). The master holds those imports once: a
 pool process's warm judge (`launch.WarmJudge`) connects to its socket and gets a judge zygote forked from it,
 whose control protocol (`worker.engine.judge.zygote`) runs over that connection. The sandbox zygotes belong to
-the master's keeper, a child forked from the warm master (so it holds little of its own): one zygote per kind
-of sandbox, sized for all N slots, whose socket a judge zygote asks the keeper for, job by job. So a worker
-holds one copy of the
-judge's torch and one sandbox container per kind of sandbox, whatever its number of slots; each submission
-still gets a judge process and a sandbox that no other submission touched.
+the master's keeper, a child forked from the warm master (so it holds little of its own): per kind of sandbox,
+a zygote container per slot (a local zygote process serves all N: `worker.engine.judge.sandboxes`), whose socket
+a judge zygote asks the keeper for, job by job. So a worker holds one copy of the judge's torch whatever its
+number of slots; each submission still gets a judge process and a sandbox that no other submission touched.
 
 Lifetimes: the master dies with the worker process that started it (PR_SET_PDEATHSIG, and the end of its
 stdin), the keeper and every judge zygote with the master (PR_SET_PDEATHSIG), a judge zygote also when its pool
@@ -17,7 +16,7 @@ SIGKILLed removes itself when its attach lifeline closes. A master restarts a ke
 
 Requests, one JSON line per connection, both sockets in a folder only the worker's user can enter:
 `{"op": "judge"}` on the master's (the connection then is a judge zygote's: `{"ready": pid}` comes back, then
-jobs go in), `{"op": "sandbox", "job": {...}}` on the keeper's (answered `{"socket": path}`, or
+jobs go in), `{"op": "sandbox", "job": {...}, "holder": pid}` on the keeper's (answered `{"socket": path}`, or
 `{"socket": null}` when no zygote could be started: the job's runner then starts one of its own).
 """
 
@@ -77,7 +76,9 @@ class KeeperClient:
                 conn.settimeout(KEEPER_TIMEOUT)
                 conn.connect(self.path)
                 # Only what decides the kind of sandbox: the submission's files stay out of the keeper.
-                conn.sendall((json.dumps({"op": "sandbox", "job": sandbox_request(job)}) + "\n").encode())
+                # This judge zygote's pid: the keeper gives each slot's judge zygote a Docker zygote of its own.
+                request = {"op": "sandbox", "job": sandbox_request(job), "holder": os.getpid()}
+                conn.sendall((json.dumps(request) + "\n").encode())
                 with conn.makefile("rb") as replies:
                     reply = json.loads(replies.readline(65536) or b"null")
         except (OSError, ValueError) as exc:
@@ -123,7 +124,9 @@ def _keeper_main(listener: socket.socket, slots: int, master: int) -> None:
                     raise ValueError(f"a request line over {REQUEST_LIMIT} bytes")
                 request = json.loads(line)
                 job = request.get("job") if isinstance(request, dict) else None
-                path = zygotes.socket_for(job) if isinstance(job, dict) else None
+                holder = request.get("holder") if isinstance(request, dict) else None
+                holder = holder if isinstance(holder, int) and not isinstance(holder, bool) else None
+                path = zygotes.socket_for(job, holder) if isinstance(job, dict) else None
                 conn.sendall((json.dumps({"socket": path}) + "\n").encode())
             except (OSError, ValueError) as exc:
                 print(f"judge master's keeper: a request failed: {exc}", file=sys.stderr)

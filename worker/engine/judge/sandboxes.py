@@ -3,11 +3,17 @@
 A judge zygote without a judge master owns its own (`SandboxZygotes()`, one slot each); the judge master's keeper
 owns them for all the worker's slots (`SandboxZygotes(slots)`), and a judge zygote forked from the master asks
 it (`worker.engine.judge.master.KeeperClient`). Either way the judge zygote sees a `SandboxSource`.
+
+A Docker zygote's container is one memory cgroup for all its children, and a child's memory limit is an rlimit
+per process: a child that forks many processes, each under its limit, can fill the container until the kernel
+kills its largest process, which may be another child's. So the keeper gives each slot a Docker zygote of its own
+(its holder: the judge zygote that asks); a local zygote, which has no cgroup to share, serves all the slots.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,25 +36,43 @@ def pool_key(job: dict[str, Any]) -> str:
 
 
 class SandboxZygotes:
-    """The sandbox zygotes (containers or processes) this process owns: one per kind of sandbox, the two most
-    recently used kept, each sized for `slots` gradings at once. Their children are the sandboxes of every job
-    forked from the judge zygotes they serve (a judge zygote's own, or the judge master's keeper's for all)."""
+    """The sandbox zygotes (containers or processes) this process owns: for each kind of sandbox, one for all
+    `slots` gradings at once, or one per slot where the runner is Docker; the two most recently used kinds kept.
+    Their children are the sandboxes of every job forked from the judge zygotes they serve (a judge zygote's
+    own, or the judge master's keeper's for all)."""
 
     KEEP = 2
 
     def __init__(self, slots: int = 1) -> None:
-        self.handles: dict[str, ZygoteHandle] = {}
+        self.handles: dict[tuple[str, int], ZygoteHandle] = {}  # by kind and slot; most recent kind last
+        self.holders: dict[int, int] = {}  # a judge zygote's pid: its slot
         self.swept = False
         self.slots = slots
 
-    def socket_for(self, job: dict[str, Any]) -> str | None:
-        """A live zygote's socket for `job`'s sandboxes; None when none could be started (the judge's runner
-        then starts its own and the job still runs)."""
+    def slot_of(self, holder: int | None) -> int:
+        """The slot of the judge zygote `holder`: the one it had, else the lowest that no living holder has."""
+        if holder is None or self.slots == 1:
+            return 0
+        if holder not in self.holders:
+            for pid in [pid for pid in self.holders if not _alive(pid)]:
+                del self.holders[pid]
+            taken = set(self.holders.values())
+            free = [slot for slot in range(self.slots) if slot not in taken]
+            # More holders than slots (one that went and left its pid to another process): share the least held.
+            self.holders[holder] = free[0] if free else min(range(self.slots),
+                                                             key=list(self.holders.values()).count)
+        return self.holders[holder]
+
+    def socket_for(self, job: dict[str, Any], holder: int | None = None) -> str | None:
+        """A live zygote's socket for `job`'s sandboxes (for `holder`'s slot where each slot has its own); None
+        when none could be started (the judge's runner then starts its own and the job still runs)."""
         from worker.engine.manifest import load_assignment
         from worker.engine.runners import make_runner
         from worker.engine.runners.base import SandboxSpec
 
-        key = pool_key(job)
+        kind = pool_key(job)
+        own = job["runner"] == "docker" and self.slots > 1
+        key = (kind, self.slot_of(holder) if own else 0)
         handle = self.handles.pop(key, None)
         try:
             if handle is not None and not handle.alive():
@@ -63,14 +87,16 @@ class SandboxZygotes:
                     remove_orphaned_zygotes()  # left by a worker of this host that was killed outright
                 assignment = load_assignment(Path(job["assignment_path"]))
                 handle = runner.start_zygote(SandboxSpec(limits=assignment.limits, gpu=bool(job.get("gpu")),
-                                                         slots=self.slots))
+                                                         slots=1 if own else self.slots))
             handle.wait_ready()
         except Exception as exc:
             print(f"judge zygote: no sandbox zygote: {exc}", file=sys.stderr)
             return None
         self.handles[key] = handle  # most recent last
-        while len(self.handles) > self.KEEP:
-            self.handles.pop(next(iter(self.handles))).stop()
+        kinds = list(dict.fromkeys(kind for kind, _ in reversed(self.handles)))  # most recently used first
+        for old in kinds[self.KEEP:]:
+            for stale in [k for k in self.handles if k[0] == old]:
+                self.handles.pop(stale).stop()
         return handle.socket_path
 
     def stop(self) -> None:
@@ -78,6 +104,16 @@ class SandboxZygotes:
         handles, self.handles = list(self.handles.values()), {}
         for handle in handles:
             handle.stop()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 class SandboxSource(Protocol):

@@ -1,5 +1,5 @@
-"""The production sandbox zygote: one long-lived, hardened container per worker (its slots share it) that forks
-sandboxes.
+"""The production sandbox zygote: one long-lived, hardened container per worker slot that forks sandboxes (its
+memory cgroup is that slot's alone: `worker/engine/judge/sandboxes.py`; a container can serve more slots).
 
 The container is a sandbox container (see `container_config`: no network, read-only root, no capabilities,
 uid 10001, cgroup limits, no logs) with exactly two extra privileges, both needed to build namespaces without
