@@ -91,13 +91,14 @@ def check_worktree_code(svc: Service) -> None:
 
 
 def warm_up(svc: Service, timeout: float = 300.0) -> list[int]:
-    """Grade submissions until every worker graded at least one (its zygote container is then started)."""
+    """Grade submissions until every worker graded at least one and each of its slots has its zygote container
+    (a slot's is started on that slot's first grading)."""
     ids: list[int] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         ids += rush(svc, 2 * svc.slots, timeout=deadline - time.monotonic()).ids
         hosts = {r["worker"] for r in run_rows(svc.app, ids)}
-        if len(hosts) >= len(svc.workers) and all(s.containers for s in slots(svc)):
+        if len(hosts) >= len(svc.workers) and all(len(s.containers) >= svc.slots for s in slots(svc)):
             return ids
     raise RuntimeError("the warm-up did not reach every worker")
 
