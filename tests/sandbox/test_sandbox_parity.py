@@ -75,6 +75,11 @@ PROBE = textwrap.dedent('''
             "perf_event_open": lambda: libc.syscall(298, 0, 0, -1, -1, 0),
             "io_uring_setup": lambda: libc.syscall(425, 1, 0),
         }
+        return outcomes(calls)
+
+
+    def outcomes(calls):
+        """What each libc call said: "allowed", or the name of its errno."""
         out = {}
         for name, call in calls.items():
             result = call()
@@ -96,10 +101,7 @@ PROBE = textwrap.dedent('''
             "sched_setscheduler": lambda: libc.sched_setscheduler(0, 5, ctypes.byref(ctypes.c_int(0))),  # IDLE
             "sched_setattr": lambda: libc.syscall(sched_setattr, 0, ctypes.byref(SchedAttr(48, 5)), 0),
         }
-        out = {}
-        for name, call in calls.items():
-            result = call()
-            out[name] = "allowed" if result >= 0 else errno.errorcode.get(ctypes.get_errno(), "?")
+        out = outcomes(calls)
         out["nice"], out["policy"] = os.getpriority(os.PRIO_PROCESS, 0), os.sched_getscheduler(0)
         return out
 
