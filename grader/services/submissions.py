@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import current_app
 from sqlalchemy import func, select
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from grader.auth.permissions import require_member
 from grader.database import db, loaded_once
@@ -82,6 +82,27 @@ def upload_key(value: str | None) -> str | None:
     if not _KEY.fullmatch(value):
         raise ServiceError("an Idempotency-Key is 1 to 255 visible ASCII characters", code="invalid_idempotency_key")
     return value
+
+
+def sent_again(user: User | None, slug: str | None, value: str | None, files: list[Any]) -> bool:
+    """Whether an upload is one `user` already made, sent again: the same single file to assignment `slug` with
+    the same idempotency key `value`, which `submit` answers with the submission it made, storing nothing. False
+    for anything else (a malformed key, another file: a new upload or a refusal), and when the database cannot
+    tell (the upload then meets the outage itself). The file's stream is left where it was."""
+    if user is None or slug is None or value is None or not _KEY.fullmatch(value) or len(files) != 1:
+        return False
+    try:
+        earlier = _keyed(user, value)
+        if earlier is None or earlier.assignment.slug != slug:
+            return False
+    except SQLAlchemyError:
+        db.session.rollback()
+        return False
+    stream = files[0].stream
+    start = stream.tell()
+    data = stream.read(int(current_app.config["GRADER_MAX_UPLOAD_BYTES"]) + 1)
+    stream.seek(start)
+    return (earlier.original_name, earlier.sha256) == (files[0].filename or "", hashlib.sha256(data).hexdigest())
 
 
 def submit(user: User, assignment: Assignment, name: str, data: bytes, key: str | None = None,

@@ -20,7 +20,7 @@ from grader.extensions import limiter
 from grader.http_errors import status_of
 from grader.services.assignments import find_assignment
 from grader.services.queries import submissions_by, visible_assignments
-from grader.services.submissions import describe, find_submission, single_file, submit, upload_key
+from grader.services.submissions import describe, find_submission, sent_again, single_file, submit, upload_key
 
 bp = Blueprint("student", __name__)
 
@@ -67,9 +67,16 @@ def _upload_rate() -> str:
     return current_app.config["GRADER_UPLOAD_RATE_LIMIT"]
 
 
+def _sent_again() -> bool:
+    """The upload form sent again (a second click, a reload): answered with the submission it made, so the upload
+    rate limit neither refuses nor counts it (the API's Idempotency-Key, `grader.api.submissions`)."""
+    slug = (request.view_args or {}).get("assignment_id")
+    return sent_again(current_user(), slug, request.form.get("upload_key") or None, request.files.getlist("file"))
+
+
 @bp.route("/assignments/<assignment_id>/upload", methods=["GET", "POST"])
 @login_required
-@limiter.limit(_upload_rate, methods=["POST"])
+@limiter.limit(_upload_rate, methods=["POST"], exempt_when=_sent_again)
 def upload(assignment_id: str) -> str | Response | tuple[str, int]:
     """The upload form; a valid upload goes to its status page, a refused one shows why."""
     user = caller()

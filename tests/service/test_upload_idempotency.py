@@ -26,7 +26,7 @@ from sqlalchemy import Interval, func, literal, select, update
 from grader.extensions import db
 from grader.models import GradingRun, Submission
 from grader.services.policy import set_override
-from tests.conftest import REFERENCE_SOLUTION, STARTER_SOLUTION, World, fresh_postgres_database
+from tests.conftest import REFERENCE_SOLUTION, STARTER_SOLUTION, World, fresh_postgres_database, make_world
 from tests.service.test_service_pages import csrf_token, log_in
 from tests.support.lms_helpers import signed_headers, submission_body
 from tests.support.recovery_support import Watcher, assert_graded_exactly_once
@@ -175,6 +175,59 @@ def test_the_upload_form_sent_twice_makes_one_submission_and_sent_again_with_ano
     other = post(STARTER_SOLUTION.read_bytes())
     assert other.status_code == 302 and other.headers["Location"] != first.headers["Location"]
     assert counts() == (2, 2)
+
+
+def test_an_upload_sent_again_with_its_key_is_answered_past_the_upload_rate_limit_and_not_counted(
+        make_app: Callable[..., Flask]) -> None:
+    """At the upload rate limit, is an upload sent again with its Idempotency-Key still answered with its
+    submission (a client whose answer was lost at the deadline must learn that it was stored), without counting
+    against the limit, while a new upload, or the key sent with another file or to another assignment, is
+    refused as the limit says?"""
+    app = make_app(GRADER_UPLOAD_RATE_LIMIT="2 per minute")
+    with app.app_context():
+        world, client = make_world(), app.test_client()
+        first = send(client, world, REFERENCE_SOLUTION.read_bytes(), "lost-answer")
+        assert first.status_code == 202, first.json
+        for _ in range(3):  # resends: none of them counts
+            again = send(client, world, REFERENCE_SOLUTION.read_bytes(), "lost-answer")
+            assert again.status_code == 202 and again.json["id"] == first.json["id"], again.json
+        assert send(client, world, STARTER_SOLUTION.read_bytes(), "second").status_code == 202  # 2 of 2
+        at_limit = send(client, world, REFERENCE_SOLUTION.read_bytes(), "lost-answer")
+        assert at_limit.status_code == 202 and at_limit.json["id"] == first.json["id"], at_limit.json
+        assert send(client, world, REFERENCE_SOLUTION.read_bytes(), "third").status_code == 429
+        assert send(client, world, STARTER_SOLUTION.read_bytes(), "lost-answer").status_code == 429
+        elsewhere = client.post("/api/v1/assignments/other/submissions", content_type="multipart/form-data",
+                                headers={**world.student.headers, "Idempotency-Key": "lost-answer"},
+                                data={"file": (BytesIO(REFERENCE_SOLUTION.read_bytes()), "solution.py")})
+        assert elsewhere.status_code == 429, elsewhere.json
+        assert counts() == (2, 2)
+
+
+def test_the_upload_form_sent_again_is_answered_past_the_upload_rate_limit_but_not_with_another_file(
+        make_app: Callable[..., Flask]) -> None:
+    """At the upload rate limit, does the upload form sent again (a second click) still lead to its submission,
+    while the same form with another file, a new upload the page makes of it, is refused as the limit says?"""
+    app = make_app(GRADER_UPLOAD_RATE_LIMIT="1 per minute")
+    with app.app_context():
+        world, client = make_world(), app.test_client()
+        log_in(client, world.student.email, world.student.password)
+        page = client.get("/assignments/autograd/upload").get_data(as_text=True)
+        key = re.search(r'name="upload_key" type="hidden" value="([^"]+)"', page) or re.search(
+            r'id="upload_key" name="upload_key" type="hidden" value="([^"]+)"', page)
+        assert key, "the form carries no key"
+
+        def post(content: bytes) -> Any:
+            return client.post("/assignments/autograd/upload", content_type="multipart/form-data", data={
+                "csrf_token": csrf_token(page), "upload_key": key.group(1),
+                "file": (BytesIO(content), "solution.py")})
+
+        first = post(REFERENCE_SOLUTION.read_bytes())
+        assert first.status_code == 302
+        for _ in range(2):
+            again = post(REFERENCE_SOLUTION.read_bytes())
+            assert again.status_code == 302 and again.headers["Location"] == first.headers["Location"]
+        assert post(STARTER_SOLUTION.read_bytes()).status_code == 429
+        assert counts() == (1, 1)
 
 
 def test_an_upload_whose_web_process_died_before_answering_is_graded_once_when_sent_again_with_its_key(
