@@ -14,6 +14,7 @@ from typing import Any
 
 from celery.beat import Scheduler
 from celery.signals import setup_logging, worker_init, worker_process_init, worker_ready, worker_shutdown
+from sqlalchemy.orm import configure_mappers
 
 log = logging.getLogger(__name__)
 HOST_CLEANUP_INTERVAL = 600.0  # seconds between a worker's sweeps of its own host's leftovers
@@ -24,11 +25,14 @@ def _freeze_before_the_pool_forks(**_: Any) -> None:
     """What exists now (the imported modules, the apps) leaves the garbage collector's reach, before the pool
     forks: a collection writes to every object it walks, so in the worker and in each pool process it would copy,
     page by page, the memory they share (measured: a pool process's private memory doubled over 300 gradings).
-    What a grading imports is imported first, so that the pool processes share it too."""
+    What a grading imports is imported first, and the ORM's mappers configured (each pool process did that on its
+    first query: 3-4 MB of private memory each, measured), so that the pool processes share them too."""
     import worker.engine.grade
     import worker.engine.judge.launch
     import worker.engine.runners.docker
     import worker.engine.runners.local  # noqa: F401
+
+    configure_mappers()
 
     gc.collect()
     gc.freeze()
