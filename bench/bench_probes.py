@@ -90,6 +90,25 @@ def zygote_containers() -> list[dict[str, Any]]:
         client.close()
 
 
+def zygote_containers_per_worker(slots: int) -> int:
+    """How many zygote containers a warm worker with `slots` slots holds (of one kind of sandbox): one for all,
+    where each child gets cgroups of its own, else one per slot (`worker/engine/judge/sandboxes.py`)."""
+    from worker.engine.runners import child_cgroup
+
+    return 1 if child_cgroup.possible() else slots
+
+
+def _child_cgroups(init: int) -> int:
+    """How many children's cgroups there are below the zygote container whose first process is `init`."""
+    from worker.engine.runners import child_cgroup
+
+    try:
+        parents = child_cgroup.container_dirs(init)
+    except OSError:
+        return 0
+    return sum(name.startswith(child_cgroup.PREFIX) for parent in parents.values() for name in os.listdir(parent))
+
+
 def _cgroup_procs(pid: int) -> list[int]:
     for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
         _, controllers, path = line.split(":", 2)
@@ -170,7 +189,9 @@ def resources(svc: Service) -> dict[str, int]:
         cgroups.update((_read(f"/proc/{pid}/cgroup") or "").splitlines())
     machine_netns = {_link(f"/proc/{e}/ns/net") for e in os.listdir("/proc") if e.isdigit()} - {None}
     return {"fds": fds, "processes": len(pids), "mounts": sum(mount_namespaces.values()),
-            "mount_namespaces": len(mount_namespaces), "netns": len(netns), "cgroups": len(cgroups),
+            "mount_namespaces": len(mount_namespaces), "netns": len(netns),
+            # the cgroups the slots' processes are in, and any child's cgroups left empty below the containers
+            "cgroups": len(cgroups) + sum(_child_cgroups(c["init"]) for s in current for c in s.containers),
             "containers": sum(len(s.containers) for s in current), "machine_netns": len(machine_netns)}
 
 

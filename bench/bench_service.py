@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import cpu_roles  # noqa: E402
-from bench_probes import GROWTH_KEYS, memory, slots, steady  # noqa: E402
+from bench_probes import GROWTH_KEYS, memory, slots, steady, zygote_containers_per_worker  # noqa: E402
 from bench_runners import machine_cpu_seconds, naive_baseline  # noqa: E402
 from bench_rush import Rush, Service, exit_on_sigterm, percentile, run_rows, rush, service, wait_drained  # noqa: E402
 
@@ -91,14 +91,15 @@ def check_worktree_code(svc: Service) -> None:
 
 
 def warm_up(svc: Service, timeout: float = 300.0) -> list[int]:
-    """Grade submissions until every worker graded at least one and each of its slots has its zygote container
-    (a slot's is started on that slot's first grading)."""
+    """Grade submissions until every worker graded at least one and has its zygote containers (one, or one per
+    slot where a child cannot have cgroups of its own: `zygote_containers_per_worker`)."""
     ids: list[int] = []
     deadline = time.monotonic() + timeout
+    expected = zygote_containers_per_worker(svc.slots)
     while time.monotonic() < deadline:
         ids += rush(svc, 2 * svc.slots, timeout=deadline - time.monotonic()).ids
         hosts = {r["worker"] for r in run_rows(svc.app, ids)}
-        if len(hosts) >= len(svc.workers) and all(len(s.containers) >= svc.slots for s in slots(svc)):
+        if len(hosts) >= len(svc.workers) and all(len(s.containers) >= expected for s in slots(svc)):
             return ids
     raise RuntimeError("the warm-up did not reach every worker")
 

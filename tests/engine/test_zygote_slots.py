@@ -1,5 +1,7 @@
-"""Which sandbox zygote serves which slot: each slot of a worker has a Docker zygote of its own, so one slot's
-submission cannot fill the memory cgroup that another slot's sandbox lives in."""
+"""Which sandbox zygote serves which slot, and what a slot's child can take from another's: where the host allows
+it each child has memory and pids cgroups of its own below one Docker zygote shared by the slots, else each slot
+has a Docker zygote of its own; either way one slot's submission cannot fill the memory or pids cgroup that
+another slot's sandbox lives in."""
 
 from __future__ import annotations
 
@@ -14,7 +16,9 @@ import pytest
 from tests.support.sandbox_support import Probe
 from worker.engine.judge.sandboxes import SandboxZygotes
 from worker.engine.manifest import Limits
+from worker.engine.runners import child_cgroup
 from worker.engine.runners.docker import DockerRunner
+from worker.engine.runners.forked import ForkedSandbox
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -28,6 +32,19 @@ BOMB = textwrap.dedent('''
         block[::4096] = b"\\1" * len(block[::4096])
         KEEP.append(block)
         return sum(len(b) for b in KEEP) >> 20
+
+    def forks(most):
+        made = 0
+        for _ in range(most):
+            try:
+                pid = os.fork()
+            except OSError:
+                break
+            if pid == 0:
+                time.sleep(600)
+                os._exit(0)
+            made += 1
+        return made
 
     def bomb(processes, mb):
         for _ in range(processes):
@@ -81,7 +98,9 @@ def test_one_slots_many_process_memory_bomb_leaves_the_other_slots_sandbox_worki
     runners: list[DockerRunner] = []
     try:
         sockets = [zygotes.socket_for(job, holder) for holder in holders]
-        assert None not in sockets and sockets[0] != sockets[1], sockets
+        assert None not in sockets
+        # One zygote for both slots where each child gets cgroups of its own; else one each.
+        assert (sockets[0] == sockets[1]) == child_cgroup.possible(), sockets
         assert zygotes.socket_for(job, holders[0]) == sockets[0]
         runners = [DockerRunner(sandbox="fork", zygote=path) for path in sockets if path]
         limits = Limits(memory_mb=768)
@@ -99,3 +118,93 @@ def test_one_slots_many_process_memory_bomb_leaves_the_other_slots_sandbox_worki
         for runner in runners:
             runner.close()
         zygotes.stop()
+
+
+@pytest.fixture
+def shared(holders: list[int], docker_ready: bool) -> Iterator[tuple[SandboxZygotes, str]]:
+    """The keeper of a worker with two slots, and its one Docker zygote's socket (where children get cgroups of
+    their own)."""
+    if not docker_ready:
+        pytest.skip("no Docker engine here")
+    if not child_cgroup.possible():
+        pytest.skip("this host gives no child cgroups of its own (not root, or not cgroup v1)")
+    zygotes = SandboxZygotes(2)
+    job = {"runner": "docker", "runner_options": {"sandbox": "fork"},
+           "assignment_path": str(REPO / "reference_tests" / "autograd")}
+    try:
+        path = zygotes.socket_for(job, holders[0])
+        assert path is not None and zygotes.socket_for(job, holders[1]) == path
+        yield zygotes, path
+    finally:
+        zygotes.stop()
+
+
+def test_each_forked_child_lives_in_cgroups_of_its_own_until_it_is_gone(shared: tuple[SandboxZygotes, str]) -> None:
+    """Is a child moved into memory and pids cgroups of its own, limited to a slot's share, before it loads the
+    student's file, do the processes it starts follow it there, and are the cgroups gone once it is?"""
+    _, path = shared
+    record = child_cgroup.read_record(path)
+    assert record is not None
+    runner = DockerRunner(sandbox="fork", zygote=path)
+    try:
+        probe = Probe(runner, BOMB, Limits(memory_mb=768))
+        sandbox = probe.sandbox
+        assert isinstance(sandbox, ForkedSandbox) and sandbox.cgroup is not None
+        memory, pids = (Path(sandbox.cgroup.dirs[c]) for c in ("memory", "pids"))
+        assert memory.parent == Path(record.parents["memory"]) and pids.parent == Path(record.parents["pids"])
+        assert int((memory / "memory.limit_in_bytes").read_text()) == record.memory_mb << 20
+        assert int((pids / "pids.max").read_text()) == record.pids
+        before = len((pids / "cgroup.procs").read_text().split())
+        assert before >= 1
+        assert probe.call("forks", 3) == 3
+        assert len((pids / "cgroup.procs").read_text().split()) == before + 3
+        assert len((memory / "cgroup.procs").read_text().split()) == before + 3
+        for pid in (pids / "cgroup.procs").read_text().split():  # on the host, each is in the child's cgroups
+            lines = Path(f"/proc/{pid}/cgroup").read_text()
+            assert f":{sandbox.cgroup.dirs['memory'].split('/memory', 1)[1]}" in lines
+        probe.stop()
+        assert not memory.exists() and not pids.exists()
+    finally:
+        runner.close()
+
+
+def test_the_cgroups_a_killed_judge_left_go_at_the_keepers_next_sweep(
+        shared: tuple[SandboxZygotes, str], holders: list[int]) -> None:
+    """A judge killed outright leaves its child's cgroups (empty once the zygote has ended the child): does the
+    keeper's next hand-out remove them, and leave those of a judge still alive?"""
+    zygotes, path = shared
+    record = child_cgroup.read_record(path)
+    assert record is not None
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    left = [Path(parent) / f"{child_cgroup.PREFIX}{dead.pid}-0" for parent in record.parents.values()]
+    kept = [Path(parent) / f"{child_cgroup.PREFIX}{holders[1]}-0" for parent in record.parents.values()]
+    for folder in left + kept:
+        folder.mkdir()
+    try:
+        job = {"runner": "docker", "runner_options": {"sandbox": "fork"},
+               "assignment_path": str(REPO / "reference_tests" / "autograd")}
+        assert zygotes.socket_for(job, holders[0]) == path
+        assert not any(folder.exists() for folder in left)
+        assert all(folder.exists() for folder in kept)
+    finally:
+        for folder in left + kept:
+            if folder.exists():
+                folder.rmdir()
+
+
+def test_one_slots_fork_bomb_leaves_the_other_slots_sandbox_forking(shared: tuple[SandboxZygotes, str]) -> None:
+    """A submission that forks until refused, in one zygote container shared by both slots: can the other
+    slot's sandbox still start processes, and do both go on answering?"""
+    _, path = shared
+    runner = DockerRunner(sandbox="fork", zygote=path)
+    try:
+        limits = Limits(memory_mb=768)
+        bomb, victim = Probe(runner, BOMB, limits), Probe(runner, BOMB, limits)
+        assert 0 < bomb.call("forks", 10_000, timeout=120) <= limits.pids * 2 + 16
+        assert victim.call("forks", 8) == 8
+        assert bomb.call("hold", 1) == 1
+        bomb.stop()
+        victim.stop()
+    finally:
+        runner.close()

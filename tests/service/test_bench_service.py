@@ -21,6 +21,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 import bench_service
 import cpu_roles
+from bench_probes import zygote_containers_per_worker
 
 TINY = bench_service.Sizes(naive=2, burst=4, idle=3, idle_gap=0.5, rush=0, growth=20, probe=3, timeout=600)
 
@@ -61,9 +62,10 @@ def test_the_short_benchmark_leaves_the_slots_as_it_found_them(report: bench_ser
     growth = report.figures["growth"]
     assert growth["grown"] == {}, (growth["before"], growth["after"])
     before = growth["before"]
-    # Something was counted: a worker tree (its two slots' judges, the judge master) and a zygote container per
-    # slot, each with a pre-forked child.
-    assert before["containers"] == TINY.workers * TINY.slots and before["processes"] > 4 * TINY.workers * TINY.slots
+    # Something was counted: a worker tree (its two slots' judges, the judge master) and its zygote containers
+    # with a pre-forked child per slot.
+    containers = TINY.workers * zygote_containers_per_worker(TINY.slots)
+    assert before["containers"] == containers and before["processes"] > 4 * TINY.workers * TINY.slots
     assert before["netns"] > TINY.workers and before["mounts"] > 0 and before["fds"] > 0 and before["cgroups"] > 0
 
 
@@ -75,7 +77,8 @@ def test_the_short_benchmark_measures_every_figure_of_the_issue(report: bench_se
         if target != "students rush drain (s)":  # the tiny run skips the students phase (the burst's code)
             assert target in names, names
     assert any("queue pickup" in n for n in names) and any("take child" in n for n in names)
-    assert all(m["total_mb"] > 0 and m["containers"] == TINY.slots for m in report.figures["memory_warm"])
+    per_worker = zygote_containers_per_worker(TINY.slots)
+    assert all(m["total_mb"] > 0 and m["containers"] == per_worker for m in report.figures["memory_warm"])
     assert all(row[1] for row in report.rows)
 
 

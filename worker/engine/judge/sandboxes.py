@@ -4,10 +4,12 @@ A judge zygote without a judge master owns its own (`SandboxZygotes()`, one slot
 owns them for all the worker's slots (`SandboxZygotes(slots)`), and a judge zygote forked from the master asks
 it (`worker.engine.judge.master.KeeperClient`). Either way the judge zygote sees a `SandboxSource`.
 
-A Docker zygote's container is one memory cgroup for all its children, and a child's memory limit is an rlimit
-per process: a child that forks many processes, each under its limit, can fill the container until the kernel
-kills its largest process, which may be another child's. So the keeper gives each slot a Docker zygote of its own
-(its holder: the judge zygote that asks); a local zygote, which has no cgroup to share, serves all the slots.
+A Docker zygote's container is one memory and pids cgroup, and a child's limits are rlimits per process: a child
+that forks many processes, each under its limits, could fill the container until the kernel kills its largest
+process, which may be another child's. Where the host allows it, each child gets cgroups of its own below the
+container's (`worker/engine/runners/child_cgroup.py`), and one Docker zygote serves all the slots, sharing its
+warmed heap with every child; elsewhere the keeper gives each slot a Docker zygote of its own (its holder: the
+judge zygote that asks). A local zygote serves all the slots.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ def pool_key(job: dict[str, Any]) -> str:
 
 class SandboxZygotes:
     """The sandbox zygotes (containers or processes) this process owns: for each kind of sandbox, one for all
-    `slots` gradings at once, or one per slot where the runner is Docker; the two most recently used kinds kept.
+    `slots` gradings at once, or one per slot where the runner is Docker and its children cannot have cgroups of
+    their own; the two most recently used kinds kept.
     Their children are the sandboxes of every job forked from the judge zygotes they serve (a judge zygote's
     own, or the judge master's keeper's for all)."""
 
@@ -67,11 +70,11 @@ class SandboxZygotes:
         """A live zygote's socket for `job`'s sandboxes (for `holder`'s slot where each slot has its own); None
         when none could be started (the judge's runner then starts its own and the job still runs)."""
         from worker.engine.manifest import load_assignment
-        from worker.engine.runners import make_runner
+        from worker.engine.runners import child_cgroup, make_runner
         from worker.engine.runners.base import SandboxSpec
 
         kind = pool_key(job)
-        own = job["runner"] == "docker" and self.slots > 1
+        own = job["runner"] == "docker" and self.slots > 1 and not child_cgroup.possible()
         key = (kind, self.slot_of(holder) if own else 0)
         handle = self.handles.pop(key, None)
         try:
@@ -89,6 +92,9 @@ class SandboxZygotes:
                 handle = runner.start_zygote(SandboxSpec(limits=assignment.limits, gpu=bool(job.get("gpu")),
                                                          slots=1 if own else self.slots))
             handle.wait_ready()
+            record = child_cgroup.read_record(handle.socket_path)
+            if record is not None:
+                child_cgroup.sweep(record.parents)  # children's cgroups that a judge killed outright left behind
         except Exception as exc:
             print(f"judge zygote: no sandbox zygote: {exc}", file=sys.stderr)
             return None

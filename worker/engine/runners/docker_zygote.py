@@ -1,5 +1,5 @@
-"""The production sandbox zygote: one long-lived, hardened container per worker slot that forks sandboxes (its
-memory cgroup is that slot's alone: `worker/engine/judge/sandboxes.py`; a container can serve more slots).
+"""The production sandbox zygote: one long-lived, hardened container per worker (or per slot, where its children
+cannot have cgroups of their own: `worker/engine/judge/sandboxes.py`) that forks sandboxes.
 
 The container is a sandbox container (see `container_config`: no network, read-only root, no capabilities,
 uid 10001, cgroup limits, no logs) with exactly two extra privileges, both needed to build namespaces without
@@ -35,6 +35,7 @@ from docker.models.containers import _create_container_args
 
 from worker.engine import image as runner_image
 from worker.engine.errors import InfrastructureError
+from worker.engine.runners import child_cgroup
 from worker.engine.runners.base import SandboxSpec
 from worker.engine.runners.docker_config import LABEL, container_config, seccomp_profile
 from worker.engine.runners.forked import ZygoteHandle, jail_config
@@ -79,6 +80,12 @@ def owner_alive(owner: str) -> bool:
     return now == start
 
 
+def child_pids(spec: SandboxSpec) -> int:
+    """The processes one slot's children may have together: a working child's (its student processes, the
+    server, its post-import and parked test processes) and its idle successor's."""
+    return 2 * spec.limits.pids + 16
+
+
 def zygote_config(image: str, spec: SandboxSpec, gpus: str | None, socket_dir: str) -> dict[str, Any]:
     """`containers.create` keyword arguments for a zygote container (the sandbox's hardening, adjusted)."""
     config = jail_config(spec, ["/opt/venv"], None)  # the server's code is imported before the fork
@@ -90,9 +97,9 @@ def zygote_config(image: str, spec: SandboxSpec, gpus: str | None, socket_dir: s
         "name": kwargs["name"].replace("grader-sandbox-", "grader-zygote-"),
         "labels": {**LABEL, ROLE_LABEL: "zygote", OWNER_LABEL: owner_id()},
         "mem_limit": memory, "memswap_limit": memory,
-        # Each child's own RLIMIT_NPROC bounds it; this bounds the container: per slot a working and an idle
-        # child, and the zygote with its waiters.
-        "pids_limit": spec.slots * spec.limits.pids * 2 + 32,
+        # Each child's own RLIMIT_NPROC bounds it, and its own pids cgroup where it has one (CHILD_PIDS); this
+        # bounds the container: per slot a working and an idle child, and the zygote with its waiters.
+        "pids_limit": spec.slots * child_pids(spec) + 32,
         # No open-files limit of ours: the zygote takes the engine's (its hard limit, as high as the host lets
         # a container have), far above what its children, each with docker_config.OPEN_FILES, can put in
         # flight with SCM_RIGHTS, so that it can always hand a judge a child (`worker/sandbox/zygote.py`).
@@ -128,6 +135,10 @@ class DockerZygote(ZygoteHandle):
             self.container_id = self.client.api.create_container(host_config=host_config, **create)["Id"]
             self._lifeline = self.client.api.attach_socket(self.container_id, params={"stdin": 1, "stream": 1})
             self.client.api.start(self.container_id)
+            if child_cgroup.possible():
+                first = int(self.client.api.inspect_container(self.container_id)["State"]["Pid"])
+                child_cgroup.write_record(self.dir, child_cgroup.Record(
+                    child_cgroup.container_dirs(first), spec.limits.memory_mb + SLOT_MEMORY_MB, child_pids(spec)))
         except docker.errors.ImageNotFound as exc:
             self.stop()
             raise InfrastructureError(f"the runner image {image} is missing; build it with "

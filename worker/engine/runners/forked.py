@@ -20,6 +20,7 @@ from typing import Any
 
 from worker.engine.errors import InfrastructureError
 from worker.engine.manifest import Limits
+from worker.engine.runners import child_cgroup
 from worker.engine.runners.base import CappedBuffer, ExitInfo, Sandbox, SandboxSpec, SandboxTimeout, Usage
 
 SPAWN_TIMEOUT = 30.0
@@ -90,7 +91,17 @@ def spawn(socket_path: str, limits: Limits, timeout: float = SPAWN_TIMEOUT) -> F
         if channel.family != socket.AF_UNIX or not stat.S_ISFIFO(os.fstat(fds[1]).st_mode):
             channel.detach()
             raise InfrastructureError("the sandbox zygote sent descriptors of the wrong kind")
-        return ForkedSandbox(lease, channel, fds[1], int(reply.get("pid", 0)), limits)
+        sandbox = ForkedSandbox(lease, channel, fds[1], int(reply.get("pid", 0)), limits)
+        fds = []  # the sandbox holds them now: its stop() closes them
+        record = child_cgroup.read_record(socket_path)
+        if record is not None:
+            try:
+                sandbox.cgroup = child_cgroup.ChildCgroup(record)
+                sandbox.cgroup.join(sandbox.pid)
+            except OSError as exc:
+                sandbox.stop()
+                raise InfrastructureError(f"the sandbox child got no cgroup of its own: {exc}") from exc
+        return sandbox
     except (OSError, ValueError, InfrastructureError) as exc:
         for fd in fds:
             try:
@@ -118,6 +129,7 @@ class ForkedSandbox(Sandbox):
         self._lease_buffer = b""
         self._usage_asked = 0
         self._stopped = False
+        self.cgroup: child_cgroup.ChildCgroup | None = None  # its own, where the host gives it one (`spawn`)
         self._drain: threading.Thread | None = None
         self._owner = os.getpid()
         self.channel.setblocking(False)
@@ -248,6 +260,10 @@ class ForkedSandbox(Sandbox):
             os.close(self._stderr_fd)
         except OSError:
             pass
+        if self.cgroup is not None and self._owner == os.getpid():
+            # Its processes are gone or going (the zygote kills them when the lease closes): their cgroups go
+            # too, or, left by a judge that was killed first, at the keeper's next sweep.
+            self.cgroup.remove()
 
 
 def usage_from(reply: dict[str, Any]) -> Usage | None:

@@ -1,0 +1,220 @@
+"""A cgroup of its own for each child of a Docker sandbox zygote: memory (no swap) and pids, made by the host.
+
+A zygote container is one memory and pids cgroup, while a child's limits are rlimits per process: without more, a
+child that forks many processes, each under its limits, fills the container, and the kernel then kills the largest
+process there, which may be another slot's child (or another's fork fails for want of pids). So, where the host
+lets this process write cgroup v1's memory and pids hierarchies (a worker that runs as root on a cgroup v1 host),
+each child leased from a zygote is moved, before the judge sends it a byte of the student's, into cgroups of its
+own below the container's, limited to one slot's share (`ChildCgroup.join`): one child's processes can fill only
+those. Then every slot of a worker forks from one zygote container, which shares its warmed heap with all of them.
+Elsewhere (cgroup v2, or no write access) each slot gets a zygote container of its own instead
+(`worker/engine/judge/sandboxes.py`).
+
+Nothing the zygote says decides which cgroup is written: the container's cgroups are read from the host's /proc at
+the container's start and kept in a file beside its socket folder, in a folder only this host's worker can write
+(`write_record`); the child's processes are those of that container whose pid there is the one the zygote named,
+and their descendants. A subverted zygote could name another process of its own container, nothing else.
+
+Memory already charged stays where it was (the zygote's pages, which the children share); what a child's
+processes touch after the move, they pay for themselves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import itertools
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+CONTROLLERS = ("memory", "pids")
+RECORD = "cgroups.json"  # in a zygote's host folder: the container's cgroup folders, one per controller
+PREFIX = "grader-child-"
+_numbers = itertools.count()
+
+
+def mounts(mountinfo: str = "/proc/self/mountinfo") -> dict[str, str]:
+    """Where cgroup v1's memory and pids hierarchies are mounted here, for those that are."""
+    found: dict[str, str] = {}
+    try:
+        lines = Path(mountinfo).read_text().splitlines()
+    except OSError:
+        return found
+    for line in lines:
+        fields = line.split()
+        if " - cgroup " not in line or len(fields) < 5:
+            continue
+        options = line.rsplit(" ", 1)[-1].split(",")
+        for controller in CONTROLLERS:
+            if controller in options and fields[3] == "/":
+                found.setdefault(controller, fields[4])
+    return found
+
+
+def possible() -> bool:
+    """Whether this process can give children cgroups of their own (cgroup v1 memory and pids, writable)."""
+    found = mounts()
+    return all(c in found and os.access(found[c], os.W_OK) for c in CONTROLLERS)
+
+
+def container_dirs(pid: int) -> dict[str, str]:
+    """The cgroup folders, per controller, of the process with host pid `pid` (a container's first process)."""
+    found = mounts()
+    dirs: dict[str, str] = {}
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, names, path = line.split(":", 2)
+        for controller in CONTROLLERS:
+            if controller in names.split(",") and controller in found:
+                dirs[controller] = os.path.join(found[controller], path.lstrip("/"))
+    if set(dirs) != set(CONTROLLERS) or not all(os.path.isdir(d) for d in dirs.values()):
+        raise OSError(errno.ENOENT, f"no cgroup v1 memory and pids folders for process {pid}: {dirs}")
+    return dirs
+
+
+@dataclass(frozen=True)
+class Record:
+    """What the host knows of a zygote container's children's cgroups: its container's folders, and each child's
+    limits."""
+
+    parents: dict[str, str]
+    memory_mb: int
+    pids: int
+
+
+def write_record(folder: Path, record: Record) -> None:
+    """Keep a zygote container's record beside its socket folder (`read_record`)."""
+    (folder / RECORD).write_text(json.dumps(dataclasses.asdict(record)))
+
+
+def read_record(socket_path: str) -> Record | None:
+    """The record of the zygote container whose socket is `socket_path`, or None where its children get no
+    cgroups of their own (a local zygote, a host that does not allow it)."""
+    try:
+        data = json.loads((Path(socket_path).parent.parent / RECORD).read_text())
+        record = Record(dict(data["parents"]), int(data["memory_mb"]), int(data["pids"]))
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    return record if set(record.parents) == set(CONTROLLERS) else None
+
+
+class ChildCgroup:
+    """The cgroups of one leased child, below its container's; removed by `remove()` once the child is gone."""
+
+    def __init__(self, record: Record) -> None:
+        name = f"{PREFIX}{os.getpid()}-{next(_numbers)}"
+        self.dirs = {c: os.path.join(record.parents[c], name) for c in CONTROLLERS}
+        self.parents = record.parents
+        made: list[str] = []
+        try:
+            for path in self.dirs.values():
+                os.mkdir(path, 0o755)
+                made.append(path)
+            limit = str(record.memory_mb << 20)
+            memory = self.dirs["memory"]
+            _write(f"{memory}/memory.limit_in_bytes", limit)
+            if os.path.exists(f"{memory}/memory.memsw.limit_in_bytes"):  # no swap either (where swap is counted)
+                _write(f"{memory}/memory.memsw.limit_in_bytes", limit)
+            try:
+                _write(f"{memory}/memory.swappiness", "0")
+            except OSError:  # some kernels take it only at the root: the memsw limit is what counts
+                pass
+            _write(f"{self.dirs['pids']}/pids.max", str(record.pids))
+        except OSError:
+            for path in reversed(made):
+                _rmdir(path)
+            raise
+
+    def join(self, ns_pid: int) -> list[int]:
+        """Move the child whose pid in its container is `ns_pid`, with every process below it, into these cgroups;
+        the host pids moved. Call it before the child runs anything of the student's (it then starts no process
+        of its own, so none can escape the move)."""
+        pids = _tree(self.parents["memory"], ns_pid)
+        if not pids:
+            raise OSError(errno.ESRCH, f"no process {ns_pid} in the zygote's container")
+        for path in self.dirs.values():
+            for pid in pids:
+                _write(f"{path}/cgroup.procs", str(pid))
+        return pids
+
+    def remove(self, wait: float = 1.0) -> bool:
+        """Remove the cgroups once their processes are gone (waiting up to `wait` s); whether they are gone."""
+        deadline = time.monotonic() + wait
+        left = list(self.dirs.values())
+        while left:
+            left = [path for path in left if not _rmdir(path)]
+            if not left or time.monotonic() >= deadline:
+                break
+            time.sleep(0.005)
+        return not left
+
+
+def sweep(parents: dict[str, str]) -> int:
+    """Remove children's cgroups below `parents` whose judge process is gone (it was killed before removing
+    them); the number removed."""
+    removed = 0
+    for parent in parents.values():
+        try:
+            names = os.listdir(parent)
+        except OSError:
+            continue
+        for name in names:
+            owner = name[len(PREFIX):].split("-", 1)[0]
+            if name.startswith(PREFIX) and owner.isdigit() and not _alive(int(owner)):
+                removed += _rmdir(os.path.join(parent, name))
+    return removed
+
+
+def _tree(parent: str, ns_pid: int) -> list[int]:
+    """Host pids of the process whose innermost-but-one pid (its container's) is `ns_pid` among the processes of
+    cgroup folder `parent`, and of every process below it there."""
+    parents: dict[int, int] = {}
+    root = None
+    for text in Path(f"{parent}/cgroup.procs").read_text().split():
+        pid = int(text)
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        nspids = fields.get("NSpid", "").split()
+        parents[pid] = int(fields.get("PPid", "0").strip() or 0)
+        if len(nspids) >= 2 and nspids[1] == str(ns_pid):
+            root = pid
+    if root is None:
+        return []
+    tree, grew = [root], True
+    while grew:
+        grew = False
+        for pid, ppid in parents.items():
+            if ppid in tree and pid not in tree:
+                tree.append(pid)
+                grew = True
+    return tree
+
+
+def _write(path: str, value: str) -> None:
+    with open(path, "w") as handle:
+        handle.write(value)
+
+
+def _rmdir(path: str) -> bool:
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
