@@ -208,3 +208,38 @@ def test_one_slots_fork_bomb_leaves_the_other_slots_sandbox_forking(shared: tupl
         victim.stop()
     finally:
         runner.close()
+
+
+def test_a_record_only_the_worker_can_write_says_which_cgroups_a_child_gets(tmp_path: Path) -> None:
+    """Is a zygote's cgroup record read only from the folder above its socket folder (which the container, whose
+    socket folder is mounted into it, cannot write), and is anything malformed there no record at all?"""
+    socket_dir = tmp_path / "sock"
+    socket_dir.mkdir()
+    socket = str(socket_dir / "zygote.sock")
+    forged = child_cgroup.Record({"memory": "/sys/fs/cgroup/memory", "pids": "/sys/fs/cgroup/pids"}, 1 << 20, 1 << 20)
+    child_cgroup.write_record(socket_dir, forged)  # where the container could write: not read
+    assert child_cgroup.read_record(socket) is None
+    record = child_cgroup.Record({"memory": "/m/docker/x", "pids": "/p/docker/x"}, 1376, 144)
+    child_cgroup.write_record(tmp_path, record)
+    assert child_cgroup.read_record(socket) == record
+    for text in ("{", "[]", '{"parents": {"memory": "/m"}, "memory_mb": 1, "pids": 1}',
+                 '{"parents": {"memory": "/m", "pids": "/p"}, "memory_mb": "lots", "pids": 1}'):
+        (tmp_path / child_cgroup.RECORD).write_text(text)
+        assert child_cgroup.read_record(socket) is None, text
+
+
+def test_only_cgroup_v1_memory_and_pids_hierarchies_are_found(tmp_path: Path) -> None:
+    """Are the memory and pids hierarchies found among a host's mounts, and nothing on a cgroup v2 host or in a
+    hierarchy mounted below its root (a container's view)?"""
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text(
+        "31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755\n"
+        "32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu\n"
+        "35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n"
+        "39 31 0:36 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids\n"
+        "41 31 0:37 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n")
+    assert child_cgroup.mounts(str(mountinfo)) == {"memory": "/sys/fs/cgroup/memory", "pids": "/sys/fs/cgroup/pids"}
+    mountinfo.write_text("30 23 0:27 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n")
+    assert child_cgroup.mounts(str(mountinfo)) == {}
+    mountinfo.write_text("35 31 0:32 /docker/abc /sys/fs/cgroup/memory ro - cgroup cgroup rw,memory\n")
+    assert child_cgroup.mounts(str(mountinfo)) == {}

@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import itertools
 import json
 import os
+import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +33,6 @@ from pathlib import Path
 CONTROLLERS = ("memory", "pids")
 RECORD = "cgroups.json"  # in a zygote's host folder: the container's cgroup folders, one per controller
 PREFIX = "grader-child-"
-_numbers = itertools.count()
 
 
 def mounts(mountinfo: str = "/proc/self/mountinfo") -> dict[str, str]:
@@ -104,7 +103,9 @@ class ChildCgroup:
     """The cgroups of one leased child, below its container's; removed by `remove()` once the child is gone."""
 
     def __init__(self, record: Record) -> None:
-        name = f"{PREFIX}{os.getpid()}-{next(_numbers)}"
+        # The judge's pid (the keeper's sweep asks whether it lives) and a token: a pid reused before a sweep
+        # must not meet the folders its last holder left.
+        name = f"{PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
         self.dirs = {c: os.path.join(record.parents[c], name) for c in CONTROLLERS}
         self.parents = record.parents
         made: list[str] = []

@@ -97,7 +97,7 @@ def zygote_config(image: str, spec: SandboxSpec, gpus: str | None, socket_dir: s
         "name": kwargs["name"].replace("grader-sandbox-", "grader-zygote-"),
         "labels": {**LABEL, ROLE_LABEL: "zygote", OWNER_LABEL: owner_id()},
         "mem_limit": memory, "memswap_limit": memory,
-        # Each child's own RLIMIT_NPROC bounds it, and its own pids cgroup where it has one (CHILD_PIDS); this
+        # Each child's own RLIMIT_NPROC bounds it, and its own pids cgroup where it has one (`child_pids`); this
         # bounds the container: per slot a working and an idle child, and the zygote with its waiters.
         "pids_limit": spec.slots * child_pids(spec) + 32,
         # No open-files limit of ours: the zygote takes the engine's (its hard limit, as high as the host lets
