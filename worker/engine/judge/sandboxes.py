@@ -15,11 +15,11 @@ judge zygote that asks). A local zygote serves all the slots.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any, Protocol
 
+from worker.engine.runners.child_cgroup import pid_alive
 from worker.engine.runners.forked import ZygoteHandle
 
 # What of a job decides its kind of sandbox: all a sandbox zygote's owner needs to see (not the submission's files).
@@ -57,7 +57,7 @@ class SandboxZygotes:
         if holder is None or self.slots == 1:
             return 0
         if holder not in self.holders:
-            for pid in [pid for pid in self.holders if not _alive(pid)]:
+            for pid in [pid for pid in self.holders if not pid_alive(pid)]:
                 del self.holders[pid]
             taken = set(self.holders.values())
             free = [slot for slot in range(self.slots) if slot not in taken]
@@ -110,16 +110,6 @@ class SandboxZygotes:
         handles, self.handles = list(self.handles.values()), {}
         for handle in handles:
             handle.stop()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
 
 
 class SandboxSource(Protocol):

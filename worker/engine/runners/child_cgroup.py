@@ -163,7 +163,7 @@ def sweep(parents: dict[str, str]) -> int:
             continue
         for name in names:
             owner = name[len(PREFIX):].split("-", 1)[0]
-            if name.startswith(PREFIX) and owner.isdigit() and not _alive(int(owner)):
+            if name.startswith(PREFIX) and owner.isdigit() and not pid_alive(int(owner)):
                 removed += _rmdir(os.path.join(parent, name))
     return removed
 
@@ -211,7 +211,8 @@ def _rmdir(path: str) -> bool:
     return True
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process `pid` exists (ours or not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
