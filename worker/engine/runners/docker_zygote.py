@@ -137,8 +137,13 @@ class DockerZygote(ZygoteHandle):
             self.client.api.start(self.container_id)
             if child_cgroup.possible():
                 first = int(self.client.api.inspect_container(self.container_id)["State"]["Pid"])
+                dirs = child_cgroup.container_dirs(first)
+                if not all(self.container_id in path for path in dirs.values()):
+                    # Docker names a container's cgroups by its id: these are another process's (the engine's
+                    # pids are not this process's: a worker in a pid namespace of its own, say).
+                    raise OSError(f"the zygote container's cgroups are not visible from this process: {dirs}")
                 child_cgroup.write_record(self.dir, child_cgroup.Record(
-                    child_cgroup.container_dirs(first), spec.limits.memory_mb + SLOT_MEMORY_MB, child_pids(spec)))
+                    dirs, spec.limits.memory_mb + SLOT_MEMORY_MB, child_pids(spec)))
         except docker.errors.ImageNotFound as exc:
             self.stop()
             raise InfrastructureError(f"the runner image {image} is missing; build it with "
