@@ -169,8 +169,8 @@ def sweep(parents: dict[str, str]) -> int:
 
 
 def _tree(parent: str, ns_pid: int) -> list[int]:
-    """Host pids of the process whose innermost-but-one pid (its container's) is `ns_pid` among the processes of
-    cgroup folder `parent`, and of every process below it there."""
+    """Host pids of the process whose pid in its container (the second of its NSpid, read from the host's pid
+    namespace) is `ns_pid`, among the processes of cgroup folder `parent`, and of every process below it there."""
     parents: dict[int, int] = {}
     root = None
     for text in Path(f"{parent}/cgroup.procs").read_text().split():
