@@ -93,16 +93,16 @@ def sent_again(user: User | None, slug: str | None, value: str | None, files: li
         return False
     try:
         earlier = _keyed(user, value)
-        if earlier is None or earlier.assignment.slug != slug:
+        if earlier is None:
             return False
+        stream = files[0].stream
+        start = stream.tell()
+        data = stream.read(int(current_app.config["GRADER_MAX_UPLOAD_BYTES"]) + 1)
+        stream.seek(start)
+        return _made_of(earlier, slug, files[0].filename or "", data)
     except SQLAlchemyError:
         db.session.rollback()
         return False
-    stream = files[0].stream
-    start = stream.tell()
-    data = stream.read(int(current_app.config["GRADER_MAX_UPLOAD_BYTES"]) + 1)
-    stream.seek(start)
-    return (earlier.original_name, earlier.sha256) == (files[0].filename or "", hashlib.sha256(data).hexdigest())
 
 
 def submit(user: User, assignment: Assignment, name: str, data: bytes, key: str | None = None,
@@ -195,10 +195,15 @@ def _keyed(user: User, key: str) -> Submission | None:
     return db.session.scalar(select(Submission).where(Submission.user_id == user.id, Submission.upload_key == key))
 
 
+def _made_of(earlier: Submission, slug: str, name: str, data: bytes) -> bool:
+    """Whether submission `earlier` was made of file `data` named `name`, to assignment `slug`."""
+    return (earlier.assignment.slug, earlier.original_name, earlier.sha256) == (
+        slug, name, hashlib.sha256(data).hexdigest())
+
+
 def _same_upload(earlier: Submission, assignment: Assignment, name: str, data: bytes) -> None:
     """Refuse a key sent again with an upload other than the one it first came with."""
-    if (earlier.assignment_id, earlier.original_name, earlier.sha256) != (
-            assignment.id, name, hashlib.sha256(data).hexdigest()):
+    if not _made_of(earlier, assignment.slug, name, data):
         raise KeyReused(f"this Idempotency-Key came with another upload first (submission {earlier.id}); "
                         "send a new key with each new upload")
 

@@ -21,6 +21,9 @@ from worker.engine.runners.docker import DockerRunner
 from worker.engine.runners.forked import ForkedSandbox
 
 REPO = Path(__file__).resolve().parents[2]
+# A grading job's sandbox request, as the keeper reads it: forked Docker sandboxes for the autograd assignment.
+JOB = {"runner": "docker", "runner_options": {"sandbox": "fork"},
+       "assignment_path": str(REPO / "reference_tests" / "autograd")}
 
 # Each process it forks stays under its own data limit (768 MiB); together they are far over the slot's share.
 BOMB = textwrap.dedent('''
@@ -93,15 +96,13 @@ def test_one_slots_many_process_memory_bomb_leaves_the_other_slots_sandbox_worki
     if not docker_ready:
         pytest.skip("no Docker engine here")
     zygotes = SandboxZygotes(2)
-    job = {"runner": "docker", "runner_options": {"sandbox": "fork"},
-           "assignment_path": str(REPO / "reference_tests" / "autograd")}
     runners: list[DockerRunner] = []
     try:
-        sockets = [zygotes.socket_for(job, holder) for holder in holders]
+        sockets = [zygotes.socket_for(JOB, holder) for holder in holders]
         assert None not in sockets
         # One zygote for both slots where each child gets cgroups of its own; else one each.
         assert (sockets[0] == sockets[1]) == child_cgroup.possible(), sockets
-        assert zygotes.socket_for(job, holders[0]) == sockets[0]
+        assert zygotes.socket_for(JOB, holders[0]) == sockets[0]
         runners = [DockerRunner(sandbox="fork", zygote=path) for path in sockets if path]
         limits = Limits(memory_mb=768)
         victim, bomb = (Probe(runner, BOMB, limits) for runner in runners)
@@ -129,11 +130,9 @@ def shared(holders: list[int], docker_ready: bool) -> Iterator[tuple[SandboxZygo
     if not child_cgroup.possible():
         pytest.skip("this host gives no child cgroups of its own (not root, or not cgroup v1)")
     zygotes = SandboxZygotes(2)
-    job = {"runner": "docker", "runner_options": {"sandbox": "fork"},
-           "assignment_path": str(REPO / "reference_tests" / "autograd")}
     try:
-        path = zygotes.socket_for(job, holders[0])
-        assert path is not None and zygotes.socket_for(job, holders[1]) == path
+        path = zygotes.socket_for(JOB, holders[0])
+        assert path is not None and zygotes.socket_for(JOB, holders[1]) == path
         yield zygotes, path
     finally:
         zygotes.stop()
@@ -182,9 +181,7 @@ def test_the_cgroups_a_killed_judge_left_go_at_the_keepers_next_sweep(
     for folder in left + kept:
         folder.mkdir()
     try:
-        job = {"runner": "docker", "runner_options": {"sandbox": "fork"},
-               "assignment_path": str(REPO / "reference_tests" / "autograd")}
-        assert zygotes.socket_for(job, holders[0]) == path
+        assert zygotes.socket_for(JOB, holders[0]) == path
         assert not any(folder.exists() for folder in left)
         assert all(folder.exists() for folder in kept)
     finally:
