@@ -20,7 +20,8 @@ Phases, in this order, all in one run:
    * growth: `--growth` more submissions; fds, processes, mounts, network namespaces, cgroups and zygote
      containers of the slots before and after (back at baseline once idle: no growth).
 3. take child / teardown: the judge-side cost of one forked sandbox (`forked.spawn`, `ForkedSandbox.stop`)
-   timed against a zygote container of this process's own, because the service records neither.
+   timed against a zygote container of this process's own, because the service records neither. (A job whose
+   collecting judge leased its child ahead, `worker/engine/judge/spare.py`, pays no take child on its path.)
 
 Machine CPU is /proc/stat's busy time over the phase (the whole machine: dockerd, containers, PostgreSQL,
 Redis, this process's uploads), so other load on the machine inflates it; the burst's is also split by role
@@ -119,7 +120,8 @@ def idle(svc: Service, count: int, gap: float, timeout: float = 120.0) -> dict[s
         if not wait_drained(svc.app, timeout, interval=0.01):
             raise RuntimeError(f"submission {ids[-1]} not graded within {timeout} s")
     rows = run_rows(svc.app, ids)
-    parts: dict[str, list[float]] = {"total": [], "pickup": [], "engine": [], "bookkeeping": [], "sandboxes": []}
+    parts: dict[str, list[float]] = {"total": [], "pickup": [], "engine": [], "bookkeeping": [], "sandboxes": [],
+                                     "ahead": []}
     for row in rows:
         started, finished, created = row["started_at"], row["finished_at"], row["created_at"]
         run_time = (finished - started).total_seconds()
@@ -127,7 +129,9 @@ def idle(svc: Service, count: int, gap: float, timeout: float = 120.0) -> dict[s
         parts["pickup"].append((started - created).total_seconds())
         parts["engine"].append(float(row["execution_time"] or 0.0))
         parts["bookkeeping"].append(run_time - float(row["execution_time"] or 0.0))
-        parts["sandboxes"].append(float(((row["result"] or {}).get("environment") or {}).get("sandboxes", 0)))
+        environment = (row["result"] or {}).get("environment") or {}
+        parts["sandboxes"].append(float(environment.get("sandboxes", 0)))
+        parts["ahead"].append(float(environment.get("sandboxes_ahead", 0)))  # taken before the job came
     return {"ids": ids, "rows": rows, **{k: v for k, v in parts.items()}}
 
 
@@ -319,12 +323,15 @@ def _rows(report: Report) -> None:
         probe = f.get("probe")
         if probe:
             take, down = statistics.median(probe["take"]), statistics.median(probe["teardown"])
-            add("  take child p50 / p99 (s), probe", None, f"{take:.4f} / {percentile(probe['take'], 0.99):.4f}")
+            ahead = sum(1 for a in i["ahead"] if a)
+            add("  take child p50 / p99 (s), probe", None, f"{take:.4f} / {percentile(probe['take'], 0.99):.4f}"
+                f" ({ahead} of {len(i['ahead'])} jobs took one leased ahead: off their path)")
             add("  teardown p50 / p99 (s), probe", None,
                 f"{down:.4f} / {percentile(probe['teardown'], 0.99):.4f}")
             boxes = statistics.median(i["sandboxes"])
-            tests = [e - s * (take + down) for e, s in zip(i["engine"], i["sandboxes"], strict=True)]
-            add(f"  tests (engine - {boxes:g} sandboxes x (take + teardown)) p50 (s)", None,
+            tests = [e - (s - a) * take - s * down
+                     for e, s, a in zip(i["engine"], i["sandboxes"], i["ahead"], strict=True)]
+            add(f"  tests (engine - {boxes:g} sandboxes x (take, unless leased ahead, + teardown)) p50 (s)", None,
                 f"{statistics.median(tests):.3f}")
         notes.append("idle breakdown: queue pickup, engine time and bookkeeping come from each run's row "
                      "(started_at - upload, execution_time, finished_at - started_at - execution_time); take "

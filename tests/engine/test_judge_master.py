@@ -73,7 +73,7 @@ def grade_both(judges: list[WarmJudge], rounds: int = 2) -> list[float]:
 
 def test_the_slots_share_one_judge_import_and_one_sandbox_zygote(master: launch.JudgeMaster) -> None:
     """Do two slots' judges both come from the master, and their sandboxes from one zygote that keeps a child
-    ahead for each slot?"""
+    ahead for each slot, besides the one each slot's collecting judge leased for its next job?"""
     judges = [WarmJudge(), WarmJudge()]
     try:
         assert grade_both(judges) == [100.0] * 4
@@ -84,7 +84,8 @@ def test_the_slots_share_one_judge_import_and_one_sandbox_zygote(master: launch.
                            and "sandbox/zygote.py" not in command(parent(pid))]
         assert len(sandbox_zygotes) == 1, [command(pid) for pid in sandbox_zygotes]
         assert '"idle": 2' in command(sandbox_zygotes[0])
-        assert wait_until(lambda: len(children(sandbox_zygotes[0])) == 2), "one child kept ahead per slot"
+        assert wait_until(lambda: len(children(sandbox_zygotes[0])) == 4), \
+            "per slot, one child kept ahead by the zygote and one leased ahead by the slot's collecting judge"
     finally:
         for judge in judges:
             judge.close()

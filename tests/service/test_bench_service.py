@@ -82,6 +82,13 @@ def test_the_short_benchmark_measures_every_figure_of_the_issue(report: bench_se
     assert all(row[1] for row in report.rows)
 
 
+def test_at_idle_every_job_takes_a_child_leased_ahead_of_it(report: bench_service.Report) -> None:
+    """After the warm-up, does each idle upload's judge find its sandbox already leased (and confined) by its
+    slot's collecting judge, so that taking a child is off the submission's path?"""
+    idle = report.figures["idle"]
+    assert idle["sandboxes"] == [1.0] * TINY.idle and idle["ahead"] == [1.0] * TINY.idle, idle
+
+
 def test_the_short_benchmark_says_where_the_bursts_cpu_went(report: bench_service.Report) -> None:
     """Is the burst's machine CPU split by role, with the sandboxes and the judges (where grading happens) both
     seen using some, and a row for each role in the table?"""

@@ -144,6 +144,7 @@ def build_result(assignment: Manifest, verdicts: dict[str, Any]) -> GradeResult:
                          deliverables=deliverables, runner=_runner_name(verdicts),
                          environment={**(verdicts.get("runner") or {}), "cuda": bool(verdicts.get("cuda")),
                                       "sandboxes": int(verdicts.get("sandboxes", 0)),
+                                      "sandboxes_ahead": int(verdicts.get("sandboxes_ahead", 0)),
                                       "test_processes": int(verdicts.get("test_processes", 0))})
     result.message = _summary(result, verdicts.get("load_failure"))
     return result

@@ -8,7 +8,9 @@ and runs the collected items, so no job sees what another job's tests changed, a
 
 Jobs come in on a pipe, one JSON line each; events go out on another, one JSON line each: `{"collected": pid}`
 once ready (or `{"failed": reason}`), then per job `{"started": pid}` and `{"done": pid, "status": n}`.
-The verdicts go to the file each job names, as with any judge.
+The verdicts go to the file each job names, as with any judge. After each job it leases the next job's sandbox
+child ahead (`worker.engine.judge.spare`); `{"drop": true}` on the pipe, sent when its slot serves another
+assignment, has it let that child go.
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ import pytest
 from worker.engine.errors import InfrastructureError
 from worker.engine.judge.main import close_job, failed_job, open_job, prepare_pytest, pytest_args, write_verdicts
 from worker.engine.judge.plugin import GradingPlugin
+from worker.engine.judge.spare import Spare
 from worker.engine.manifest import load_assignment
+from worker.engine.runners.forked import ForkedSandbox
 
 COLLECT_TIMEOUT = 120.0
 PR_SET_PDEATHSIG = 1
@@ -57,6 +61,7 @@ class CollectedJudge:
         self._events = events_r
         self._buffer = b""
         self._status: int | None = None
+        self.spare = False  # whether it may hold a child leased ahead (`worker.engine.judge.spare`)
         ready = self._event(("collected", "failed"), time.monotonic() + COLLECT_TIMEOUT)
         if ready is None or "collected" not in ready:
             self.stop()
@@ -92,6 +97,7 @@ class CollectedJudge:
         except OSError:
             self.stop()
             return -1
+        self.spare = True
         event = self._event(("started",))
         if event is None:
             self.stop()
@@ -102,6 +108,15 @@ class CollectedJudge:
             self.stop()
             return -1
         return int(done.get("status", -1))
+
+    def drop_spare(self) -> None:
+        """Have it stop the child it leased ahead: its slot serves another assignment now."""
+        if self.spare:
+            self.spare = False
+            try:
+                os.write(self._jobs, b'{"drop": true}\n')
+            except OSError:
+                pass
 
     def forget(self) -> None:
         """Close this handle's pipes without stopping the process (in a fork of the owner)."""
@@ -174,6 +189,8 @@ class CollectedJudges:
             except InfrastructureError as exc:
                 print(f"judge zygote: {exc}", file=sys.stderr)
                 return None
+        for other in self.judges.values():
+            other.drop_spare()  # one child kept ahead per slot, for the assignment it served last
         self.judges[key] = judge  # most recent last
         while len(self.judges) > self.KEEP:
             self.judges.pop(next(iter(self.judges))).stop()
@@ -215,23 +232,33 @@ class _Server:
         # pages as well: collapsing what collection grew cost ~70 MB of this process's memory for ~4 ms a job.)
         gc.freeze()
         self.send({"collected": os.getpid(), "items": len(session.items)})
+        spare = Spare(self.grading.assignment.limits)
         for line in self.jobs:
             job = json.loads(line)
+            if job.get("drop"):  # another assignment's judge serves this slot now: no child kept for this one
+                spare.drop()
+                continue
+            warm = spare.take(job)
             pid = os.fork()
             if pid == 0:
-                self._judge(session, job)
+                self._judge(session, job, warm)
+            spare.handed(warm)
             self.send({"started": pid})
             _, status = os.waitpid(pid, 0)
             self.send({"done": pid, "status": status})
+            spare.done()
+            spare.lease(job)  # the next job's child, confined and answering before that job comes
+        spare.drop()
         return True
 
-    def _judge(self, session: pytest.Session, job: dict[str, Any]) -> None:
-        """In a job's fork: run the collected items against the job's submission, write the verdicts, leave."""
+    def _judge(self, session: pytest.Session, job: dict[str, Any], warm: list[ForkedSandbox]) -> None:
+        """In a job's fork: run the collected items against the job's submission (`warm`: its first sandbox,
+        leased ahead), write the verdicts, leave."""
         self.jobs.close()
         os.close(self.events)
         try:
             try:
-                context = open_job(job)
+                context = open_job(job, list(warm))
                 self.grading.bind(context.session, context.cuda)
                 try:
                     if not (session.testsfailed and not session.config.option.continue_on_collection_errors):

@@ -134,6 +134,7 @@ def close_job(context: JobContext, plugin: GradingPlugin) -> dict[str, Any]:
         "config_errors": plugin.config_errors,
         "load_failure": context.session.load_failure.message if context.session.load_failure else None,
         "sandboxes": context.session.sandboxes_started,
+        "sandboxes_ahead": context.session.sandboxes_ahead,  # started before the job came: off its path
         "test_processes": context.session.processes_forked,  # fresh forks; the other tests ran in kept ones
         "runner": context.runner.describe(),
         "cuda": context.cuda,

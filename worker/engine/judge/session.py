@@ -40,6 +40,7 @@ class StudentSession:
         self.run_deadline = float("inf")
         self.overtime = Overtime(spec.limits.test_timeout)  # the current test's, past its limit
         self.sandboxes_started = 0
+        self.sandboxes_ahead = 0  # of those, started before the job came (`hand_over`)
         self.output: list[str] = []
         self.fork_id: str | None = None  # the request that forked the current test's process, while it lives
         self._ending: str | None = None  # the last test's process, asked to exit, not yet reported gone
@@ -193,6 +194,7 @@ class StudentSession:
         self._fresh, *rest = sandboxes
         self._spares.extend(rest)
         self.sandboxes_started += len(sandboxes)
+        self.sandboxes_ahead += len(sandboxes)
 
     def enter_group(self, rank: int) -> None:
         """The next test belongs to isolation group `rank` (0 visible, 1 after_due_date, 2 hidden).

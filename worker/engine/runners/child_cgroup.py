@@ -105,7 +105,8 @@ class ChildCgroup:
     def __init__(self, record: Record) -> None:
         # The judge's pid (the keeper's sweep asks whether it lives) and a token: a pid reused before a sweep
         # must not meet the folders its last holder left.
-        name = f"{PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
+        self.owner = os.getpid()  # who made them, and so removes them
+        name = f"{PREFIX}{self.owner}-{secrets.token_hex(4)}"
         self.dirs = {c: os.path.join(record.parents[c], name) for c in CONTROLLERS}
         self.parents = record.parents
         made: list[str] = []

@@ -238,6 +238,20 @@ class ForkedSandbox(Sandbox):
         """The end of what the child wrote to its stderr."""
         return self.stderr.text()
 
+    def release(self) -> None:
+        """Close this process's descriptors of a child handed to a forked process, which holds the lease now (the
+        child ends when that process closes it or dies); its cgroups stay this process's to remove."""
+        self._stopped = True
+        for closable in (self.lease, self.channel):
+            try:
+                closable.close()
+            except OSError:
+                pass
+        try:
+            os.close(self._stderr_fd)
+        except OSError:
+            pass
+
     def stop(self) -> None:
         """Kill the child (through its lease) and close every descriptor; idempotent."""
         if self._stopped:
@@ -260,9 +274,10 @@ class ForkedSandbox(Sandbox):
             os.close(self._stderr_fd)
         except OSError:
             pass
-        if self.cgroup is not None and self._owner == os.getpid():
+        if self.cgroup is not None and self.cgroup.owner == os.getpid():
             # Its processes are gone or going (the zygote kills them when the lease closes): their cgroups go
-            # too, or, left by a judge that was killed first, at the keeper's next sweep.
+            # too, or, left by a judge that was killed first, at the keeper's next sweep. (A child leased ahead
+            # and handed to a forked judge: the process that leased it removes them after that judge.)
             self.cgroup.remove()
 
 
