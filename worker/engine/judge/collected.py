@@ -9,8 +9,7 @@ and runs the collected items, so no job sees what another job's tests changed, a
 Jobs come in on a pipe, one JSON line each; events go out on another, one JSON line each: `{"collected": pid}`
 once ready (or `{"failed": reason}`), then per job `{"started": pid}` and `{"done": pid, "status": n}`.
 The verdicts go to the file each job names, as with any judge. After each job it leases the next job's sandbox
-child ahead (`worker.engine.judge.spare`); `{"drop": true}` on the pipe, sent when its slot serves another
-assignment, has it let that child go.
+child ahead (`worker.engine.judge.spare`).
 """
 
 from __future__ import annotations
@@ -61,7 +60,6 @@ class CollectedJudge:
         self._events = events_r
         self._buffer = b""
         self._status: int | None = None
-        self.spare = False  # whether it may hold a child leased ahead (`worker.engine.judge.spare`)
         ready = self._event(("collected", "failed"), time.monotonic() + COLLECT_TIMEOUT)
         if ready is None or "collected" not in ready:
             self.stop()
@@ -97,7 +95,6 @@ class CollectedJudge:
         except OSError:
             self.stop()
             return -1
-        self.spare = True
         event = self._event(("started",))
         if event is None:
             self.stop()
@@ -108,15 +105,6 @@ class CollectedJudge:
             self.stop()
             return -1
         return int(done.get("status", -1))
-
-    def drop_spare(self) -> None:
-        """Have it stop the child it leased ahead: its slot serves another assignment now."""
-        if self.spare:
-            self.spare = False
-            try:
-                os.write(self._jobs, b'{"drop": true}\n')
-            except OSError:
-                pass
 
     def forget(self) -> None:
         """Close this handle's pipes without stopping the process (in a fork of the owner)."""
@@ -189,8 +177,6 @@ class CollectedJudges:
             except InfrastructureError as exc:
                 print(f"judge zygote: {exc}", file=sys.stderr)
                 return None
-        for other in self.judges.values():
-            other.drop_spare()  # one child kept ahead per slot, for the assignment it served last
         self.judges[key] = judge  # most recent last
         while len(self.judges) > self.KEEP:
             self.judges.pop(next(iter(self.judges))).stop()
@@ -235,9 +221,6 @@ class _Server:
         spare = Spare(self.grading.assignment.limits)
         for line in self.jobs:
             job = json.loads(line)
-            if job.get("drop"):  # another assignment's judge serves this slot now: no child kept for this one
-                spare.drop()
-                continue
             warm = spare.take(job)
             pid = os.fork()
             if pid == 0:

@@ -7,6 +7,10 @@ next job's judge, which it forks: that judge's first call finds its sandbox conf
 child like any other: it has run nothing of anyone's and serves one submission only; one that died meanwhile (its
 zygote restarted, say) is dropped and the judge takes a child of its own, as without a spare.
 
+Each collecting judge of a slot keeps one (the judge zygote keeps three, for the assignments it served last): a slot
+that alternates between two assignments' jobs, as at two courses' deadlines, finds a child ahead for each, where
+dropping the other assignment's would have cost every job a lease for nobody. One idle child is a few MB.
+
 The collecting judge made the spare's cgroups, so it removes them, once the job's judge has exited (`Spare.done`):
 their removal waits for the child's processes to be torn down, and that wait is off the job's path too.
 """
@@ -69,7 +73,7 @@ class Spare:
         self._handed = [cgroup for cgroup in self._handed if not cgroup.remove(wait=1.0)]
 
     def drop(self) -> None:
-        """Stop the spare (another assignment's judge serves this slot's jobs now) and remove what is left."""
+        """Stop the spare (its collecting judge is leaving) and remove what is left."""
         if self.sandbox is not None:
             self.sandbox.stop()
             self.sandbox = None
