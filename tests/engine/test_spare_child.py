@@ -62,9 +62,14 @@ def graded_and_leased(judge: WarmJudge, runner: DockerRunner) -> str:
     return new.pop()
 
 
+def folders(name: str) -> list[Path]:
+    """A child's cgroup folder named `name` in the pids hierarchy (none once it is removed)."""
+    return list(Path(child_cgroup.mounts()["pids"]).rglob(name))
+
+
 def container_of(name: str) -> str:
     """The id of the zygote container below whose cgroups a child's folder `name` is."""
-    return next(Path(child_cgroup.mounts()["pids"]).rglob(name)).parent.name
+    return folders(name)[0].parent.name
 
 
 def _leased(judge: WarmJudge) -> dict[str, list[int]]:
@@ -138,7 +143,7 @@ def test_a_child_whose_zygote_went_away_while_it_waited_costs_the_next_submissio
     stale = graded_and_leased(judge, runner)
     subprocess.run(["docker", "kill", container_of(stale)], check=True, capture_output=True, timeout=60)
     fresh = graded_and_leased(judge, runner)
-    assert fresh != stale and not any(Path(child_cgroup.mounts()["pids"]).rglob(stale)), "the stale child's cgroups"
+    assert fresh != stale and not folders(stale), "the stale child's cgroups"
     assert graded(judge, runner) == 100.0
 
 
@@ -173,7 +178,7 @@ def test_a_judge_killed_mid_grading_leaves_no_cgroups_and_costs_the_next_job_not
         grading.join(timeout=120)
     assert failed and not grading.is_alive(), failed
     deadline = time.monotonic() + 10
-    while any(Path(child_cgroup.mounts()["pids"]).rglob(spare)) and time.monotonic() < deadline:
+    while folders(spare) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not any(Path(child_cgroup.mounts()["pids"]).rglob(spare)), "the killed judge's child's cgroups"
+    assert not folders(spare), "the killed judge's child's cgroups"
     assert graded(judge, runner) == 100.0

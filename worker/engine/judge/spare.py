@@ -39,11 +39,11 @@ class Spare:
     def lease(self, job: dict[str, Any]) -> None:
         """Lease a child for the next job like `job` now (nothing where its sandboxes are not a zygote's
         children, or where one is leased already); a failure only means the next judge takes its own."""
-        socket_path = job.get("runner_options", {}).get("zygote")
-        if self.sandbox is not None or job.get("runner_options", {}).get("sandbox") != "fork" or not socket_path:
+        options = job.get("runner_options", {})
+        if self.sandbox is not None or options.get("sandbox") != "fork" or not options.get("zygote"):
             return
         try:
-            self.sandbox = forked.spawn(socket_path, self.limits)
+            self.sandbox = forked.spawn(options["zygote"], self.limits)
             self._for = kind(job)
         except InfrastructureError as exc:
             print(f"collecting judge: no child leased ahead: {exc}", file=sys.stderr)

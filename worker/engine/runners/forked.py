@@ -242,15 +242,7 @@ class ForkedSandbox(Sandbox):
         """Close this process's descriptors of a child handed to a forked process, which holds the lease now (the
         child ends when that process closes it or dies); its cgroups stay this process's to remove."""
         self._stopped = True
-        for closable in (self.lease, self.channel):
-            try:
-                closable.close()
-            except OSError:
-                pass
-        try:
-            os.close(self._stderr_fd)
-        except OSError:
-            pass
+        self._close_descriptors(wait_for_teardown=False)
 
     def stop(self) -> None:
         """Kill the child (through its lease) and close every descriptor; idempotent."""
@@ -261,12 +253,22 @@ class ForkedSandbox(Sandbox):
             info = self.exit_info()
             if info.state == "running":
                 self._final = ExitInfo("killed", None, "stopped by the judge")
+        self._close_descriptors(wait_for_teardown=True)
+        if self.cgroup is not None and self.cgroup.owner == os.getpid():
+            # Its processes are gone or going (the zygote kills them when the lease closes): their cgroups go
+            # too, or, left by a judge that was killed first, at the keeper's next sweep. (A child leased ahead
+            # and handed to a forked judge: the process that leased it removes them after that judge.)
+            self.cgroup.remove()
+
+
+    def _close_descriptors(self, wait_for_teardown: bool) -> None:
+        """Close the lease, the channel and stderr (after the drain has read stderr to its end, where asked)."""
         for closable in (self.lease, self.channel):
             try:
                 closable.close()
             except OSError:
                 pass
-        if self._drain is not None and self._owner == os.getpid():
+        if wait_for_teardown and self._drain is not None and self._owner == os.getpid():
             # This waits for the child's teardown (~5 ms) before the descriptor closes. Not waiting cost more, not
             # less: the next submission's start overlapping the teardown (docs/performance.md, "Tried").
             self._drain.join(timeout=2)
@@ -274,11 +276,6 @@ class ForkedSandbox(Sandbox):
             os.close(self._stderr_fd)
         except OSError:
             pass
-        if self.cgroup is not None and self.cgroup.owner == os.getpid():
-            # Its processes are gone or going (the zygote kills them when the lease closes): their cgroups go
-            # too, or, left by a judge that was killed first, at the keeper's next sweep. (A child leased ahead
-            # and handed to a forked judge: the process that leased it removes them after that judge.)
-            self.cgroup.remove()
 
 
 def usage_from(reply: dict[str, Any]) -> Usage | None:
