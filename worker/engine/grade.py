@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from worker.engine.errors import InfrastructureError, UsageError
+from worker.engine.judge.backstop import report_path
 from worker.engine.judge.launch import ColdJudge, WarmJudge
 from worker.engine.manifest import Manifest
 from worker.engine.result import DeliverableResult, GradeResult, TestResult, cap_text
@@ -21,7 +22,8 @@ MAX_VERDICTS_BYTES = 4 * 1024 * 1024
 # Below this much free space in the scratch folder a worker takes no gradings (worker.availability): a grading
 # writes its verdicts (up to MAX_VERDICTS_BYTES) and the submission's files there, on every slot at once.
 MIN_SCRATCH_FREE_MB = 64
-# The judge's own clock stops the run at run_timeout; this outer one only catches a judge that is itself stuck.
+# The judge's own clock stops the run at run_timeout; this outer one only catches a judge that is itself stuck
+# (it moves on by the sandbox starts and imports the judge reports it did not count: `judge/backstop.py`).
 OUTER_SLACK = 120.0
 
 
@@ -54,6 +56,7 @@ def judge_job(assignment: Manifest, files: dict[str, str], runner: Runner, verdi
         "runner_options": runner.options(),
         "gpu": assignment.gpu != "none" and runner.gpu_capable(),
         "verdicts_path": str(verdicts_path),
+        "given_back_path": str(report_path(verdicts_path)),  # the seconds its clocks did not count (backstop.py)
     }
 
 

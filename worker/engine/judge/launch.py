@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from worker.engine.errors import InfrastructureError
+from worker.engine.judge.backstop import Backstop
 
 log = logging.getLogger(__name__)
 ZYGOTE_START_TIMEOUT = 120.0
@@ -49,13 +50,23 @@ class ColdJudge:
     last_stderr = ""
 
     def run(self, job: dict[str, Any], timeout: float) -> None:
-        """Run one job to completion (the verdicts land in job['verdicts_path'])."""
-        try:
-            proc = subprocess.run([sys.executable, "-m", "worker.engine.judge"], input=json.dumps(job).encode(),
-                                  capture_output=True, timeout=timeout, env=judge_env(), check=False)
-        except subprocess.TimeoutExpired as exc:
-            raise InfrastructureError(f"the judge did not finish within {timeout:g} s") from exc
-        self.last_stderr = proc.stderr.decode("utf-8", "replace")[-2000:]
+        """Run one job to completion (the verdicts land in job['verdicts_path']); a judge that overruns `timeout`
+        (plus the time it gave back: `backstop.py`) is killed."""
+        backstop = Backstop(job, timeout)
+        with subprocess.Popen([sys.executable, "-m", "worker.engine.judge"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=judge_env()) as proc:
+            data: bytes | None = json.dumps(job).encode()
+            while True:
+                try:
+                    _, stderr = proc.communicate(data, timeout=max(0.0, backstop.deadline() - time.monotonic()))
+                    break
+                except subprocess.TimeoutExpired as exc:
+                    data = None  # sent already; communicate() goes on where it stopped, output included
+                    if backstop.passed():
+                        proc.kill()
+                        proc.communicate()
+                        raise InfrastructureError(f"the judge did not finish within {backstop.describe()}") from exc
+        self.last_stderr = stderr.decode("utf-8", "replace")[-2000:]
 
     def close(self) -> None:
         """Nothing to release."""
@@ -213,23 +224,27 @@ class WarmJudge:
                 except (OSError, TimeoutError) as exc:
                     self.close()
                     raise InfrastructureError(f"the judge zygote is gone: {exc}") from exc
-            deadline = time.monotonic() + timeout
+            backstop = Backstop(job, timeout)
             try:
                 # Before it forks the job's judge, the zygote may start a sandbox zygote or collect the tests
                 # (each with a limit of its own): a slow start on a busy host is not a dead zygote.
-                started = self._event(deadline, "started")
+                started = self._event(backstop.deadline(), "started")
             except TimeoutError as exc:
                 self.close()
                 raise InfrastructureError("the judge zygote did not fork a judge") from exc
-            try:
-                self._event(deadline, "done")
-            except TimeoutError as exc:
-                _kill(int(started["started"]))
+            while True:
                 try:
-                    self._event(time.monotonic() + 30, "done")
-                except TimeoutError:
-                    self.close()
-                raise InfrastructureError(f"the judge did not finish within {timeout:g} s") from exc
+                    self._event(backstop.deadline(), "done")
+                    return
+                except TimeoutError as exc:
+                    if not backstop.passed():
+                        continue  # the judge gave back time (sandbox starts, imports again) meanwhile
+                    _kill(int(started["started"]))
+                    try:
+                        self._event(time.monotonic() + 30, "done")
+                    except TimeoutError:
+                        self.close()
+                    raise InfrastructureError(f"the judge did not finish within {backstop.describe()}") from exc
 
     def close(self) -> None:
         """Stop the zygote (its warm sandboxes go with it)."""

@@ -83,6 +83,7 @@ def open_job(job: dict[str, Any], warm: list[Sandbox] | None = None) -> JobConte
     if not job.get("gpu"):
         # Decided before CUDA initialises: without a GPU for the sandbox, CUDA cases must skip in the judge too.
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    from worker.engine.judge.backstop import Report
     from worker.engine.judge.session import StudentSession
     from worker.engine.manifest import load_assignment
     from worker.engine.runners import make_runner
@@ -92,6 +93,7 @@ def open_job(job: dict[str, Any], warm: list[Sandbox] | None = None) -> JobConte
     runner = make_runner(job["runner"], **job.get("runner_options", {}))
     spec = SandboxSpec(limits=assignment.limits, gpu=bool(job.get("gpu")))
     session = StudentSession(runner, spec, dict(job["files"]), assignment.module)
+    session.report_given_back = Report(job.get("given_back_path"))
     if warm:
         session.hand_over(warm)
     else:

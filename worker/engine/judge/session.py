@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 from worker.engine.errors import InfrastructureError
@@ -41,6 +42,8 @@ class StudentSession:
         self.overtime = Overtime(spec.limits.test_timeout)  # the current test's, past its limit
         self.sandboxes_started = 0
         self.sandboxes_ahead = 0  # of those, started before the job came (`hand_over`)
+        self.given_back = 0.0  # seconds of sandbox starts and imports again, added to every clock (`_give_back`)
+        self.report_given_back: Callable[[float], None] = lambda seconds: None  # to the launcher (backstop.py)
         self.output: list[str] = []
         self.fork_id: str | None = None  # the request that forked the current test's process, while it lives
         self._ending: str | None = None  # the last test's process, asked to exit, not yet reported gone
@@ -229,10 +232,7 @@ class StudentSession:
             self.sandboxes_started += 1
             sandbox = self._start(sandbox, must=True)
         assert sandbox is not None
-        started = time.monotonic() - paused
-        self.deadline += started
-        self.soft_deadline += started
-        self.run_deadline += started
+        self._give_back(time.monotonic() - paused)
         importing = time.monotonic()
         try:
             reply = self._exchange({"op": "load", "files": self.files, "module": self.module}, during="import")
@@ -253,10 +253,16 @@ class StudentSession:
             # (up to one run's limit in all, so that a slow import cannot hold a worker for ever).
             again = min(time.monotonic() - importing, self.spec.limits.run_timeout - self._reimported)
             self._reimported += again
-            self.deadline += again
-            self.soft_deadline += again
-            self.run_deadline += again
+            self._give_back(again)
         return sandbox
+
+    def _give_back(self, seconds: float) -> None:
+        """`seconds` were ours, not the test's or the run's: every clock moves on, the launcher's backstop too."""
+        self.deadline += seconds
+        self.soft_deadline += seconds
+        self.run_deadline += seconds
+        self.given_back += seconds
+        self.report_given_back(self.given_back)
 
     def _start(self, sandbox: Sandbox, must: bool = False) -> Sandbox | None:
         """Take `sandbox` into use and wait until its server answers a ping (it has imported torch then).
