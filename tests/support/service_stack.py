@@ -27,6 +27,7 @@ from tests.support.recovery_support import (
     free_port,
     redis_server,
     spawn,
+    stop_all,
     wait_ready,
 )
 
@@ -131,8 +132,7 @@ def running_stack(tmp_path: Path, database: str, **config: Any) -> Iterator[Stac
             with app.app_context():
                 yield Stack(app, world, redis, env, tmp_path, started)
         finally:
-            for child in started:
-                child.stop()
+            stop_all(started)
             with app.app_context():
                 db.session.remove()
                 db.engine.dispose()
