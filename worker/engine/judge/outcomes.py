@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from worker.engine.errors import InfrastructureError
+from worker.engine.judge.overtime import WALL_FACTOR
 
 if TYPE_CHECKING:
     from worker.engine.manifest import Limits
@@ -87,6 +88,22 @@ def call_error(fn: str, error: dict[str, Any]) -> BaseException:
 def cpu_timeout(limits: Limits, where: str) -> SandboxLimit:
     """The kernel stopped the student's process at its CPU-time limit."""
     return SandboxLimit("timeout", f"timed out: used more than {limits.test_timeout:g} s of CPU time {where}")
+
+
+def timeout(limits: Limits, where: str, why: str | None, run_over: bool) -> SandboxLimit:
+    """A call timed out: `why` its sandbox's overtime said so ("idle", "computing"); else the run's limit (where
+    `run_over`) or the wall-clock backstop (`WALL_FACTOR` times the test's limit) ended it."""
+    limit = f"{limits.test_timeout:g} s"
+    times = f"{limits.test_timeout * WALL_FACTOR:g} s"  # the cap past the limit, or the backstop
+    if why == "idle":
+        return SandboxLimit("timeout", f"timed out: no answer within {limit}, and it was not computing "
+                                       f"(waiting or sleeping) {where}")
+    if why == "computing":
+        return SandboxLimit("timeout", f"timed out: its processes went on computing past the {limit} limit, "
+                                       f"for {times} more of CPU time together {where}")
+    if run_over:
+        return SandboxLimit("timeout", f"the whole run went over its {limits.run_timeout:g} s limit {where}")
+    return SandboxLimit("timeout", f"timed out: no answer within {times} (wall clock) {where}")
 
 
 def test_process_ended(how: Any, limits: Limits, where: str) -> SandboxLimit:

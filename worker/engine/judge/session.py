@@ -97,7 +97,9 @@ class StudentSession:
             # That process served the test itself: whatever the test changed goes with its sandbox, and the next
             # one is starting already (the next test imports the submission again).
             self._drop_sandbox()
-            self.warm_up()
+            # Each later test needs a sandbox of its own: where that is a new container (the fresh mode), two
+            # starting at once are ready sooner each than one after another (4.3 against 6.6 s, 2 cores).
+            self.warm_up(ahead=2)
             return
         how = {"keep": True} if keep else {"park": True} if park else {}
         try:
@@ -212,11 +214,18 @@ class StudentSession:
             self._group = -1
         self._group = max(self._group, rank)
 
-    def warm_up(self) -> None:
-        """Start a sandbox ahead of the first call, so its start-up overlaps the judge's own."""
+    def warm_up(self, ahead: int = 1) -> None:
+        """Start a sandbox ahead of the first call, so its start-up overlaps the judge's own (`ahead` of them in
+        all, counting those waiting already)."""
         if self.sandbox is None and self._fresh is None:
             self._fresh = self.runner.warm(self.spec)
             self.sandboxes_started += self._fresh is not None
+        while self._fresh is not None and 1 + len(self._spares) < ahead:
+            spare = self.runner.warm(self.spec)
+            if spare is None:
+                return
+            self._spares.append(spare)
+            self.sandboxes_started += 1
 
     def _ensure_loaded(self, fn: str) -> Sandbox:
         if self.load_failure is not None:
@@ -366,19 +375,7 @@ class StudentSession:
         """The timeout that ends this call: `why` the sandbox's overtime said so ("idle", "computing"), or else
         the run's limit or the wall-clock backstop."""
         self.close()
-        where = location(during)
-        limit = f"{self.spec.limits.test_timeout:g} s"
-        times = f"{self.spec.limits.test_timeout * WALL_FACTOR:g} s"  # the cap past the limit, or the backstop
-        if why == "idle":
-            return SandboxLimit("timeout", f"timed out: no answer within {limit}, and it was not computing "
-                                           f"(waiting or sleeping) {where}")
-        if why == "computing":
-            return SandboxLimit("timeout", f"timed out: its processes went on computing past the {limit} limit, "
-                                           f"for {times} more of CPU time together {where}")
-        if time.monotonic() >= self.run_deadline:
-            return SandboxLimit("timeout", f"the whole run went over its {self.spec.limits.run_timeout:g} s limit "
-                                           f"{where}")
-        return SandboxLimit("timeout", f"timed out: no answer within {times} (wall clock) {where}")
+        return outcomes.timeout(self.spec.limits, location(during), why, time.monotonic() >= self.run_deadline)
 
     def _died(self, during: str | None) -> SandboxLimit:
         sandbox = self.sandbox
