@@ -75,11 +75,16 @@ def tree(pid: int) -> tuple[float, list[str]]:
             total += sum(int(f) for f in fields[11:15])  # utime, stime, and those of reaped children
             for task in os.listdir(f"/proc/{current}/task"):
                 threads.append(f"/proc/{current}/task/{task}")
-                with open(f"/proc/{current}/task/{task}/children") as children:
-                    stack += [int(c) for c in children.read().split()]
+                stack += task_children(f"/proc/{current}/task/{task}")
         except (OSError, ValueError, IndexError):
             continue
     return total / TICK, threads
+
+
+def task_children(task_dir: str) -> list[int]:
+    """The pids of the children that the thread at `task_dir` (/proc/PID/task/TID) forked and that still exist."""
+    with open(f"{task_dir}/children") as children:
+        return [int(c) for c in children.read().split()]
 
 
 def thread_dirs(tids: Iterable[int]) -> list[str]:

@@ -321,7 +321,7 @@ class Zygote:
         # A stop signal can come while a child is in neither list: being confined (`prefork`), or handed over
         # and not yet a lease (`_accept`), which is right after every lease. Its waiter (a child of ours) goes
         # too, and its init with it: before, such a child kept the wait below going for its full 10 s.
-        for pid in _children_of(os.getpid()):
+        for pid in _own_children():
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
@@ -337,18 +337,14 @@ class Zygote:
         print("sandbox zygote: children still running 10 s into its shutdown", file=sys.stderr, flush=True)
 
 
-def _children_of(parent: int) -> list[int]:
-    """The pids of `parent`'s children now (read from /proc: only at shutdown)."""
+def _own_children() -> list[int]:
+    """The pids of this process's children now (only at shutdown)."""
     found = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                with open(f"/proc/{entry.name}/stat", "rb") as stat:
-                    fields = stat.read().rpartition(b")")[2].split()
-            except OSError:
-                continue  # gone meanwhile
-            if len(fields) > 1 and fields[1] == str(parent).encode():
-                found.append(int(entry.name))
+    for task in os.listdir("/proc/self/task"):
+        try:
+            found += cpuuse.task_children(f"/proc/self/task/{task}")
+        except OSError:
+            continue  # that thread ended meanwhile
     return found
 
 
