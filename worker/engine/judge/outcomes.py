@@ -12,6 +12,7 @@ from worker.engine.judge.overtime import WALL_FACTOR
 
 if TYPE_CHECKING:
     from worker.engine.manifest import Limits
+    from worker.engine.runners.base import ExitInfo
 
 SIGXCPU, SIGKILL = int(signal.SIGXCPU), int(signal.SIGKILL)
 
@@ -120,3 +121,17 @@ def test_process_ended(how: Any, limits: Limits, where: str) -> SandboxLimit:
     code = f" (exit code {how['code']})" if isinstance(how.get("code"), int) else (
         f" (signal {signum})" if isinstance(signum, int) else "")
     return SandboxLimit("crashed", f"the student process ended unexpectedly{code} {where}")
+
+
+def sandbox_ended(info: ExitInfo | None, tail: str, limits: Limits, where: str) -> SandboxLimit:
+    """The whole sandbox ended during a call; `info`, how (as its runner tells), `tail` the end of its output.
+    Raises InfrastructureError where it was lost: ours, not the student's, so the worker runs the grading again."""
+    if info is not None and info.state == "lost":
+        raise InfrastructureError(f"the sandbox was lost {where}: {info.detail}")
+    if info is not None and info.state == "oom":
+        return SandboxLimit("memory", f"ran out of memory (limit {limits.memory_mb} MB) {where}")
+    if info is not None and info.code in (128 + SIGXCPU, -SIGXCPU):
+        return cpu_timeout(limits, where)
+    code = f" (exit code {info.code})" if info is not None and info.code is not None else ""
+    message = f"the student process ended unexpectedly{code} {where}"
+    return SandboxLimit("crashed", f"{message}; its last output:\n{tail}" if tail else message)

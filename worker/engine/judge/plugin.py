@@ -142,7 +142,8 @@ class GradingPlugin:
         if self.infrastructure_error:
             pytest.skip("grading stopped")
         self.session.enter_group(self._rank.get(item.nodeid, 0))
-        self.session.start_test(spare=item.nodeid in self._spare_after, deliverable=self._deliverable(item))
+        self.session.start_test(spare=item.nodeid in self._spare_after, deliverable=self._deliverable(item),
+                                last=self._next_item is None)
         self._started[item.nodeid] = time.monotonic()
 
     @pytest.hookimpl(tryfirst=True)

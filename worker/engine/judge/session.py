@@ -32,8 +32,7 @@ class StudentSession:
         self.files = files
         self.module = module
         self.sandbox: Sandbox | None = None
-        self._fresh: Sandbox | None = None
-        self._spares: list[Sandbox] = []
+        self._waiting: list[Sandbox] = []  # started ahead of their use, taken in order
         self.loaded = False
         self.reader = wire.FrameReader()
         self.load_failure: LoadFailure | None = None
@@ -58,18 +57,20 @@ class StudentSession:
         self.forks = True
         self.in_place = False  # the current test runs in the post-import process itself
         self._imports, self._reimported = 0, 0.0  # imports so far; seconds of the later ones given back
-        self._spare_wanted = True
+        self._losses = 0  # sandboxes lost to a crash or a timeout (`_lose_sandbox`)
+        self._spare_wanted, self._last = True, False
         self._group = -1  # the least visible isolation group the current sandbox has served (see enter_group)
 
     # -- lifecycle -----------------------------------------------------------------------------------
-    def start_test(self, spare: bool = True, deliverable: str | None = None) -> None:
+    def start_test(self, spare: bool = True, deliverable: str | None = None, last: bool = False) -> None:
         """Start the per-test clocks: the limit, past which the judge looks whether the sandbox still computes,
         and the wall-clock backstop where it cannot tell (`overtime.py`; the CPU limit is the kernel's).
 
         `spare`: a later test of this sandbox will need a fresh process (the sandbox forks it ahead of time).
         `deliverable`: the test's, whose process parked by an earlier test (`end_test`) may serve it.
+        `last`: no test follows (none needs a sandbox started ahead).
         """
-        self._spare_wanted = spare
+        self._spare_wanted, self._last = spare, last
         self._resume = deliverable
         now = time.monotonic()
         self.soft_deadline = now + self.spec.limits.test_timeout
@@ -96,16 +97,15 @@ class StudentSession:
         if self.in_place:
             # That process served the test itself: whatever the test changed goes with its sandbox, and the next
             # one is starting already (the next test imports the submission again).
-            self._drop_sandbox()
             # Each later test needs a sandbox of its own: where that is a new container (the fresh mode), two
             # starting at once are ready sooner each than one after another (4.3 against 6.6 s, 2 cores).
-            self.warm_up(ahead=2)
+            self._replace(ahead=0 if self._last else 2)
             return
         how = {"keep": True} if keep else {"park": True} if park else {}
         try:
             sandbox.write(wire.encode_frame({"op": "exit", "id": secrets.token_hex(8), **how}))
         except (SandboxTimeout, OSError):
-            self.close()  # the post-import process is stuck or gone: the next test starts afresh
+            self._lose_sandbox()  # the post-import process is stuck or gone: the next test starts afresh
             return
         self._ending, self._ending_keep, self._ending_park = fork_id, keep, None if keep else park
 
@@ -116,7 +116,7 @@ class StudentSession:
         sandbox = self.sandbox
         if fork_id is None or sandbox is None:
             return
-        paused = time.monotonic()
+        paused, given = time.monotonic(), self.given_back
         try:
             deadline = paused + END_TEST_TIMEOUT
             while True:
@@ -135,8 +135,8 @@ class StudentSession:
                     self._parked[self._ending_park] = (fork_id, sandbox)
                     break
         except (SandboxLimit, OSError):
-            self.close()  # the post-import process is stuck or gone: this test starts afresh
-        waited = time.monotonic() - paused
+            self._lose_sandbox()  # the post-import process is stuck or gone: this test starts afresh
+        waited = time.monotonic() - paused - (self.given_back - given)  # (a loss gave its own time back)
         self.deadline += waited
         self.soft_deadline += waited
 
@@ -179,16 +179,35 @@ class StudentSession:
             self.sandbox.stop()
         self.sandbox, self.loaded, self.in_place = None, False, False
         self.fork_id = self._ending = None
-        if self._fresh is None and self._spares:
-            self._fresh = self._spares.pop(0)
+
+    def _lose_sandbox(self) -> None:
+        """The current sandbox is stuck, broken or gone: stop it (its parked processes too), keep those started
+        ahead (they ran nothing of this submission) and start its replacement now, two from the second loss on:
+        on the fresh path each is a container that the next test would wait for, two at once ready sooner each."""
+        if self.sandbox is None:
+            return  # lost already (a second report of the same end)
+        self._parked, self._group = {}, -1
+        self._losses += 1
+        over = self._last or time.monotonic() >= self.run_deadline
+        self._replace(ahead=0 if over else 2 if self._losses > 1 else 1)
+
+    def _replace(self, ahead: int) -> None:
+        """Stop the current sandbox and have `ahead` sandboxes starting for the tests to come; our time, not the
+        test's or the run's (`_give_back`)."""
+        began = time.monotonic()
+        self._drop_sandbox()
+        try:
+            self.warm_up(ahead)
+        except InfrastructureError:
+            pass  # the next test starts one on its path, and fails as ours if it cannot
+        self._give_back(time.monotonic() - began)
 
     def close(self) -> None:
         """Stop the sandboxes, if any."""
-        for sandbox in (self.sandbox, self._fresh, *self._spares):
+        for sandbox in (self.sandbox, *self._waiting):
             if sandbox is not None:
                 sandbox.stop()
-        self.sandbox = self._fresh = None
-        self._spares = []
+        self.sandbox, self._waiting = None, []
         self.loaded = self.in_place = False
         self.fork_id = self._ending = None
         self._parked = {}
@@ -196,8 +215,7 @@ class StudentSession:
 
     def hand_over(self, sandboxes: list[Sandbox]) -> None:
         """Use sandboxes a pool started ahead of time: the first for the first call, the rest as spares."""
-        self._fresh, *rest = sandboxes
-        self._spares.extend(rest)
+        self._waiting.extend(sandboxes)
         self.sandboxes_started += len(sandboxes)
         self.sandboxes_ahead += len(sandboxes)
 
@@ -215,16 +233,10 @@ class StudentSession:
         self._group = max(self._group, rank)
 
     def warm_up(self, ahead: int = 1) -> None:
-        """Start a sandbox ahead of the first call, so its start-up overlaps the judge's own (`ahead` of them in
-        all, counting those waiting already)."""
-        if self.sandbox is None and self._fresh is None:
-            self._fresh = self.runner.warm(self.spec)
-            self.sandboxes_started += self._fresh is not None
-        while self._fresh is not None and 1 + len(self._spares) < ahead:
-            spare = self.runner.warm(self.spec)
-            if spare is None:
-                return
-            self._spares.append(spare)
+        """Start sandboxes ahead of their first call, so that their start-up overlaps the judge's own, until
+        `ahead` of them wait."""
+        while len(self._waiting) < ahead and (sandbox := self.runner.warm(self.spec)) is not None:
+            self._waiting.append(sandbox)
             self.sandboxes_started += 1
 
     def _ensure_loaded(self, fn: str) -> Sandbox:
@@ -234,7 +246,7 @@ class StudentSession:
             return self.sandbox
         # Starting a sandbox is our cost, not the student's: the test's clock stops meanwhile.
         paused = time.monotonic()
-        warm, self._fresh = self._fresh, None
+        warm = self._waiting.pop(0) if self._waiting else None
         sandbox = self._start(warm) if warm is not None else None
         if sandbox is None:  # no warm sandbox, or it died while it waited: start a new one
             sandbox = self.runner.prepare(self.spec)
@@ -248,6 +260,7 @@ class StudentSession:
         except SandboxLimit as exc:
             # Importing again would fail the same way and cost every later test the same wait.
             self.load_failure = LoadFailure(f"{self.module}.py could not be imported: {exc}")
+            self.close()  # no later test needs a sandbox, nor those started ahead
             raise
         if not reply.get("ok"):
             self.load_failure = LoadFailure(load_message(reply.get("error", {}), self.module))
@@ -332,7 +345,7 @@ class StudentSession:
             # request's id, and says "reaped", "kept" or "parked" only for a test's process that the judge ended
             # (read in `_confirm_ended`). So this frame was written by the student's code. Waiting on would let it
             # swallow the real reply and hold the call until its limit, read as a timeout; it fails the call now.
-            self.close()
+            self._lose_sandbox()
             raise SandboxLimit("crashed", f"the student process sent a reply nobody asked for {location(during)}")
 
     def _receive(self, sandbox: Sandbox, deadline: float | None, during: str | None) -> dict[str, Any]:
@@ -355,7 +368,7 @@ class StudentSession:
                     ends = min(ends, max(self.soft_deadline, self.overtime.next_look()))
                 self._take(sandbox, ends - now, during)
         except wire.WireError as exc:
-            self.close()
+            self._lose_sandbox()
             raise SandboxLimit("crashed", f"the student process sent a malformed reply ({exc})") from None
         return frame
 
@@ -374,27 +387,19 @@ class StudentSession:
     def _timed_out(self, during: str | None, why: str | None = None) -> SandboxLimit:
         """The timeout that ends this call: `why` the sandbox's overtime said so ("idle", "computing"), or else
         the run's limit or the wall-clock backstop."""
-        self.close()
-        return outcomes.timeout(self.spec.limits, location(during), why, time.monotonic() >= self.run_deadline)
+        run_over = time.monotonic() >= self.run_deadline
+        self._lose_sandbox()
+        return outcomes.timeout(self.spec.limits, location(during), why, run_over)
 
     def _died(self, during: str | None) -> SandboxLimit:
         sandbox = self.sandbox
         info = sandbox.exit_info(wait=5.0) if sandbox else None
         tail = sandbox.stderr_tail().strip()[-800:] if sandbox else ""
-        self.close()
-        where = location(during)
         if info is not None and info.state == "lost":
-            # Ours, not the student's: the grading fails as infrastructure and the worker runs it again.
-            raise InfrastructureError(f"the sandbox was lost {where}: {info.detail}")
-        if info is not None and info.state == "oom":
-            return SandboxLimit("memory", f"ran out of memory (limit {self.spec.limits.memory_mb} MB) {where}")
-        if info is not None and info.code in (128 + outcomes.SIGXCPU, -outcomes.SIGXCPU):
-            return outcomes.cpu_timeout(self.spec.limits, where)
-        code = f" (exit code {info.code})" if info is not None and info.code is not None else ""
-        message = f"the student process ended unexpectedly{code} {where}"
-        if tail:
-            message += f"; its last output:\n{tail}"
-        return SandboxLimit("crashed", message)
+            self.close()  # ours (its zygote, its engine): the grading fails and runs again, nothing starts here
+        else:
+            self._lose_sandbox()
+        return outcomes.sandbox_ended(info, tail, self.spec.limits, location(during))
 
     def _note_output(self, reply: dict[str, Any]) -> None:
         text = reply.get("output")
