@@ -45,7 +45,7 @@ def slot_memory_bytes() -> int:
     """What one slot may hold at once: a sandbox at the default memory limit, the zygote container's room beside it
     for that slot (tmpfs, parked test processes) and the slot's share of the worker."""
     from worker.engine.manifest import Limits
-    from worker.engine.runners.docker_zygote import SLOT_MEMORY_MB
+    from worker.engine.runners.child_cgroup import SLOT_MEMORY_MB
 
     return (Limits().memory_mb + SLOT_MEMORY_MB + WORKER_SLOT_MB) * 1024 * 1024
 

@@ -16,16 +16,10 @@ import pytest
 
 from worker.engine.manifest import Limits
 from worker.engine.runners.base import SandboxSpec
+from worker.engine.runners.child_cgroup import PARKED_MEMORY_MB, SLOT_MEMORY_MB, child_pids
 from worker.engine.runners.docker import docker_available
 from worker.engine.runners.docker_config import LABEL, MOBY_PROFILE, container_config, seccomp_profile
-from worker.engine.runners.docker_zygote import (
-    PARKED_MEMORY_MB,
-    ROLE_LABEL,
-    SLOT_MEMORY_MB,
-    ZYGOTE_EXTRA_SYSCALLS,
-    child_pids,
-    zygote_config,
-)
+from worker.engine.runners.docker_zygote import ROLE_LABEL, ZYGOTE_EXTRA_SYSCALLS, zygote_config
 from worker.sandbox.globalstate import MAX_PARKED, PARK_GROWTH_BYTES
 from worker.sandbox.seccomp_filter import REFUSED
 

@@ -1,10 +1,11 @@
 """Which sandbox zygote serves which slot, and what a slot's child can take from another's: where the host allows
-it each child has memory and pids cgroups of its own below one Docker zygote shared by the slots, else each slot
-has a Docker zygote of its own; either way one slot's submission cannot fill the memory or pids cgroup that
-another slot's sandbox lives in."""
+it each child has memory and pids cgroups of its own below one zygote shared by the slots (a Docker zygote's
+container, or a local zygote's own cgroups), else each slot has a Docker zygote of its own; either way one slot's
+submission cannot fill the memory or pids cgroup that another slot's sandbox lives in."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -17,13 +18,34 @@ from tests.support.sandbox_support import Probe
 from worker.engine.judge.sandboxes import SandboxZygotes
 from worker.engine.manifest import Limits
 from worker.engine.runners import child_cgroup
+from worker.engine.runners.base import Runner, SandboxSpec
 from worker.engine.runners.docker import DockerRunner
 from worker.engine.runners.forked import ForkedSandbox
+from worker.engine.runners.local import LocalRunner, namespace_mode
 
 REPO = Path(__file__).resolve().parents[2]
 # A grading job's sandbox request, as the keeper reads it: forked Docker sandboxes for the autograd assignment.
 JOB = {"runner": "docker", "runner_options": {"sandbox": "fork"},
        "assignment_path": str(REPO / "reference_tests" / "autograd")}
+KINDS = ["docker", "local"]  # the runner whose zygote the slots share
+
+
+def job_for(kind: str) -> dict[str, object]:
+    """JOB, on the runner `kind`."""
+    return {**JOB, "runner": kind}
+
+
+def runner_for(kind: str, zygote: str) -> Runner:
+    """A runner of `kind` that forks its sandboxes from the zygote at socket `zygote`."""
+    return DockerRunner(sandbox="fork", zygote=zygote) if kind == "docker" else LocalRunner(sandbox="fork",
+                                                                                          zygote=zygote)
+
+
+def skip_unless_ready(kind: str, docker_ready: bool) -> None:
+    if kind == "docker" and not docker_ready:
+        pytest.skip("no Docker engine here")
+    if kind == "local" and namespace_mode() == "none":
+        pytest.skip("this kernel gives the local runner no namespaces")
 
 # Each process it forks stays under its own data limit (768 MiB); together they are far over the slot's share.
 BOMB = textwrap.dedent('''
@@ -88,31 +110,40 @@ def test_each_judge_zygote_keeps_its_slot_and_a_gone_ones_slot_is_taken_again(ho
     assert SandboxZygotes(1).slot_of(first) == 0 and zygotes.slot_of(None) == 0
 
 
+@pytest.mark.parametrize("kind", KINDS)
 def test_one_slots_many_process_memory_bomb_leaves_the_other_slots_sandbox_working(
-        holders: list[int], docker_ready: bool) -> None:
-    """A submission that forks processes, each under its own memory limit, until its container's memory cgroup
-    is full: does the sandbox of the worker's other slot keep what it holds and go on answering? (With one
-    container for both slots, the kernel killed the other slot's sandbox, the largest process there.)"""
-    if not docker_ready:
-        pytest.skip("no Docker engine here")
+        holders: list[int], docker_ready: bool, kind: str) -> None:
+    """A submission that forks processes, each under its own memory limit, until its memory cgroup is full: does
+    the sandbox of the worker's other slot keep what it holds and go on answering, and did the bomb's processes
+    together hold no more than one slot's share? (With one container for both slots, the kernel killed the other
+    slot's sandbox, the largest process there; a local zygote's children once had no bound but the host's.)"""
+    skip_unless_ready(kind, docker_ready)
     zygotes = SandboxZygotes(2)
-    runners: list[DockerRunner] = []
+    runners: list[Runner] = []
     try:
-        sockets = [zygotes.socket_for(JOB, holder) for holder in holders]
+        sockets = [zygotes.socket_for(job_for(kind), holder) for holder in holders]
         assert None not in sockets
-        # One zygote for both slots where each child gets cgroups of its own; else one each.
-        assert (sockets[0] == sockets[1]) == child_cgroup.possible(), sockets
-        assert zygotes.socket_for(JOB, holders[0]) == sockets[0]
-        runners = [DockerRunner(sandbox="fork", zygote=path) for path in sockets if path]
+        # One zygote for both slots where each child gets cgroups of its own (or a local zygote); else one each.
+        assert (sockets[0] == sockets[1]) == (child_cgroup.possible() or kind == "local"), sockets
+        assert zygotes.socket_for(job_for(kind), holders[0]) == sockets[0]
+        runners = [runner_for(kind, path) for path in dict.fromkeys(sockets) if path]
         limits = Limits(memory_mb=768)
-        victim, bomb = (Probe(runner, BOMB, limits) for runner in runners)
+        victim, bomb = (Probe(runner, BOMB, limits) for runner in (runners * 2)[:2])
         assert victim.call("hold", 256) == 256
         try:
             bomb.call("bomb", 16, 200, timeout=120)
         except (EOFError, OSError):
-            pass  # its own container's OOM killer may take the post-import process too
+            pass  # its own cgroup's OOM killer may take the post-import process too
         assert victim.call("hold", 16) == 272, "the other slot's sandbox lost its memory"
         assert victim.sandbox.exit_info().state == "running"
+        if child_cgroup.possible():  # 3,200 MiB asked for: held at most the share, the rest refused or killed
+            assert isinstance(bomb.sandbox, ForkedSandbox) and bomb.sandbox.cgroup is not None
+            memory = Path(bomb.sandbox.cgroup.dirs["memory"])
+            record = child_cgroup.read_record(str(sockets[1]))
+            assert record is not None
+            share = record.memory_mb << 20  # the assignment's limit and the slot's room beside it
+            assert int((memory / "memory.limit_in_bytes").read_text()) == share
+            assert share // 2 < int((memory / "memory.max_usage_in_bytes").read_text()) <= share
         victim.stop()
         bomb.stop()
     finally:
@@ -121,30 +152,31 @@ def test_one_slots_many_process_memory_bomb_leaves_the_other_slots_sandbox_worki
         zygotes.stop()
 
 
-@pytest.fixture
-def shared(holders: list[int], docker_ready: bool) -> Iterator[tuple[SandboxZygotes, str]]:
-    """The keeper of a worker with two slots, and its one Docker zygote's socket (where children get cgroups of
-    their own)."""
-    if not docker_ready:
-        pytest.skip("no Docker engine here")
+@pytest.fixture(params=KINDS)
+def shared(request: pytest.FixtureRequest, holders: list[int],
+           docker_ready: bool) -> Iterator[tuple[SandboxZygotes, str, str]]:
+    """The keeper of a worker with two slots, its one zygote's socket (a Docker or a local one, where children get
+    cgroups of their own), and that runner kind."""
+    skip_unless_ready(request.param, docker_ready)
     if not child_cgroup.possible():
         pytest.skip("this host gives no child cgroups of its own (not root, or not cgroup v1)")
     zygotes = SandboxZygotes(2)
     try:
-        path = zygotes.socket_for(JOB, holders[0])
-        assert path is not None and zygotes.socket_for(JOB, holders[1]) == path
-        yield zygotes, path
+        path = zygotes.socket_for(job_for(request.param), holders[0])
+        assert path is not None and zygotes.socket_for(job_for(request.param), holders[1]) == path
+        yield zygotes, path, request.param
     finally:
         zygotes.stop()
 
 
-def test_each_forked_child_lives_in_cgroups_of_its_own_until_it_is_gone(shared: tuple[SandboxZygotes, str]) -> None:
+def test_each_forked_child_lives_in_cgroups_of_its_own_until_it_is_gone(
+        shared: tuple[SandboxZygotes, str, str]) -> None:
     """Is a child moved into memory and pids cgroups of its own, limited to a slot's share, before it loads the
     student's file, do the processes it starts follow it there, and are the cgroups gone once it is?"""
-    _, path = shared
+    _, path, kind = shared
     record = child_cgroup.read_record(path)
     assert record is not None
-    runner = DockerRunner(sandbox="fork", zygote=path)
+    runner = runner_for(kind, path)
     try:
         probe = Probe(runner, BOMB, Limits(memory_mb=768))
         sandbox = probe.sandbox
@@ -168,10 +200,10 @@ def test_each_forked_child_lives_in_cgroups_of_its_own_until_it_is_gone(shared: 
 
 
 def test_the_cgroups_a_killed_judge_left_go_at_the_keepers_next_sweep(
-        shared: tuple[SandboxZygotes, str], holders: list[int]) -> None:
+        shared: tuple[SandboxZygotes, str, str], holders: list[int]) -> None:
     """A judge killed outright leaves its child's cgroups (empty once the zygote has ended the child): does the
     keeper's next hand-out remove them, and leave those of a judge still alive?"""
-    zygotes, path = shared
+    zygotes, path, kind = shared
     record = child_cgroup.read_record(path)
     assert record is not None
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -181,7 +213,7 @@ def test_the_cgroups_a_killed_judge_left_go_at_the_keepers_next_sweep(
     for folder in left + kept:
         folder.mkdir()
     try:
-        assert zygotes.socket_for(JOB, holders[0]) == path
+        assert zygotes.socket_for(job_for(kind), holders[0]) == path
         assert not any(folder.exists() for folder in left)
         assert all(folder.exists() for folder in kept)
     finally:
@@ -190,11 +222,12 @@ def test_the_cgroups_a_killed_judge_left_go_at_the_keepers_next_sweep(
                 folder.rmdir()
 
 
-def test_one_slots_fork_bomb_leaves_the_other_slots_sandbox_forking(shared: tuple[SandboxZygotes, str]) -> None:
+def test_one_slots_fork_bomb_leaves_the_other_slots_sandbox_forking(
+        shared: tuple[SandboxZygotes, str, str]) -> None:
     """A submission that forks until refused, in one zygote container shared by both slots: can the other
     slot's sandbox still start processes, and do both go on answering?"""
-    _, path = shared
-    runner = DockerRunner(sandbox="fork", zygote=path)
+    _, path, kind = shared
+    runner = runner_for(kind, path)
     try:
         limits = Limits(memory_mb=768)
         bomb, victim = Probe(runner, BOMB, limits), Probe(runner, BOMB, limits)
@@ -240,3 +273,40 @@ def test_only_cgroup_v1_memory_and_pids_hierarchies_are_found(tmp_path: Path) ->
     assert child_cgroup.mounts(str(mountinfo)) == {}
     mountinfo.write_text("35 31 0:32 /docker/abc /sys/fs/cgroup/memory ro - cgroup cgroup rw,memory\n")
     assert child_cgroup.mounts(str(mountinfo)) == {}
+
+
+def test_a_local_zygotes_cgroups_go_with_it_and_a_killed_workers_go_at_the_next_start() -> None:
+    """Does a local zygote run in memory and pids cgroups of its own, sized for its slots, are they gone once it
+    has stopped, and does the next local zygote's start remove those that a worker killed outright left behind
+    (with its children's inside), and not a living worker's?"""
+    if namespace_mode() == "none" or not child_cgroup.possible():
+        pytest.skip("this host gives no cgroups of their own to a local zygote (not root, or not cgroup v1)")
+    own = child_cgroup.container_dirs(os.getpid())
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    left = [Path(own[c]) / f"{child_cgroup.ZYGOTE_PREFIX}{dead.pid}-0" for c in child_cgroup.CONTROLLERS]
+    living = [Path(own[c]) / f"{child_cgroup.ZYGOTE_PREFIX}{os.getppid()}-0" for c in child_cgroup.CONTROLLERS]
+    for folder in left:
+        folder.mkdir()
+        (folder / f"{child_cgroup.PREFIX}{dead.pid}-0").mkdir()
+    for folder in living:
+        folder.mkdir()
+    spec = SandboxSpec(limits=Limits(), slots=2)
+    zygote = LocalRunner(sandbox="fork").start_zygote(spec)
+    try:
+        assert zygote.cgroup is not None
+        assert not any(folder.exists() for folder in left) and all(folder.exists() for folder in living)
+        memory, pids = (Path(zygote.cgroup.dirs[c]) for c in ("memory", "pids"))
+        memory_mb, processes = child_cgroup.zygote_limits(spec)
+        assert int((memory / "memory.limit_in_bytes").read_text()) == memory_mb << 20
+        assert int((pids / "pids.max").read_text()) == processes
+        assert str(zygote.proc.pid) in (memory / "cgroup.procs").read_text().split()
+        zygote.wait_ready()
+        record = child_cgroup.read_record(zygote.socket_path)
+        assert record == child_cgroup.Record(zygote.cgroup.dirs, Limits().memory_mb + child_cgroup.SLOT_MEMORY_MB,
+                                             child_cgroup.child_pids(spec), level=0)
+    finally:
+        zygote.stop()
+        for folder in living:
+            folder.rmdir()
+    assert not memory.exists() and not pids.exists()

@@ -41,7 +41,7 @@ _SYS_NAMES = ("stdin", "stdout", "stderr", "displayhook", "excepthook", "meta_pa
 KEEP_GROWTH_BYTES = 64 * 1024 * 1024
 # ... and to park it for a later test of its deliverable, while other tests run beside it (`testprocs`): at most
 # MAX_PARKED at once, each holding its growth and the pages it copied from the post-import process (~5-10 MB).
-# The zygote's container leaves room for them (`worker/engine/runners/docker_zygote.py`, SLOT_MEMORY_MB).
+# The zygote's container leaves room for them (`worker/engine/runners/child_cgroup.py`, SLOT_MEMORY_MB).
 PARK_GROWTH_BYTES = 16 * 1024 * 1024
 MAX_PARKED = 3
 # CPU seconds a test's process may have used and still serve the next test with a full CPU limit of its own: the

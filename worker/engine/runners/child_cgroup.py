@@ -1,4 +1,4 @@
-"""A cgroup of its own for each child of a Docker sandbox zygote: memory (no swap) and pids, made by the host.
+"""A cgroup of its own for each child of a sandbox zygote: memory (no swap) and pids, made by the host.
 
 A zygote container is one memory and pids cgroup, while a child's limits are rlimits per process: without more, a
 child that forks many processes, each under its limits, fills the container, and the kernel then kills the largest
@@ -17,6 +17,10 @@ and their descendants. A subverted zygote could name another process of its own 
 
 Memory already charged stays where it was (the zygote's pages, which the children share); what a child's
 processes touch after the move, they pay for themselves.
+
+A local zygote (the local runner, on a host without Docker) gets the same, where the host allows it: a memory and
+pids cgroup of its own below this process's, sized as a zygote container would be (`ZygoteCgroup`), and a record
+that says so. Without it, a child's processes, each under its own limits, could fill the host's memory.
 """
 
 from __future__ import annotations
@@ -29,10 +33,39 @@ import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from worker.sandbox.globalstate import MAX_PARKED, PARK_GROWTH_BYTES
+
+if TYPE_CHECKING:
+    from worker.engine.runners.base import SandboxSpec
 
 CONTROLLERS = ("memory", "pids")
 RECORD = "cgroups.json"  # in a zygote's host folder: the container's cgroup folders, one per controller
 PREFIX = "grader-child-"
+ZYGOTE_PREFIX = "grader-zygote-"  # a local zygote's own cgroups, below the worker's
+
+# The zygote and its idle pre-forked children share pages with the working children. Per slot: the assignment's
+# memory limit, plus room for the child's tmpfs, its idle successor and its parked test processes (at most
+# globalstate.MAX_PARKED, each under PARK_GROWTH_BYTES + PARKED_COPIED_MB: `worker/sandbox/globalstate.py`);
+# once: the zygote. So each child has its limit itself (its rlimits stop it before the cgroup does), whatever the
+# other slots' children do.
+ZYGOTE_MEMORY_MB = 512
+PARKED_COPIED_MB = 16  # pages a parked test process copied from the post-import process (~5-10 MB measured)
+PARKED_MEMORY_MB = MAX_PARKED * ((PARK_GROWTH_BYTES >> 20) + PARKED_COPIED_MB)
+SLOT_MEMORY_MB = 256 + PARKED_MEMORY_MB
+
+
+def child_pids(spec: SandboxSpec) -> int:
+    """The processes one slot's children may have together: a working child's (its student processes, the
+    server, its post-import and parked test processes) and its idle successor's."""
+    return 2 * spec.limits.pids + 16
+
+
+def zygote_limits(spec: SandboxSpec) -> tuple[int, int]:
+    """What a zygote for `spec` (its slots) may hold with all its children: MiB of memory, and processes (per
+    slot a working and an idle child, and the zygote with its waiters)."""
+    return spec.slots * (spec.limits.memory_mb + SLOT_MEMORY_MB) + ZYGOTE_MEMORY_MB, spec.slots * child_pids(spec) + 32
 
 
 def mounts(mountinfo: str = "/proc/self/mountinfo") -> dict[str, str]:
@@ -75,12 +108,14 @@ def container_dirs(pid: int) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class Record:
-    """What the host knows of a zygote container's children's cgroups: its container's folders, and each child's
-    limits."""
+    """What the host knows of a zygote's children's cgroups: its container's (or its own) folders, each child's
+    limits, and at which level of a process's NSpid the zygote's pid for it is (1: a container's namespace; 0: a
+    local zygote's, this process's own)."""
 
     parents: dict[str, str]
     memory_mb: int
     pids: int
+    level: int = 1
 
 
 def write_record(folder: Path, record: Record) -> None:
@@ -93,7 +128,7 @@ def read_record(socket_path: str) -> Record | None:
     cgroups of their own (a local zygote, a host that does not allow it)."""
     try:
         data = json.loads((Path(socket_path).parent.parent / RECORD).read_text())
-        record = Record(dict(data["parents"]), int(data["memory_mb"]), int(data["pids"]))
+        record = Record(dict(data["parents"]), int(data["memory_mb"]), int(data["pids"]), int(data.get("level", 1)))
     except (OSError, ValueError, TypeError, KeyError):
         return None
     return record if set(record.parents) == set(CONTROLLERS) else None
@@ -109,33 +144,16 @@ class ChildCgroup:
         name = f"{PREFIX}{self.owner}-{secrets.token_hex(4)}"
         self.dirs = {c: os.path.join(record.parents[c], name) for c in CONTROLLERS}
         self.parents = record.parents
-        made: list[str] = []
-        try:
-            for path in self.dirs.values():
-                os.mkdir(path, 0o755)
-                made.append(path)
-            limit = str(record.memory_mb << 20)
-            memory = self.dirs["memory"]
-            _write(f"{memory}/memory.limit_in_bytes", limit)
-            if os.path.exists(f"{memory}/memory.memsw.limit_in_bytes"):  # no swap either (where swap is counted)
-                _write(f"{memory}/memory.memsw.limit_in_bytes", limit)
-            try:
-                _write(f"{memory}/memory.swappiness", "0")
-            except OSError:  # some kernels take it only at the root: the memsw limit is what counts
-                pass
-            _write(f"{self.dirs['pids']}/pids.max", str(record.pids))
-        except OSError:
-            for path in reversed(made):
-                _rmdir(path)
-            raise
+        self.level = record.level
+        _make(self.dirs, record.memory_mb, record.pids)
 
     def join(self, ns_pid: int) -> list[int]:
         """Move the child whose pid in its container is `ns_pid`, with every process below it, into these cgroups;
         the host pids moved. Call it before the child runs anything of the student's (it then starts no process
         of its own, so none can escape the move)."""
-        pids = _tree(self.parents["memory"], ns_pid)
+        pids = _tree(self.parents["memory"], ns_pid, self.level)
         if not pids:
-            raise OSError(errno.ESRCH, f"no process {ns_pid} in the zygote's container")
+            raise OSError(errno.ESRCH, f"no process {ns_pid} in the zygote's cgroup")
         for path in self.dirs.values():
             for pid in pids:
                 _write(f"{path}/cgroup.procs", str(pid))
@@ -153,9 +171,76 @@ class ChildCgroup:
         return not left
 
 
-def sweep(parents: dict[str, str]) -> int:
-    """Remove children's cgroups below `parents` whose judge process is gone (it was killed before removing
-    them); the number removed."""
+class ZygoteCgroup:
+    """Memory and pids cgroups for a local zygote and all its children, below this process's own: the parents of
+    its children's cgroups (`Record`, level 0). `remove()` once the zygote is gone."""
+
+    def __init__(self, memory_mb: int, pids: int) -> None:
+        own = container_dirs(os.getpid())
+        sweep(own, ZYGOTE_PREFIX)  # those a worker killed outright left behind
+        name = f"{ZYGOTE_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
+        self.dirs = {c: os.path.join(own[c], name) for c in CONTROLLERS}
+        _make(self.dirs, memory_mb, pids)
+
+    def move(self, pid: int) -> None:
+        """Move process `pid` into these cgroups: a zygote just started, before it forks (its children then start
+        here, and each leased one moves on into cgroups of its own)."""
+        for path in self.dirs.values():
+            _write(f"{path}/cgroup.procs", str(pid))
+
+    def remove(self, wait: float = 5.0) -> bool:
+        """Remove these cgroups and those of children left in them, once their processes are gone (waiting up to
+        `wait` s: the kernel frees a cgroup a moment after its last process); whether they are gone."""
+        deadline = time.monotonic() + wait
+        while True:
+            for path in self.dirs.values():
+                _remove_tree(path)
+            if all(not os.path.exists(path) for path in self.dirs.values()) or time.monotonic() >= deadline:
+                return all(not os.path.exists(path) for path in self.dirs.values())
+            time.sleep(0.01)
+
+
+def _remove_tree(path: str) -> bool:
+    """Remove cgroup folder `path` and the folders below it, where no process is left in them."""
+    try:
+        names = [entry.name for entry in os.scandir(path) if entry.is_dir(follow_symlinks=False)]
+    except FileNotFoundError:
+        return True
+    except OSError:
+        names = []
+    for name in names:
+        _remove_tree(os.path.join(path, name))
+    return _rmdir(path)
+
+
+def _make(dirs: dict[str, str], memory_mb: int, pids: int) -> None:
+    """Make cgroup folders `dirs` (one per controller), limited to `memory_mb` of memory and no swap, and `pids`
+    processes; none are left where that fails."""
+    made: list[str] = []
+    try:
+        for path in dirs.values():
+            os.mkdir(path, 0o755)
+            made.append(path)
+        limit = str(memory_mb << 20)
+        memory = dirs["memory"]
+        _write(f"{memory}/memory.limit_in_bytes", limit)
+        if os.path.exists(f"{memory}/memory.memsw.limit_in_bytes"):  # no swap either (where swap is counted)
+            _write(f"{memory}/memory.memsw.limit_in_bytes", limit)
+        try:
+            _write(f"{memory}/memory.swappiness", "0")
+        except OSError:  # some kernels take it only at the root: the memsw limit is what counts
+            pass
+        _write(f"{dirs['pids']}/pids.max", str(pids))
+    except OSError:
+        for path in reversed(made):
+            _rmdir(path)
+        raise
+
+
+def sweep(parents: dict[str, str], prefix: str = PREFIX) -> int:
+    """Remove the cgroups named `prefix` below `parents` whose maker is gone, with those inside them: children's
+    (PREFIX) whose judge was killed before it removed them, or local zygotes' (ZYGOTE_PREFIX) whose worker was
+    killed outright; the number removed."""
     removed = 0
     for parent in parents.values():
         try:
@@ -163,15 +248,16 @@ def sweep(parents: dict[str, str]) -> int:
         except OSError:
             continue
         for name in names:
-            owner = name[len(PREFIX):].split("-", 1)[0]
-            if name.startswith(PREFIX) and owner.isdigit() and not pid_alive(int(owner)):
-                removed += _rmdir(os.path.join(parent, name))
+            owner = name[len(prefix):].split("-", 1)[0]
+            if name.startswith(prefix) and owner.isdigit() and not pid_alive(int(owner)):
+                removed += _remove_tree(os.path.join(parent, name))
     return removed
 
 
-def _tree(parent: str, ns_pid: int) -> list[int]:
-    """Host pids of the process whose pid in its container (the second of its NSpid, read from the host's pid
-    namespace) is `ns_pid`, among the processes of cgroup folder `parent`, and of every process below it there."""
+def _tree(parent: str, ns_pid: int, level: int = 1) -> list[int]:
+    """Host pids of the process whose pid in its zygote's namespace (entry `level` of its NSpid, read from the
+    host's pid namespace: 1 for a container's) is `ns_pid`, among the processes of cgroup folder `parent`, and of
+    every process below it there."""
     parents: dict[int, int] = {}
     root = None
     for text in Path(f"{parent}/cgroup.procs").read_text().split():
@@ -183,7 +269,7 @@ def _tree(parent: str, ns_pid: int) -> list[int]:
         fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
         nspids = fields.get("NSpid", "").split()
         parents[pid] = int(fields.get("PPid", "0").strip() or 0)
-        if len(nspids) >= 2 and nspids[1] == str(ns_pid):
+        if len(nspids) > level and nspids[level] == str(ns_pid):
             root = pid
     if root is None:
         return []

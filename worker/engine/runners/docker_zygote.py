@@ -37,22 +37,13 @@ from worker.engine import image as runner_image
 from worker.engine.errors import InfrastructureError
 from worker.engine.runners import child_cgroup
 from worker.engine.runners.base import SandboxSpec
+from worker.engine.runners.child_cgroup import SLOT_MEMORY_MB, child_pids, zygote_limits
 from worker.engine.runners.docker_config import LABEL, container_config, seccomp_profile
 from worker.engine.runners.forked import ZygoteHandle, jail_config
-from worker.sandbox.globalstate import MAX_PARKED, PARK_GROWTH_BYTES
 
 log = logging.getLogger(__name__)
 
 ZYGOTE_EXTRA_SYSCALLS = ("unshare", "mount", "umount2", "pivot_root", "sethostname", "setdomainname", "clone")
-# The zygote and its idle pre-forked children share pages with the working children. Per slot: the assignment's
-# memory limit, plus room for the child's tmpfs, its idle successor and its parked test processes (at most
-# globalstate.MAX_PARKED, each under PARK_GROWTH_BYTES + PARKED_COPIED_MB: `worker/sandbox/globalstate.py`);
-# once: the zygote. So each child has its limit itself (its rlimits stop it before the cgroup does), whatever the
-# other slots' children do.
-ZYGOTE_MEMORY_MB = 512
-PARKED_COPIED_MB = 16  # pages a parked test process copied from the post-import process (~5-10 MB measured)
-PARKED_MEMORY_MB = MAX_PARKED * ((PARK_GROWTH_BYTES >> 20) + PARKED_COPIED_MB)
-SLOT_MEMORY_MB = 256 + PARKED_MEMORY_MB
 ROLE_LABEL = "grader.role"
 OWNER_LABEL = "grader.owner"
 SOCKET_DIR = "/run/zygote"
@@ -80,26 +71,21 @@ def owner_alive(owner: str) -> bool:
     return now == start
 
 
-def child_pids(spec: SandboxSpec) -> int:
-    """The processes one slot's children may have together: a working child's (its student processes, the
-    server, its post-import and parked test processes) and its idle successor's."""
-    return 2 * spec.limits.pids + 16
-
-
 def zygote_config(image: str, spec: SandboxSpec, gpus: str | None, socket_dir: str) -> dict[str, Any]:
     """`containers.create` keyword arguments for a zygote container (the sandbox's hardening, adjusted)."""
     config = jail_config(spec, ["/opt/venv"], None)  # the server's code is imported before the fork
     command = ["/opt/venv/bin/python", "-I", "-B", "/opt/grader-sandbox/zygote.py",
                "--socket", f"{SOCKET_DIR}/zygote.sock", "--config", json.dumps(config)]
     kwargs = container_config(image, spec, gpus, command)
-    memory = (spec.slots * (spec.limits.memory_mb + SLOT_MEMORY_MB) + ZYGOTE_MEMORY_MB) * 1024 * 1024
+    memory_mb, pids = zygote_limits(spec)
+    memory = memory_mb << 20
     kwargs.update({
         "name": kwargs["name"].replace("grader-sandbox-", "grader-zygote-"),
         "labels": {**LABEL, ROLE_LABEL: "zygote", OWNER_LABEL: owner_id()},
         "mem_limit": memory, "memswap_limit": memory,
         # Each child's own RLIMIT_NPROC bounds it, and its own pids cgroup where it has one (`child_pids`); this
         # bounds the container: per slot a working and an idle child, and the zygote with its waiters.
-        "pids_limit": spec.slots * child_pids(spec) + 32,
+        "pids_limit": pids,
         # No open-files limit of ours: the zygote takes the engine's (its hard limit, as high as the host lets
         # a container have), far above what its children, each with docker_config.OPEN_FILES, can put in
         # flight with SCM_RIGHTS, so that it can always hand a judge a child (`worker/sandbox/zygote.py`).

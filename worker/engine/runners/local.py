@@ -4,8 +4,9 @@ Where the kernel allows, each sandbox gets new network, pid, mount, IPC and UTS 
 built from read-only bind mounts of the system and Python directories, so the repository, the reference tests and
 the service's data are simply not there. As root each sandbox runs under a uid of its own (so the process limit
 and signals stay within one sandbox) with no capabilities; otherwise a
-user namespace stands in. Resource limits come from rlimits. It is not the production sandbox (no cgroups): the
-Docker runner is.
+user namespace stands in. Resource limits come from rlimits, and where the host allows it (root, cgroup v1) each
+forked sandbox is also in memory and pids cgroups of its own (`local_zygote.py`); a fresh local sandbox has only
+its rlimits. It is not the production sandbox: the Docker runner is.
 """
 
 from __future__ import annotations

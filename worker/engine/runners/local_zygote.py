@@ -3,19 +3,27 @@
 The zygote itself runs with this process's privileges (it never runs student code); as root its children each
 take a uid of their own, otherwise a user namespace stands in. Its stdin is its lifeline: when this process
 closes it, or dies, the zygote kills its children and exits.
+
+Where the host allows it (root, cgroup v1), the zygote runs in memory and pids cgroups of its own, sized as a
+zygote container would be, and each child it hands out moves on into cgroups of its own below them, as a Docker
+zygote's do (`worker/engine/runners/child_cgroup.py`): one child's processes together can fill only its share.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
 from worker.engine.errors import InfrastructureError
+from worker.engine.runners import child_cgroup
 from worker.engine.runners.base import SANDBOX_SOURCE, SandboxSpec
 from worker.engine.runners.forked import ZygoteHandle, jail_config
+
+log = logging.getLogger(__name__)
 
 
 class LocalZygote(ZygoteHandle):
@@ -23,11 +31,13 @@ class LocalZygote(ZygoteHandle):
 
     def __init__(self, spec: SandboxSpec, python: str, env: dict[str, str], expose: list[str],
                  uid_range: tuple[int, int] | None) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="grader-zyg-"))
-        self.socket_path = str(self.dir / "zygote.sock")
+        self.dir = Path(tempfile.mkdtemp(prefix="grader-zyg-"))  # ours alone: the socket, the cgroups' record
+        (self.dir / "sock").mkdir()
+        self.socket_path = str(self.dir / "sock" / "zygote.sock")
         # The zygote has imported everything of ours a child needs: the repository stays out of its root.
         config = jail_config(spec, expose, uid_range)
         self._log = (self.dir / "zygote.log").open("wb")
+        self.cgroup = _zygote_cgroup(spec)
         try:
             self.proc = subprocess.Popen(
                 [python, "-I", "-B", str(SANDBOX_SOURCE / "zygote.py"), "--socket", self.socket_path,
@@ -35,8 +45,18 @@ class LocalZygote(ZygoteHandle):
                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log, env=env, cwd=self.dir)
         except OSError as exc:
             self._log.close()
-            shutil.rmtree(self.dir, ignore_errors=True)
+            self._remove()
             raise InfrastructureError(f"the sandbox did not start: no local sandbox zygote ({exc})") from exc
+        if self.cgroup is not None:
+            try:
+                # It imports torch for seconds before it forks a child: every child starts in these cgroups.
+                self.cgroup.move(self.proc.pid)
+                child_cgroup.write_record(self.dir, child_cgroup.Record(
+                    self.cgroup.dirs, spec.limits.memory_mb + child_cgroup.SLOT_MEMORY_MB,
+                    child_cgroup.child_pids(spec), level=0))
+            except OSError as exc:
+                self.stop()
+                raise InfrastructureError(f"the local sandbox zygote got no cgroups of its own: {exc}") from exc
 
     def alive(self) -> bool:
         """Whether the zygote process still runs."""
@@ -68,4 +88,24 @@ class LocalZygote(ZygoteHandle):
             self.proc.kill()
             self.proc.wait(timeout=10)
         self._log.close()
+        self._remove()
+
+    def _remove(self) -> None:
+        """Remove the zygote's folder and cgroups (its processes are gone)."""
+        if self.cgroup is not None and not self.cgroup.remove():
+            log.warning("the local sandbox zygote's cgroups %s are not empty yet; the next zygote's start removes "
+                        "them", self.cgroup.dirs)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _zygote_cgroup(spec: SandboxSpec) -> child_cgroup.ZygoteCgroup | None:
+    """Cgroups for a zygote like `spec` and its children, where this host lets this process make them."""
+    if not child_cgroup.possible():
+        return None
+    memory_mb, pids = child_cgroup.zygote_limits(spec)
+    try:
+        return child_cgroup.ZygoteCgroup(memory_mb, pids)
+    except OSError as exc:  # e.g. its own cgroup is not writable where the hierarchy's root is
+        log.warning("local sandbox zygote: no cgroups of its own (%s); each child is bounded by its rlimits "
+                    "alone", exc)
+        return None
