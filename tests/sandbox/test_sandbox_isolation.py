@@ -62,6 +62,18 @@ def test_setuid_binaries_give_nothing_back(probe: Callable[..., Probe]) -> None:
     assert int(whoami["out"].strip()) in SANDBOX_UIDS
 
 
+def test_student_code_runs_under_the_seccomp_filter_and_makes_no_namespaces(probe: Callable[..., Probe]) -> None:
+    """Does student code run under the sandbox's seccomp filter in both modes (a fresh sandbox process too, as a
+    zygote's child and a container do), so that it cannot make a namespace even where this host lets any user
+    make user namespaces?"""
+    p = probe()
+    me = p.call("identity")
+    assert me["Seccomp"] == "2" and me["NoNewPrivs"] == "1", me
+    for argv in (["unshare", "--user", "true"], ["unshare", "--user", "--map-root-user", "--net", "true"]):
+        made = p.call("run", argv)
+        assert made["rc"] != 0 and "Operation not permitted" in made["err"], (argv, made)
+
+
 def test_limits_cannot_be_raised(probe: Callable[..., Probe]) -> None:
     """Can student code lift its own resource limits?"""
     attempts = probe().call("raise_limits")

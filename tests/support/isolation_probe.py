@@ -63,7 +63,7 @@ PROBE = textwrap.dedent('''
     def identity():
         status = dict(line.split(":\\t", 1) for line in open("/proc/self/status").read().splitlines()
                       if ":\\t" in line)
-        keep = ("Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs")
+        keep = ("Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp")
         return {"uid": os.getuid(), "euid": os.geteuid(), "gid": os.getgid(), "groups": os.getgroups(),
                 **{k: status.get(k, "").strip() for k in keep}}
 

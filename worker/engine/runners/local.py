@@ -6,7 +6,8 @@ the service's data are simply not there. As root each sandbox runs under a uid o
 and signals stay within one sandbox) with no capabilities; otherwise a
 user namespace stands in. Resource limits come from rlimits, and where the host allows it (root, cgroup v1) each
 forked sandbox is also in memory and pids cgroups of its own (`local_zygote.py`); a fresh local sandbox has only
-its rlimits. It is not the production sandbox: the Docker runner is.
+its rlimits. Both load the seccomp filter of a zygote's child (`worker/sandbox/seccomp_filter.py`). It is not the
+production sandbox: the Docker runner is.
 """
 
 from __future__ import annotations
@@ -192,7 +193,7 @@ class LocalSandbox(Sandbox):
             shutil.copy(SANDBOX_SOURCE / name, server / name)
             (server / name).chmod(0o444)
         env = {**sandbox_env(spec), "HOME": "/sandbox/work",
-               "GRADER_CPU_SECONDS": str(spec.limits.test_timeout)}
+               "GRADER_CPU_SECONDS": str(spec.limits.test_timeout), "GRADER_SECCOMP": "1"}
         if mode == "none":
             argv = [python, "-I", "-B", str(server / "student_server.py")]
             cwd: Path | None = work
