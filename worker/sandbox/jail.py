@@ -231,6 +231,11 @@ def drop_privileges(uid: int | None) -> None:
     header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
     data = (ctypes.c_uint32 * 6)()
     _check(_libc.capset(header, data), "capset")
+    no_new_privs()
+
+
+def no_new_privs() -> None:
+    """Nothing this process or its children exec can gain privileges again (and a seccomp filter may load)."""
     _prctl(PR_SET_NO_NEW_PRIVS, 1)
 
 

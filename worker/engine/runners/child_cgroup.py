@@ -118,6 +118,12 @@ class Record:
     level: int = 1
 
 
+def slot_record(parents: dict[str, str], spec: SandboxSpec, level: int = 1) -> Record:
+    """The record of a zygote for `spec` whose children's cgroups go below `parents`: each child one slot's
+    share (the assignment's memory limit and the slot's room beside it, `child_pids` processes)."""
+    return Record(parents, spec.limits.memory_mb + SLOT_MEMORY_MB, child_pids(spec), level)
+
+
 def write_record(folder: Path, record: Record) -> None:
     """Keep a zygote container's record beside its socket folder (`read_record`)."""
     (folder / RECORD).write_text(json.dumps(dataclasses.asdict(record)))
@@ -161,14 +167,7 @@ class ChildCgroup:
 
     def remove(self, wait: float = 1.0) -> bool:
         """Remove the cgroups once their processes are gone (waiting up to `wait` s); whether they are gone."""
-        deadline = time.monotonic() + wait
-        left = list(self.dirs.values())
-        while left:
-            left = [path for path in left if not _rmdir(path)]
-            if not left or time.monotonic() >= deadline:
-                break
-            time.sleep(0.005)
-        return not left
+        return _remove_all(list(self.dirs.values()), wait)
 
 
 class ZygoteCgroup:
@@ -191,13 +190,20 @@ class ZygoteCgroup:
     def remove(self, wait: float = 5.0) -> bool:
         """Remove these cgroups and those of children left in them, once their processes are gone (waiting up to
         `wait` s: the kernel frees a cgroup a moment after its last process); whether they are gone."""
-        deadline = time.monotonic() + wait
-        while True:
-            for path in self.dirs.values():
-                _remove_tree(path)
-            if all(not os.path.exists(path) for path in self.dirs.values()) or time.monotonic() >= deadline:
-                return all(not os.path.exists(path) for path in self.dirs.values())
-            time.sleep(0.01)
+        return _remove_all(list(self.dirs.values()), wait)
+
+
+def _remove_all(paths: list[str], wait: float) -> bool:
+    """Remove cgroup folders `paths` (and any below them), retrying for up to `wait` s while processes are still
+    leaving them; whether they are all gone."""
+    deadline = time.monotonic() + wait
+    left = paths
+    while left:
+        left = [path for path in left if not _remove_tree(path)]
+        if not left or time.monotonic() >= deadline:
+            break
+        time.sleep(0.005)
+    return not left
 
 
 def _remove_tree(path: str) -> bool:

@@ -37,7 +37,7 @@ from worker.engine import image as runner_image
 from worker.engine.errors import InfrastructureError
 from worker.engine.runners import child_cgroup
 from worker.engine.runners.base import SandboxSpec
-from worker.engine.runners.child_cgroup import SLOT_MEMORY_MB, child_pids, zygote_limits
+from worker.engine.runners.child_cgroup import zygote_limits
 from worker.engine.runners.docker_config import LABEL, container_config, seccomp_profile
 from worker.engine.runners.forked import ZygoteHandle, jail_config
 
@@ -128,8 +128,7 @@ class DockerZygote(ZygoteHandle):
                     # Docker names a container's cgroups by its id: these are another process's (the engine's
                     # pids are not this process's: a worker in a pid namespace of its own, say).
                     raise OSError(f"the zygote container's cgroups are not visible from this process: {dirs}")
-                child_cgroup.write_record(self.dir, child_cgroup.Record(
-                    dirs, spec.limits.memory_mb + SLOT_MEMORY_MB, child_pids(spec)))
+                child_cgroup.write_record(self.dir, child_cgroup.slot_record(dirs, spec))
         except docker.errors.ImageNotFound as exc:
             self.stop()
             raise InfrastructureError(f"the runner image {image} is missing; build it with "

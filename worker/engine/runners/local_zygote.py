@@ -51,9 +51,7 @@ class LocalZygote(ZygoteHandle):
             try:
                 # It imports torch for seconds before it forks a child: every child starts in these cgroups.
                 self.cgroup.move(self.proc.pid)
-                child_cgroup.write_record(self.dir, child_cgroup.Record(
-                    self.cgroup.dirs, spec.limits.memory_mb + child_cgroup.SLOT_MEMORY_MB,
-                    child_cgroup.child_pids(spec), level=0))
+                child_cgroup.write_record(self.dir, child_cgroup.slot_record(self.cgroup.dirs, spec, level=0))
             except OSError as exc:
                 self.stop()
                 raise InfrastructureError(f"the local sandbox zygote got no cgroups of its own: {exc}") from exc
