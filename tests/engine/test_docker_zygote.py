@@ -49,12 +49,13 @@ def test_the_zygote_container_differs_from_a_sandbox_only_where_it_must() -> Non
 def test_a_zygote_for_more_slots_has_room_for_each() -> None:
     """Does a zygote container that serves a worker's two slots get, for each, the child's limits and room for
     a child kept ahead (what a child's own cgroups allow it), so that one slot's bomb never takes the other's
-    share?"""
+    share, and each slot's CPUs (before, two slots shared one slot's CPU quota)?"""
     one, two = (zygote_config("img", SandboxSpec(limits=Limits(memory_mb=512, pids=32), slots=n), None, "/s")
                 for n in (1, 2))
     assert two["mem_limit"] - one["mem_limit"] >= (512 << 20) + (SLOT_MEMORY_MB << 20)
     assert two["pids_limit"] - one["pids_limit"] == child_pids(SandboxSpec(limits=Limits(pids=32))) >= 2 * 32
     assert two["memswap_limit"] == two["mem_limit"]
+    assert two["nano_cpus"] == 2 * one["nano_cpus"] == 2 * Limits().cpus * 1e9
 
 
 def test_each_slot_has_room_for_the_test_processes_its_sandbox_may_park() -> None:

@@ -1,7 +1,7 @@
 """Which sandbox zygote serves which slot, and what a slot's child can take from another's: where the host allows
-it each child has memory and pids cgroups of its own below one zygote shared by the slots (a Docker zygote's
+it each child has memory, pids and CPU cgroups of its own below one zygote shared by the slots (a Docker zygote's
 container, or a local zygote's own cgroups), else each slot has a Docker zygote of its own; either way one slot's
-submission cannot fill the memory or pids cgroup that another slot's sandbox lives in."""
+submission cannot fill the memory or pids cgroup that another slot's sandbox lives in, nor take its CPUs."""
 
 from __future__ import annotations
 
@@ -195,6 +195,35 @@ def test_each_forked_child_lives_in_cgroups_of_its_own_until_it_is_gone(
             assert f":{sandbox.cgroup.dirs['memory'].split('/memory', 1)[1]}" in lines
         probe.stop()
         assert not memory.exists() and not pids.exists()
+        assert not any(Path(folder).exists() for folder in sandbox.cgroup.dirs.values())
+    finally:
+        runner.close()
+
+
+def test_a_childs_processes_together_get_its_slots_cpus_and_the_zygote_every_slots(
+        shared: tuple[SandboxZygotes, str, str]) -> None:
+    """Is a child moved into a CPU cgroup of its own whose quota is the assignment's `cpus` (what a fresh
+    container's --cpus gives it; the parity suite spins processes in it), while the zygote's CPU quota is every
+    slot's (before, the zygote container that two slots share had one slot's CPU for both)?"""
+    _, path, kind = shared
+    record = child_cgroup.read_record(path)
+    assert record is not None
+    if child_cgroup.CPU not in record.parents:
+        pytest.skip("this host's CPU hierarchy is not writable here")
+    limits = Limits(memory_mb=768)
+    assert record.cpus == limits.cpus
+    period = int((Path(record.parents["cpu"]) / "cpu.cfs_period_us").read_text())
+    assert int((Path(record.parents["cpu"]) / "cpu.cfs_quota_us").read_text()) == round(2 * limits.cpus * period)
+    runner = runner_for(kind, path)
+    try:
+        probe = Probe(runner, BOMB, limits)
+        sandbox = probe.sandbox
+        assert isinstance(sandbox, ForkedSandbox) and sandbox.cgroup is not None
+        cpu = Path(sandbox.cgroup.dirs["cpu"])
+        assert cpu.parent == Path(record.parents["cpu"])
+        assert int((cpu / "cpu.cfs_quota_us").read_text()) == round(limits.cpus * period)
+        probe.stop()
+        assert not cpu.exists()
     finally:
         runner.close()
 
@@ -252,15 +281,21 @@ def test_a_record_only_the_worker_can_write_says_which_cgroups_a_child_gets(tmp_
     record = child_cgroup.Record({"memory": "/m/docker/x", "pids": "/p/docker/x"}, 1376, 144)
     child_cgroup.write_record(tmp_path, record)
     assert child_cgroup.read_record(socket) == record
+    record = child_cgroup.Record({"memory": "/m/docker/x", "pids": "/p/docker/x", "cpu": "/c/docker/x"}, 1376, 144,
+                                cpus=1.5)
+    child_cgroup.write_record(tmp_path, record)
+    assert child_cgroup.read_record(socket) == record
     for text in ("{", "[]", '{"parents": {"memory": "/m"}, "memory_mb": 1, "pids": 1}',
-                 '{"parents": {"memory": "/m", "pids": "/p"}, "memory_mb": "lots", "pids": 1}'):
+                 '{"parents": {"memory": "/m", "pids": "/p"}, "memory_mb": "lots", "pids": 1}',
+                 '{"parents": {"memory": "/m", "pids": "/p", "devices": "/d"}, "memory_mb": 1, "pids": 1}',
+                 '{"parents": {"memory": "/m", "pids": "/p", "cpu": "/c"}, "memory_mb": 1, "pids": 1, "cpus": -1}'):
         (tmp_path / child_cgroup.RECORD).write_text(text)
         assert child_cgroup.read_record(socket) is None, text
 
 
-def test_only_cgroup_v1_memory_and_pids_hierarchies_are_found(tmp_path: Path) -> None:
-    """Are the memory and pids hierarchies found among a host's mounts, and nothing on a cgroup v2 host or in a
-    hierarchy mounted below its root (a container's view)?"""
+def test_only_cgroup_v1_memory_pids_and_cpu_hierarchies_are_found(tmp_path: Path) -> None:
+    """Are the memory, pids and CPU hierarchies found among a host's mounts (CPU alone or beside cpuacct), and
+    nothing on a cgroup v2 host or in a hierarchy mounted below its root (a container's view)?"""
     mountinfo = tmp_path / "mountinfo"
     mountinfo.write_text(
         "31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755\n"
@@ -268,7 +303,11 @@ def test_only_cgroup_v1_memory_and_pids_hierarchies_are_found(tmp_path: Path) ->
         "35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n"
         "39 31 0:36 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids\n"
         "41 31 0:37 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n")
-    assert child_cgroup.mounts(str(mountinfo)) == {"memory": "/sys/fs/cgroup/memory", "pids": "/sys/fs/cgroup/pids"}
+    assert child_cgroup.mounts(str(mountinfo)) == {"memory": "/sys/fs/cgroup/memory", "pids": "/sys/fs/cgroup/pids",
+                                                   "cpu": "/sys/fs/cgroup/cpu"}
+    mountinfo.write_text("32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n"
+                         "33 31 0:30 / /sys/fs/cgroup/cpuset rw - cgroup cgroup rw,cpuset\n")
+    assert child_cgroup.mounts(str(mountinfo)) == {"cpu": "/sys/fs/cgroup/cpu,cpuacct"}
     mountinfo.write_text("30 23 0:27 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n")
     assert child_cgroup.mounts(str(mountinfo)) == {}
     mountinfo.write_text("35 31 0:32 /docker/abc /sys/fs/cgroup/memory ro - cgroup cgroup rw,memory\n")
@@ -276,7 +315,7 @@ def test_only_cgroup_v1_memory_and_pids_hierarchies_are_found(tmp_path: Path) ->
 
 
 def test_a_local_zygotes_cgroups_go_with_it_and_a_killed_workers_go_at_the_next_start() -> None:
-    """Does a local zygote run in memory and pids cgroups of its own, sized for its slots, are they gone once it
+    """Does a local zygote run in memory, pids and CPU cgroups of its own, sized for its slots, are they gone once it
     has stopped, and does the next local zygote's start remove those that a worker killed outright left behind
     (with its children's inside), and not a living worker's?"""
     if namespace_mode() == "none" or not child_cgroup.possible():
@@ -284,8 +323,8 @@ def test_a_local_zygotes_cgroups_go_with_it_and_a_killed_workers_go_at_the_next_
     own = child_cgroup.container_dirs(os.getpid())
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    left = [Path(own[c]) / f"{child_cgroup.ZYGOTE_PREFIX}{dead.pid}-0" for c in child_cgroup.CONTROLLERS]
-    living = [Path(own[c]) / f"{child_cgroup.ZYGOTE_PREFIX}{os.getppid()}-0" for c in child_cgroup.CONTROLLERS]
+    left = [Path(folder) / f"{child_cgroup.ZYGOTE_PREFIX}{dead.pid}-0" for folder in own.values()]
+    living = [Path(folder) / f"{child_cgroup.ZYGOTE_PREFIX}{os.getppid()}-0" for folder in own.values()]
     for folder in left:
         folder.mkdir()
         (folder / f"{child_cgroup.PREFIX}{dead.pid}-0").mkdir()
@@ -297,16 +336,21 @@ def test_a_local_zygotes_cgroups_go_with_it_and_a_killed_workers_go_at_the_next_
         assert zygote.cgroup is not None
         assert not any(folder.exists() for folder in left) and all(folder.exists() for folder in living)
         memory, pids = (Path(zygote.cgroup.dirs[c]) for c in ("memory", "pids"))
-        memory_mb, processes = child_cgroup.zygote_limits(spec)
+        memory_mb, processes, cpus = child_cgroup.zygote_limits(spec)
         assert int((memory / "memory.limit_in_bytes").read_text()) == memory_mb << 20
         assert int((pids / "pids.max").read_text()) == processes
+        if "cpu" in zygote.cgroup.dirs:
+            cpu = Path(zygote.cgroup.dirs["cpu"])
+            assert cpus == 2 * Limits().cpus
+            assert int((cpu / "cpu.cfs_quota_us").read_text()) == round(
+                cpus * int((cpu / "cpu.cfs_period_us").read_text()))
         assert str(zygote.proc.pid) in (memory / "cgroup.procs").read_text().split()
         zygote.wait_ready()
         record = child_cgroup.read_record(zygote.socket_path)
         assert record == child_cgroup.Record(zygote.cgroup.dirs, Limits().memory_mb + child_cgroup.SLOT_MEMORY_MB,
-                                             child_cgroup.child_pids(spec), level=0)
+                                             child_cgroup.child_pids(spec), level=0, cpus=Limits().cpus)
     finally:
         zygote.stop()
         for folder in living:
             folder.rmdir()
-    assert not memory.exists() and not pids.exists()
+    assert not any(Path(folder).exists() for folder in zygote.cgroup.dirs.values())

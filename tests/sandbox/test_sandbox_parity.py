@@ -5,8 +5,8 @@ zygote container, and a child of a local zygote process — and must get the sam
 submission leaves (files in /work, /tmp, /dev/shm or HOME, SysV IPC, abstract-socket listeners, setsid daemons)
 reaches the next submission on that slot or one running beside it; only its own processes in /proc; only `lo`;
 no capabilities, no_new_privs, a seccomp filter; only the expected descriptors; namespace, mount, keyring, BPF,
-perf, io_uring calls refused, and so is lowering its own priority; fresh random state per child; a zygote that
-does not grow over 200 submissions.
+perf, io_uring calls refused, and so is lowering its own priority; fresh random state per child; no more than
+the assignment's CPUs for all its processes together; a zygote that does not grow over 200 submissions.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import pytest
 from tests.support.isolation_probe import DAEMON
 from tests.support.sandbox_support import Probe, processes_named
 from worker.engine.manifest import Limits
+from worker.engine.runners import child_cgroup
 from worker.engine.runners.base import Runner, SandboxSpec
 from worker.engine.runners.local import LocalRunner, namespace_mode
 from worker.sandbox import wire
@@ -206,6 +207,25 @@ PROBE = textwrap.dedent('''
             return len(blocks) * 32
 
 
+    def spin(processes, seconds):
+        """The CPUs that `processes` processes spinning for `seconds` used together, on average."""
+        start = time.monotonic()
+        pids = []
+        for _ in range(processes):
+            pid = os.fork()
+            if pid == 0:
+                end = time.monotonic() + seconds
+                while time.monotonic() < end:
+                    pass
+                os._exit(0)
+            pids.append(pid)
+        used = 0.0
+        for pid in pids:
+            _, _, usage = os.wait4(pid, 0)
+            used += usage.ru_utime + usage.ru_stime
+        return used / (time.monotonic() - start)
+
+
     def fork_children(count):
         children = 0
         try:
@@ -385,6 +405,18 @@ def test_a_memory_bomb_leaves_the_sandbox_beside_it_working(probe: Callable[...,
         assert "memory" in str(exc), exc
     assert victim.call("hold", 64) == 256, "the sandbox beside the bomb lost its memory or its room"
     assert victim.sandbox.exit_info().state == "running"
+
+
+def test_a_submissions_processes_together_get_no_more_than_its_cpus(probe: Callable[..., Probe], path: str) -> None:
+    """On a zygote that serves two slots (and so has both slots' CPUs): can three processes of one submission
+    spinning at once use more than the assignment's `cpus` (one), as a fresh container's --cpus forbids?"""
+    if path == "local-fork" and not child_cgroup.possible():
+        pytest.skip("the local runner gives its children CPU cgroups only as root on cgroup v1")
+    if os.cpu_count() == 1:
+        pytest.skip("one CPU: nothing to hold a submission below")
+    limits = Limits()
+    used = probe(limits, slots=2).call("spin", 3, 2.0)
+    assert used < limits.cpus * 1.25, f"three spinning processes used {used:.2f} CPUs with a limit of {limits.cpus}"
 
 
 @pytest.mark.parametrize("path", ["local-fork"], indirect=True)

@@ -1,4 +1,4 @@
-"""A cgroup of its own for each child of a sandbox zygote: memory (no swap) and pids, made by the host.
+"""A cgroup of its own for each child of a sandbox zygote: memory (no swap), pids and CPU, made by the host.
 
 A zygote container is one memory and pids cgroup, while a child's limits are rlimits per process: without more, a
 child that forks many processes, each under its limits, fills the container, and the kernel then kills the largest
@@ -7,6 +7,9 @@ lets this process write cgroup v1's memory and pids hierarchies (a worker that r
 each child leased from a zygote is moved, before the judge sends it a byte of the student's, into cgroups of its
 own below the container's, limited to one slot's share (`ChildCgroup.join`): one child's processes can fill only
 those. Then every slot of a worker forks from one zygote container, which shares its warmed heap with all of them.
+Where the CPU hierarchy is writable too, each child also gets a CPU cgroup of its own, with the assignment's
+`cpus` as its quota, as a fresh container's `--cpus` gives it: one child cannot have more than a slot's CPUs, and
+the slots share the CPUs equally however many processes each runs; the container's own quota is every slot's.
 Elsewhere (cgroup v2, or no write access) each slot gets a zygote container of its own instead
 (`worker/engine/judge/sandboxes.py`).
 
@@ -40,7 +43,9 @@ from worker.sandbox.globalstate import MAX_PARKED, PARK_GROWTH_BYTES
 if TYPE_CHECKING:
     from worker.engine.runners.base import SandboxSpec
 
-CONTROLLERS = ("memory", "pids")
+CONTROLLERS = ("memory", "pids")  # what a child's cgroups need
+CPU = "cpu"  # what they get besides, where the host has it: a CPU quota and an equal share
+FOUND = (*CONTROLLERS, CPU)
 RECORD = "cgroups.json"  # in a zygote's host folder: the container's cgroup folders, one per controller
 PREFIX = "grader-child-"
 ZYGOTE_PREFIX = "grader-zygote-"  # a local zygote's own cgroups, below the worker's
@@ -62,14 +67,15 @@ def child_pids(spec: SandboxSpec) -> int:
     return 2 * spec.limits.pids + 16
 
 
-def zygote_limits(spec: SandboxSpec) -> tuple[int, int]:
-    """What a zygote for `spec` (its slots) may hold with all its children: MiB of memory, and processes (per
-    slot a working and an idle child, and the zygote with its waiters)."""
-    return spec.slots * (spec.limits.memory_mb + SLOT_MEMORY_MB) + ZYGOTE_MEMORY_MB, spec.slots * child_pids(spec) + 32
+def zygote_limits(spec: SandboxSpec) -> tuple[int, int, float]:
+    """What a zygote for `spec` (its slots) may hold with all its children: MiB of memory, processes (per slot a
+    working and an idle child, and the zygote with its waiters), and CPUs (each slot's: its children's quota)."""
+    return (spec.slots * (spec.limits.memory_mb + SLOT_MEMORY_MB) + ZYGOTE_MEMORY_MB,
+            spec.slots * child_pids(spec) + 32, spec.slots * spec.limits.cpus)
 
 
 def mounts(mountinfo: str = "/proc/self/mountinfo") -> dict[str, str]:
-    """Where cgroup v1's memory and pids hierarchies are mounted here, for those that are."""
+    """Where cgroup v1's memory, pids and CPU hierarchies are mounted here, for those that are."""
     found: dict[str, str] = {}
     try:
         lines = Path(mountinfo).read_text().splitlines()
@@ -80,7 +86,7 @@ def mounts(mountinfo: str = "/proc/self/mountinfo") -> dict[str, str]:
         if " - cgroup " not in line or len(fields) < 5:
             continue
         options = line.rsplit(" ", 1)[-1].split(",")
-        for controller in CONTROLLERS:
+        for controller in FOUND:
             if controller in options and fields[3] == "/":
                 found.setdefault(controller, fields[4])
     return found
@@ -93,15 +99,18 @@ def possible() -> bool:
 
 
 def container_dirs(pid: int) -> dict[str, str]:
-    """The cgroup folders, per controller, of the process with host pid `pid` (a container's first process)."""
+    """The cgroup folders, per controller, of the process with host pid `pid` (a container's first process):
+    memory and pids, and CPU where its hierarchy is mounted and writable here."""
     found = mounts()
     dirs: dict[str, str] = {}
     for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
         _, names, path = line.split(":", 2)
-        for controller in CONTROLLERS:
+        for controller in FOUND:
             if controller in names.split(",") and controller in found:
                 dirs[controller] = os.path.join(found[controller], path.lstrip("/"))
-    if set(dirs) != set(CONTROLLERS) or not all(os.path.isdir(d) for d in dirs.values()):
+    if CPU in dirs and not os.access(dirs[CPU], os.W_OK):
+        del dirs[CPU]  # optional: the children go without a CPU quota of their own
+    if not set(CONTROLLERS) <= set(dirs) or not all(os.path.isdir(d) for d in dirs.values()):
         raise OSError(errno.ENOENT, f"no cgroup v1 memory and pids folders for process {pid}: {dirs}")
     return dirs
 
@@ -109,19 +118,20 @@ def container_dirs(pid: int) -> dict[str, str]:
 @dataclass(frozen=True)
 class Record:
     """What the host knows of a zygote's children's cgroups: its container's (or its own) folders, each child's
-    limits, and at which level of a process's NSpid the zygote's pid for it is (1: a container's namespace; 0: a
-    local zygote's, this process's own)."""
+    limits (`cpus`: its CPU quota, where `parents` has a CPU folder; 0 for none), and at which level of a process's
+    NSpid the zygote's pid for it is (1: a container's namespace; 0: a local zygote's, this process's own)."""
 
     parents: dict[str, str]
     memory_mb: int
     pids: int
     level: int = 1
+    cpus: float = 0.0
 
 
 def slot_record(parents: dict[str, str], spec: SandboxSpec, level: int = 1) -> Record:
     """The record of a zygote for `spec` whose children's cgroups go below `parents`: each child one slot's
-    share (the assignment's memory limit and the slot's room beside it, `child_pids` processes)."""
-    return Record(parents, spec.limits.memory_mb + SLOT_MEMORY_MB, child_pids(spec), level)
+    share (the assignment's memory limit and the slot's room beside it, `child_pids` processes, its CPUs)."""
+    return Record(parents, spec.limits.memory_mb + SLOT_MEMORY_MB, child_pids(spec), level, spec.limits.cpus)
 
 
 def write_record(folder: Path, record: Record) -> None:
@@ -134,10 +144,11 @@ def read_record(socket_path: str) -> Record | None:
     cgroups of their own (a local zygote, a host that does not allow it)."""
     try:
         data = json.loads((Path(socket_path).parent.parent / RECORD).read_text())
-        record = Record(dict(data["parents"]), int(data["memory_mb"]), int(data["pids"]), int(data.get("level", 1)))
+        record = Record(dict(data["parents"]), int(data["memory_mb"]), int(data["pids"]), int(data.get("level", 1)),
+                        float(data.get("cpus", 0.0)))
     except (OSError, ValueError, TypeError, KeyError):
         return None
-    return record if set(record.parents) == set(CONTROLLERS) else None
+    return record if set(CONTROLLERS) <= set(record.parents) <= set(FOUND) and record.cpus >= 0 else None
 
 
 class ChildCgroup:
@@ -148,10 +159,10 @@ class ChildCgroup:
         # must not meet the folders its last holder left.
         self.owner = os.getpid()  # who made them, and so removes them
         name = f"{PREFIX}{self.owner}-{secrets.token_hex(4)}"
-        self.dirs = {c: os.path.join(record.parents[c], name) for c in CONTROLLERS}
+        self.dirs = {c: os.path.join(parent, name) for c, parent in record.parents.items()}
         self.parents = record.parents
         self.level = record.level
-        _make(self.dirs, record.memory_mb, record.pids)
+        _make(self.dirs, record.memory_mb, record.pids, record.cpus)
 
     def join(self, ns_pid: int) -> list[int]:
         """Move the child whose pid in its container is `ns_pid`, with every process below it, into these cgroups;
@@ -171,15 +182,15 @@ class ChildCgroup:
 
 
 class ZygoteCgroup:
-    """Memory and pids cgroups for a local zygote and all its children, below this process's own: the parents of
-    its children's cgroups (`Record`, level 0). `remove()` once the zygote is gone."""
+    """Memory, pids (and CPU) cgroups for a local zygote and all its children, below this process's own: the
+    parents of its children's cgroups (`Record`, level 0). `remove()` once the zygote is gone."""
 
-    def __init__(self, memory_mb: int, pids: int) -> None:
+    def __init__(self, memory_mb: int, pids: int, cpus: float) -> None:
         own = container_dirs(os.getpid())
         sweep(own, ZYGOTE_PREFIX)  # those a worker killed outright left behind
         name = f"{ZYGOTE_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
-        self.dirs = {c: os.path.join(own[c], name) for c in CONTROLLERS}
-        _make(self.dirs, memory_mb, pids)
+        self.dirs = {c: os.path.join(parent, name) for c, parent in own.items()}
+        _make(self.dirs, memory_mb, pids, cpus)
 
     def move(self, pid: int) -> None:
         """Move process `pid` into these cgroups: a zygote just started, before it forks (its children then start
@@ -219,9 +230,9 @@ def _remove_tree(path: str) -> bool:
     return _rmdir(path)
 
 
-def _make(dirs: dict[str, str], memory_mb: int, pids: int) -> None:
-    """Make cgroup folders `dirs` (one per controller), limited to `memory_mb` of memory and no swap, and `pids`
-    processes; none are left where that fails."""
+def _make(dirs: dict[str, str], memory_mb: int, pids: int, cpus: float) -> None:
+    """Make cgroup folders `dirs` (one per controller), limited to `memory_mb` of memory and no swap, `pids`
+    processes and (where `dirs` has a CPU folder and `cpus` is set) `cpus` CPUs; none are left where that fails."""
     made: list[str] = []
     try:
         for path in dirs.values():
@@ -237,6 +248,10 @@ def _make(dirs: dict[str, str], memory_mb: int, pids: int) -> None:
         except OSError:  # some kernels take it only at the root: the memsw limit is what counts
             pass
         _write(f"{dirs['pids']}/pids.max", str(pids))
+        if CPU in dirs and cpus > 0:
+            # A quota per period, as `docker run --cpus` sets it; the share stays the default, equal for all.
+            period = int(Path(f"{dirs[CPU]}/cpu.cfs_period_us").read_text())
+            _write(f"{dirs[CPU]}/cpu.cfs_quota_us", str(max(1000, round(cpus * period))))
     except OSError:
         for path in reversed(made):
             _rmdir(path)

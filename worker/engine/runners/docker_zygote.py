@@ -77,7 +77,7 @@ def zygote_config(image: str, spec: SandboxSpec, gpus: str | None, socket_dir: s
     command = ["/opt/venv/bin/python", "-I", "-B", "/opt/grader-sandbox/zygote.py",
                "--socket", f"{SOCKET_DIR}/zygote.sock", "--config", json.dumps(config)]
     kwargs = container_config(image, spec, gpus, command)
-    memory_mb, pids = zygote_limits(spec)
+    memory_mb, pids, cpus = zygote_limits(spec)
     memory = memory_mb << 20
     kwargs.update({
         "name": kwargs["name"].replace("grader-sandbox-", "grader-zygote-"),
@@ -86,6 +86,9 @@ def zygote_config(image: str, spec: SandboxSpec, gpus: str | None, socket_dir: s
         # Each child's own RLIMIT_NPROC bounds it, and its own pids cgroup where it has one (`child_pids`); this
         # bounds the container: per slot a working and an idle child, and the zygote with its waiters.
         "pids_limit": pids,
+        # Every slot's CPUs: each child's own CPU cgroup holds it to its slot's (`child_cgroup`), as a fresh
+        # container's --cpus would. A container per slot has one slot's (a zygote's work is its children's).
+        "nano_cpus": int(cpus * 1e9),
         # No open-files limit of ours: the zygote takes the engine's (its hard limit, as high as the host lets
         # a container have), far above what its children, each with docker_config.OPEN_FILES, can put in
         # flight with SCM_RIGHTS, so that it can always hand a judge a child (`worker/sandbox/zygote.py`).

@@ -5,7 +5,7 @@ built from read-only bind mounts of the system and Python directories, so the re
 the service's data are simply not there. As root each sandbox runs under a uid of its own (so the process limit
 and signals stay within one sandbox) with no capabilities; otherwise a
 user namespace stands in. Resource limits come from rlimits, and where the host allows it (root, cgroup v1) each
-forked sandbox is also in memory and pids cgroups of its own (`local_zygote.py`); a fresh local sandbox has only
+forked sandbox is also in memory, pids and CPU cgroups of its own (`local_zygote.py`); a fresh local sandbox has only
 its rlimits. Both load the seccomp filter of a zygote's child (`worker/sandbox/seccomp_filter.py`). It is not the
 production sandbox: the Docker runner is.
 """

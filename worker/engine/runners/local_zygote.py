@@ -4,7 +4,7 @@ The zygote itself runs with this process's privileges (it never runs student cod
 take a uid of their own, otherwise a user namespace stands in. Its stdin is its lifeline: when this process
 closes it, or dies, the zygote kills its children and exits.
 
-Where the host allows it (root, cgroup v1), the zygote runs in memory and pids cgroups of its own, sized as a
+Where the host allows it (root, cgroup v1), the zygote runs in memory, pids and CPU cgroups of its own, sized as a
 zygote container would be, and each child it hands out moves on into cgroups of its own below them, as a Docker
 zygote's do (`worker/engine/runners/child_cgroup.py`): one child's processes together can fill only its share.
 """
@@ -100,9 +100,8 @@ def _zygote_cgroup(spec: SandboxSpec) -> child_cgroup.ZygoteCgroup | None:
     """Cgroups for a zygote like `spec` and its children, where this host lets this process make them."""
     if not child_cgroup.possible():
         return None
-    memory_mb, pids = child_cgroup.zygote_limits(spec)
     try:
-        return child_cgroup.ZygoteCgroup(memory_mb, pids)
+        return child_cgroup.ZygoteCgroup(*child_cgroup.zygote_limits(spec))
     except OSError as exc:  # e.g. its own cgroup is not writable where the hierarchy's root is
         log.warning("local sandbox zygote: no cgroups of its own (%s); each child is bounded by its rlimits "
                     "alone", exc)
