@@ -26,7 +26,7 @@ from tests.conftest import REFERENCE_SOLUTION, REPO, fresh_postgres_database
 from tests.support.lms_helpers import Receiver, signed_headers, submission_body, verified
 from tests.support.lti_platform import LEARNER, Platform, PlatformUser, oidc_launch
 from tests.support.recovery_support import Watcher
-from tests.support.service_stack import COMMIT_HOOKS, FAKETIME, Stack, logs, running_stack, wait_for
+from tests.support.service_stack import COMMIT_HOOKS, Stack, logs, running_stack, skewed_clock, wait_for
 
 BROKEN = REPO / "reference_tests" / "autograd" / "examples" / "simple_gradients_broken.py"  # scores 80
 BOUND = 150  # seconds for a grading and its LMS traffic on a busy 2-core CI host
@@ -46,8 +46,6 @@ def test_a_better_grade_from_a_worker_whose_clock_runs_behind_replaces_the_lms_g
     from grader.lms import integrations
     from grader.models.lms import LtiScore
 
-    if not FAKETIME.exists():
-        pytest.fail(f"{FAKETIME} is missing: scripts/test installs it (apt-get install faketime)")
     client = stack.app.test_client()
     with Platform() as platform, Receiver() as receiver:
         registered = stack.app.test_cli_runner().invoke(lms_group, platform.registration_args())
@@ -67,7 +65,7 @@ def test_a_better_grade_from_a_worker_whose_clock_runs_behind_replaces_the_lms_g
         wait_for(lambda: platform.scores and receiver.received, BOUND, "the first grade's LMS traffic")
         on_time.stop()
 
-        stack.worker("worker-behind", LD_PRELOAD=str(FAKETIME), FAKETIME="-120s")
+        stack.worker("worker-behind", **skewed_clock("-120s"))
         stack.upload(1, watcher)
         watcher.wait_all_graded(BOUND)
         try:
@@ -97,13 +95,11 @@ def test_a_webhook_retry_at_a_host_whose_clock_runs_ahead_waits_for_the_live_fir
     from grader.models import Submission
     from grader.models.lms import LmsWebhookReceipt
 
-    if not FAKETIME.exists():
-        pytest.fail(f"{FAKETIME} is missing: scripts/test installs it (apt-get install faketime)")
     _, secrets = integrations.add_integration("canvas", "DEMO101")
     pythonpath = os.pathsep.join(filter(None, [str(COMMIT_HOOKS), stack.env.get("PYTHONPATH")]))
-    behind = stack.web("web-behind", LD_PRELOAD=str(FAKETIME), FAKETIME="-90s", PYTHONPATH=pythonpath,
+    behind = stack.web("web-behind", **skewed_clock("-90s"), PYTHONPATH=pythonpath,
                        GRADER_TEST_HOLD_AFTER_RECEIPT="8")
-    ahead = stack.web("web-ahead", LD_PRELOAD=str(FAKETIME), FAKETIME="+90s")
+    ahead = stack.web("web-ahead", **skewed_clock("+90s"))
     body = submission_body(REFERENCE_SOLUTION.read_bytes())
     headers = signed_headers(secrets.inbound or "", body, msg_id="msg_retried_early")
     url = "/api/v1/lms/canvas/submissions"

@@ -34,7 +34,7 @@ from tests.support.recovery_support import (
     assert_graded_exactly_once,
     run_rows,
 )
-from tests.support.service_stack import COMMIT_HOOKS, FAKETIME, Stack, logs, running_stack, wait_for
+from tests.support.service_stack import COMMIT_HOOKS, Stack, logs, running_stack, skewed_clock, wait_for
 
 # Tests that stop or restart this machine's Docker engine, which every other test uses: under CI, or on request.
 stops_docker = pytest.mark.skipif(
@@ -149,10 +149,8 @@ def test_a_worker_whose_clock_runs_behind_keeps_its_gradings(stack: Stack) -> No
     """When a worker host's clock runs two minutes behind the database's and the sweeping host's (libfaketime in
     the worker's processes), does the liveness sweep leave its gradings alone: each graded exactly once, on its
     first attempt, never shown queued again?"""
-    if not FAKETIME.exists():
-        pytest.fail(f"{FAKETIME} is missing: scripts/test installs it (apt-get install faketime)")
     watcher = Watcher(stack.app, stack.world.student.headers)
-    stack.worker("worker-behind", LD_PRELOAD=str(FAKETIME), FAKETIME="-120s")
+    stack.worker("worker-behind", **skewed_clock("-120s"))
     stack.beat()
     ids = stack.upload(4, watcher)
     watcher.wait_all_graded(BOUND)

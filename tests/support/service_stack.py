@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 from flask import Flask
 from flask_migrate import upgrade
@@ -32,6 +33,16 @@ from tests.support.recovery_support import (
 )
 
 FAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")  # Debian's faketime package
+
+
+def skewed_clock(offset: str) -> dict[str, str]:
+    """The environment of a process whose clock is `offset` ("+120s", "-90s") off the real one, under libfaketime
+    (stopped sooner: `recovery_support.Child.skewed`); the test fails where the library is missing."""
+    if not FAKETIME.exists():
+        pytest.fail(f"{FAKETIME} is missing: scripts/test installs it (apt-get install faketime)")
+    return {"LD_PRELOAD": str(FAKETIME), "FAKETIME": offset}
+
+
 # Test hooks run at start-up (sitecustomize) by a child whose PYTHONPATH starts with this folder: see its module.
 COMMIT_HOOKS = Path(__file__).parent / "commit_hooks"
 
