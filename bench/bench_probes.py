@@ -109,6 +109,26 @@ def _child_cgroups(init: int) -> int:
     return sum(name.startswith(child_cgroup.PREFIX) for parent in parents.values() for name in os.listdir(parent))
 
 
+def zygote_throttling() -> dict[str, int]:
+    """CFS bandwidth counters of every zygote container's CPU cgroup, summed: periods with work, periods in which
+    the container ran out of its quota, and nanoseconds it was held back (cgroup v1 `cpu.stat`; zeros where it
+    cannot be read). A container that shares its CPUs with its slots' children must not be throttled."""
+    from worker.engine.runners import child_cgroup
+
+    total = {"nr_periods": 0, "nr_throttled": 0, "throttled_time": 0}
+    for container in zygote_containers():
+        try:
+            folder = child_cgroup.container_dirs(container["init"]).get(child_cgroup.CPU)
+            lines = Path(f"{folder}/cpu.stat").read_text().splitlines() if folder else []
+        except OSError:
+            continue
+        for line in lines:
+            key, _, value = line.partition(" ")
+            if key in total and value.strip().isdigit():
+                total[key] += int(value)
+    return total
+
+
 def _cgroup_procs(pid: int) -> list[int]:
     for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
         _, controllers, path = line.split(":", 2)

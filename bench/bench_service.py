@@ -15,7 +15,8 @@ Phases, in this order, all in one run:
    * memory: PSS per warm slot (each worker's process tree plus its zygote containers' processes, divided by
      its slots);
    * idle: `--idle` uploads one at a time, `--idle-gap` s apart; upload → score stored, broken down;
-   * burst: `--burst` uploads as fast as the API takes them; drain, throughput, CPU, ratio to naive;
+   * burst: `--burst` uploads as fast as the API takes them; drain, throughput, CPU, ratio to naive, and the
+     100 ms periods in which the zygote containers ran out of their CPU quota (none, unless it is too small);
    * students: `--rush` uploads from `--students` students, drain time (bench_rush's rush);
    * growth: `--growth` more submissions; fds, processes, mounts, network namespaces, cgroups and zygote
      containers of the slots before and after (back at baseline once idle: no growth).
@@ -48,7 +49,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import cpu_roles  # noqa: E402
-from bench_probes import GROWTH_KEYS, memory, slots, steady, zygote_containers_per_worker  # noqa: E402
+from bench_probes import GROWTH_KEYS, memory, slots, steady, zygote_containers_per_worker, zygote_throttling  # noqa: E402
 from bench_runners import machine_cpu_seconds, naive_baseline  # noqa: E402
 from bench_rush import Rush, Service, exit_on_sigterm, percentile, run_rows, rush, service, wait_drained  # noqa: E402
 
@@ -247,7 +248,9 @@ def measure(sizes: Sizes, log: Callable[[str], None] = print,
             report.ids += figures["idle"]["ids"]
         if sizes.burst:
             log_phase(f"burst: {sizes.burst} uploads …")
+            throttled = zygote_throttling()
             figures["burst"], figures["burst_cpu"], figures["burst_roles"] = burst(svc, sizes.burst, sizes.timeout)
+            figures["burst_throttled"] = {k: v - throttled[k] for k, v in zygote_throttling().items()}
             report.ids += figures["burst"].ids
         if sizes.rush:
             log_phase(f"students: {sizes.rush} uploads from {sizes.students} students …")
@@ -309,6 +312,11 @@ def _rows(report: Report) -> None:
                          "from /proc (bench/cpu_roles.py); 'other' is the machine's busy time no role accounts for"
                          + (", most of it " + ", ".join(f"{name} {ms:.0f}" for name, ms in named.items())
                             if named else "") + ".")
+        throttled = f.get("burst_throttled")
+        if throttled:
+            add("  zygote containers throttled (100 ms periods)", None,
+                f"{throttled['nr_throttled']} of {throttled['nr_periods']}, "
+                f"{throttled['throttled_time'] / 1e6:.0f} ms held back")
         add("burst upload → score p50 / p99 (s)", None,
             f"{statistics.median(b.latencies):.2f} / {percentile(b.latencies, 0.99):.2f}" if b.latencies else "-")
     if "idle" in f:

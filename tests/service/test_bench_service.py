@@ -99,6 +99,21 @@ def test_the_short_benchmark_says_where_the_bursts_cpu_went(report: bench_servic
         assert f"  {role} (ms per submission)" in names, names
 
 
+def test_the_short_benchmark_reads_whether_the_zygote_containers_ran_out_of_cpu(
+        report: bench_service.Report) -> None:
+    """Are the zygote containers' CPU-quota counters read over the burst (the periods in which they had work, and
+    those in which they ran out of quota) and shown in the table? A container that two slots shared with one
+    slot's CPU spent most of a burst throttled, which only these counters showed."""
+    from worker.engine.runners import child_cgroup
+
+    throttled = report.figures["burst_throttled"]
+    assert set(throttled) == {"nr_periods", "nr_throttled", "throttled_time"}
+    assert 0 <= throttled["nr_throttled"] <= throttled["nr_periods"], throttled
+    if child_cgroup.CPU in child_cgroup.mounts() and child_cgroup.possible():
+        assert throttled["nr_periods"] > 0, throttled  # read, from a container with a quota, that did work
+    assert any(row[0] == "  zygote containers throttled (100 ms periods)" for row in report.rows)
+
+
 def test_a_process_belongs_to_the_role_of_its_nearest_root() -> None:
     """Does a test's process deep in a zygote container count as the sandboxes', a job's judge as the judges' even
     though the judge master is a child of a worker, and do kernel threads and named daemons fall back on their
