@@ -288,7 +288,8 @@ def test_a_record_only_the_worker_can_write_says_which_cgroups_a_child_gets(tmp_
     for text in ("{", "[]", '{"parents": {"memory": "/m"}, "memory_mb": 1, "pids": 1}',
                  '{"parents": {"memory": "/m", "pids": "/p"}, "memory_mb": "lots", "pids": 1}',
                  '{"parents": {"memory": "/m", "pids": "/p", "devices": "/d"}, "memory_mb": 1, "pids": 1}',
-                 '{"parents": {"memory": "/m", "pids": "/p", "cpu": "/c"}, "memory_mb": 1, "pids": 1, "cpus": -1}'):
+                 '{"parents": {"memory": "/m", "pids": "/p", "cpu": "/c"}, "memory_mb": 1, "pids": 1, "cpus": -1}',
+                 '{"parents": {"memory": "/m", "pids": "/p", "cpu": "/c"}, "memory_mb": 1, "pids": 1, "cpus": 1e999}'):
         (tmp_path / child_cgroup.RECORD).write_text(text)
         assert child_cgroup.read_record(socket) is None, text
 

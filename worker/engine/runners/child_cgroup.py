@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import json
+import math
 import os
 import secrets
 import time
@@ -148,7 +149,8 @@ def read_record(socket_path: str) -> Record | None:
                         float(data.get("cpus", 0.0)))
     except (OSError, ValueError, TypeError, KeyError):
         return None
-    return record if set(CONTROLLERS) <= set(record.parents) <= set(FOUND) and record.cpus >= 0 else None
+    fits = set(CONTROLLERS) <= set(record.parents) <= set(FOUND) and math.isfinite(record.cpus) and record.cpus >= 0
+    return record if fits else None
 
 
 class ChildCgroup:
