@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 
 from tests.support.busy import busy_cores
+from tests.support.sandbox_support import children_get_cpu_cgroups
 from worker.engine.grade import grade
 from worker.engine.judge.overtime import IDLE_WINDOW, WALL_FACTOR, Overtime
 from worker.engine.manifest import Limits, load_assignment
 from worker.engine.result import GradeResult
-from worker.engine.runners import child_cgroup, make_runner
+from worker.engine.runners import make_runner
 from worker.engine.runners.base import SandboxSpec, Usage
 from worker.engine.runners.local import LocalRunner
 from worker.sandbox.cpuuse import Priority, Waits
@@ -290,7 +291,7 @@ def test_does_a_sandbox_that_niced_its_autogroup_on_a_busy_machine_earn_nothing_
     times over, earns nothing by the waiting it chose. In the root CPU cgroup, where autogroups apply, it times out
     as not computing, not at the run's limit. In a CPU cgroup of its own (a local child where the host allows it),
     the nicing changes nothing: it keeps its share, spins to its CPU limit and the kernel ends it (SIGXCPU, 24)."""
-    own_cpu_cgroup = child_cgroup.possible() and child_cgroup.CPU in child_cgroup.container_dirs(os.getpid())
+    own_cpu_cgroup = children_get_cpu_cgroups()
     with busy_cores(4):
         test = grade_work(tmp_path, LOWERED).deliverables[0].tests[0]
     if own_cpu_cgroup:

@@ -22,9 +22,8 @@ from typing import Any
 import pytest
 
 from tests.support.isolation_probe import DAEMON
-from tests.support.sandbox_support import Probe, processes_named
+from tests.support.sandbox_support import Probe, children_get_cpu_cgroups, processes_named
 from worker.engine.manifest import Limits
-from worker.engine.runners import child_cgroup
 from worker.engine.runners.base import Runner, SandboxSpec
 from worker.engine.runners.local import LocalRunner, namespace_mode
 from worker.sandbox import wire
@@ -410,8 +409,8 @@ def test_a_memory_bomb_leaves_the_sandbox_beside_it_working(probe: Callable[...,
 def test_a_submissions_processes_together_get_no_more_than_its_cpus(probe: Callable[..., Probe], path: str) -> None:
     """On a zygote that serves two slots (and so has both slots' CPUs): can three processes of one submission
     spinning at once use more than the assignment's `cpus` (one), as a fresh container's --cpus forbids?"""
-    if path == "local-fork" and not child_cgroup.possible():
-        pytest.skip("the local runner gives its children CPU cgroups only as root on cgroup v1")
+    if path == "local-fork" and not children_get_cpu_cgroups():
+        pytest.skip("the local runner gives its children CPU cgroups only as root on cgroup v1, CPU writable")
     if os.cpu_count() == 1:
         pytest.skip("one CPU: nothing to hold a submission below")
     limits = Limits()

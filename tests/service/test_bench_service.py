@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import REPO
 from tests.support.recovery_support import assert_graded_exactly_once
+from tests.support.sandbox_support import children_get_cpu_cgroups
 
 sys.path.insert(0, str(REPO / "bench"))
 
@@ -104,12 +105,10 @@ def test_the_short_benchmark_reads_whether_the_zygote_containers_ran_out_of_cpu(
     """Are the zygote containers' CPU-quota counters read over the burst (the periods in which they had work, and
     those in which they ran out of quota) and shown in the table? A container that two slots shared with one
     slot's CPU spent most of a burst throttled, which only these counters showed."""
-    from worker.engine.runners import child_cgroup
-
     throttled = report.figures["burst_throttled"]
     assert set(throttled) == {"nr_periods", "nr_throttled", "throttled_time"}
     assert 0 <= throttled["nr_throttled"] <= throttled["nr_periods"], throttled
-    if child_cgroup.CPU in child_cgroup.mounts() and child_cgroup.possible():
+    if children_get_cpu_cgroups():
         assert throttled["nr_periods"] > 0, throttled  # read, from a container with a quota, that did work
     assert any(row[0] == "  zygote containers throttled (100 ms periods)" for row in report.rows)
 

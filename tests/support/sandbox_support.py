@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 from worker.engine.manifest import Limits
+from worker.engine.runners import child_cgroup
 from worker.engine.runners.base import Runner, Sandbox, SandboxSpec, SandboxTimeout
 from worker.sandbox import wire
 
@@ -89,6 +91,12 @@ def _plain(value: Any) -> Any:
         if "__dict__" in value:
             return {k: _plain(v) for k, v in value["__dict__"].items()}
     return value
+
+
+def children_get_cpu_cgroups() -> bool:
+    """Whether a zygote this process starts gives each child a CPU cgroup of its own: memory and pids cgroups are
+    possible here, and the CPU hierarchy is writable where this process is (`child_cgroup.container_dirs`)."""
+    return child_cgroup.possible() and child_cgroup.CPU in child_cgroup.container_dirs(os.getpid())
 
 
 def processes_named(name: str) -> list[int]:
