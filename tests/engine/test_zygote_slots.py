@@ -5,7 +5,6 @@ submission cannot fill the memory or pids cgroup that another slot's sandbox liv
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.sandbox_support import Probe
+from tests.support.sandbox_support import Probe, leftover_cgroups
 from worker.engine.judge.sandboxes import SandboxZygotes
 from worker.engine.manifest import Limits
 from worker.engine.runners import child_cgroup
@@ -321,16 +320,9 @@ def test_a_local_zygotes_cgroups_go_with_it_and_a_killed_workers_go_at_the_next_
     (with its children's inside), and not a living worker's?"""
     if namespace_mode() == "none" or not child_cgroup.possible():
         pytest.skip("this host gives no cgroups of their own to a local zygote (not root, or not cgroup v1)")
-    own = child_cgroup.container_dirs(os.getpid())
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    left = [Path(folder) / f"{child_cgroup.ZYGOTE_PREFIX}{dead.pid}-0" for folder in own.values()]
-    living = [Path(folder) / f"{child_cgroup.ZYGOTE_PREFIX}{os.getppid()}-0" for folder in own.values()]
+    left, living = leftover_cgroups(child_cgroup.ZYGOTE_PREFIX)
     for folder in left:
-        folder.mkdir()
-        (folder / f"{child_cgroup.PREFIX}{dead.pid}-0").mkdir()
-    for folder in living:
-        folder.mkdir()
+        (folder / f"{child_cgroup.PREFIX}{folder.name.split('-')[2]}-0").mkdir()  # a child's, inside
     spec = SandboxSpec(limits=Limits(), slots=2)
     zygote = LocalRunner(sandbox="fork").start_zygote(spec)
     try:

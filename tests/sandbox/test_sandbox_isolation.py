@@ -104,6 +104,11 @@ def test_no_network(probe: Callable[..., Probe]) -> None:
     assert seen["errors"]["127.0.0.1"] in (errno.ENETUNREACH, errno.ECONNREFUSED), seen
 
 
+def test_does_the_sandbox_have_a_host_name_of_its_own(probe: Callable[..., Probe]) -> None:
+    """Does student code see the name a container and a forked child have ("sandbox"), not the worker's?"""
+    assert probe().call("hostname") == "sandbox"
+
+
 def test_only_sandbox_processes_are_visible(probe: Callable[..., Probe]) -> None:
     """Can student code see or signal the worker's processes (the judge, the web app, the database)?"""
     seen = probe().call("processes", os.getpid())
@@ -128,7 +133,7 @@ def test_repository_reference_and_service_data_are_invisible(
     wanted = [str(REFERENCE), str(HIDDEN_TESTS), str(REFERENCE.parent), str(REPO / "reference_tests"),
               str(REPO / "grader"), str(REPO / "instance"), str(REPO / "pyproject.toml"), str(home),
               str(home / "secret_key"), str(home / "grader.db"), "/root", "/home", "/var/run/docker.sock",
-              "/run", "/var", "/proc/1/root" + str(REFERENCE), "/sandbox/work/../../" + str(REFERENCE)]
+              "/run", "/var", "/proc/1/root" + str(REFERENCE), "/work/../../" + str(REFERENCE)]
     seen = p.call("paths", wanted)
     leaks = {path: entry for path, entry in seen.items()
              if entry["exists"] and not only_leads_to_python(path, entry)}

@@ -26,9 +26,11 @@ from tests.support.isolation_probe import (
     needs_namespaces,
     needs_root,
 )
-from tests.support.sandbox_support import Probe, processes_named
+from tests.support.sandbox_support import Probe, children_get_cpu_cgroups, leftover_cgroups, processes_named
 from worker.engine.grade import grade
 from worker.engine.manifest import Limits, load_assignment
+from worker.engine.runners import child_cgroup
+from worker.engine.runners.base import SandboxSpec
 from worker.engine.runners.local import LocalRunner
 from worker.sandbox import wire
 from worker.sandbox.globalstate import KEEP_CPU_SECONDS
@@ -157,6 +159,55 @@ def test_gpu_optional_assignment_keeps_limits_without_gpu(tmp_path: Path) -> Non
     result = grade(load_assignment(folder), {"solution.py": PROBE.encode()}, LocalRunner())
     failures = [f"{t.name}: {t.output}" for d in result.deliverables for t in d.tests if t.status != "passed"]
     assert result.score == 2, failures
+
+
+def test_are_a_sandboxs_processes_in_cgroups_of_its_own_that_go_with_it(probe: Callable[..., Probe]) -> None:
+    """Where the host lets the worker make cgroups: are a local sandbox, fresh or forked, and every process it
+    starts in memory, pids and CPU cgroups of its own, one slot's share (without them a fresh one's processes,
+    each under its own rlimits, could together fill the host's memory), and are they gone once it has stopped?"""
+    if not child_cgroup.possible():
+        pytest.skip("this host gives sandboxes no cgroups of their own (not root, or not cgroup v1)")
+    limits = Limits(memory_mb=768, pids=40)
+    p = probe(limits)
+    mounted = child_cgroup.mounts()
+    folders = {controller: Path(mounted[controller]) / path.lstrip("/")
+               for names, path in p.call("cgroups").items() for controller in child_cgroup.FOUND
+               if controller in names.split(",") and controller in mounted}
+    name = folders["memory"].name
+    assert name.startswith(child_cgroup.FRESH_PREFIX if p.mode == "fresh" else child_cgroup.PREFIX), folders
+    memory_mb, pids, cpus = child_cgroup.child_limits(SandboxSpec(limits=limits))
+    assert int((folders["memory"] / "memory.limit_in_bytes").read_text()) == memory_mb << 20
+    assert folders["pids"].name == name and int((folders["pids"] / "pids.max").read_text()) == pids
+    if children_get_cpu_cgroups():
+        period = int((folders["cpu"] / "cpu.cfs_period_us").read_text())
+        assert folders["cpu"].name == name
+        assert int((folders["cpu"] / "cpu.cfs_quota_us").read_text()) == round(cpus * period)
+    before = (folders["memory"] / "cgroup.procs").read_text().split()
+    assert p.call("fork_children", 3) == {"children": 3, "errno": None}
+    for controller, folder in folders.items():
+        if folder.name == name:
+            assert len((folder / "cgroup.procs").read_text().split()) == len(before) + 3, controller
+    p.stop()
+    deadline = time.monotonic() + 5
+    while any(folder.exists() for folder in folders.values() if folder.name == name) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(folder.exists() for folder in folders.values() if folder.name == name), folders
+
+
+def test_does_a_fresh_sandboxs_start_remove_the_cgroups_a_killed_judges_left(
+        local_runners: dict[str, LocalRunner]) -> None:
+    """Does a fresh local sandbox's start remove the cgroups that fresh sandboxes of a judge killed outright left
+    behind, and not those of a judge that lives?"""
+    if local_runners["fresh"].sandbox != "fresh" or not child_cgroup.possible():
+        pytest.skip("this host gives sandboxes no cgroups of their own (not root, or not cgroup v1)")
+    left, living = leftover_cgroups(child_cgroup.FRESH_PREFIX)
+    try:
+        sandbox = local_runners["fresh"].prepare(SandboxSpec(limits=Limits()))
+        sandbox.stop()
+        assert not any(folder.exists() for folder in left) and all(folder.exists() for folder in living)
+    finally:
+        for folder in living:
+            folder.rmdir()
 
 
 # -- what is left afterwards ----------------------------------------------------------------------------------

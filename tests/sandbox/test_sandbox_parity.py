@@ -1,12 +1,13 @@
 """The isolation parity gate: a forked sandbox must keep a submission as alone as a fresh container does.
 
-The same probes run on three paths — a fresh Docker container per sandbox (the baseline), a child of a Docker
-zygote container, and a child of a local zygote process — and must get the same verdict from each: nothing a
-submission leaves (files in /work, /tmp, /dev/shm or HOME, SysV IPC, abstract-socket listeners, setsid daemons)
-reaches the next submission on that slot or one running beside it; only its own processes in /proc; only `lo`;
-no capabilities, no_new_privs, a seccomp filter; only the expected descriptors; namespace, mount, keyring, BPF,
-perf, io_uring calls refused, and so is lowering its own priority; fresh random state per child; no more than
-the assignment's CPUs for all its processes together; a zygote that does not grow over 200 submissions.
+The same probes run on four paths — a fresh Docker container per sandbox (the baseline), a child of a Docker
+zygote container, a child of a local zygote process, and a fresh local sandbox (the local runner's baseline, on a
+host without Docker) — and must get the same verdict from each: nothing a submission leaves (files in /work, /tmp,
+/dev/shm or HOME, SysV IPC, abstract-socket listeners, setsid daemons) reaches the next submission on that slot or
+one running beside it; only its own processes in /proc; only `lo`; no capabilities, no_new_privs, a seccomp filter;
+only the expected descriptors; namespace, mount, keyring, BPF, perf, io_uring calls refused, and so is lowering its
+own priority; fresh random state per child; no more than the assignment's CPUs for all its processes together; a
+zygote that does not grow over 200 submissions.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from worker.engine.runners.base import Runner, SandboxSpec
 from worker.engine.runners.local import LocalRunner, namespace_mode
 from worker.sandbox import wire
 
-PATHS = ("docker-fresh", "docker-fork", "local-fork")
+PATHS = ("docker-fresh", "docker-fork", "local-fork", "local-fresh")
 
 PROBE = textwrap.dedent('''
     import ctypes
@@ -249,7 +250,7 @@ def _runner(path: str, request: pytest.FixtureRequest) -> Runner:
         return DockerRunner(sandbox=path.removeprefix("docker-"))
     if namespace_mode() == "none":
         pytest.skip("this kernel gives the local runner no namespaces")
-    return LocalRunner(sandbox="fork")
+    return LocalRunner(sandbox=path.removeprefix("local-"))
 
 
 @pytest.fixture(scope="module")
@@ -409,8 +410,8 @@ def test_a_memory_bomb_leaves_the_sandbox_beside_it_working(probe: Callable[...,
 def test_a_submissions_processes_together_get_no_more_than_its_cpus(probe: Callable[..., Probe], path: str) -> None:
     """On a zygote that serves two slots (and so has both slots' CPUs): can three processes of one submission
     spinning at once use more than the assignment's `cpus` (one), as a fresh container's --cpus forbids?"""
-    if path == "local-fork" and not children_get_cpu_cgroups():
-        pytest.skip("the local runner gives its children CPU cgroups only as root on cgroup v1, CPU writable")
+    if path.startswith("local") and not children_get_cpu_cgroups():
+        pytest.skip("the local runner gives its sandboxes CPU cgroups only as root on cgroup v1, CPU writable")
     if os.cpu_count() == 1:
         pytest.skip("one CPU: nothing to hold a submission below")
     limits = Limits()

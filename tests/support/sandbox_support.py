@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -97,6 +99,20 @@ def children_get_cpu_cgroups() -> bool:
     """Whether a zygote this process starts gives each child a CPU cgroup of its own: memory and pids cgroups are
     possible here, and the CPU hierarchy is writable where this process is (`child_cgroup.container_dirs`)."""
     return child_cgroup.possible() and child_cgroup.CPU in child_cgroup.container_dirs(os.getpid())
+
+
+def leftover_cgroups(prefix: str) -> tuple[list[Path], list[Path]]:
+    """Cgroup folders named `prefix` below this process's own (one per controller), as a maker left them: those of a
+    maker that has exited (a judge or worker killed outright), and those of one that lives (this one's parent).
+    Made here; the caller removes the living one's."""
+    own = child_cgroup.container_dirs(os.getpid())
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    left = [Path(folder) / f"{prefix}{dead.pid}-0" for folder in own.values()]
+    living = [Path(folder) / f"{prefix}{os.getppid()}-0" for folder in own.values()]
+    for folder in (*left, *living):
+        folder.mkdir()
+    return left, living
 
 
 def processes_named(name: str) -> list[int]:

@@ -22,8 +22,10 @@ Memory already charged stays where it was (the zygote's pages, which the childre
 processes touch after the move, they pay for themselves.
 
 A local zygote (the local runner, on a host without Docker) gets the same, where the host allows it: a memory and
-pids cgroup of its own below this process's, sized as a zygote container would be (`ZygoteCgroup`), and a record
-that says so. Without it, a child's processes, each under its own limits, could fill the host's memory.
+pids cgroup of its own below this process's, sized as a zygote container would be (`LocalCgroup`), and a record
+that says so. Without it, a child's processes, each under its own limits, could fill the host's memory. A fresh
+local sandbox (the local runner's parity baseline) gets cgroups of its own below this process's too, sized as one
+zygote child's (`child_limits`), which its first process enters before it execs anything.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import json
+import logging
 import math
 import os
 import secrets
@@ -41,6 +44,8 @@ from typing import TYPE_CHECKING
 
 from worker.sandbox.globalstate import MAX_PARKED, PARK_GROWTH_BYTES
 
+log = logging.getLogger(__name__)
+
 if TYPE_CHECKING:
     from worker.engine.runners.base import SandboxSpec
 
@@ -50,6 +55,7 @@ FOUND = (*CONTROLLERS, CPU)
 RECORD = "cgroups.json"  # in a zygote's host folder: the container's cgroup folders, one per controller
 PREFIX = "grader-child-"
 ZYGOTE_PREFIX = "grader-zygote-"  # a local zygote's own cgroups, below the worker's
+FRESH_PREFIX = "grader-fresh-"  # a fresh local sandbox's, below its judge's
 
 # The zygote and its idle pre-forked children share pages with the working children. Per slot: the assignment's
 # memory limit, plus room for the child's tmpfs, its idle successor and its parked test processes (at most
@@ -129,10 +135,17 @@ class Record:
     cpus: float = 0.0
 
 
+def child_limits(spec: SandboxSpec) -> tuple[int, int, float]:
+    """One slot's share, what each child's cgroups (or a fresh local sandbox's) hold: MiB of memory (the
+    assignment's limit and the slot's room beside it), processes (`child_pids`) and CPUs (the assignment's)."""
+    return spec.limits.memory_mb + SLOT_MEMORY_MB, child_pids(spec), spec.limits.cpus
+
+
 def slot_record(parents: dict[str, str], spec: SandboxSpec, level: int = 1) -> Record:
     """The record of a zygote for `spec` whose children's cgroups go below `parents`: each child one slot's
-    share (the assignment's memory limit and the slot's room beside it, `child_pids` processes, its CPUs)."""
-    return Record(parents, spec.limits.memory_mb + SLOT_MEMORY_MB, child_pids(spec), level, spec.limits.cpus)
+    share (`child_limits`)."""
+    memory_mb, pids, cpus = child_limits(spec)
+    return Record(parents, memory_mb, pids, level, cpus)
 
 
 def write_record(folder: Path, record: Record) -> None:
@@ -183,20 +196,22 @@ class ChildCgroup:
         return _remove_all(list(self.dirs.values()), wait)
 
 
-class ZygoteCgroup:
-    """Memory, pids (and CPU) cgroups for a local zygote and all its children, below this process's own: the
-    parents of its children's cgroups (`Record`, level 0). `remove()` once the zygote is gone."""
+class LocalCgroup:
+    """Memory, pids (and CPU) cgroups below this process's own, for a local process and all it starts: a local
+    zygote (ZYGOTE_PREFIX; the parents of its children's cgroups, `Record` level 0) or a fresh local sandbox
+    (FRESH_PREFIX). `remove()` once its processes are gone."""
 
-    def __init__(self, memory_mb: int, pids: int, cpus: float) -> None:
+    def __init__(self, memory_mb: int, pids: int, cpus: float, prefix: str = ZYGOTE_PREFIX) -> None:
         own = container_dirs(os.getpid())
-        sweep(own, ZYGOTE_PREFIX)  # those a worker killed outright left behind
-        name = f"{ZYGOTE_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
+        sweep(own, prefix)  # those a worker or a judge killed outright left behind
+        name = f"{prefix}{os.getpid()}-{secrets.token_hex(4)}"
         self.dirs = {c: os.path.join(parent, name) for c, parent in own.items()}
         _make(self.dirs, memory_mb, pids, cpus)
 
     def move(self, pid: int) -> None:
         """Move process `pid` into these cgroups: a zygote just started, before it forks (its children then start
-        here, and each leased one moves on into cgroups of its own)."""
+        here, and each leased one moves on into cgroups of its own), or (in a child before it execs, with its own
+        pid) a fresh sandbox's first process, so that nothing it starts is ever outside them."""
         for path in self.dirs.values():
             _write(f"{path}/cgroup.procs", str(pid))
 
@@ -204,6 +219,18 @@ class ZygoteCgroup:
         """Remove these cgroups and those of children left in them, once their processes are gone (waiting up to
         `wait` s: the kernel frees a cgroup a moment after its last process); whether they are gone."""
         return _remove_all(list(self.dirs.values()), wait)
+
+
+def local_cgroup(limits: tuple[int, int, float], prefix: str, what: str) -> LocalCgroup | None:
+    """`LocalCgroup(*limits, prefix)` for `what` (a local zygote, a fresh local sandbox), where this host lets this
+    process make it; None where not (its processes' rlimits alone bound them then)."""
+    if not possible():
+        return None
+    try:
+        return LocalCgroup(*limits, prefix=prefix)
+    except OSError as exc:  # e.g. its own cgroup is not writable where the hierarchy's root is
+        log.warning("%s: no cgroups of its own (%s); its processes' rlimits alone bound them", what, exc)
+        return None
 
 
 def _remove_all(paths: list[str], wait: float) -> bool:
@@ -262,8 +289,8 @@ def _make(dirs: dict[str, str], memory_mb: int, pids: int, cpus: float) -> None:
 
 def sweep(parents: dict[str, str], prefix: str = PREFIX) -> int:
     """Remove the cgroups named `prefix` below `parents` whose maker is gone, with those inside them: children's
-    (PREFIX) whose judge was killed before it removed them, or local zygotes' (ZYGOTE_PREFIX) whose worker was
-    killed outright; the number removed."""
+    (PREFIX) whose judge was killed before it removed them, local zygotes' (ZYGOTE_PREFIX) whose worker was
+    killed outright, fresh local sandboxes' (FRESH_PREFIX) whose judge was; the number removed."""
     removed = 0
     for parent in parents.values():
         try:

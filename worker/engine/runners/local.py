@@ -5,9 +5,10 @@ built from read-only bind mounts of the system and Python directories, so the re
 the service's data are simply not there. As root each sandbox runs under a uid of its own (so the process limit
 and signals stay within one sandbox) with no capabilities; otherwise a
 user namespace stands in. Resource limits come from rlimits, and where the host allows it (root, cgroup v1) each
-forked sandbox is also in memory, pids and CPU cgroups of its own (`local_zygote.py`); a fresh local sandbox has only
-its rlimits. Both load the seccomp filter of a zygote's child (`worker/sandbox/seccomp_filter.py`). It is not the
-production sandbox: the Docker runner is.
+sandbox, forked (`local_zygote.py`) or fresh, is also in memory, pids and CPU cgroups of its own, one slot's share
+(`child_cgroup.child_limits`): together its processes cannot fill the host's memory or take more than its CPUs. Both
+load the seccomp filter of a zygote's child (`worker/sandbox/seccomp_filter.py`) and are named "sandbox" in a UTS
+namespace of their own. It is not the production sandbox: the Docker runner is.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from worker.engine.errors import InfrastructureError
+from worker.engine.runners import child_cgroup
 from worker.engine.runners.base import (
     SANDBOX_FILES,
     SANDBOX_SOURCE,
@@ -64,16 +66,19 @@ expose() {
   mount --rbind "$1" "$root$1"
   mount -o remount,bind,ro "$root$1"
 }
-mkdir -p "$root/sandbox/work" "$root/sandbox/server" "$root/proc" "$root/tmp" "$root/dev"
-# The private /tmp first: Python directories exposed below may live under /tmp (a CI clone, say).
-mount -t tmpfs -o size=64m,mode=1777,nosuid,nodev grader-tmp "$root/tmp"
+mkdir -p "$root/work" "$root/sandbox/server" "$root/proc" "$root/tmp" "$root/dev/shm"
+# Size-capped tmpfs, as in the Docker runner and a forked child: nothing the student writes reaches the host's disk.
+# They come first: Python directories exposed below may live under /work or /tmp (a checkout, a CI clone).
+mount -t tmpfs -o "size=64m,mode=0700,uid=$uid,gid=$uid,nosuid,nodev,noexec" grader-work "$root/work"
+mount -t tmpfs -o size=64m,mode=1777,nosuid,nodev,noexec grader-tmp "$root/tmp"
+mount -t tmpfs -o size=64m,mode=1777,nosuid,nodev,noexec grader-shm "$root/dev/shm"
 for d in /usr /bin /sbin /lib /lib64 /lib32 /etc "$@"; do expose "$d"; done
 if [ "$gpu" = 1 ]; then expose /sys; fi
-# A size-capped tmpfs, as in the Docker runner: nothing the student writes reaches the host's disk.
-mount -t tmpfs -o "size=64m,mode=0700,uid=$uid,gid=$uid,nosuid,nodev,noexec" grader-work "$root/sandbox/work"
 mount --bind "$sbx/server" "$root/sandbox/server"
 mount -o remount,bind,ro "$root/sandbox/server"
 mount -t proc -o nosuid,nodev,noexec proc "$root/proc"
+# Its own host name, as a container's and a forked child's (the UTS namespace is its own).
+hostname sandbox 2>/dev/null || "$python" -I -S -c 'import socket; socket.sethostname("sandbox")'
 for n in null zero urandom random; do touch "$root/dev/$n"; mount --bind "/dev/$n" "$root/dev/$n"; done
 if [ "$gpu" = 1 ]; then
   for n in /dev/nvidia*; do
@@ -82,7 +87,7 @@ if [ "$gpu" = 1 ]; then
   done
 fi
 if [ "$uid" = 0 ]; then drop="--no-new-privs"; else drop="--reuid=$uid --regid=$uid --clear-groups --no-new-privs"; fi
-exec chroot "$root" /usr/bin/env -C /sandbox/work setpriv $drop --inh-caps=-all --bounding-set=-all \
+exec chroot "$root" /usr/bin/env -C /work setpriv $drop --inh-caps=-all --bounding-set=-all \
   "$python" -I -B /sandbox/server/student_server.py
 """
 
@@ -192,7 +197,7 @@ class LocalSandbox(Sandbox):
         for name in SANDBOX_FILES:
             shutil.copy(SANDBOX_SOURCE / name, server / name)
             (server / name).chmod(0o444)
-        env = {**sandbox_env(spec), "HOME": "/sandbox/work",
+        env = {**sandbox_env(spec),
                "GRADER_CPU_SECONDS": str(spec.limits.test_timeout), "GRADER_SECCOMP": "1"}
         if mode == "none":
             argv = [python, "-I", "-B", str(server / "student_server.py")]
@@ -204,12 +209,23 @@ class LocalSandbox(Sandbox):
             argv = [*prefix, "sh", "-c", _LAUNCH, "grader-launch", str(sbx), python, str(uid),
                     "1" if spec.gpu else "0", *_python_dirs()]
             cwd = None
+        self.cgroup = child_cgroup.local_cgroup(child_cgroup.child_limits(spec), child_cgroup.FRESH_PREFIX,
+                                                "local sandbox")
+        cgroup = self.cgroup
+
+        def before_exec() -> None:  # in the child: what it starts inherits its limits and cgroups
+            _apply_rlimits(spec, uid)
+            if cgroup is not None:
+                cgroup.move(os.getpid())
+
         try:
             self.proc = subprocess.Popen(
                 argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd, env=env,
-                start_new_session=True, preexec_fn=lambda: _apply_rlimits(spec, uid),
+                start_new_session=True, preexec_fn=before_exec,
             )
-        except OSError as exc:
+        except (OSError, subprocess.SubprocessError) as exc:
+            if cgroup is not None:
+                cgroup.remove()
             raise InfrastructureError(f"could not start the local sandbox: {exc}") from exc
         assert self.proc.stdout is not None and self.proc.stderr is not None
         os.set_blocking(self.proc.stdout.fileno(), False)
@@ -331,6 +347,8 @@ class LocalSandbox(Sandbox):
                 pass
         if self._drain is not None and self._owner == os.getpid():
             self._drain.join(timeout=2)
+        if self.cgroup is not None and not self.cgroup.remove():
+            log.error("local sandbox %s: its cgroups %s are still in use", self.proc.pid, self.cgroup.dirs)
         _remove_tree(self.sbx)
 
 

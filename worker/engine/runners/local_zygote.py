@@ -37,7 +37,8 @@ class LocalZygote(ZygoteHandle):
         # The zygote has imported everything of ours a child needs: the repository stays out of its root.
         config = jail_config(spec, expose, uid_range)
         self._log = (self.dir / "zygote.log").open("wb")
-        self.cgroup = _zygote_cgroup(spec)
+        self.cgroup = child_cgroup.local_cgroup(child_cgroup.zygote_limits(spec), child_cgroup.ZYGOTE_PREFIX,
+                                                "local sandbox zygote")
         try:
             self.proc = subprocess.Popen(
                 [python, "-I", "-B", str(SANDBOX_SOURCE / "zygote.py"), "--socket", self.socket_path,
@@ -94,15 +95,3 @@ class LocalZygote(ZygoteHandle):
             log.warning("the local sandbox zygote's cgroups %s are not empty yet; the next zygote's start removes "
                         "them", self.cgroup.dirs)
         shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def _zygote_cgroup(spec: SandboxSpec) -> child_cgroup.ZygoteCgroup | None:
-    """Cgroups for a zygote like `spec` and its children, where this host lets this process make them."""
-    if not child_cgroup.possible():
-        return None
-    try:
-        return child_cgroup.ZygoteCgroup(*child_cgroup.zygote_limits(spec))
-    except OSError as exc:  # e.g. its own cgroup is not writable where the hierarchy's root is
-        log.warning("local sandbox zygote: no cgroups of its own (%s); each child is bounded by its rlimits "
-                    "alone", exc)
-        return None
