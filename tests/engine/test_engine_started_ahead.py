@@ -5,7 +5,6 @@ the next one started at once, so that no later test waits for a sandbox to start
 from __future__ import annotations
 
 import textwrap
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -76,7 +75,7 @@ def runner() -> Iterator[RecordingRunner]:
 def session_for(runner: RecordingRunner, thread: bool) -> StudentSession:
     files = {"solution.py": textwrap.dedent(SOLUTION.format(thread=THREAD if thread else ""))}
     session = StudentSession(runner, SandboxSpec(limits=Limits(test_timeout=10)), files, "solution")
-    session.run_deadline = time.monotonic() + 300
+    session.run.start(300)
     session.warm_up()  # as a judge does when its job comes
     return session
 

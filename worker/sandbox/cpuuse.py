@@ -11,8 +11,8 @@ A thread that lowered its own priority is kept waiting by any load at all, by it
 nothing, and it does not count as runnable. A forked sandbox's seccomp filter refuses the calls that would lower
 its nice or policy (`seccomp_filter.REFUSED`); what no filter refuses is a write to its session's autogroup
 (`/proc/<pid>/autogroup`: without privilege an autogroup's priority can be lowered, not raised), and each sandbox
-has a session of its own, whose autogroup starts at nice 0. The local runner's fresh sandboxes load no filter:
-their threads' nice and policy are compared with the runner's.
+has a session of its own, whose autogroup starts at nice 0. The local runner's fresh sandboxes load the same
+filter before their server says ready; their threads' nice and policy are compared with the runner's besides.
 """
 
 from __future__ import annotations

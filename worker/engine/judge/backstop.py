@@ -2,7 +2,8 @@
 
 A judge stops its run at the assignment's `run_timeout` by its own clocks, which do not count the time that is
 ours: a sandbox's start, the submission imported again for a test that must run in place
-(`worker/engine/judge/session.py`). The launcher's backstop (`run_timeout` plus a slack) catches only a judge
+(`worker/engine/judge/session.py`); nor, past the limit, the time a busy machine kept tasks waiting for a CPU
+(`worker/engine/judge/runclock.py`). The launcher's backstop (`run_timeout` plus a slack) catches only a judge
 that is itself stuck, so it must move on by the seconds the judge gave back: before, a submission whose tests
 each needed a fresh container (a thread started at import, on the fresh-container path) outran the backstop on
 a busy host, and its grading failed as infrastructure, every retry alike.

@@ -10,7 +10,6 @@ import json
 import os
 import sys
 import tempfile
-import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -93,7 +92,7 @@ def open_job(job: dict[str, Any], warm: list[Sandbox] | None = None) -> JobConte
     runner = make_runner(job["runner"], **job.get("runner_options", {}))
     spec = SandboxSpec(limits=assignment.limits, gpu=bool(job.get("gpu")))
     session = StudentSession(runner, spec, dict(job["files"]), assignment.module)
-    session.report_given_back = Report(job.get("given_back_path"))
+    session.run.report = Report(job.get("given_back_path"))
     if warm:
         session.hand_over(warm)
     else:
@@ -102,7 +101,7 @@ def open_job(job: dict[str, Any], warm: list[Sandbox] | None = None) -> JobConte
     import torch
 
     context = JobContext(assignment, runner, spec, session, cuda=spec.gpu and torch.cuda.is_available())
-    session.run_deadline = time.monotonic() + assignment.limits.run_timeout
+    session.run.start(assignment.limits.run_timeout)
     return context
 
 

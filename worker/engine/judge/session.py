@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
 from typing import Any
 
 from worker.engine.errors import InfrastructureError
 from worker.engine.judge import outcomes
 from worker.engine.judge.outcomes import LoadFailure, SandboxLimit, StudentError, call_error, load_message, location
 from worker.engine.judge.overtime import WALL_FACTOR, Overtime
+from worker.engine.judge.runclock import RunClock
 from worker.engine.runners.base import Runner, Sandbox, SandboxSpec, SandboxTimeout
 from worker.sandbox import wire
 
@@ -37,12 +37,10 @@ class StudentSession:
         self.reader = wire.FrameReader()
         self.load_failure: LoadFailure | None = None
         self.deadline = self.soft_deadline = float("inf")
-        self.run_deadline = float("inf")
+        self.run = RunClock()  # the run's limit (`runclock.py`), started with the job
         self.overtime = Overtime(spec.limits.test_timeout)  # the current test's, past its limit
         self.sandboxes_started = 0
         self.sandboxes_ahead = 0  # of those, started before the job came (`hand_over`)
-        self.given_back = 0.0  # seconds of sandbox starts and imports again, added to every clock (`_give_back`)
-        self.report_given_back: Callable[[float], None] = lambda seconds: None  # to the launcher (backstop.py)
         self.output: list[str] = []
         self.fork_id: str | None = None  # the request that forked the current test's process, while it lives
         self._ending: str | None = None  # the last test's process, asked to exit, not yet reported gone
@@ -116,7 +114,7 @@ class StudentSession:
         sandbox = self.sandbox
         if fork_id is None or sandbox is None:
             return
-        paused, given = time.monotonic(), self.given_back
+        paused, given = time.monotonic(), self.run.given
         try:
             deadline = paused + END_TEST_TIMEOUT
             while True:
@@ -136,7 +134,7 @@ class StudentSession:
                     break
         except (SandboxLimit, OSError):
             self._lose_sandbox()  # the post-import process is stuck or gone: this test starts afresh
-        waited = time.monotonic() - paused - (self.given_back - given)  # (a loss gave its own time back)
+        waited = time.monotonic() - paused - (self.run.given - given)  # (a loss gave its own time back)
         self.deadline += waited
         self.soft_deadline += waited
 
@@ -188,7 +186,7 @@ class StudentSession:
             return  # lost already (a second report of the same end)
         self._parked, self._group = {}, -1
         self._losses += 1
-        over = self._last or time.monotonic() >= self.run_deadline
+        over = self._last or self.run.over()
         self._replace(ahead=0 if over else 2 if self._losses > 1 else 1)
 
     def _replace(self, ahead: int) -> None:
@@ -282,9 +280,7 @@ class StudentSession:
         """`seconds` were ours, not the test's or the run's: every clock moves on, the launcher's backstop too."""
         self.deadline += seconds
         self.soft_deadline += seconds
-        self.run_deadline += seconds
-        self.given_back += seconds
-        self.report_given_back(self.given_back)
+        self.run.give_back(seconds)
 
     def _start(self, sandbox: Sandbox, must: bool = False) -> Sandbox | None:
         """Take `sandbox` into use and wait until its server answers a ping (it has imported torch then).
@@ -361,7 +357,8 @@ class StudentSession:
                         if why is not None and not self._take(sandbox, 0.0, during):
                             raise self._timed_out(during, why)
                         now = time.monotonic()
-                    ends = self.run_deadline if self.overtime.load_aware else min(self.deadline, self.run_deadline)
+                    self.run.over()  # (at the run's deadline, it may move on first)
+                    ends = self.run.deadline if self.overtime.load_aware else min(self.deadline, self.run.deadline)
                 if now >= ends:
                     raise self._timed_out(during)
                 if deadline is None:  # wake for the next look, too
@@ -387,7 +384,7 @@ class StudentSession:
     def _timed_out(self, during: str | None, why: str | None = None) -> SandboxLimit:
         """The timeout that ends this call: `why` the sandbox's overtime said so ("idle", "computing"), or else
         the run's limit or the wall-clock backstop."""
-        run_over = time.monotonic() >= self.run_deadline
+        run_over = time.monotonic() >= self.run.deadline
         self._lose_sandbox()
         return outcomes.timeout(self.spec.limits, location(during), why, run_over)
 
