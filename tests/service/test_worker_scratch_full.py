@@ -38,16 +38,26 @@ def small_disk(path: Path, megabytes: int) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(path)], check=False, timeout=20)
 
 
-def fill(folder: Path) -> Path:
-    """Write a file into `folder` until its file system refuses more; the file."""
+def fill(folder: Path, settle: float = 1.0) -> Path:
+    """Write a file into `folder` until its file system refuses more, and write on whenever space comes free again
+    (the last grading's own files, removed just after its score was stored), until it has stayed full for `settle`
+    seconds; the file."""
     filler = folder / "filler"
     chunk = b"\0" * (1024 * 1024)
     with filler.open("wb", buffering=0) as out:
-        try:
-            while True:
-                out.write(chunk)
-        except OSError:
-            pass
+        full_since, give_up = None, time.monotonic() + 30
+        while (full_since is None or time.monotonic() - full_since < settle) and time.monotonic() < give_up:
+            try:
+                while True:
+                    out.write(chunk)
+            except OSError:
+                pass
+            stats = os.statvfs(folder)
+            if stats.f_bavail * stats.f_frsize >= len(chunk):
+                full_since = None  # (a partial chunk's room is no room: the next write fails at once)
+            elif full_since is None:
+                full_since = time.monotonic()
+            time.sleep(0.1)
     return filler
 
 
