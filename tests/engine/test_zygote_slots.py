@@ -322,7 +322,7 @@ def test_a_local_zygotes_cgroups_go_with_it_and_a_killed_workers_go_at_the_next_
         pytest.skip("this host gives no cgroups of their own to a local zygote (not root, or not cgroup v1)")
     left, living = leftover_cgroups(child_cgroup.ZYGOTE_PREFIX)
     for folder in left:
-        (folder / f"{child_cgroup.PREFIX}{folder.name.split('-')[2]}-0").mkdir()  # a child's, inside
+        (folder / folder.name.replace(child_cgroup.ZYGOTE_PREFIX, child_cgroup.PREFIX)).mkdir()  # a child's, inside
     spec = SandboxSpec(limits=Limits(), slots=2)
     zygote = LocalRunner(sandbox="fork").start_zygote(spec)
     try:

@@ -169,10 +169,7 @@ def test_are_a_sandboxs_processes_in_cgroups_of_its_own_that_go_with_it(probe: C
         pytest.skip("this host gives sandboxes no cgroups of their own (not root, or not cgroup v1)")
     limits = Limits(memory_mb=768, pids=40)
     p = probe(limits)
-    mounted = child_cgroup.mounts()
-    folders = {controller: Path(mounted[controller]) / path.lstrip("/")
-               for names, path in p.call("cgroups").items() for controller in child_cgroup.FOUND
-               if controller in names.split(",") and controller in mounted}
+    folders = {controller: Path(folder) for controller, folder in child_cgroup.named_dirs(p.call("cgroups")).items()}
     name = folders["memory"].name
     assert name.startswith(child_cgroup.FRESH_PREFIX if p.mode == "fresh" else child_cgroup.PREFIX), folders
     memory_mb, pids, cpus = child_cgroup.child_limits(SandboxSpec(limits=limits))

@@ -70,8 +70,7 @@ class RunClock:
         and the run is over."""
         if self.clock() < self.deadline:
             return False
-        now = self.read() if self.start_stalled is not None else None
-        if now is None or self.start_stalled is None:
+        if self.start_stalled is None or (now := self.read()) is None:
             return True
         step = min(now - self.start_stalled, self.cap) - self.moved
         if step < MIN_STEP:

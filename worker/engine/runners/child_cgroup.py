@@ -105,16 +105,23 @@ def possible() -> bool:
     return all(c in found and os.access(found[c], os.W_OK) for c in CONTROLLERS)
 
 
-def container_dirs(pid: int) -> dict[str, str]:
-    """The cgroup folders, per controller, of the process with host pid `pid` (a container's first process):
-    memory and pids, and CPU where its hierarchy is mounted and writable here."""
+def named_dirs(cgroup_text: str) -> dict[str, str]:
+    """The folders here, per controller (memory, pids, CPU, where its hierarchy is mounted), of the cgroups that a
+    process's /proc/PID/cgroup text names."""
     found = mounts()
     dirs: dict[str, str] = {}
-    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+    for line in cgroup_text.splitlines():
         _, names, path = line.split(":", 2)
         for controller in FOUND:
             if controller in names.split(",") and controller in found:
                 dirs[controller] = os.path.join(found[controller], path.lstrip("/"))
+    return dirs
+
+
+def container_dirs(pid: int) -> dict[str, str]:
+    """The cgroup folders, per controller, of the process with host pid `pid` (a container's first process):
+    memory and pids, and CPU where its hierarchy is mounted and writable here."""
+    dirs = named_dirs(Path(f"/proc/{pid}/cgroup").read_text())
     if CPU in dirs and not os.access(dirs[CPU], os.W_OK):
         del dirs[CPU]  # optional: the children go without a CPU quota of their own
     if not set(CONTROLLERS) <= set(dirs) or not all(os.path.isdir(d) for d in dirs.values()):
