@@ -136,13 +136,18 @@ def statuses(result: GradeResult) -> list[str]:
 def test_does_a_run_that_sleeps_past_its_limit_end_there_and_never_past_three_times_it(tmp_path: Path) -> None:
     """Four calls that each sleep 1.8 s (within their 3 s limit) in a run of 2 s: the first passes, and the run ends
     by 6 s (three times its limit) however busy the machine: the test in progress times out at the run's limit,
-    and no later one passes. (Sleeping waits for no CPU: on an idle machine the run ends at 2 s, as the figures
-    above show; what other tasks waited meanwhile may move it on, never past the cap.)"""
-    tests = grade_work(tmp_path, 2, "time.sleep(1.8)").deliverables[0].tests
+    and each later one times out unstarted, saying so (not as a submission that could not be imported: it was).
+    (Sleeping waits for no CPU: on an idle machine the run ends at 2 s, as the figures above show; what other tasks
+    waited meanwhile may move it on, never past the cap.)"""
+    result = grade_work(tmp_path, 2, "time.sleep(1.8)")
+    tests = result.deliverables[0].tests
     ended = next((i for i, test in enumerate(tests) if test.status != "passed"), None)
     assert ended is not None and ended >= 1, [(test.status, test.output) for test in tests]
-    assert tests[ended].status == "timeout" and "the whole run went over its 2 s limit" in tests[ended].output
-    assert not any(test.status == "passed" for test in tests[ended:]), [test.status for test in tests]
+    assert tests[ended].status == "timeout" and "the whole run went over its 2 s limit in work()" in tests[ended].output
+    for test in tests[ended + 1:]:
+        assert test.status == "timeout", (test.status, test.output)
+        assert "not run: the whole run had gone over its 2 s limit before this test called work()" in test.output
+    assert "could not be" not in result.message, result.message
 
 
 SPIN = "end = time.process_time() + 0.25\nwhile time.process_time() < end:\n    pass"

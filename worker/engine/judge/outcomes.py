@@ -107,6 +107,13 @@ def timeout(limits: Limits, where: str, why: str | None, run_over: bool) -> Sand
     return SandboxLimit("timeout", f"timed out: no answer within {times} (wall clock) {where}")
 
 
+def run_over(limits: Limits, fn: str) -> SandboxLimit:
+    """A test called the student's code after an earlier test had taken the run past its limit: the call is not
+    made (nor a sandbox started for it)."""
+    return SandboxLimit("timeout", f"not run: the whole run had gone over its {limits.run_timeout:g} s limit "
+                                   f"before this test called {fn}()")
+
+
 def test_process_ended(how: Any, limits: Limits, where: str) -> SandboxLimit:
     """A test's process ended during a call; `how`, as its post-import process reported it: its exit code or
     signal and the CPU time it used."""

@@ -202,9 +202,8 @@ class StudentSession:
 
     def close(self) -> None:
         """Stop the sandboxes, if any."""
-        for sandbox in (self.sandbox, *self._waiting):
-            if sandbox is not None:
-                sandbox.stop()
+        for sandbox in filter(None, (self.sandbox, *self._waiting)):
+            sandbox.stop()
         self.sandbox, self._waiting = None, []
         self.loaded = self.in_place = False
         self.fork_id = self._ending = None
@@ -240,6 +239,8 @@ class StudentSession:
     def _ensure_loaded(self, fn: str) -> Sandbox:
         if self.load_failure is not None:
             raise StudentError(self.load_failure.message, kind="import")
+        if self.run.over():  # an earlier test took the run past its limit: this one times out, unstarted
+            raise outcomes.run_over(self.spec.limits, fn)
         if self.sandbox is not None and self.loaded:
             return self.sandbox
         # Starting a sandbox is our cost, not the student's: the test's clock stops meanwhile.
@@ -256,8 +257,9 @@ class StudentSession:
         try:
             reply = self._exchange({"op": "load", "files": self.files, "module": self.module}, during="import")
         except SandboxLimit as exc:
-            # Importing again would fail the same way and cost every later test the same wait.
-            self.load_failure = LoadFailure(f"{self.module}.py could not be imported: {exc}")
+            if self._imports == 0 or time.monotonic() < self.run.deadline:  # (not an import again the run cut)
+                # Importing again would fail the same way and cost every later test the same wait.
+                self.load_failure = LoadFailure(f"{self.module}.py could not be imported: {exc}")
             self.close()  # no later test needs a sandbox, nor those started ahead
             raise
         if not reply.get("ok"):
