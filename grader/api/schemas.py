@@ -10,11 +10,14 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from grader.models.types import MAX_ID
+
 Visibility = Literal["visible", "hidden", "after_due_date"]
 TestStatus = Literal["passed", "failed", "error", "timeout", "memory", "crashed", "hidden"]
 SubmissionStatus = Literal["queued", "running", "graded", "error"]
 # A worker may pick an upload up (or even finish it) before the 202 is written: the answer to an upload says
 # where the submission is now, and "queued" is only the usual case.
+PAGE_SIZE, MAX_PAGE_SIZE = 100, 500  # submissions per page of a list: by default, and at most
 ACCEPTED_STATUS = "Where it is now: usually `queued`; `running` or `graded` when a worker was faster than this answer"
 
 
@@ -279,9 +282,10 @@ class Submission(Model):
 
 
 class SubmissionList(Model):
-    """Submissions, newest first."""
+    """A page of submissions, newest first."""
 
     submissions: list[Submission]
+    next: str | None = Field(description="The next page's URL (the same filters and limit); null on the last page")
 
 
 class StudentScores(Model):
@@ -321,6 +325,9 @@ class SubmissionsQuery(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     email: str | None = Field(default=None, max_length=254, description="Instructors: one student's submissions")
+    limit: int = Field(default=PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE, description="Submissions per page")
+    after: int | None = Field(default=None, ge=1, le=MAX_ID, description=(
+        "The page after the submission with this id, as the `next` URL gives it (a submission of this list)"))
 
 
 class ScoresQuery(BaseModel):

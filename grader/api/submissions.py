@@ -13,7 +13,7 @@ from grader.api.openapi import operation
 from grader.auth.identity import current_user
 from grader.auth.permissions import caller, course_role, require_member, submission_access
 from grader.database import db, loaded_once
-from grader.errors import UnsupportedMedia
+from grader.errors import ServiceError, UnsupportedMedia
 from grader.extensions import limiter
 from grader.models import Submission, database_now
 from grader.services.assignments import find_assignment
@@ -80,14 +80,34 @@ def get_submission(submission_id: int) -> dict[str, Any]:
 @bp.get("/assignments/<assignment_id>/submissions")
 @operation("submissions", "listSubmissions", {200: s.SubmissionList}, (400, 401, 403, 404), query=s.SubmissionsQuery)
 def list_submissions(assignment_id: str) -> dict[str, Any]:
-    """The caller's submissions to an assignment, newest first; instructors get everyone's (`?email=` filters)."""
+    """The caller's submissions to an assignment, newest first, a page at a time (`next` is the next page's URL);
+    instructors get everyone's (`?email=` filters)."""
     user = caller()
     assignment = find_assignment(assignment_id)
     require_member(user, assignment.course)
     access = "instructor" if course_role(user, assignment.course) == "instructor" else "owner"
-    if access == "owner":
-        found = assignment_submissions(assignment.id, user_id=user.id)
-    else:
-        found = assignment_submissions(assignment.id, email=request.args.get("email"))
+    mine = user.id if access == "owner" else None
+    email = request.args.get("email") if access == "instructor" else None
+    limit = int(request.args.get("limit", s.PAGE_SIZE))  # (the query's model checked both)
+    after = _cursor(request.args.get("after"), assignment.id, mine)
+    found = assignment_submissions(assignment.id, user_id=mine, email=email, after=after, limit=limit + 1)
+    page = found[:limit]
     now = database_now(db.session)  # one clock reading for the whole list
-    return {"submissions": [describe(s, access, submission_url(s), now) for s in found]}
+    following = None
+    if len(found) > limit:  # one row more than the page: there is a next page, after this page's last row
+        args = {"email": email} if email else {}
+        following = url_for("api.list_submissions", assignment_id=assignment_id, limit=limit, after=page[-1].id,
+                            _external=True, **args)
+    return {"submissions": [describe(s, access, submission_url(s), now) for s in page], "next": following}
+
+
+def _cursor(after: str | None, assignment_id: int, user_id: int | None) -> Submission | None:
+    """The submission a page starts after: one of this list's (of the assignment, and the caller's own where they
+    see only theirs), else a 400 that says nothing of whose it is."""
+    if after is None:
+        return None
+    found = db.session.get(Submission, int(after))
+    if found is None or found.assignment_id != assignment_id or user_id not in (None, found.user_id):
+        raise ServiceError(f"after={after} is not a submission of this list: start again without it",
+                           code="bad_cursor")
+    return found

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 
 from grader.database import db
 from grader.errors import NotFound
@@ -69,9 +69,10 @@ def submissions_by(user_id: int) -> list[Submission]:
     ))
 
 
-def assignment_submissions(assignment_id: int, *, user_id: int | None = None,
-                           email: str | None = None) -> list[Submission]:
-    """An assignment's submissions, newest first; only one user's when `user_id` or `email` names them."""
+def assignment_submissions(assignment_id: int, *, user_id: int | None = None, email: str | None = None,
+                           after: Submission | None = None, limit: int | None = None) -> list[Submission]:
+    """An assignment's submissions, newest first; only one user's when `user_id` or `email` names them; only those
+    that come after `after` in that order, and at most `limit` of them (a page of the list)."""
     query = (
         select(Submission)
         .where(Submission.assignment_id == assignment_id)
@@ -81,7 +82,10 @@ def assignment_submissions(assignment_id: int, *, user_id: int | None = None,
         query = query.where(Submission.user_id == user_id)
     if email:
         query = query.join(User, User.id == Submission.user_id).where(User.email == email.lower())
-    return list(db.session.scalars(query))
+    if after is not None:  # by position, not by offset: uploads meanwhile neither repeat nor skip a row
+        query = query.where(or_(Submission.created_at < after.created_at,
+                                and_(Submission.created_at == after.created_at, Submission.id < after.id)))
+    return list(db.session.scalars(query.limit(limit)))
 
 
 # --- regrades ------------------------------------------------------------------------------------------------
