@@ -83,9 +83,10 @@ def state(home: Path) -> str:
         (("worker", "--queues", "cpu,tpu"), "--queues takes a comma-separated subset of cpu,gpu"),
         (("course", "frobnicate"), "No such command"),
         (("enrollment", "add", "a@example.edu", "CS50", "--role", "dean"), "'dean' is not one of"),
+        (("enrollment", "add", "a@example.edu", "CS50", "--bogus"), "(see 'grader enrollment add --help')"),
     ],
     ids=["duplicate-course", "unknown-user", "unknown-assignment", "bad-email", "bad-queue", "unknown-command",
-         "bad-role"],
+         "bad-role", "help-names-the-whole-command"],
 )
 def test_cli_errors_are_one_line_with_status_2(cli_home: tuple[Path, str], args: tuple[str, ...],
                                                message: str) -> None:
