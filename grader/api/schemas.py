@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from grader.models.types import MAX_ID
+from grader.services.policy import MAXIMUM
 
 Visibility = Literal["visible", "hidden", "after_due_date"]
 TestStatus = Literal["passed", "failed", "error", "timeout", "memory", "crashed", "hidden"]
@@ -138,13 +139,13 @@ class PolicyOverride(BaseModel):
 
     release: str | None = None
     due: str | None = None
-    late_penalty_per_day: float | None = Field(default=None, ge=0, le=100)
-    late_days: int | None = Field(default=None, ge=0, le=3650)
+    late_penalty_per_day: float | None = Field(default=None, ge=0, le=MAXIMUM["late_penalty_per_day"])
+    late_days: int | None = Field(default=None, ge=0, le=MAXIMUM["late_days"])
     late_steps: list[dict[str, Any]] | None = None
     hard_close: str | None = None
-    max_submissions: int | None = Field(default=None, ge=0, le=1_000_000)
-    cooldown_minutes: float | None = Field(default=None, ge=0, le=525_600)
-    max_grace_days: int | None = Field(default=None, ge=0, le=3650)
+    max_submissions: int | None = Field(default=None, ge=0, le=MAXIMUM["max_submissions"])
+    cooldown_minutes: float | None = Field(default=None, ge=0, le=MAXIMUM["cooldown_minutes"])
+    max_grace_days: int | None = Field(default=None, ge=0, le=MAXIMUM["max_grace_days"])
 
 
 class ExtensionRequest(BaseModel):
@@ -154,7 +155,7 @@ class ExtensionRequest(BaseModel):
 
     email: str = Field(min_length=3, max_length=254)
     due: str | None = Field(default=None, max_length=64)
-    days: float | None = Field(default=None, gt=0, le=3650)
+    days: float | None = Field(default=None, gt=0, le=MAXIMUM["days"])
     reason: str = Field(default="", max_length=500)
 
 

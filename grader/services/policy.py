@@ -15,7 +15,17 @@ from grader.models.policy import Extension
 from grader.services.accounts import user_with_email
 from grader.services.assignments import effective_due
 from grader.services.deadlines import course_policy, extension_for
-from worker.engine.policy import DAY, check_spec, close_after, from_spec, merge, parse_time, steps_from_fields
+from worker.engine.policy import (
+    DAY,
+    MAX_COOLDOWN_MINUTES,
+    MAX_LATE_DAYS,
+    check_spec,
+    close_after,
+    from_spec,
+    merge,
+    parse_time,
+    steps_from_fields,
+)
 
 # The override's fields, as the form, the API and the CLI name them (the manifest's `[policy]` names).
 OVERRIDE_FIELDS = ("release", "due", "late_penalty_per_day", "late_days", "late_steps", "hard_close",
@@ -32,13 +42,21 @@ def _blank(value: Any) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
+# The most each number may be, wherever it comes from (the API's models say the same: `grader/api/schemas.py`).
+# More means nothing a course wants, and would overflow a date (a cooldown of 10,000 years, an extension past year
+# 9999) or hold the request for ever (late_days makes a late step per day).
+MAXIMUM = {"late_penalty_per_day": 100, "credit": 100, "late_days": MAX_LATE_DAYS, "max_submissions": 1_000_000,
+           "cooldown_minutes": MAX_COOLDOWN_MINUTES, "max_grace_days": 3650, "days": 3650, "grace_days": 3650}
+
+
 def _number(name: str, value: Any, whole: bool = False) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):
         raise PolicyError(f"{name} must be a number, not {value!r}") from None
-    if number < 0 or (whole and number != int(number)):
-        raise PolicyError(f"{name} must be a {'whole ' if whole else ''}number of at least 0, not {value!r}")
+    top = MAXIMUM[name]
+    if not 0 <= number <= top or (whole and number != int(number)):  # (NaN fails the range too)
+        raise PolicyError(f"{name} must be a {'whole ' if whole else ''}number from 0 to {top:,}, not {value!r}")
     return number
 
 

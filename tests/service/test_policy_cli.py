@@ -42,6 +42,15 @@ def test_an_instructor_extends_a_student_and_sets_the_policy_from_the_cli(home: 
     (("policy", "set", "autograd", "--field", "colour=blue"), "unknown policy fields"),
     (("policy", "set", "autograd", "--field", "max_submissions"), "NAME=VALUE"),
     (("policy", "grace-days", "DEMO101", "lots"), "must be a number"),
+    # Numbers past their bounds: each would have overflowed a date (a traceback, or a 500 at the next upload) or
+    # held the command for ever (a late step per day).
+    (("policy", "grace-days", "DEMO101", "1e300"), "grace_days must be a whole number from 0 to 3,650"),
+    (("policy", "set", "autograd", "--field", "cooldown_minutes=1e309"), "cooldown_minutes must be a number from 0 to"),
+    (("policy", "set", "autograd", "--field", "cooldown_minutes=1e12"), "cooldown_minutes must be a number from 0 to"),
+    (("policy", "set", "autograd", "--field", "cooldown_minutes=nan"), "cooldown_minutes must be a number from 0 to"),
+    (("policy", "set", "autograd", "--field", "due=2030-03-07T23:59:00", "--field", "late_penalty_per_day=10",
+      "--field", "late_days=1e300"), "late_days must be a whole number from 0 to 3,650"),
+    (("policy", "extend", "autograd", "student@example.edu", "--days", "1e300"), "days must be a number from 0 to"),
     (("policy", "show", "nope"), "unknown assignment"),
 ])
 def test_bad_input_is_one_line_and_exit_status_2(home: Path, args: tuple[str, ...], words: str) -> None:

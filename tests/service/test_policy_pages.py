@@ -104,8 +104,8 @@ def test_before_the_due_date_after_due_points_are_not_in_the_students_total(app:
 
 def test_the_instructor_sets_the_policy_an_extension_and_grace_days_from_the_dashboard(
         app: Flask, world: World) -> None:
-    """Do the dashboard's forms save the override, the extension and the grace days, and does a bad date
-    get a plain 4xx page?"""
+    """Do the dashboard's forms save the override, the extension and the grace days, and does a bad date or a
+    number past its bound get a plain 4xx page that changes nothing?"""
     client = fresh_client(app)
     login(client, world.instructor)
     url = "/instructor/assignments/autograd"
@@ -123,3 +123,8 @@ def test_the_instructor_sets_the_policy_an_extension_and_grace_days_from_the_das
     assert world.student.email in page and "3 per student" in page
     bad = post_form(client, url, url + "/course-policy", due="tomorrow-ish")
     assert bad.status_code == 400 and "ISO 8601" in bad.get_data(as_text=True)
+    # A late step per day: a billion of them would have held the request (and the worker serving it) for ever.
+    huge = post_form(client, url, url + "/course-policy", due=due, late_penalty_per_day="10", late_days="1e9")
+    assert huge.status_code == 400 and "late_days must be a whole number from 0 to 3,650" in huge.get_data(as_text=True)
+    db.session.refresh(world.assignment)
+    assert world.assignment.policy_override["late"] == [[86400, 90.0], [172800, 80.0]]

@@ -163,6 +163,11 @@ def test_the_counted_score_is_the_raw_score_times_the_credit() -> None:
     {"max_submissions": 0},
     {"timezone": "Mars/Olympus"},
     {"late_stepz": []},
+    {"late_penalty_per_day": 10, "late_days": 3651},  # a step per day: ten years at most
+    {"cooldown_minutes": 525_601},  # a year at most (a longer one would overflow a date at last)
+    {"cooldown_minutes": float("inf")},
+    {"cooldown_minutes": float("nan")},
+    {"max_grace_days": float("inf")},
 ])
 def test_a_manifest_with_an_inconsistent_policy_is_refused_with_a_reason(tmp_path: Path, bad: dict) -> None:
     """Does a bad `[policy]` table make the manifest fail to load, naming the problem?"""

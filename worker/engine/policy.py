@@ -138,6 +138,10 @@ def parse_time(value: Any, zone: tzinfo = UTC) -> datetime:
     return value.astimezone(UTC)
 
 
+MAX_LATE_DAYS = 3650  # ten years of a late step per day
+MAX_COOLDOWN_MINUTES = 525_600  # a year: a longer one would overflow a date at last
+
+
 def _credit(value: Any) -> float:
     credit = float(value)
     if not 0.0 <= credit <= 100.0:
@@ -145,9 +149,14 @@ def _credit(value: Any) -> float:
     return credit
 
 
-def _count(name: str, value: Any, minimum: int = 0) -> int:
-    if isinstance(value, bool) or int(value) != float(value) or int(value) < minimum:
-        raise ValueError(f"{name} must be a whole number of at least {minimum}, not {value!r}")
+def _count(name: str, value: Any, minimum: int = 0, maximum: int | None = None) -> int:
+    try:
+        whole = not isinstance(value, bool) and int(value) == float(value)
+    except (TypeError, ValueError, OverflowError):  # (not a number, NaN, infinite)
+        whole = False
+    if not whole or int(value) < minimum or (maximum is not None and int(value) > maximum):
+        top = f" and at most {maximum:,}" if maximum is not None else ""
+        raise ValueError(f"{name} must be a whole number of at least {minimum}{top}, not {value!r}")
     return int(value)
 
 
@@ -181,8 +190,8 @@ def spec_from_manifest(data: dict[str, Any], due: datetime | None) -> dict[str, 
             spec[name] = _count(name, data[name], 1 if name == "max_submissions" else 0)
     if "cooldown_minutes" in data:
         minutes = float(data["cooldown_minutes"])
-        if minutes < 0:
-            raise ValueError("cooldown_minutes must not be negative")
+        if not 0 <= minutes <= MAX_COOLDOWN_MINUTES:  # (NaN fails too)
+            raise ValueError(f"cooldown_minutes must be from 0 to {MAX_COOLDOWN_MINUTES:,} (a year)")
         spec["cooldown"] = round(minutes * 60)
     check_spec(spec)
     return spec
@@ -207,7 +216,7 @@ def steps_from_fields(due: datetime | None, per_day: Any, days: Any,
         return out
     if per_day is None or days is None:
         raise ValueError("late_penalty_per_day and late_days go together")
-    penalty, count = float(per_day), _count("late_days", days, 1)
+    penalty, count = float(per_day), _count("late_days", days, 1, MAX_LATE_DAYS)  # (a step per day)
     if not 0 < penalty <= 100:
         raise ValueError("late_penalty_per_day is a percentage above 0, at most 100")
     return [[k * DAY, round(max(0.0, 100.0 - k * penalty), 4)] for k in range(1, count + 1)]
