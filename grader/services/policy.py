@@ -18,7 +18,9 @@ from grader.services.deadlines import course_policy, extension_for
 from worker.engine.policy import (
     DAY,
     MAX_COOLDOWN_MINUTES,
+    MAX_GRACE_DAYS,
     MAX_LATE_DAYS,
+    MAX_SUBMISSIONS,
     check_spec,
     close_after,
     from_spec,
@@ -45,8 +47,9 @@ def _blank(value: Any) -> bool:
 # The most each number may be, wherever it comes from (the API's models say the same: `grader/api/schemas.py`).
 # More means nothing a course wants, and would overflow a date (a cooldown of 10,000 years, an extension past year
 # 9999) or hold the request for ever (late_days makes a late step per day).
-MAXIMUM = {"late_penalty_per_day": 100, "credit": 100, "late_days": MAX_LATE_DAYS, "max_submissions": 1_000_000,
-           "cooldown_minutes": MAX_COOLDOWN_MINUTES, "max_grace_days": 3650, "days": 3650, "grace_days": 3650}
+MAXIMUM = {"late_penalty_per_day": 100, "credit": 100, "late_days": MAX_LATE_DAYS, "max_submissions": MAX_SUBMISSIONS,
+           "cooldown_minutes": MAX_COOLDOWN_MINUTES, "max_grace_days": MAX_GRACE_DAYS, "days": 3650,
+           "grace_days": MAX_GRACE_DAYS}
 
 
 def _number(name: str, value: Any, whole: bool = False) -> float:

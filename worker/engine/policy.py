@@ -140,6 +140,7 @@ def parse_time(value: Any, zone: tzinfo = UTC) -> datetime:
 
 MAX_LATE_DAYS = 3650  # ten years of a late step per day
 MAX_COOLDOWN_MINUTES = 525_600  # a year: a longer one would overflow a date at last
+MAX_GRACE_DAYS, MAX_SUBMISSIONS = 3650, 1_000_000
 
 
 def _credit(value: Any) -> float:
@@ -187,7 +188,8 @@ def spec_from_manifest(data: dict[str, Any], due: datetime | None) -> dict[str, 
         spec["close_after"] = close_after(due, parse_time(data["hard_close"], zone))
     for name in ("max_submissions", "max_grace_days"):
         if name in data:
-            spec[name] = _count(name, data[name], 1 if name == "max_submissions" else 0)
+            spec[name] = _count(name, data[name], *((1, MAX_SUBMISSIONS) if name == "max_submissions" else
+                                                    (0, MAX_GRACE_DAYS)))
     if "cooldown_minutes" in data:
         minutes = float(data["cooldown_minutes"])
         if not 0 <= minutes <= MAX_COOLDOWN_MINUTES:  # (NaN fails too)
