@@ -24,8 +24,8 @@ from worker.engine.policy import (
     check_spec,
     close_after,
     from_spec,
+    given_time,
     merge,
-    parse_time,
     steps_from_fields,
 )
 
@@ -65,7 +65,7 @@ def _number(name: str, value: Any, whole: bool = False) -> float:
 
 def _time(name: str, value: Any) -> datetime:
     try:
-        return parse_time(value)
+        return given_time(value)
     except ValueError as exc:
         raise PolicyError(f"{name}: {exc}") from None
 

@@ -51,6 +51,11 @@ def test_an_instructor_extends_a_student_and_sets_the_policy_from_the_cli(home: 
     (("policy", "set", "autograd", "--field", "due=2030-03-07T23:59:00", "--field", "late_penalty_per_day=10",
       "--field", "late_days=1e300"), "late_days must be a whole number from 0 to 3,650"),
     (("policy", "extend", "autograd", "student@example.edu", "--days", "1e300"), "days must be a number from 0 to"),
+    # Dates past 2999: late days or an extension added to them would not be a date (a traceback, and a 500 at
+    # every upload after).
+    (("policy", "set", "autograd", "--field", "due=9999-12-31T23:00:00", "--field", "late_penalty_per_day=10",
+      "--field", "late_days=2"), "9999-12-31T23:00:00+00:00 is out of range: give a date from 1970 to 2999"),
+    (("policy", "extend", "autograd", "student@example.edu", "--due", "9999-12-31T23:00:00-05:00"), "out of range"),
     (("policy", "show", "nope"), "unknown assignment"),
 ])
 def test_bad_input_is_one_line_and_exit_status_2(home: Path, args: tuple[str, ...], words: str) -> None:

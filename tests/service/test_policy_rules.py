@@ -170,6 +170,8 @@ def test_the_counted_score_is_the_raw_score_times_the_credit() -> None:
     {"max_grace_days": float("inf")},
     {"max_grace_days": 3651},
     {"max_submissions": 1_000_001},
+    {"release": datetime(1969, 12, 31, tzinfo=UTC)},  # dates from 1970 to 2999 only
+    {"hard_close": datetime(9999, 12, 31, tzinfo=UTC)},
 ])
 def test_a_manifest_with_an_inconsistent_policy_is_refused_with_a_reason(tmp_path: Path, bad: dict) -> None:
     """Does a bad `[policy]` table make the manifest fail to load, naming the problem?"""

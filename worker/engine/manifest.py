@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from worker.engine.errors import AssignmentError, UsageError
-from worker.engine.policy import named_zone, parse_time, spec_from_manifest
+from worker.engine.policy import given_time, named_zone, spec_from_manifest
 
 VISIBILITIES = ("visible", "hidden", "after_due_date")
 GPU_USES = ("none", "optional", "required")
@@ -168,7 +168,7 @@ def _parse(path: Path, data: dict) -> Manifest:
     # A due date without an offset is in the policy's timezone (UTC unless it names one).
     try:
         zone = named_zone(raw_policy.get("timezone"))
-        due = parse_time(data["due"], zone) if data.get("due") is not None else None
+        due = given_time(data["due"], zone) if data.get("due") is not None else None
         policy = spec_from_manifest(raw_policy, due)
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"policy: {exc}") from exc

@@ -135,7 +135,22 @@ def parse_time(value: Any, zone: tzinfo = UTC) -> datetime:
         raise ValueError(f"{value!r} is not a date and time")
     if value.tzinfo is None:
         value = value.replace(tzinfo=zone)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # (year 1 or 9999, on the wrong side of UTC)
+        raise ValueError(f"{value.isoformat()} is out of range") from None
+
+
+EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(3000, 1, 1, tzinfo=UTC)
+
+
+def given_time(value: Any, zone: tzinfo = UTC) -> datetime:
+    """`parse_time` for a date someone gives (a manifest, an override, an extension): from 1970 to 2999, so that
+    what is added to it (late days, an extension, a cooldown) is still a date."""
+    when = parse_time(value, zone)
+    if not EARLIEST <= when < LATEST:
+        raise ValueError(f"{when.isoformat()} is out of range: give a date from 1970 to 2999")
+    return when
 
 
 MAX_LATE_DAYS = 3650  # ten years of a late step per day
@@ -175,17 +190,17 @@ def spec_from_manifest(data: dict[str, Any], due: datetime | None) -> dict[str, 
     zone = named_zone(data.get("timezone"))
     spec: dict[str, Any] = {"due": _iso(due)}
     if "release" in data:
-        spec["release"] = _iso(parse_time(data["release"], zone))
+        spec["release"] = _iso(given_time(data["release"], zone))
     late = steps_from_fields(
         due,
         data.get("late_penalty_per_day"),
         data.get("late_days"),
-        [(parse_time(step["until"], zone), _credit(step["credit"])) for step in data.get("late_steps", [])],
+        [(given_time(step["until"], zone), _credit(step["credit"])) for step in data.get("late_steps", [])],
     )
     if late:
         spec["late"] = late
     if "hard_close" in data:
-        spec["close_after"] = close_after(due, parse_time(data["hard_close"], zone))
+        spec["close_after"] = close_after(due, given_time(data["hard_close"], zone))
     for name in ("max_submissions", "max_grace_days"):
         if name in data:
             spec[name] = _count(name, data[name], *((1, MAX_SUBMISSIONS) if name == "max_submissions" else
