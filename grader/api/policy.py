@@ -10,7 +10,7 @@ from grader.api import bp
 from grader.api import schemas as s
 from grader.api.openapi import operation
 from grader.auth.permissions import caller, require_instructor, require_member
-from grader.errors import NotFound
+from grader.errors import NotFound, ServiceError
 from grader.models import Assignment
 from grader.models.policy import Extension
 from grader.services import policy as policies
@@ -33,6 +33,16 @@ def policy_doc(assignment: Assignment) -> dict[str, Any]:
         "grace_days": assignment.course.grace_days or 0,
         "extensions": [extension_doc(e) for e in policies.extensions(assignment)],
     }
+
+
+def _json_object(what: str, code: str) -> dict[str, Any]:
+    """The request's body, which must be a JSON object. Spectree passes no body, a form, malformed JSON, `null` and
+    `[]` alike as an empty one, and an empty override means the manifest's policy again: each of those would have
+    wiped the offering's policy. They are a 400 that changes nothing."""
+    body = request.get_json(silent=True) if request.is_json else None
+    if not isinstance(body, dict):
+        raise ServiceError(f"send {what} as a JSON object, with Content-Type: application/json", code=code)
+    return body
 
 
 def _taught(assignment_id: str) -> Assignment:
@@ -62,9 +72,10 @@ def get_policy(assignment_id: str) -> dict[str, Any]:
 @operation("policy", "setPolicy", {200: s.PolicyInForce}, (400, 401, 403, 404), body=s.PolicyOverride,
            invalid_code="bad_policy")
 def set_policy(assignment_id: str) -> dict[str, Any]:
-    """Replace the offering's override of the manifest's policy (an empty body: back to the manifest)."""
+    """Replace the offering's override of the manifest's policy (an empty object, `{}`: back to the manifest's)."""
     assignment = _taught(assignment_id)
-    fields = {key: value for key, value in (request.get_json(silent=True) or {}).items() if value is not None}
+    body = _json_object("the override ({} for the manifest's policy again)", "bad_policy")
+    fields = {key: value for key, value in body.items() if value is not None}
     policies.set_override(assignment, fields)
     return policy_doc(assignment)
 
@@ -75,7 +86,7 @@ def set_policy(assignment_id: str) -> dict[str, Any]:
 def grant_extension(assignment_id: str) -> dict[str, Any]:
     """Give one student a new due date (`due`) or extra days (`days`); replaces an earlier extension."""
     assignment = _taught(assignment_id)
-    body = request.get_json(silent=True) or {}
+    body = _json_object("the extension", "bad_extension")
     student = policies.find_student(assignment, body.get("email", ""))
     extension = policies.grant_extension(assignment, student, due=body.get("due"), days=body.get("days"),
                                          reason=body.get("reason", ""), granted_by=caller())

@@ -191,6 +191,28 @@ def test_an_inconsistent_override_is_refused_and_changes_nothing(app: Flask, cli
     assert world.assignment.policy_override is None
 
 
+@pytest.mark.parametrize("body", [
+    {"data": "due=2030-01-01"},  # a form, as `curl -d` sends it
+    {"data": "{not json", "content_type": "application/json"},
+    {"data": "null", "content_type": "application/json"},
+    {"json": []},
+    {},  # no body at all
+])
+def test_is_an_override_that_is_not_a_json_object_refused_leaving_the_policy_as_it_was(
+        app: Flask, client: FlaskClient, world: World, body: dict[str, Any]) -> None:
+    """Is a body that is not a JSON object a 400 bad_policy that keeps the override? (Each used to pass for an
+    empty override, which puts the manifest's policy back: the offering's due date and limits wiped.)"""
+    assert put_policy(client, world, due=at(days=3), max_submissions=4).status_code == 200
+    response = client.put("/api/v1/assignments/autograd/policy", headers=world.instructor.headers, **body)
+    assert response.status_code == 400 and response.json["error"] == "bad_policy", response.json
+    assert "JSON object" in response.json["detail"]
+    db.session.refresh(world.assignment)
+    assert world.assignment.policy_override["max_submissions"] == 4
+    answer = client.post("/api/v1/assignments/autograd/extensions", headers=world.instructor.headers, **body)
+    assert answer.status_code == 400 and answer.json["error"] == "bad_extension", answer.json
+    assert put_policy(client, world).json["override"] is None  # `{}` is the way back to the manifest's
+
+
 def test_uploads_racing_for_the_last_submission_on_postgresql_store_exactly_one(
         make_app: Any) -> None:
     """On PostgreSQL, with one submission allowed, do four uploads by the same student sent at the same instant
