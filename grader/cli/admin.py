@@ -105,11 +105,13 @@ def user_revoke_token(email: str) -> None:
 
 @user_group.command("password")
 @click.argument("email")
-@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+@click.option("--password", default=None, help="The new password [asked for, twice, when not given].")
 @with_appcontext
-def user_password(email: str, password: str) -> None:
+def user_password(email: str, password: str | None) -> None:
     """Set EMAIL's web password (their existing web sessions end)."""
-    user = find_user(email)
+    user = find_user(email)  # before asking for a password: an unknown user is said at once
+    if password is None:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     user.set_password(password)
     db.session.commit()
     click.echo(f"password set for {user.email}")

@@ -40,7 +40,7 @@ def submission_files(accepted: tuple[str, ...], paths: tuple[str, ...]) -> dict[
     for raw in paths:
         path = Path(raw)
         if not path.is_file():
-            usage_error(f"no such file: {raw}")
+            usage_error(f"{raw} is a directory: give the file in it" if path.is_dir() else f"no such file: {raw}")
         name = accepted[0] if len(accepted) == 1 and len(paths) == 1 else path.name
         if name in files:
             usage_error(f"{name} given twice")

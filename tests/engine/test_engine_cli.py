@@ -24,6 +24,7 @@ def grader(*args: str) -> subprocess.CompletedProcess[str]:
     [
         (["grade", "--assignment", "nope", "x.py"], "unknown assignment 'nope'"),
         (["grade", "--assignment", "autograd", "missing.py"], "no such file: missing.py"),
+        (["grade", "--assignment", "autograd", "reference_tests"], "reference_tests is a directory: give the file"),
         (["grade", "--assignment", "autograd", "--runner", "bogus", "x.py"], "'bogus' is not one of"),
         (["grade", "--assignment", "autograd", "--format", "xml", "x.py"], "'xml' is not one of"),
         (["grade", "--assignment", "autograd"], "Missing argument"),

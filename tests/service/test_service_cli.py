@@ -57,6 +57,8 @@ def test_admin_commands_create_course_user_enrollment(tmp_path: Path) -> None:
     assert "unchanged" in grader(tmp_path, "assignment", "sync").stdout
     removed = grader(tmp_path, "enrollment", "remove", "ann@example.edu", "CS50")
     assert removed.returncode == 0 and grader(tmp_path, "enrollment", "list", "CS50").stdout == ""
+    asked = grader(tmp_path, "user", "password", "ann@example.edu", input_text="n3w-secret\nn3w-secret\n")
+    assert asked.returncode == 0 and "password set for ann@example.edu" in asked.stdout, asked.stderr
 
 
 @pytest.fixture(scope="module")
@@ -84,9 +86,10 @@ def state(home: Path) -> str:
         (("course", "frobnicate"), "No such command"),
         (("enrollment", "add", "a@example.edu", "CS50", "--role", "dean"), "'dean' is not one of"),
         (("enrollment", "add", "a@example.edu", "CS50", "--bogus"), "(see 'grader enrollment add --help')"),
+        (("user", "password", "nobody@example.edu"), "no user 'nobody@example.edu'"),  # said before any prompt
     ],
     ids=["duplicate-course", "unknown-user", "unknown-assignment", "bad-email", "bad-queue", "unknown-command",
-         "bad-role", "help-names-the-whole-command"],
+         "bad-role", "help-names-the-whole-command", "unknown-user-before-the-password-prompt"],
 )
 def test_cli_errors_are_one_line_with_status_2(cli_home: tuple[Path, str], args: tuple[str, ...],
                                                message: str) -> None:
