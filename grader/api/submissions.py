@@ -13,11 +13,11 @@ from grader.api.openapi import operation
 from grader.auth.identity import current_user
 from grader.auth.permissions import caller, course_role, require_member, submission_access
 from grader.database import db, loaded_once
-from grader.errors import ServiceError, UnsupportedMedia
+from grader.errors import UnsupportedMedia
 from grader.extensions import limiter
 from grader.models import Submission, database_now
 from grader.services.assignments import find_assignment
-from grader.services.queries import assignment_submissions
+from grader.services.queries import assignment_submissions, page_start
 from grader.services.submissions import describe, find_submission, sent_again, single_file, submit, upload_key
 
 
@@ -89,7 +89,7 @@ def list_submissions(assignment_id: str) -> dict[str, Any]:
     mine = user.id if access == "owner" else None
     email = request.args.get("email") if access == "instructor" else None
     limit = int(request.args.get("limit", s.PAGE_SIZE))  # (the query's model checked both)
-    after = _cursor(request.args.get("after"), assignment.id, mine)
+    after = page_start(request.args.get("after"), assignment.id, mine)
     found = assignment_submissions(assignment.id, user_id=mine, email=email, after=after, limit=limit + 1)
     page = found[:limit]
     now = database_now(db.session)  # one clock reading for the whole list
@@ -99,15 +99,3 @@ def list_submissions(assignment_id: str) -> dict[str, Any]:
         following = url_for("api.list_submissions", assignment_id=assignment_id, limit=limit, after=page[-1].id,
                             _external=True, **args)
     return {"submissions": [describe(s, access, submission_url(s), now) for s in page], "next": following}
-
-
-def _cursor(after: str | None, assignment_id: int, user_id: int | None) -> Submission | None:
-    """The submission a page starts after: one of this list's (of the assignment, and the caller's own where they
-    see only theirs), else a 400 that says nothing of whose it is."""
-    if after is None:
-        return None
-    found = db.session.get(Submission, int(after))
-    if found is None or found.assignment_id != assignment_id or user_id not in (None, found.user_id):
-        raise ServiceError(f"after={after} is not a submission of this list: start again without it",
-                           code="bad_cursor")
-    return found

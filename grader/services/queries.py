@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select
 
 from grader.database import db
-from grader.errors import NotFound
+from grader.errors import NotFound, ServiceError
 from grader.models import STATUSES, Assignment, Course, Enrollment, GradingRun, Submission, User
 from grader.models.regrades import Regrade, RegradeItem
 from grader.services.accounts import course_with_code
@@ -86,6 +86,19 @@ def assignment_submissions(assignment_id: int, *, user_id: int | None = None, em
         query = query.where(or_(Submission.created_at < after.created_at,
                                 and_(Submission.created_at == after.created_at, Submission.id < after.id)))
     return list(db.session.scalars(query.limit(limit)))
+
+
+def page_start(after: str | None, assignment_id: int, user_id: int | None) -> Submission | None:
+    """The submission a page of `assignment_submissions` starts after (`?after=ID`): one of that list's (of the
+    assignment, and the user's own where `user_id` says they see only theirs), else a 400 that says nothing of
+    whose it is."""
+    if after is None:
+        return None
+    found = db.session.get(Submission, int(after))
+    if found is None or found.assignment_id != assignment_id or user_id not in (None, found.user_id):
+        raise ServiceError(f"after={after} is not a submission of this list: start again without it",
+                           code="bad_cursor")
+    return found
 
 
 # --- regrades ------------------------------------------------------------------------------------------------

@@ -64,11 +64,15 @@ class RunClock:
         self.given += seconds
         self.report(self.given + self.moved)
 
+    def past(self) -> bool:
+        """Whether the deadline, as it stands, has come (`over` may move it on first)."""
+        return self.clock() >= self.deadline
+
     def over(self) -> bool:
         """Whether the run is past its limit. At the deadline, the deadline first moves on by the stall time since
         the run began, less what it moved on by already, within the cap; by less than MIN_STEP it does not move,
         and the run is over."""
-        if self.clock() < self.deadline:
+        if not self.past():
             return False
         if self.start_stalled is None or (now := self.read()) is None:
             return True
@@ -78,4 +82,4 @@ class RunClock:
         self.moved += step
         self.deadline += step
         self.report(self.given + self.moved)
-        return self.clock() >= self.deadline
+        return self.past()

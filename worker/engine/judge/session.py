@@ -257,7 +257,7 @@ class StudentSession:
         try:
             reply = self._exchange({"op": "load", "files": self.files, "module": self.module}, during="import")
         except SandboxLimit as exc:
-            if self._imports == 0 or time.monotonic() < self.run.deadline:  # (not an import again the run cut)
+            if self._imports == 0 or not self.run.past():  # (not an import again that the run's limit cut)
                 # Importing again would fail the same way and cost every later test the same wait.
                 self.load_failure = LoadFailure(f"{self.module}.py could not be imported: {exc}")
             self.close()  # no later test needs a sandbox, nor those started ahead
@@ -386,7 +386,7 @@ class StudentSession:
     def _timed_out(self, during: str | None, why: str | None = None) -> SandboxLimit:
         """The timeout that ends this call: `why` the sandbox's overtime said so ("idle", "computing"), or else
         the run's limit or the wall-clock backstop."""
-        run_over = time.monotonic() >= self.run.deadline
+        run_over = self.run.past()
         self._lose_sandbox()
         return outcomes.timeout(self.spec.limits, location(during), why, run_over)
 
