@@ -59,8 +59,11 @@ def test_an_instructor_extends_a_student_and_sets_the_policy_from_the_cli(home: 
     (("policy", "show", "nope"), "unknown assignment"),
 ])
 def test_bad_input_is_one_line_and_exit_status_2(home: Path, args: tuple[str, ...], words: str) -> None:
-    """Is every bad request a single `grader: error:` line naming the problem, with exit status 2?"""
+    """Is every bad request a single `grader: error:` line naming the problem, with exit status 2, and the policy
+    and extensions left as they were?"""
+    before = grader(home, "policy", "show", "autograd").stdout
     result = grader(home, *args)
     assert result.returncode == 2, (result.stdout, result.stderr)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("grader: error:") and words in lines[0], lines
+    assert grader(home, "policy", "show", "autograd").stdout == before
