@@ -29,20 +29,29 @@ def policy_show(assignment: str) -> None:
         click.echo(f"extension: {extension.user.email} due {extension.due_at.isoformat()} {extension.reason}")
 
 
+def _late_steps(text: str) -> object:
+    """late_steps from the command line: a JSON list, as the API takes it (the service says what is wrong in it)."""
+    try:
+        return json.loads(text) if text.strip() else None
+    except json.JSONDecodeError:
+        raise policies.PolicyError('late_steps is JSON: [{"until": "<date>", "credit": <percent>}, ...]') from None
+
+
 @policy_group.command("set")
 @click.argument("assignment")
 @click.option("--field", "fields", multiple=True, metavar="NAME=VALUE",
-              help=f"An override field ({', '.join(policies.OVERRIDE_FIELDS)}); repeat. None: the manifest's.")
+              help=f"An override field ({', '.join(policies.OVERRIDE_FIELDS)}); repeat. None: the manifest's. "
+                   'late_steps is JSON: [{"until": "<date>", "credit": <percent>}, ...].')
 @with_appcontext
 def policy_set(assignment: str, fields: tuple[str, ...]) -> None:
     """Replace ASSIGNMENT's override of its manifest policy (dates ISO 8601; naive ones are UTC)."""
     found = find_assignment(assignment)
-    parsed = {}
+    parsed: dict[str, object] = {}
     for item in fields:
         name, sep, value = item.partition("=")
         if not sep:
             raise policies.PolicyError(f"--field takes NAME=VALUE, not {item!r}")
-        parsed[name.strip()] = value.strip()
+        parsed[name.strip()] = _late_steps(value) if name.strip() == "late_steps" else value.strip()
     click.echo(json.dumps(policies.set_override(found, parsed), indent=2))
 
 

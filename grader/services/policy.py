@@ -21,9 +21,11 @@ from worker.engine.policy import (
     MAX_GRACE_DAYS,
     MAX_LATE_DAYS,
     MAX_SUBMISSIONS,
+    amount,
     check_spec,
     close_after,
     from_spec,
+    given_steps,
     given_time,
     merge,
     steps_from_fields,
@@ -47,20 +49,16 @@ def _blank(value: Any) -> bool:
 # The most each number may be, wherever it comes from (the API's models say the same: `grader/api/schemas.py`).
 # More means nothing a course wants, and would overflow a date (a cooldown of 10,000 years, an extension past year
 # 9999) or hold the request for ever (late_days makes a late step per day).
-MAXIMUM = {"late_penalty_per_day": 100, "credit": 100, "late_days": MAX_LATE_DAYS, "max_submissions": MAX_SUBMISSIONS,
+MAXIMUM = {"late_penalty_per_day": 100, "late_days": MAX_LATE_DAYS, "max_submissions": MAX_SUBMISSIONS,
            "cooldown_minutes": MAX_COOLDOWN_MINUTES, "max_grace_days": MAX_GRACE_DAYS, "days": 3650,
            "grace_days": MAX_GRACE_DAYS}
 
 
 def _number(name: str, value: Any, whole: bool = False) -> float:
     try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise PolicyError(f"{name} must be a number, not {value!r}") from None
-    top = MAXIMUM[name]
-    if not 0 <= number <= top or (whole and number != int(number)):  # (NaN fails the range too)
-        raise PolicyError(f"{name} must be a {'whole ' if whole else ''}number from 0 to {top:,}, not {value!r}")
-    return number
+        return amount(name, value, 0, MAXIMUM[name], whole)
+    except ValueError as exc:
+        raise PolicyError(str(exc)) from None
 
 
 def _time(name: str, value: Any) -> datetime:
@@ -84,11 +82,9 @@ def override_from_fields(assignment: Assignment, fields: dict[str, Any]) -> dict
     due = from_spec(merge(assignment.policy, override)).due
     per_day, days, steps = fields.get("late_penalty_per_day"), fields.get("late_days"), fields.get("late_steps")
     if not (_blank(per_day) and _blank(days) and not steps):
-        dated = [(_time("late_steps", s.get("until")), _number("credit", s.get("credit"))) for s in steps or []]
-        try:
-            override["late"] = steps_from_fields(due, None if _blank(per_day) else _number("late_penalty_per_day",
-                                                                                            per_day),
-                                                 None if _blank(days) else _number("late_days", days, True), dated)
+        try:  # (the late fields' numbers are read where the steps are made, with the manifest's bounds)
+            override["late"] = steps_from_fields(due, None if _blank(per_day) else per_day,
+                                                 None if _blank(days) else days, given_steps(steps or []))
         except ValueError as exc:
             raise PolicyError(str(exc)) from None
     if not _blank(fields.get("hard_close")):

@@ -191,6 +191,29 @@ def test_an_inconsistent_override_is_refused_and_changes_nothing(app: Flask, cli
     assert world.assignment.policy_override is None
 
 
+@pytest.mark.parametrize(("fields", "words"), [
+    ({"max_submissions": True}, "max_submissions must be a whole number"),
+    ({"cooldown_minutes": True}, "cooldown_minutes must be a number"),
+    ({"late_penalty_per_day": True, "late_days": 2}, "late_penalty_per_day must be a number"),
+    ({"late_steps": [{"until": "2031-01-02T00:00:00Z", "credit": True}]}, "a late step's credit must be a number"),
+])
+def test_is_true_where_a_number_goes_refused_rather_than_stored_as_1(
+        app: Flask, client: FlaskClient, world: World, fields: dict[str, Any], words: str) -> None:
+    """Is JSON's `true` for a policy number (or an extension's days) a 400 that keeps the override? (It passed the
+    schema's lax integer and was stored as 1: one submission in all, a one-minute cooldown, 1 % credit.)"""
+    assert put_policy(client, world, due="2031-01-01T00:00:00Z", max_submissions=4).status_code == 200
+    response = put_policy(client, world, due="2031-01-01T00:00:00Z", **fields)
+    assert response.status_code == 400 and response.json["error"] == "bad_policy", response.json
+    assert words in response.json["detail"] and "not True" in response.json["detail"]
+    db.session.refresh(world.assignment)
+    assert world.assignment.policy_override["max_submissions"] == 4
+    answer = client.post("/api/v1/assignments/autograd/extensions", headers=world.instructor.headers,
+                         json={"email": world.student.email, "days": True})
+    assert answer.status_code == 400 and "days must be a number" in answer.json["detail"], answer.json
+    assert client.get("/api/v1/assignments/autograd/policy",
+                      headers=world.instructor.headers).json["extensions"] == []
+
+
 @pytest.mark.parametrize("body", [
     {"data": "due=2030-01-01"},  # a form, as `curl -d` sends it
     {"data": "{not json", "content_type": "application/json"},

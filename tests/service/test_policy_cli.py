@@ -33,6 +33,11 @@ def test_an_instructor_extends_a_student_and_sets_the_policy_from_the_cli(home: 
     shown = grader(home, "policy", "show", "autograd").stdout
     assert '"max_submissions": 4' in shown and "extension: student@example.edu" in shown
     assert grader(home, "policy", "revoke", "autograd", "student@example.edu").returncode == 0
+    steps = '[{"until": "2030-03-08T23:59:00Z", "credit": 80}, {"until": "2030-03-10", "credit": 50}]'
+    stepped = grader(home, "policy", "set", "autograd", "--field", "due=2030-03-07T23:59:00Z", "--field",
+                     f"late_steps={steps}")
+    assert stepped.returncode == 0, stepped.stderr
+    assert [step["credit"] for step in json.loads(stepped.stdout)["late_steps"]] == [80.0, 50.0]
 
 
 @pytest.mark.parametrize(("args", "words"), [
@@ -41,7 +46,15 @@ def test_an_instructor_extends_a_student_and_sets_the_policy_from_the_cli(home: 
     (("policy", "extend", "autograd", "student@example.edu", "--due", "soon"), "ISO 8601"),
     (("policy", "set", "autograd", "--field", "colour=blue"), "unknown policy fields"),
     (("policy", "set", "autograd", "--field", "max_submissions"), "NAME=VALUE"),
-    (("policy", "grace-days", "DEMO101", "lots"), "must be a number"),
+    (("policy", "grace-days", "DEMO101", "lots"), "grace_days must be a whole number from 0 to 3,650, not 'lots'"),
+    # late_steps is JSON on the command line (text reached the service as is: a traceback, 'str' object has no
+    # attribute 'get')
+    (("policy", "set", "autograd", "--field", "due=2030-03-07T23:59:00", "--field", "late_steps=2030-03-08:50"),
+     'late_steps is JSON: [{"until": "<date>", "credit": <percent>}, ...]'),
+    (("policy", "set", "autograd", "--field", "due=2030-03-07T23:59:00", "--field", 'late_steps={"credit": 50}'),
+     "late_steps is a list of {until = <date>, credit = <percent>}"),
+    (("policy", "set", "autograd", "--field", "due=2030-03-07T23:59:00", "--field",
+      'late_steps=[{"until": "2030-03-09T00:00:00", "credit": true}]'), "a late step's credit must be a number"),
     # Numbers past their bounds: each would have overflowed a date (a traceback, or a 500 at the next upload) or
     # held the command for ever (a late step per day).
     (("policy", "grace-days", "DEMO101", "1e300"), "grace_days must be a whole number from 0 to 3,650"),
@@ -49,7 +62,7 @@ def test_an_instructor_extends_a_student_and_sets_the_policy_from_the_cli(home: 
     (("policy", "set", "autograd", "--field", "cooldown_minutes=1e12"), "cooldown_minutes must be a number from 0 to"),
     (("policy", "set", "autograd", "--field", "cooldown_minutes=nan"), "cooldown_minutes must be a number from 0 to"),
     (("policy", "set", "autograd", "--field", "due=2030-03-07T23:59:00", "--field", "late_penalty_per_day=10",
-      "--field", "late_days=1e300"), "late_days must be a whole number from 0 to 3,650"),
+      "--field", "late_days=1e300"), "late_days must be a whole number from 1 to 3,650"),
     (("policy", "extend", "autograd", "student@example.edu", "--days", "1e300"), "days must be a number from 0 to"),
     # Dates past 2999: late days or an extension added to them would not be a date (a traceback, and a 500 at
     # every upload after).

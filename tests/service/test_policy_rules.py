@@ -4,6 +4,7 @@ change; grace days, limits, cooldowns; and the student's view of after-due-date 
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -170,6 +171,9 @@ def test_the_counted_score_is_the_raw_score_times_the_credit() -> None:
     {"max_grace_days": float("inf")},
     {"max_grace_days": 3651},
     {"max_submissions": 1_000_001},
+    {"cooldown_minutes": True},  # TOML's true is no number (it was a cooldown of one minute)
+    {"late_penalty_per_day": True, "late_days": 2},
+    {"max_submissions": True},
     {"release": datetime(1969, 12, 31, tzinfo=UTC)},  # dates from 1970 to 2999 only
     {"hard_close": datetime(9999, 12, 31, tzinfo=UTC)},
 ])
@@ -179,13 +183,30 @@ def test_a_manifest_with_an_inconsistent_policy_is_refused_with_a_reason(tmp_pat
         spec_from_manifest(bad, DUE)
     pack = tmp_path / "p"
     pack.mkdir()
-    lines = [f"{key} = {value!r}" if not isinstance(value, datetime) else f"{key} = {value.isoformat()}"
+    lines = [f"{key} = {value.isoformat()}" if isinstance(value, datetime) else
+             f"{key} = {str(value).lower()}" if isinstance(value, bool) else f"{key} = {value!r}"
              for key, value in bad.items()]
     table = "\n".join(lines).replace("'", '"')
     (pack / "assignment.toml").write_text(
         f'id = "p"\ndue = {DUE.isoformat()}\n[policy]\n{table}\n[[deliverables]]\nid = "a"\npoints = 1\n')
     with pytest.raises(AssignmentError, match="policy"):
         load_assignment(pack)
+
+
+@pytest.mark.parametrize(("steps", "words"), [
+    ("2025-03-08: 50", "late_steps is a list of {until = <date>, credit = <percent>}"),
+    ([1], "late_steps is a list of"),
+    ([{"until": DUE + 2 * S}], "a late step's credit must be a number from 0 to 100, not None"),
+    ([{"until": DUE + 2 * S, "credit": "half"}], "a late step's credit must be a number from 0 to 100, not 'half'"),
+    ([{"until": DUE + 2 * S, "credit": True}], "a late step's credit must be a number"),
+    ([{"until": DUE + 2 * S, "credit": 101}], "a late step's credit must be a number from 0 to 100, not 101"),
+    ([{"credit": 50}], "a late step's until: None is not a date and time"),
+])
+def test_malformed_late_steps_are_refused_in_words_an_instructor_can_act_on(steps: object, words: str) -> None:
+    """Does a late_steps that is not a list of {until, credit} say what it must be? (It was Python's own words:
+    'credit', or 'int' object is not subscriptable; and credit = true was a credit of 1 %.)"""
+    with pytest.raises(ValueError, match="^" + re.escape(words)):
+        spec_from_manifest({"late_steps": steps}, DUE)
 
 
 def result_with_after_due_test() -> dict:

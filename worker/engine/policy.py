@@ -158,22 +158,31 @@ MAX_COOLDOWN_MINUTES = 525_600  # a year: a longer one would overflow a date at 
 MAX_GRACE_DAYS, MAX_SUBMISSIONS = 3650, 1_000_000
 
 
-def _credit(value: Any) -> float:
-    credit = float(value)
-    if not 0.0 <= credit <= 100.0:
-        raise ValueError(f"a credit is a percentage from 0 to 100, not {value!r}")
-    return credit
-
-
-def _count(name: str, value: Any, minimum: int = 0, maximum: int | None = None) -> int:
+def amount(name: str, value: Any, low: float, high: float, whole: bool = False) -> float:
+    """A number someone gives (a manifest, an override, the CLI's text) from `low` to `high`, else a ValueError
+    naming the field. TOML's and JSON's `true` is no number: float(True) is 1, a limit nobody set."""
     try:
-        whole = not isinstance(value, bool) and int(value) == float(value)
-    except (TypeError, ValueError, OverflowError):  # (not a number, NaN, infinite)
-        whole = False
-    if not whole or int(value) < minimum or (maximum is not None and int(value) > maximum):
-        top = f" and at most {maximum:,}" if maximum is not None else ""
-        raise ValueError(f"{name} must be a whole number of at least {minimum}{top}, not {value!r}")
-    return int(value)
+        number = float("nan") if isinstance(value, bool) else float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not low <= number <= high or (whole and not number.is_integer()):  # (NaN fails the range)
+        raise ValueError(f"{name} must be a {'whole ' if whole else ''}number from {low:,} to {high:,}, "
+                         f"not {value!r}")
+    return number
+
+
+def given_steps(steps: Any, zone: tzinfo = UTC) -> list[tuple[datetime, float]]:
+    """`late_steps` as someone gives them, a list of `{until = <date>, credit = <percent>}`: (date, credit)."""
+    if not isinstance(steps, list) or not all(isinstance(step, dict) for step in steps):
+        raise ValueError("late_steps is a list of {until = <date>, credit = <percent>}")
+    dated = []
+    for step in steps:
+        try:
+            until = given_time(step.get("until"), zone)
+        except ValueError as exc:
+            raise ValueError(f"a late step's until: {exc}") from None
+        dated.append((until, amount("a late step's credit", step.get("credit"), 0, 100)))
+    return dated
 
 
 def spec_from_manifest(data: dict[str, Any], due: datetime | None) -> dict[str, Any]:
@@ -195,21 +204,18 @@ def spec_from_manifest(data: dict[str, Any], due: datetime | None) -> dict[str, 
         due,
         data.get("late_penalty_per_day"),
         data.get("late_days"),
-        [(given_time(step["until"], zone), _credit(step["credit"])) for step in data.get("late_steps", [])],
+        given_steps(data.get("late_steps", []), zone),
     )
     if late:
         spec["late"] = late
     if "hard_close" in data:
         spec["close_after"] = close_after(due, given_time(data["hard_close"], zone))
-    for name in ("max_submissions", "max_grace_days"):
-        if name in data:
-            spec[name] = _count(name, data[name], *((1, MAX_SUBMISSIONS) if name == "max_submissions" else
-                                                    (0, MAX_GRACE_DAYS)))
-    if "cooldown_minutes" in data:
-        minutes = float(data["cooldown_minutes"])
-        if not 0 <= minutes <= MAX_COOLDOWN_MINUTES:  # (NaN fails too)
-            raise ValueError(f"cooldown_minutes must be from 0 to {MAX_COOLDOWN_MINUTES:,} (a year)")
-        spec["cooldown"] = round(minutes * 60)
+    if "max_submissions" in data:
+        spec["max_submissions"] = int(amount("max_submissions", data["max_submissions"], 1, MAX_SUBMISSIONS, True))
+    if "max_grace_days" in data:
+        spec["max_grace_days"] = int(amount("max_grace_days", data["max_grace_days"], 0, MAX_GRACE_DAYS, True))
+    if "cooldown_minutes" in data:  # (a year at most: a longer one would overflow a date at last)
+        spec["cooldown"] = round(amount("cooldown_minutes", data["cooldown_minutes"], 0, MAX_COOLDOWN_MINUTES) * 60)
     check_spec(spec)
     return spec
 
@@ -233,9 +239,10 @@ def steps_from_fields(due: datetime | None, per_day: Any, days: Any,
         return out
     if per_day is None or days is None:
         raise ValueError("late_penalty_per_day and late_days go together")
-    penalty, count = float(per_day), _count("late_days", days, 1, MAX_LATE_DAYS)  # (a step per day)
-    if not 0 < penalty <= 100:
-        raise ValueError("late_penalty_per_day is a percentage above 0, at most 100")
+    penalty = amount("late_penalty_per_day", per_day, 0, 100)
+    count = int(amount("late_days", days, 1, MAX_LATE_DAYS, True))  # (a late step per day)
+    if penalty == 0:
+        raise ValueError("late_penalty_per_day must be above 0 (leave the late fields out for no penalty)")
     return [[k * DAY, round(max(0.0, 100.0 - k * penalty), 4)] for k in range(1, count + 1)]
 
 
