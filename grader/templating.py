@@ -14,8 +14,7 @@ from markupsafe import Markup, escape
 
 from grader.auth.identity import current_user
 from grader.auth.permissions import teaches_anything
-from grader.models import Assignment, Submission
-from grader.services.queries import submissions_of
+from grader.models import Assignment
 
 STATUS_WORDS = {
     "queued": "Waiting in the queue",
@@ -112,17 +111,6 @@ def is_instructor() -> bool:
     return user is not None and teaches_anything(user)
 
 
-def submission_history(submission: Submission) -> list[Submission]:
-    """The same student's submissions to the same assignment, newest first (the result page's history)."""
-    return submissions_of(submission.user_id, submission.assignment_id)
-
-
-def my_submissions(assignment: Assignment) -> list[Submission]:
-    """The logged-in user's submissions to `assignment`, newest first (shown under the upload form)."""
-    user = current_user()
-    return [] if user is None else submissions_of(user.id, assignment.id)
-
-
 def upload_rules(assignment: Assignment) -> dict[str, Any]:
     """The server's upload rules, for the page's text and its client-side checks (data-* attributes)."""
     limit = int(current_app.config["GRADER_MAX_UPLOAD_BYTES"])
@@ -142,8 +130,6 @@ FILTERS = {
 GLOBALS = {
     "current_user": current_user,
     "is_instructor": is_instructor,
-    "submission_history": submission_history,
-    "my_submissions": my_submissions,
     "upload_rules": upload_rules,
 }
 

@@ -17,6 +17,7 @@ from grader.errors import UnsupportedMedia
 from grader.extensions import limiter
 from grader.models import Submission, database_now
 from grader.services.assignments import find_assignment
+from grader.services.deadlines import student_policy
 from grader.services.queries import assignment_submissions, page_start
 from grader.services.submissions import describe, find_submission, sent_again, single_file, submit, upload_key
 
@@ -90,7 +91,8 @@ def list_submissions(assignment_id: str) -> dict[str, Any]:
     email = request.args.get("email") if access == "instructor" else None
     limit = int(request.args.get("limit", s.PAGE_SIZE))  # (the query's model checked both)
     after = page_start(request.args.get("after"), assignment.id, mine)
-    found = assignment_submissions(assignment.id, user_id=mine, email=email, after=after, limit=limit + 1)
+    found = assignment_submissions(assignment.id, user_id=mine, email=email, after=after, limit=limit + 1,
+                                   results=True)
     page = found[:limit]
     now = database_now(db.session)  # one clock reading for the whole list
     following = None
@@ -98,4 +100,5 @@ def list_submissions(assignment_id: str) -> dict[str, Any]:
         args = {"email": email} if email else {}
         following = url_for("api.list_submissions", assignment_id=assignment_id, limit=limit, after=page[-1].id,
                             _external=True, **args)
-    return {"submissions": [describe(s, access, submission_url(s), now) for s in page], "next": following}
+    policy = student_policy(assignment, user.id) if access == "owner" else None  # (all of them the caller's)
+    return {"submissions": [describe(s, access, submission_url(s), now, policy) for s in page], "next": following}

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy.orm import selectinload
 
 from grader.database import db
 from grader.errors import NotFound, ServiceError
@@ -57,35 +58,71 @@ def get_user(user_id: int) -> User | None:
 
 
 # --- submissions ---------------------------------------------------------------------------------------------
+HISTORY_PAGE = 25  # a student's history, a page at a time (their own pages: home, upload, result)
+
+
+def _newest_first(query: Select[tuple[Submission]], after: Submission | None, limit: int | None,
+                  results: bool = False) -> list[Submission]:
+    """`query`'s submissions newest first, those after `after` in that order (by position, not by offset: uploads
+    meanwhile neither repeat nor skip a row), at most `limit`. What each row shows is loaded in one query for all
+    the rows, not one per row (a history of 400 was 400 queries at each refresh of a waiting result page): runs,
+    assignment, and with `results` the uploader and every run's test results and scores (the API's documents)."""
+    runs = selectinload(Submission.runs)
+    loads = [runs, selectinload(Submission.assignment)]
+    if results:
+        loads += [runs.selectinload(GradingRun.test_results), runs.selectinload(GradingRun.scores),
+                  selectinload(Submission.user)]
+    query = query.order_by(Submission.created_at.desc(), Submission.id.desc()).options(*loads)
+    if after is not None:
+        query = query.where(or_(Submission.created_at < after.created_at,
+                                and_(Submission.created_at == after.created_at, Submission.id < after.id)))
+    return list(db.session.scalars(query.limit(limit)))
+
+
 def submissions_of(user_id: int, assignment_id: int) -> list[Submission]:
-    """A user's submissions to one assignment, newest first (the result page's history, the upload page's list)."""
+    """A user's submissions to one assignment, all of them, newest first (the instructor's page of a student)."""
     return assignment_submissions(assignment_id, user_id=user_id)
 
 
-def submissions_by(user_id: int) -> list[Submission]:
-    """Every submission of a user, newest first (the student's home page)."""
-    return list(db.session.scalars(
-        select(Submission).where(Submission.user_id == user_id).order_by(Submission.created_at.desc())
-    ))
+def history(user_id: int, assignment_id: int | None = None, after: str | None = None,
+            limit: int = HISTORY_PAGE) -> tuple[list[Submission], bool]:
+    """A page of a user's submissions (to one assignment, or to all), newest first, and whether older ones follow.
+    The page starts after `after` (`?after=ID` of a page's link) when that is one of this list's submissions; any
+    other value is the first page (a page forgives a stale or edited link)."""
+    start = None
+    if after is not None and after.isdigit() and int(after) < 2**63:
+        start = db.session.get(Submission, int(after))
+        if start is not None and (start.user_id != user_id or assignment_id not in (None, start.assignment_id)):
+            start = None
+    query = select(Submission).where(Submission.user_id == user_id)
+    if assignment_id is not None:
+        query = query.where(Submission.assignment_id == assignment_id)
+    found = _newest_first(query, start, limit + 1)
+    return found[:limit], len(found) > limit
+
+
+def latest_submissions(user_id: int) -> dict[int, Submission]:
+    """A user's newest submission to each assignment, by assignment id (the home page's cards), in one query."""
+    rank = func.row_number().over(partition_by=Submission.assignment_id,
+                                  order_by=(Submission.created_at.desc(), Submission.id.desc()))
+    ranked = select(Submission.id, rank.label("rank")).where(Submission.user_id == user_id).subquery()
+    query = (select(Submission).join(ranked, ranked.c.id == Submission.id).where(ranked.c.rank == 1)
+             .options(selectinload(Submission.runs)))
+    return {submission.assignment_id: submission for submission in db.session.scalars(query)}
 
 
 def assignment_submissions(assignment_id: int, *, user_id: int | None = None, email: str | None = None,
-                           after: Submission | None = None, limit: int | None = None) -> list[Submission]:
+                           after: Submission | None = None, limit: int | None = None,
+                           results: bool = False) -> list[Submission]:
     """An assignment's submissions, newest first; only one user's when `user_id` or `email` names them; only those
-    that come after `after` in that order, and at most `limit` of them (a page of the list)."""
-    query = (
-        select(Submission)
-        .where(Submission.assignment_id == assignment_id)
-        .order_by(Submission.created_at.desc(), Submission.id.desc())
-    )
+    that come after `after` in that order, and at most `limit` of them (a page of the list); with `results`, each
+    with its test results loaded (the API's list)."""
+    query = select(Submission).where(Submission.assignment_id == assignment_id)
     if user_id is not None:
         query = query.where(Submission.user_id == user_id)
     if email:
         query = query.join(User, User.id == Submission.user_id).where(User.email == email.lower())
-    if after is not None:  # by position, not by offset: uploads meanwhile neither repeat nor skip a row
-        query = query.where(or_(Submission.created_at < after.created_at,
-                                and_(Submission.created_at == after.created_at, Submission.id < after.id)))
-    return list(db.session.scalars(query.limit(limit)))
+    return _newest_first(query, after, limit, results)
 
 
 def page_start(after: str | None, assignment_id: int, user_id: int | None) -> Submission | None:

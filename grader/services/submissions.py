@@ -24,7 +24,7 @@ from grader.services.storage import store
 from grader.signals import notify, submission_queued
 from worker.engine.errors import UsageError
 from worker.engine.grade import check_files
-from worker.engine.policy import counted_score
+from worker.engine.policy import Policy, counted_score
 from worker.engine.result import for_student
 
 log = logging.getLogger(__name__)
@@ -246,9 +246,12 @@ def queue_position(run: GradingRun) -> int:
     return int(ahead or 0) + 1
 
 
-def describe(submission: Submission, access: str, url: str, now: datetime | None = None) -> dict[str, Any]:
+def describe(submission: Submission, access: str, url: str, now: datetime | None = None,
+             policy: Policy | None = None) -> dict[str, Any]:
     """The API document of a submission, as `access` ("owner" or "instructor") may see it, at `now` (the
-    database's clock unless given: a list reads it once for all its documents).
+    database's clock unless given: a list reads it once for all its documents). An owner sees what their `policy`
+    shows (the one that applies to the submitter, looked up unless given: a list of one student's submissions
+    looks it up once).
 
     `url` is where the document lives (the caller knows its routes; a service builds no URLs).
     """
@@ -287,9 +290,12 @@ def describe(submission: Submission, access: str, url: str, now: datetime | None
     if run.status == "error":
         doc["message"] = run.message
     if run.status == "graded" and run.result is not None:
-        policy = student_policy(assignment, submission.user_id)
-        visible = policy.results_visible(now or database_now(db.session))
-        result = run.result if access == "instructor" else for_student(run.result, visible, policy.due is not None)
+        if access == "instructor":
+            result = run.result
+        else:
+            policy = policy or student_policy(assignment, submission.user_id)
+            visible = policy.results_visible(now or database_now(db.session))
+            result = for_student(run.result, visible, policy.due is not None)
         doc.update({key: result[key] for key in RESULT_FIELDS if key in result})
         if result.get("withheld"):
             doc["withheld"] = True

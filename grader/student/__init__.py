@@ -18,8 +18,9 @@ from grader.auth.permissions import caller, course_role, submission_access
 from grader.errors import KeyReused, NotFound, ServiceError
 from grader.extensions import limiter
 from grader.http_errors import status_of
+from grader.models import Assignment
 from grader.services.assignments import find_assignment
-from grader.services.queries import submissions_by, visible_assignments
+from grader.services.queries import history, latest_submissions, visible_assignments
 from grader.services.submissions import describe, find_submission, sent_again, single_file, submit, upload_key
 
 bp = Blueprint("student", __name__)
@@ -56,9 +57,9 @@ def login_required(view: Any) -> Any:
 def index() -> str:
     """The caller's assignments and their submissions, newest first."""
     user = caller()
-    assignments = visible_assignments(user)
-    submissions = submissions_by(user.id)
-    return render_template("student/index.html", assignments=assignments, submissions=submissions)
+    submissions, older = history(user.id, after=request.args.get("after"))
+    return render_template("student/index.html", assignments=visible_assignments(user),
+                           latest=latest_submissions(user.id), submissions=submissions, older=older)
 
 
 def _upload_rate() -> str:
@@ -98,10 +99,16 @@ def upload(assignment_id: str) -> str | Response | tuple[str, int]:
                 submission = submit(user, assignment, name, data, received=received)
         except ServiceError as exc:
             flash(str(exc.detail), "error")
-            return render_template("student/upload.html", assignment=assignment,
-                                   form=_fresh_form(form)), status_of(exc)
+            return _upload_page(assignment, form, user.id), status_of(exc)
         return redirect(url_for("student.submission", submission_id=submission.id))
-    return render_template("student/upload.html", assignment=assignment, form=_fresh_form(form))
+    return _upload_page(assignment, form, user.id)
+
+
+def _upload_page(assignment: Assignment, form: UploadForm, user_id: int) -> str:
+    """The upload form with a page of the caller's submissions to the assignment below it."""
+    previous, older = history(user_id, assignment.id, after=request.args.get("after"))
+    return render_template("student/upload.html", assignment=assignment, form=_fresh_form(form),
+                           previous=previous, older=older)
 
 
 @bp.get("/submissions/<int:submission_id>")
@@ -112,4 +119,5 @@ def submission(submission_id: int) -> str:
     found = find_submission(submission_id)
     api_url = url_for("api.get_submission", submission_id=found.id, _external=True)
     doc = describe(found, submission_access(user, found), api_url)
-    return render_template("student/submission.html", submission=found, doc=doc)
+    previous, older = history(found.user_id, found.assignment_id, after=request.args.get("after"))
+    return render_template("student/submission.html", submission=found, doc=doc, previous=previous, older=older)

@@ -113,3 +113,30 @@ def test_is_a_bad_page_request_a_400_that_names_the_problem(client: FlaskClient,
                                                                   "list: start again without it"}
     assert client.get(f"{LIST}?after={own}", headers=world.student.headers).json == {"submissions": [], "next": None}
     assert client.get(f"{LIST}?after={other}", headers=world.instructor.headers).status_code == 200
+
+
+def test_does_a_page_run_as_many_queries_for_forty_graded_submissions_as_for_four(
+        client: FlaskClient, world: World) -> None:
+    """Is the number of SQL statements of a list page independent of the rows on it, for the student and the
+    instructor? (Each document looked up its runs, results and the student's extension on its own: 111 statements
+    for a page of 100.)"""
+    from tests.service.test_student_history_pages import counted_queries
+    from tests.support.dashboard_support import full, grade_run
+
+    def graded(count: int) -> None:
+        for i in range(count):
+            submission = submit(world.student.user, world.assignment, "solution.py", f"x = {i}\n".encode())
+            grade_run(submission.runs[0], full(world.assignment))
+
+    graded(4)
+    counts = {}
+    for size in (4, 40):
+        if size == 40:
+            graded(36)
+        for who in (world.student, world.instructor):
+            with counted_queries() as statements:
+                response = client.get(LIST, headers=who.headers)
+            assert response.status_code == 200 and len(response.json["submissions"]) == size
+            counts[size, who.email] = len(statements)
+    assert counts[4, world.student.email] == counts[40, world.student.email], counts
+    assert counts[4, world.instructor.email] == counts[40, world.instructor.email], counts
