@@ -8,6 +8,7 @@ context through the one base class here, `AppContextTask`.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import Celery, Task
@@ -49,7 +50,15 @@ def celery_init_app(app: Flask) -> Celery:
     celery_app.flask_app = app  # type: ignore[attr-defined]  (for signal handlers and failure callbacks)
     celery_app.set_default()
     app.extensions["celery"] = celery_app
+    if str(celery_app.conf.broker_url).startswith("filesystem://"):
+        # The embedded broker has no host: kombu's "No hostname was supplied" at each connection (the web's, the
+        # worker's, beat's) is noise to whoever runs it.
+        logging.getLogger("kombu.connection").addFilter(_no_hostname_notice)
     return celery_app
+
+
+def _no_hostname_notice(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("No hostname was supplied")
 
 
 def send(name: str, args: list[Any] | None = None, kwargs: dict[str, Any] | None = None, **options: Any) -> Any:
