@@ -90,7 +90,7 @@ def history(user_id: int, assignment_id: int | None = None, after: str | None = 
     The page starts after `after` (`?after=ID` of a page's link) when that is one of this list's submissions; any
     other value is the first page (a page forgives a stale or edited link)."""
     start = None
-    if after is not None and after.isdigit() and int(after) < 2**63:
+    if after is not None and after.isascii() and after.isdigit() and int(after) < 2**63:  # ("²" is a digit too)
         start = db.session.get(Submission, int(after))
         if start is not None and (start.user_id != user_id or assignment_id not in (None, start.assignment_id)):
             start = None

@@ -95,7 +95,7 @@ def test_does_a_short_history_show_no_page_links(app: Flask, client: FlaskClient
     assert link(page, "Older submissions") is None and link(page, "Newest submissions") is None
 
 
-@pytest.mark.parametrize("after", ["junk", "-1", "99999999999999999999999", "0", "{theirs}"])
+@pytest.mark.parametrize("after", ["junk", "-1", "99999999999999999999999", "0", "²", "{theirs}"])
 def test_is_a_stale_or_foreign_after_the_first_page_of_ones_own(
         app: Flask, client: FlaskClient, world: World, after: str) -> None:
     """Is ?after= that is not one of this list's submissions (junk, out of range, none, another student's) the first
