@@ -129,7 +129,7 @@ def submission(submission_id: int) -> str:
 
 def _chosen_run(found: Submission, number: str | None) -> GradingRun | None:
     """The run asked for by ?run=N, else the published one, else the newest."""
-    if number and number.isdigit():
+    if number and number.isascii() and number.isdigit():  # ("²" is a digit too, which int() refuses)
         for run in found.runs:
             if run.number == int(number):
                 return run

@@ -230,6 +230,8 @@ def test_unknown_things_get_plain_error_pages(client: FlaskClient, graded: World
     assert missing.status_code == 404
     assert "<h1>Not found</h1>" in html and "unknown assignment &#39;nope&#39;" in html and ">Home</a>" in html
     assert client.get("/instructor/submissions/1?run=9").status_code == 404
+    # Not a run number (int() refuses this digit: it was a 500): the published run.
+    assert client.get("/instructor/submissions/1?run=²").status_code == 200
     assert client.get("/instructor/regrades/99").status_code == 404
 
 
