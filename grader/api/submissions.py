@@ -88,9 +88,11 @@ def list_submissions(assignment_id: str) -> dict[str, Any]:
     require_member(user, assignment.course)
     access = "instructor" if course_role(user, assignment.course) == "instructor" else "owner"
     mine = user.id if access == "owner" else None
-    email = request.args.get("email") if access == "instructor" else None
-    limit = int(request.args.get("limit", s.PAGE_SIZE))  # (the query's model checked both)
-    after = page_start(request.args.get("after"), assignment.id, mine)
+    query: s.SubmissionsQuery = request.context.query  # type: ignore[attr-defined]  (spectree's, as validated)
+    # The model's values, not the query string's text: the model takes `5.0` and ` 5 ` for 5, which int() refuses.
+    email = query.email if access == "instructor" else None
+    limit = query.limit
+    after = page_start(query.after, assignment.id, mine)
     found = assignment_submissions(assignment.id, user_id=mine, email=email, after=after, limit=limit + 1,
                                    results=True)
     page = found[:limit]

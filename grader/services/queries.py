@@ -125,13 +125,13 @@ def assignment_submissions(assignment_id: int, *, user_id: int | None = None, em
     return _newest_first(query, after, limit, results)
 
 
-def page_start(after: str | None, assignment_id: int, user_id: int | None) -> Submission | None:
+def page_start(after: int | None, assignment_id: int, user_id: int | None) -> Submission | None:
     """The submission a page of `assignment_submissions` starts after (`?after=ID`): one of that list's (of the
     assignment, and the user's own where `user_id` says they see only theirs), else a 400 that says nothing of
     whose it is."""
     if after is None:
         return None
-    found = db.session.get(Submission, int(after))
+    found = db.session.get(Submission, after)
     if found is None or found.assignment_id != assignment_id or user_id not in (None, found.user_id):
         raise ServiceError(f"after={after} is not a submission of this list: start again without it",
                            code="bad_cursor")

@@ -115,6 +115,21 @@ def test_is_a_bad_page_request_a_400_that_names_the_problem(client: FlaskClient,
     assert client.get(f"{LIST}?after={other}", headers=world.instructor.headers).status_code == 200
 
 
+def test_is_a_query_the_model_takes_read_as_the_model_reads_it(client: FlaskClient, world: World) -> None:
+    """Are `limit=2.0`, `limit=+2`, `limit= 2 ` a page of 2 and `after=ID.0` the page after ID, as the query's model
+    (and the OpenAPI document) accept them? (The view read the text again with int(): `5.0` was a 500.)"""
+    ids = make(world, world.student, 3)
+    for limit in ("2.0", "%2B2", "%202%20"):
+        page = client.get(f"{LIST}?limit={limit}", headers=world.student.headers)
+        assert page.status_code == 200, (limit, page.json)
+        assert [doc["id"] for doc in page.json["submissions"]] == ids[:0:-1] and "limit=2" in page.json["next"]
+    after = client.get(f"{LIST}?after={ids[-1]}.0", headers=world.student.headers)
+    assert after.status_code == 200, after.json
+    assert [doc["id"] for doc in after.json["submissions"]] == ids[-2::-1]
+    refused = client.get(f"{LIST}?after=99999.0", headers=world.student.headers)
+    assert refused.status_code == 400 and refused.json["detail"].startswith("after=99999 is not"), refused.json
+
+
 def test_does_a_page_run_as_many_queries_for_forty_graded_submissions_as_for_four(
         client: FlaskClient, world: World) -> None:
     """Is the number of SQL statements of a list page independent of the rows on it, for the student and the
