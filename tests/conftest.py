@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -253,6 +253,19 @@ def fresh_postgres_database() -> Iterator[str]:
         with admin.connect() as connection:
             connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def app_on_each_database(request: pytest.FixtureRequest, make_app: Callable[..., Flask]) -> Iterator[Flask]:
+    """The app on each database we run on, inside an app context: a module whose queries each database runs its
+    own way (a keyset comparison, a window function) takes it as its `app`."""
+    with ExitStack() as stack:
+        overrides = {}
+        if request.param == "postgresql":
+            overrides["SQLALCHEMY_DATABASE_URI"] = stack.enter_context(fresh_postgres_database())
+        app = make_app(**overrides)
+        with app.app_context():
+            yield app
 
 
 @pytest.fixture(scope="session")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack
 from datetime import timedelta
 from typing import Any
 
@@ -14,21 +12,15 @@ from flask.testing import FlaskClient
 from grader.extensions import db
 from grader.models import Assignment, Submission
 from grader.services.submissions import submit
-from tests.conftest import Factory, World, fresh_postgres_database
+from tests.conftest import Factory, World
 
 LIST = "/api/v1/assignments/autograd/submissions"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def app(request: pytest.FixtureRequest, make_app: Callable[..., Flask]) -> Iterator[Flask]:
-    """The app on each database we run on: where a page ends is a comparison each makes its own way."""
-    with ExitStack() as stack:
-        overrides = {}
-        if request.param == "postgresql":
-            overrides["SQLALCHEMY_DATABASE_URI"] = stack.enter_context(fresh_postgres_database())
-        app = make_app(**overrides)
-        with app.app_context():
-            yield app
+@pytest.fixture
+def app(app_on_each_database: Flask) -> Flask:
+    """The app on each database we run on (where a page ends is a comparison each makes its own way)."""
+    return app_on_each_database
 
 
 def make(world: World, person: Any, count: int) -> list[int]:

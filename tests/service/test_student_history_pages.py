@@ -46,6 +46,12 @@ def link(page: str, words: str) -> str | None:
     return found.group(1) if found else None
 
 
+@pytest.fixture
+def app(app_on_each_database: Flask) -> Flask:
+    """The app on each database we run on (the home page's latest-per-assignment is a window function)."""
+    return app_on_each_database
+
+
 @contextmanager
 def counted_queries() -> Iterator[list[str]]:
     """The SQL statements run inside the block."""
