@@ -140,8 +140,12 @@ def page_start(after: int | None, assignment_id: int, user_id: int | None) -> Su
 
 # --- regrades ------------------------------------------------------------------------------------------------
 def find_regrade(regrade_id: int) -> Regrade:
-    """The regrade with this id, or NotFound."""
-    found = db.session.get(Regrade, regrade_id)
+    """The regrade with this id, or NotFound; its items come with their submissions and new runs, in a query each
+    for all of them (one per item before: a regrade of 60 students' submissions was 270 queries per preview, and
+    137 at each poll of its progress)."""
+    items = selectinload(Regrade.items)
+    found = db.session.get(Regrade, regrade_id, options=[
+        items.selectinload(RegradeItem.submission), items.selectinload(RegradeItem.after_run)])
     if found is None:
         raise NotFound(f"no regrade {regrade_id}")
     return found

@@ -17,8 +17,9 @@ from grader.models.regrades import Regrade
 from grader.services import regrades as regrade
 from grader.services.scores import gradebook
 from grader.signals import submission_graded
-from tests.conftest import World
+from tests.conftest import Factory, World
 from tests.support.dashboard_support import fresh_client, full, grade_run, graded_submission, login, post_form
+from tests.support.sql_support import served
 
 
 @pytest.fixture
@@ -208,6 +209,30 @@ def test_regrade_pages_preview_then_publish_on_confirm(client: FlaskClient, grad
     assert totals(graded)["student2@example.edu"] == 100
     follow = client.get(published.location).get_data(as_text=True)
     assert "Published 2 new scores" in follow
+
+
+def test_does_a_regrade_page_run_as_many_queries_for_forty_students_as_for_four(
+        client: FlaskClient, world: World, factory: Factory) -> None:
+    """Are the preview and its progress poll a fixed number of SQL statements, whatever the regrade's size? (Each
+    item loaded its submission and its new run on its own: 60 students were 270 statements a preview and 137 at
+    every poll while the regrade ran.)"""
+    login(client, world.instructor)
+    a = world.assignment
+    counts = []
+    for size in (4, 40):
+        for i in range(size):
+            graded_submission(factory.person(f"s{size}-{i}@example.edu", world.course), a, full(a))
+        r = regrade.start(a, world.instructor.user)
+        for item in r.items[: len(r.items) // 2]:  # half graded (some changed), half still queued
+            grade_run(item.after_run, full(a, no_grad=0))
+        statements = []
+        for url in (f"/instructor/regrades/{r.id}", f"/instructor/regrades/{r.id}/live.json"):
+            response, ran = served(client, url)
+            assert response.status_code == 200
+            statements.append(len(ran))
+        counts.append(statements)
+        regrade.discard(r, world.instructor.user)
+    assert counts[0] == counts[1], counts
 
 
 def test_regrade_one_through_the_submission_page(client: FlaskClient, graded: World) -> None:

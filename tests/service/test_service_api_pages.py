@@ -13,6 +13,8 @@ from grader.extensions import db
 from grader.models import Assignment, Submission
 from grader.services.submissions import submit
 from tests.conftest import Factory, World
+from tests.support.dashboard_support import full, grade_run
+from tests.support.sql_support import served
 
 LIST = "/api/v1/assignments/autograd/submissions"
 
@@ -127,9 +129,6 @@ def test_does_a_page_run_as_many_queries_for_forty_graded_submissions_as_for_fou
     """Is the number of SQL statements of a list page independent of the rows on it, for the student and the
     instructor? (Each document looked up its runs, results and the student's extension on its own: 111 statements
     for a page of 100.)"""
-    from tests.service.test_student_history_pages import counted_queries
-    from tests.support.dashboard_support import full, grade_run
-
     def graded(count: int) -> None:
         for i in range(count):
             submission = submit(world.student.user, world.assignment, "solution.py", f"x = {i}\n".encode())
@@ -141,8 +140,7 @@ def test_does_a_page_run_as_many_queries_for_forty_graded_submissions_as_for_fou
         if size == 40:
             graded(36)
         for who in (world.student, world.instructor):
-            with counted_queries() as statements:
-                response = client.get(LIST, headers=who.headers)
+            response, statements = served(client, LIST, headers=who.headers)
             assert response.status_code == 200 and len(response.json["submissions"]) == size
             counts[size, who.email] = len(statements)
     assert counts[4, world.student.email] == counts[40, world.student.email], counts

@@ -4,20 +4,17 @@ the pages, and the same few queries however many submissions there are."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import event
 
-from grader.extensions import db
 from grader.services.queries import HISTORY_PAGE
 from grader.services.submissions import submit
 from tests.conftest import World
 from tests.service.test_service_pages import log_in
 from tests.support.dashboard_support import full, grade_run
+from tests.support.sql_support import served
 
 PAGES = {"home": "/", "upload": "/assignments/autograd/upload", "result": "/submissions/{first}"}
 
@@ -50,21 +47,6 @@ def link(page: str, words: str) -> str | None:
 def app(app_on_each_database: Flask) -> Flask:
     """The app on each database we run on (the home page's latest-per-assignment is a window function)."""
     return app_on_each_database
-
-
-@contextmanager
-def counted_queries() -> Iterator[list[str]]:
-    """The SQL statements run inside the block."""
-    statements: list[str] = []
-
-    def note(conn: object, cursor: object, statement: str, *args: object) -> None:
-        statements.append(statement)
-
-    event.listen(db.engine, "before_cursor_execute", note)
-    try:
-        yield statements
-    finally:
-        event.remove(db.engine, "before_cursor_execute", note)
 
 
 @pytest.mark.parametrize("where", sorted(PAGES))
@@ -134,9 +116,9 @@ def test_do_the_pages_run_as_many_queries_for_sixty_submissions_as_for_six(
     ids = make(world, 6)
     log_in(client, world.student.email, world.student.password)
     url = PAGES[where].format(first=ids[-1])
-    with counted_queries() as few:
-        assert client.get(url).status_code == 200
+    response, few = served(client, url)
+    assert response.status_code == 200
     make(world, 54)
-    with counted_queries() as many:
-        assert client.get(url).status_code == 200
+    response, many = served(client, url)
+    assert response.status_code == 200
     assert len(many) == len(few), (len(few), len(many))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from flask import Flask, g
+from flask import Flask, g, has_app_context
 from flask.testing import FlaskClient
 
 from grader.models import Assignment, GradingRun, Submission
@@ -25,8 +25,9 @@ class FreshClient(FlaskClient):
 
     def open(self, *args: Any, **kwargs: Any) -> Any:
         """FlaskClient.open, after emptying `g`."""
-        for name in list(vars(g)):
-            delattr(g, name)
+        if has_app_context():
+            for name in list(vars(g)):
+                delattr(g, name)
         return super().open(*args, **kwargs)
 
 
