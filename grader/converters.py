@@ -1,4 +1,4 @@
-"""URL converters: an `<int:…>` id in a route is bounded by what the database can hold."""
+"""Ids in URLs: an `<int:…>` id in a route, or one in a query string, is bounded by what the database can hold."""
 
 from __future__ import annotations
 
@@ -16,3 +16,11 @@ class IdConverter(IntegerConverter):
     def __init__(self, map: Any, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("max", MAX_ID)
         super().__init__(map, *args, **kwargs)
+
+
+def query_id(text: str | None) -> int | None:
+    """A database id given in a query string (`?after=12`): ASCII digits from 1 to MAX_ID, else None. (`"²"` is a
+    digit to str.isdigit, and int() refuses it.)"""
+    if text is None or not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_ID:
+        return None
+    return int(text)

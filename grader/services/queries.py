@@ -84,16 +84,19 @@ def submissions_of(user_id: int, assignment_id: int) -> list[Submission]:
     return assignment_submissions(assignment_id, user_id=user_id)
 
 
-def history(user_id: int, assignment_id: int | None = None, after: str | None = None,
+def _of_list(found: Submission | None, assignment_id: int | None, user_id: int | None) -> bool:
+    """Whether `found` is one of a list of submissions: the assignment's and the user's, where they are given."""
+    return found is not None and assignment_id in (None, found.assignment_id) and user_id in (None, found.user_id)
+
+
+def history(user_id: int, assignment_id: int | None = None, after: int | None = None,
             limit: int = HISTORY_PAGE) -> tuple[list[Submission], bool]:
     """A page of a user's submissions (to one assignment, or to all), newest first, and whether older ones follow.
-    The page starts after `after` (`?after=ID` of a page's link) when that is one of this list's submissions; any
-    other value is the first page (a page forgives a stale or edited link)."""
-    start = None
-    if after is not None and after.isascii() and after.isdigit() and int(after) < 2**63:  # ("²" is a digit too)
-        start = db.session.get(Submission, int(after))
-        if start is not None and (start.user_id != user_id or assignment_id not in (None, start.assignment_id)):
-            start = None
+    The page starts after submission `after` (`?after=ID` of a page's link) when that is one of this list's; any
+    other is the first page (a page forgives a stale or edited link)."""
+    start = db.session.get(Submission, after) if after is not None else None
+    if not _of_list(start, assignment_id, user_id):
+        start = None
     query = select(Submission).where(Submission.user_id == user_id)
     if assignment_id is not None:
         query = query.where(Submission.assignment_id == assignment_id)
@@ -132,7 +135,7 @@ def page_start(after: int | None, assignment_id: int, user_id: int | None) -> Su
     if after is None:
         return None
     found = db.session.get(Submission, after)
-    if found is None or found.assignment_id != assignment_id or user_id not in (None, found.user_id):
+    if not _of_list(found, assignment_id, user_id):
         raise ServiceError(f"after={after} is not a submission of this list: start again without it",
                            code="bad_cursor")
     return found
