@@ -139,11 +139,17 @@ class PolicyOverride(BaseModel):
 
     release: str | None = None
     due: str | None = None
-    late_penalty_per_day: float | None = Field(default=None, ge=0, le=MAXIMUM["late_penalty_per_day"])
-    late_days: int | None = Field(default=None, ge=0, le=MAXIMUM["late_days"])
+    # The lows are the service's: a penalty of 0, no late days or a limit of 0 submissions is said by leaving the
+    # field out (the service's words say so to a form or the CLI; here pydantic's say the bound).
+    late_penalty_per_day: float | None = Field(default=None, gt=0, le=MAXIMUM["late_penalty_per_day"],
+                                               description="Percent of credit lost per late day; with late_days. "
+                                               "Leave both out for no late window.")
+    late_days: int | None = Field(default=None, ge=1, le=MAXIMUM["late_days"],
+                                  description="How many days late work is taken, at a step per day.")
     late_steps: list[dict[str, Any]] | None = None
     hard_close: str | None = None
-    max_submissions: int | None = Field(default=None, ge=0, le=MAXIMUM["max_submissions"])
+    max_submissions: int | None = Field(default=None, ge=1, le=MAXIMUM["max_submissions"],
+                                        description="Uploads a student may make; leave it out for no limit.")
     cooldown_minutes: float | None = Field(default=None, ge=0, le=MAXIMUM["cooldown_minutes"])
     max_grace_days: int | None = Field(default=None, ge=0, le=MAXIMUM["max_grace_days"])
 

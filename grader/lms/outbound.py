@@ -18,7 +18,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import requests
-from sqlalchemy import or_, select, update
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.orm import selectinload
 
 from grader.celery_app import DELIVER_EVENT, send
 from grader.database import db
@@ -30,6 +31,7 @@ from grader.lms.retries import end_reads, held_back, pending_due, queue_once_com
 from grader.models import GradingRun, Submission, database_now
 from grader.models.lms import LmsDelivery, LmsDeliveryAttempt, LmsIntegration
 from grader.services.deadlines import withheld_until
+from grader.services.queries import Page
 from worker.engine.policy import counted_score
 
 log = logging.getLogger(__name__)
@@ -242,14 +244,32 @@ def deliver(delivery_id: int, expected_attempts: int = 0) -> None:
             enqueue(delivery_id, delivery.attempts, countdown=delay)
 
 
-def recent_deliveries(integration: LmsIntegration, limit: int) -> list[LmsDelivery]:
-    """The integration's newest deliveries, newest first (the delivery log page)."""
-    return list(db.session.scalars(
-        select(LmsDelivery)
-        .where(LmsDelivery.integration_id == integration.id)
-        .order_by(LmsDelivery.created_at.desc(), LmsDelivery.id.desc())
-        .limit(limit)
+def recent_deliveries(integration: LmsIntegration, limit: int, after: int | None = None,
+                      status: str | None = None) -> Page[LmsDelivery]:
+    """A page of the integration's deliveries (the delivery log page), newest first: those with `status` if
+    given, after delivery `after` (the page's *Older* link; an id not of this list starts at the newest). Each
+    comes with its attempts, loaded in one query for the page (one per delivery before)."""
+    query = select(LmsDelivery).where(LmsDelivery.integration_id == integration.id)
+    if status is not None:
+        query = query.where(LmsDelivery.status == status)
+    start = db.session.get(LmsDelivery, after) if after is not None else None
+    if start is not None and not (start.integration_id == integration.id and status in (None, start.status)):
+        start = None
+    if start is not None:
+        query = query.where(or_(LmsDelivery.created_at < start.created_at,
+                                and_(LmsDelivery.created_at == start.created_at, LmsDelivery.id < start.id)))
+    found = list(db.session.scalars(
+        query.order_by(LmsDelivery.created_at.desc(), LmsDelivery.id.desc())
+        .options(selectinload(LmsDelivery.attempt_log)).limit(limit + 1)
     ))
+    return Page(found[:limit], len(found) > limit, start is not None)
+
+
+def delivery_counts(integration: LmsIntegration) -> dict[str, int]:
+    """How many of the integration's deliveries are in each status (the log page's filter links)."""
+    rows = db.session.execute(select(LmsDelivery.status, func.count()).where(
+        LmsDelivery.integration_id == integration.id).group_by(LmsDelivery.status))
+    return {status: count for status, count in rows}
 
 
 def find_delivery(integration: LmsIntegration, delivery_id: int) -> LmsDelivery:

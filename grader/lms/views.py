@@ -7,9 +7,11 @@ from werkzeug.wrappers import Response
 
 from grader.auth.identity import auth_method
 from grader.auth.permissions import caller, require_instructor
+from grader.converters import query_id
 from grader.extensions import csrf
 from grader.lms.integrations import describe, find_integration
-from grader.lms.outbound import find_delivery, recent_deliveries, redeliver
+from grader.lms.outbound import delivery_counts, find_delivery, recent_deliveries, redeliver
+from grader.models.lms import DELIVERY_STATUSES
 
 bp = Blueprint("lms", __name__, url_prefix="/lms")
 # Exempt from the blanket check so API-token scripts can redeliver; browser sessions are checked below.
@@ -27,12 +29,17 @@ def _csrf_for_sessions() -> None:
 
 @bp.get("/<name>/deliveries")
 def deliveries(name: str) -> str:
-    """The newest deliveries of integration `name`, each with its attempts (instructors of its course)."""
+    """Integration `name`'s deliveries, newest first, each with its attempts, a page at a time and optionally
+    only those of one status (instructors of its course). An unknown `?status=` or `?after=` shows them all
+    from the newest, as the other pages' lists forgive a stale or edited link."""
     integration = find_integration(name)
     require_instructor(caller(), integration.course)
-    rows = recent_deliveries(integration, PAGE_SIZE)
+    status = request.args.get("status")
+    status = status if status in DELIVERY_STATUSES else None
+    page = recent_deliveries(integration, PAGE_SIZE, query_id(request.args.get("after")), status)
     return render_template(
-        "lms/deliveries.html", integration=integration, info=describe(integration), deliveries=rows
+        "lms/deliveries.html", integration=integration, info=describe(integration), page=page, status=status,
+        statuses=DELIVERY_STATUSES, counts=delivery_counts(integration),
     )
 
 

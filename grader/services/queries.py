@@ -3,7 +3,7 @@ own. The rules (what may be submitted, which run counts, regrades) live in the o
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import selectinload
@@ -13,6 +13,8 @@ from grader.errors import NotFound, ServiceError
 from grader.models import STATUSES, Assignment, Course, Enrollment, GradingRun, Submission, User
 from grader.models.regrades import Regrade, RegradeItem
 from grader.services.accounts import course_with_code
+
+Row = TypeVar("Row")
 
 
 # --- what a user sees ----------------------------------------------------------------------------------------
@@ -89,11 +91,20 @@ def _of_list(found: Submission | None, assignment_id: int | None, user_id: int |
     return found is not None and assignment_id in (None, found.assignment_id) and user_id in (None, found.user_id)
 
 
+class Page(NamedTuple, Generic[Row]):
+    """A page of a list shown newest first: its rows; whether older ones follow the last; whether newer ones come
+    before the first (the page's links: *Older*, *Newest*)."""
+
+    rows: list[Row]
+    older: bool
+    newer: bool
+
+
 def history(user_id: int, assignment_id: int | None = None, after: int | None = None,
-            limit: int = HISTORY_PAGE) -> tuple[list[Submission], bool]:
-    """A page of a user's submissions (to one assignment, or to all), newest first, and whether older ones follow.
-    The page starts after submission `after` (`?after=ID` of a page's link) when that is one of this list's; any
-    other is the first page (a page forgives a stale or edited link)."""
+            limit: int = HISTORY_PAGE) -> Page[Submission]:
+    """A page of a user's submissions (to one assignment, or to all), newest first. The page starts after
+    submission `after` (`?after=ID` of a page's link) when that is one of this list's; any other is the first page
+    (a page forgives a stale or edited link, and then offers no way back to a newest page it already is)."""
     start = db.session.get(Submission, after) if after is not None else None
     if not _of_list(start, assignment_id, user_id):
         start = None
@@ -101,7 +112,7 @@ def history(user_id: int, assignment_id: int | None = None, after: int | None = 
     if assignment_id is not None:
         query = query.where(Submission.assignment_id == assignment_id)
     found = _newest_first(query, start, limit + 1)
-    return found[:limit], len(found) > limit
+    return Page(found[:limit], len(found) > limit, start is not None)
 
 
 def latest_submissions(user_id: int) -> dict[int, Submission]:

@@ -58,9 +58,9 @@ def login_required(view: Any) -> Any:
 def index() -> str:
     """The caller's assignments and their submissions, newest first."""
     user = caller()
-    submissions, older = history(user.id, after=query_id(request.args.get("after")))
     return render_template("student/index.html", assignments=visible_assignments(user),
-                           latest=latest_submissions(user.id), submissions=submissions, older=older)
+                           latest=latest_submissions(user.id),
+                           history=history(user.id, after=query_id(request.args.get("after"))))
 
 
 def _upload_rate() -> str:
@@ -107,9 +107,8 @@ def upload(assignment_id: str) -> str | Response | tuple[str, int]:
 
 def _upload_page(assignment: Assignment, form: UploadForm, user_id: int) -> str:
     """The upload form with a page of the caller's submissions to the assignment below it."""
-    previous, older = history(user_id, assignment.id, after=query_id(request.args.get("after")))
     return render_template("student/upload.html", assignment=assignment, form=_fresh_form(form),
-                           previous=previous, older=older)
+                           history=history(user_id, assignment.id, after=query_id(request.args.get("after"))))
 
 
 @bp.get("/submissions/<int:submission_id>")
@@ -120,5 +119,5 @@ def submission(submission_id: int) -> str:
     found = find_submission(submission_id)
     api_url = url_for("api.get_submission", submission_id=found.id, _external=True)
     doc = describe(found, submission_access(user, found), api_url)
-    previous, older = history(found.user_id, found.assignment_id, after=query_id(request.args.get("after")))
-    return render_template("student/submission.html", submission=found, doc=doc, previous=previous, older=older)
+    page = history(found.user_id, found.assignment_id, after=query_id(request.args.get("after")))
+    return render_template("student/submission.html", submission=found, doc=doc, history=page)

@@ -214,6 +214,28 @@ def test_is_true_where_a_number_goes_refused_rather_than_stored_as_1(
                       headers=world.instructor.headers).json["extensions"] == []
 
 
+@pytest.mark.parametrize(("fields", "words"), [
+    ({"max_submissions": 0}, "max_submissions"),
+    ({"late_penalty_per_day": 0, "late_days": 2}, "late_penalty_per_day"),
+    ({"late_penalty_per_day": 10, "late_days": 0}, "late_days"),
+])
+def test_is_a_zero_that_means_none_refused_as_the_schema_documents(
+        app: Flask, client: FlaskClient, world: World, fields: dict[str, Any], words: str) -> None:
+    """Is a 0 where the service asks at least 1 (or above 0) a 400 naming the field, keeping the override, and does
+    the OpenAPI document give the same lower bound? (It said 0 was allowed for max_submissions and late_days.)"""
+    assert put_policy(client, world, due="2031-01-01T00:00:00Z", max_submissions=4).status_code == 200
+    response = put_policy(client, world, due="2031-01-01T00:00:00Z", **fields)
+    assert response.status_code == 400 and response.json["error"] == "bad_policy", response.json
+    assert words in str(response.json["detail"]), response.json
+    db.session.refresh(world.assignment)
+    assert world.assignment.policy_override["max_submissions"] == 4
+    schema = client.get("/api/v1/openapi.json").json["components"]["schemas"]["PolicyOverride"]["properties"]
+    lows = {name: [(k, v) for option in schema[name]["anyOf"] for k, v in option.items()
+                   if k in ("minimum", "exclusiveMinimum")] for name in fields}
+    assert lows == {name: [("exclusiveMinimum", 0)] if name == "late_penalty_per_day" else [("minimum", 1)]
+                    for name in fields}, lows
+
+
 @pytest.mark.parametrize("body", [
     {"data": "due=2030-01-01"},  # a form, as `curl -d` sends it
     {"data": "{not json", "content_type": "application/json"},

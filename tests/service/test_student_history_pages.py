@@ -87,7 +87,8 @@ def test_does_a_short_history_show_no_page_links(app: Flask, client: FlaskClient
 def test_is_a_stale_or_foreign_after_the_first_page_of_ones_own(
         app: Flask, client: FlaskClient, world: World, after: str) -> None:
     """Is ?after= that is not one of this list's submissions (junk, out of range, none, another student's) the first
-    page of the student's own history, never an error or someone else's list?"""
+    page of the student's own history, never an error or someone else's list, and without a link back to a newest
+    page that it already is?"""
     ids = make(world, HISTORY_PAGE + 2)
     theirs = make(world, 2, "student2")
     log_in(client, world.student.email, world.student.password)
@@ -96,7 +97,10 @@ def test_is_a_stale_or_foreign_after_the_first_page_of_ones_own(
                 f"/submissions/{ids[0]}?after={value}"):
         response = client.get(url)
         assert response.status_code == 200, url
-        assert listed(response.get_data(as_text=True)) == ids[::-1][:HISTORY_PAGE], url
+        page = response.get_data(as_text=True)
+        assert listed(page) == ids[::-1][:HISTORY_PAGE], url
+        assert link(page, "Newest submissions") is None, url
+        assert link(page, "Older submissions") is not None, url
 
 
 def test_does_the_home_page_card_show_each_assignments_latest(app: Flask, client: FlaskClient,
