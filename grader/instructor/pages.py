@@ -26,6 +26,7 @@ from grader.services.queries import (
     taught_courses,
 )
 from grader.services.queue import queue_state
+from grader.services.scores import gradebook
 from grader.services.storage import StorageError, store
 from grader.services.submissions import find_submission
 
@@ -104,7 +105,7 @@ def student(slug: str, user_id: int) -> str:
     if person is None or course_role(person, found.course) is None:
         raise NotFound(f"no student {user_id} in {found.course.code}")
     submissions = submissions_of(person.id, found.id)
-    row = next((r for r in overview(found).book["students"] if r["email"] == person.email), None)
+    row = next(iter(gradebook(found, user_id=person.id)["students"]), None)  # (none for a course's instructor)
     return render_template("instructor/student.html", a=found, person=person, submissions=submissions,
                            counted=row["submission_id"] if row else None, row=row)
 

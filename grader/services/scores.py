@@ -14,9 +14,11 @@ from grader.services.deadlines import course_policy as deadline_policy
 from worker.engine.policy import counted_score
 
 
-def counted_runs(assignment: Assignment, policy: str) -> dict[int, tuple[Submission, GradingRun]]:
-    """{user id: (submission, run)} that counts for each student: the latest graded one, or the best."""
-    rows = db.session.execute(
+def counted_runs(assignment: Assignment, policy: str,
+                 user_id: int | None = None) -> dict[int, tuple[Submission, GradingRun]]:
+    """{user id: (submission, run)} that counts for each student (or only for `user_id`): the latest graded one,
+    or the best."""
+    query = (
         select(Submission, GradingRun)
         .join(GradingRun, GradingRun.submission_id == Submission.id)
         .where(
@@ -25,7 +27,10 @@ def counted_runs(assignment: Assignment, policy: str) -> dict[int, tuple[Submiss
             GradingRun.status == "graded",
         )
         .order_by(Submission.created_at, Submission.id)
-    ).all()
+    )
+    if user_id is not None:
+        query = query.where(Submission.user_id == user_id)
+    rows = db.session.execute(query).all()
     return choose_counted([(submission, run) for submission, run in rows], policy)
 
 
@@ -47,24 +52,28 @@ def choose_counted(pairs: list[tuple[Submission, GradingRun]], policy: str) -> d
     return chosen
 
 
-def gradebook(assignment: Assignment, policy: str | None = None) -> dict[str, Any]:
-    """Scores of every student enrolled in the assignment's course (null where nothing is graded yet)."""
+def gradebook(assignment: Assignment, policy: str | None = None, user_id: int | None = None) -> dict[str, Any]:
+    """Scores of every student enrolled in the assignment's course (null where nothing is graded yet), or only
+    of student `user_id` (the instructor's page of one student: its work does not grow with the course)."""
     policy = policy or assignment.score_policy
     deliverables = assignment.active_deliverables
-    students = db.session.scalars(
+    students_query = (
         select(User)
         .join(Enrollment, Enrollment.user_id == User.id)
         .where(Enrollment.course_id == assignment.course_id, Enrollment.role == "student")
         .order_by(User.email)
-    ).all()
-    chosen = counted_runs(assignment, policy)
-    counts = dict(
-        db.session.execute(
-            select(Submission.user_id, func.count())
-            .where(Submission.assignment_id == assignment.id)
-            .group_by(Submission.user_id)
-        ).all()
     )
+    counts_query = (
+        select(Submission.user_id, func.count())
+        .where(Submission.assignment_id == assignment.id)
+        .group_by(Submission.user_id)
+    )
+    if user_id is not None:
+        students_query = students_query.where(User.id == user_id)
+        counts_query = counts_query.where(Submission.user_id == user_id)
+    students = db.session.scalars(students_query).all()
+    chosen = counted_runs(assignment, policy, user_id)
+    counts = dict(db.session.execute(counts_query).all())
     run_ids = [run.id for _, run in chosen.values()]
     by_run: dict[int, dict[int, float]] = {}
     if run_ids:

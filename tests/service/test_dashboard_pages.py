@@ -5,15 +5,20 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import select
 
+from grader.extensions import db
 from grader.instructor.highlight import pygments_css
+from grader.models import GradingRun, Submission, User
 from grader.services.scores import gradebook
 from tests.conftest import World
 from tests.support.dashboard_support import fresh_client, full, graded_submission, login
+from tests.support.sql_support import loaded, served
 
 REPO = Path(__file__).resolve().parents[2]
 PAGE = "/instructor/assignments/autograd"
@@ -169,6 +174,25 @@ def test_student_history_page_marks_the_counted_submission(client: FlaskClient, 
     html = client.get(f"/instructor/assignments/autograd/students/{user_id}").get_data(as_text=True)
     assert "Submission 1</a>" in html and "Submission 2</a>" in html
     assert "from <a href=\"/instructor/submissions/2\">submission 2</a>" in html
+
+
+def test_does_a_students_page_read_only_that_students_rows_however_big_the_course(
+        client: FlaskClient, graded: World, factory: Any) -> None:
+    """Does the page of one student read that student's rows only (it built the whole gradebook to find one row),
+    and show the score the gradebook counts for them?"""
+    for i in range(12):
+        person = factory.person(f"s{i}@example.edu", graded.course)
+        graded_submission(person, graded.assignment, full(graded.assignment))
+    login(client, graded.instructor)
+    user_id = graded.student.user.id
+    with loaded(User) as users, loaded(GradingRun) as runs:
+        response, _ = served(client, f"/instructor/assignments/autograd/students/{user_id}")
+    assert response.status_code == 200
+    assert {u.id for u in users} <= {user_id, graded.instructor.id}, [u.email for u in users]
+    theirs = set(db.session.scalars(select(Submission.id).where(Submission.user_id == user_id)))
+    assert runs and {r.submission_id for r in runs} <= theirs, [r.submission_id for r in runs]
+    row = next(r for r in gradebook(graded.assignment)["students"] if r["email"] == graded.student.email)
+    assert f"<strong>{row['score']:g} / 100</strong>" in response.get_data(as_text=True)
 
 
 def test_live_endpoint_stamp_changes_when_grading_finishes(client: FlaskClient, world: World) -> None:

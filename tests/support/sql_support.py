@@ -28,6 +28,21 @@ def counted_queries() -> Iterator[list[str]]:
         event.remove(db.engine, "before_cursor_execute", note)
 
 
+@contextmanager
+def loaded(model: type) -> Iterator[list[Any]]:
+    """The instances of `model` that rows become inside the block (what the code read, not just how often)."""
+    instances: list[Any] = []
+
+    def note(instance: Any, context: object) -> None:
+        instances.append(instance)
+
+    event.listen(model, "load", note)
+    try:
+        yield instances
+    finally:
+        event.remove(model, "load", note)
+
+
 def served(client: FlaskClient, url: str, **kwargs: Any) -> tuple[Any, list[str]]:
     """GET `url` as a server serves it, in an app context and so a database session of its own, and the statements
     it ran. (Inside the test's app context the request would borrow the test's session, with whatever the test
