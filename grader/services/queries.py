@@ -115,6 +115,17 @@ def history(user_id: int, assignment_id: int | None = None, after: int | None = 
     return Page(found[:limit], len(found) > limit, start is not None)
 
 
+def place_of(found: Submission) -> int | None:
+    """The `?after=` cursor whose page of its owner's history of that assignment starts with `found`: the id of
+    the submission just newer than it (None for the newest, which the first page starts with)."""
+    newer = or_(Submission.created_at > found.created_at,
+                and_(Submission.created_at == found.created_at, Submission.id > found.id))
+    return db.session.scalar(
+        select(Submission.id)
+        .where(Submission.user_id == found.user_id, Submission.assignment_id == found.assignment_id, newer)
+        .order_by(Submission.created_at, Submission.id).limit(1))
+
+
 def latest_submissions(user_id: int) -> dict[int, Submission]:
     """A user's newest submission to each assignment, by assignment id (the home page's cards), in one query."""
     rank = func.row_number().over(partition_by=Submission.assignment_id,

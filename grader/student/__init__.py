@@ -21,7 +21,7 @@ from grader.extensions import limiter
 from grader.http_errors import status_of
 from grader.models import Assignment
 from grader.services.assignments import find_assignment
-from grader.services.queries import history, latest_submissions, visible_assignments
+from grader.services.queries import history, latest_submissions, place_of, visible_assignments
 from grader.services.submissions import describe, find_submission, sent_again, single_file, submit, upload_key
 
 bp = Blueprint("student", __name__)
@@ -119,5 +119,9 @@ def submission(submission_id: int) -> str:
     found = find_submission(submission_id)
     api_url = url_for("api.get_submission", submission_id=found.id, _external=True)
     doc = describe(found, submission_access(user, found), api_url)
-    page = history(found.user_id, found.assignment_id, after=query_id(request.args.get("after")))
-    return render_template("student/submission.html", submission=found, doc=doc, history=page)
+    after = query_id(request.args.get("after"))
+    page = history(found.user_id, found.assignment_id, after=after)
+    # An older submission than the newest page holds: offer the page that starts with it, so its row can be seen
+    # among its neighbours (asked only for such a one, not at each refresh of a newest one waiting for a score).
+    place = place_of(found) if after is None and found not in page.rows else None
+    return render_template("student/submission.html", submission=found, doc=doc, history=page, place=place)

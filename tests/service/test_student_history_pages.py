@@ -103,6 +103,25 @@ def test_is_a_stale_or_foreign_after_the_first_page_of_ones_own(
         assert link(page, "Older submissions") is not None, url
 
 
+def test_does_an_old_submissions_result_page_lead_to_its_own_row(app: Flask, client: FlaskClient,
+                                                                 world: World) -> None:
+    """Does the result page of a submission older than the newest page offer the page that starts with it, where
+    its row is marked as this one, with a way back to the newest? (Its row was on some later page, unmarked.)"""
+    ids = make(world, HISTORY_PAGE + 5)
+    log_in(client, world.student.email, world.student.password)
+    page = client.get(f"/submissions/{ids[2]}").get_data(as_text=True)
+    assert listed(page) == ids[::-1][:HISTORY_PAGE]
+    place = link(page, f"Show the list from submission {ids[2]}")
+    assert place is not None
+    there = client.get(place).get_data(as_text=True)
+    assert listed(there) == ids[2::-1]
+    assert f"Submission {ids[2]}</a> <small>(this one)</small>" in there
+    assert link(there, "Newest submissions") == f"/submissions/{ids[2]}#history"
+    assert link(there, "Show the list from") is None
+    for shown in (ids[-1], ids[-HISTORY_PAGE]):  # on the newest page already: nothing to offer
+        assert link(client.get(f"/submissions/{shown}").get_data(as_text=True), "Show the list from") is None
+
+
 def test_does_the_home_page_card_show_each_assignments_latest(app: Flask, client: FlaskClient,
                                                               world: World) -> None:
     """Does the assignment's card link the student's newest submission, whatever page the history is on?"""
@@ -119,10 +138,9 @@ def test_do_the_pages_run_as_many_queries_for_sixty_submissions_as_for_six(
     loaded its runs on its own: 400 submissions were 400 queries at every refresh of a waiting result page.)"""
     ids = make(world, 6)
     log_in(client, world.student.email, world.student.password)
-    url = PAGES[where].format(first=ids[-1])
-    response, few = served(client, url)
+    response, few = served(client, PAGES[where].format(first=ids[-1]))
     assert response.status_code == 200
-    make(world, 54)
-    response, many = served(client, url)
+    more = make(world, 54)
+    response, many = served(client, PAGES[where].format(first=more[-1]))  # (a newest one: it waits for its score)
     assert response.status_code == 200
     assert len(many) == len(few), (len(few), len(many))
