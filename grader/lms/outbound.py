@@ -247,13 +247,14 @@ def deliver(delivery_id: int, expected_attempts: int = 0) -> None:
 def recent_deliveries(integration: LmsIntegration, limit: int, after: int | None = None,
                       status: str | None = None) -> Page[LmsDelivery]:
     """A page of the integration's deliveries (the delivery log page), newest first: those with `status` if
-    given, after delivery `after` (the page's *Older* link; an id not of this list starts at the newest). Each
-    comes with its attempts, loaded in one query for the page (one per delivery before)."""
+    given, after delivery `after` (the page's *Older* link: a place in the integration's log, so it holds when
+    that delivery's own status has changed since; any other id starts at the newest). Each comes with its
+    attempts, loaded in one query for the page (one per delivery before)."""
     query = select(LmsDelivery).where(LmsDelivery.integration_id == integration.id)
     if status is not None:
         query = query.where(LmsDelivery.status == status)
     start = db.session.get(LmsDelivery, after) if after is not None else None
-    if start is not None and not (start.integration_id == integration.id and status in (None, start.status)):
+    if start is not None and start.integration_id != integration.id:
         start = None
     if start is not None:
         query = query.where(or_(LmsDelivery.created_at < start.created_at,

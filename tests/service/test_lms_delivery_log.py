@@ -108,18 +108,18 @@ def test_does_a_status_show_only_its_deliveries_on_every_page(
 
 
 @pytest.mark.parametrize("query", ["status=bogus", "after=junk", "after=0", "after=²", "after=99999999999999999999",
-                                   "after={other}", "after={delivered}&status=failed"])
+                                   "after={other}", "after={other}&status=failed"])
 def test_is_an_unknown_status_or_after_the_first_page_of_all(
         app: Flask, client: FlaskClient, world: World, canvas: LmsIntegration, query: str,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """Is a ?status= that is none, or an ?after= that is not a delivery of this list (junk, out of range, another
-    integration's, one of another status), the newest page, never an error or another list, and without a link
-    back to a newest page that it already is?"""
+    """Is a ?status= that is none, or an ?after= that is not a delivery of this integration (junk, out of range,
+    another integration's), the newest page, never an error or another list, and without a link back to a newest
+    page that it already is?"""
     monkeypatch.setattr("grader.lms.views.PAGE_SIZE", 3)
     ids = make(canvas, ["failed"] * 4 + ["delivered"])
     other = integrations.add_integration("moodle", world.course.code, "http://127.0.0.1:9/hook")[0]
     theirs = make(other, ["failed"])
-    url = f"{LOG}?{query.format(other=theirs[0], delivered=ids[-1])}"
+    url = f"{LOG}?{query.format(other=theirs[0])}"
     response = client.get(url, headers=world.instructor.headers)
     assert response.status_code == 200, url
     page = response.get_data(as_text=True)
@@ -127,6 +127,22 @@ def test_is_an_unknown_status_or_after_the_first_page_of_all(
     assert listed(page) == newest[:3]
     assert link(page, "Newest deliveries") is None
     assert link(page, "Older deliveries") is not None
+
+
+def test_does_older_hold_when_the_last_rows_status_changed_meanwhile(
+        app: Flask, client: FlaskClient, world: World, canvas: LmsIntegration,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Paging through the pending deliveries, when the page's last one is delivered before *Older* is followed,
+    does the next page still go on from where that one was, rather than start again from the newest?"""
+    monkeypatch.setattr("grader.lms.views.PAGE_SIZE", 2)
+    ids = make(canvas, ["pending"] * 5)
+    first = client.get(f"{LOG}?status=pending", headers=world.instructor.headers).get_data(as_text=True)
+    assert listed(first) == [ids[4], ids[3]]
+    db.session.get(LmsDelivery, ids[3]).status = "delivered"
+    db.session.commit()
+    older = link(first, "Older deliveries")
+    assert older is not None
+    assert listed(client.get(older, headers=world.instructor.headers).get_data(as_text=True)) == [ids[2], ids[1]]
 
 
 def test_does_the_log_run_as_many_queries_for_sixty_deliveries_as_for_six(
