@@ -30,8 +30,9 @@ def _csrf_for_sessions() -> None:
 @bp.get("/<name>/deliveries")
 def deliveries(name: str) -> str:
     """Integration `name`'s deliveries, newest first, each with its attempts, a page at a time and optionally
-    only those of one status (instructors of its course). An unknown `?status=` or `?after=` shows them all
-    from the newest, as the other pages' lists forgive a stale or edited link."""
+    only those of one status (instructors of its course). An unknown `?status=` shows every status, and an
+    `?after=` that is not one of the integration's deliveries the newest page, as the other pages' lists forgive
+    a stale or edited link."""
     integration = find_integration(name)
     require_instructor(caller(), integration.course)
     status = request.args.get("status")
