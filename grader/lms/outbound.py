@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import requests
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import selectinload
 
 from grader.celery_app import DELIVER_EVENT, send
@@ -31,7 +31,7 @@ from grader.lms.retries import end_reads, held_back, pending_due, queue_once_com
 from grader.models import GradingRun, Submission, database_now
 from grader.models.lms import LmsDelivery, LmsDeliveryAttempt, LmsIntegration
 from grader.services.deadlines import withheld_until
-from grader.services.queries import Page
+from grader.services.queries import Page, older_than
 from worker.engine.policy import counted_score
 
 log = logging.getLogger(__name__)
@@ -257,8 +257,7 @@ def recent_deliveries(integration: LmsIntegration, limit: int, after: int | None
     if start is not None and start.integration_id != integration.id:
         start = None
     if start is not None:
-        query = query.where(or_(LmsDelivery.created_at < start.created_at,
-                                and_(LmsDelivery.created_at == start.created_at, LmsDelivery.id < start.id)))
+        query = query.where(older_than(LmsDelivery, start))
     found = list(db.session.scalars(
         query.order_by(LmsDelivery.created_at.desc(), LmsDelivery.id.desc())
         .options(selectinload(LmsDelivery.attempt_log)).limit(limit + 1)

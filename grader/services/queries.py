@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Generic, NamedTuple, TypeVar
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 from sqlalchemy.orm import selectinload
 
 from grader.database import db
@@ -76,9 +76,18 @@ def _newest_first(query: Select[tuple[Submission]], after: Submission | None, li
                   selectinload(Submission.user)]
     query = query.order_by(Submission.created_at.desc(), Submission.id.desc()).options(*loads)
     if after is not None:
-        query = query.where(or_(Submission.created_at < after.created_at,
-                                and_(Submission.created_at == after.created_at, Submission.id < after.id)))
+        query = query.where(older_than(Submission, after))
     return list(db.session.scalars(query.limit(limit)))
+
+
+def older_than(model: Any, row: Any) -> ColumnElement[bool]:
+    """Rows of `model` after `row` in a newest-first list (by `created_at`, ties by id): a keyset page's start."""
+    return or_(model.created_at < row.created_at, and_(model.created_at == row.created_at, model.id < row.id))
+
+
+def newer_than(model: Any, row: Any) -> ColumnElement[bool]:
+    """Rows of `model` before `row` in a newest-first list (by `created_at`, ties by id)."""
+    return or_(model.created_at > row.created_at, and_(model.created_at == row.created_at, model.id > row.id))
 
 
 def submissions_of(user_id: int, assignment_id: int) -> list[Submission]:
@@ -118,11 +127,10 @@ def history(user_id: int, assignment_id: int | None = None, after: int | None = 
 def place_of(found: Submission) -> int | None:
     """The `?after=` cursor whose page of its owner's history of that assignment starts with `found`: the id of
     the submission just newer than it (None for the newest, which the first page starts with)."""
-    newer = or_(Submission.created_at > found.created_at,
-                and_(Submission.created_at == found.created_at, Submission.id > found.id))
     return db.session.scalar(
         select(Submission.id)
-        .where(Submission.user_id == found.user_id, Submission.assignment_id == found.assignment_id, newer)
+        .where(Submission.user_id == found.user_id, Submission.assignment_id == found.assignment_id,
+               newer_than(Submission, found))
         .order_by(Submission.created_at, Submission.id).limit(1))
 
 
