@@ -7,6 +7,7 @@ from typing import Any
 from flask import Response, current_app, render_template, request
 
 from grader.auth.permissions import caller, course_role, require_instructor
+from grader.converters import query_id
 from grader.errors import NotFound
 from grader.instructor import bp, instructor_required
 from grader.instructor.highlight import highlight_source
@@ -18,17 +19,21 @@ from grader.services.queries import (
     course_members,
     find_course,
     get_user,
+    history,
     in_progress_by_user,
     open_regrade_of,
-    recent_regrades,
+    regrades_of,
     status_counts,
-    submissions_of,
     taught_courses,
 )
 from grader.services.queue import queue_state
 from grader.services.scores import gradebook
 from grader.services.storage import StorageError, store
 from grader.services.submissions import find_submission
+
+RECENT_REGRADES = 5  # on the assignment page, which links to the regrades page when there are more
+REGRADE_PAGE = 25  # the regrades page, a page at a time
+STUDENT_PAGE = 50  # of one student's submissions on their instructor's page
 
 
 def taught_assignment(slug: str) -> Assignment:
@@ -74,7 +79,7 @@ def assignment(slug: str) -> str:
     query = request.args.get("q", "")
     rows = sort_rows([r for r in view.book["students"] if matches(r, query)], sort)
     users = course_members(found.course_id)
-    regrades = recent_regrades(found.id)
+    regrades = regrades_of(found.id, RECENT_REGRADES)
     return render_template(
         "instructor/assignment.html", a=found, view=view, rows=rows, sort=sort, q=query, users=users,
         busy=in_progress_by_user(found), queue=queue_state([found.id]), regrades=regrades,
@@ -99,15 +104,24 @@ def gradebook_export(slug: str) -> Response:
 @bp.get("/assignments/<slug>/students/<int:user_id>")
 @instructor_required
 def student(slug: str, user_id: int) -> str:
-    """One student's submissions to the assignment, newest first, and which one counts."""
+    """One student's submissions to the assignment, newest first and a page at a time, and which one counts."""
     found = taught_assignment(slug)
     person = get_user(user_id)
     if person is None or course_role(person, found.course) is None:
         raise NotFound(f"no student {user_id} in {found.course.code}")
-    submissions = submissions_of(person.id, found.id)
+    page = history(person.id, found.id, after=query_id(request.args.get("after")), limit=STUDENT_PAGE)
     row = next(iter(gradebook(found, user_id=person.id)["students"]), None)  # (none for a course's instructor)
-    return render_template("instructor/student.html", a=found, person=person, submissions=submissions,
+    return render_template("instructor/student.html", a=found, person=person, page=page,
                            counted=row["submission_id"] if row else None, row=row)
+
+
+@bp.get("/assignments/<slug>/regrades")
+@instructor_required
+def regrades(slug: str) -> str:
+    """Every regrade of the assignment, newest first, a page at a time (its own page shows the newest few)."""
+    found = taught_assignment(slug)
+    return render_template("instructor/regrades.html", a=found,
+                           page=regrades_of(found.id, REGRADE_PAGE, query_id(request.args.get("after"))))
 
 
 @bp.get("/submissions/<int:submission_id>")

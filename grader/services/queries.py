@@ -90,11 +90,6 @@ def newer_than(model: Any, row: Any) -> ColumnElement[bool]:
     return or_(model.created_at > row.created_at, and_(model.created_at == row.created_at, model.id > row.id))
 
 
-def submissions_of(user_id: int, assignment_id: int) -> list[Submission]:
-    """A user's submissions to one assignment, all of them, newest first (the instructor's page of a student)."""
-    return assignment_submissions(assignment_id, user_id=user_id)
-
-
 def _of_list(found: Submission | None, assignment_id: int | None, user_id: int | None) -> bool:
     """Whether `found` is one of a list of submissions: the assignment's and the user's, where they are given."""
     return found is not None and assignment_id in (None, found.assignment_id) and user_id in (None, found.user_id)
@@ -184,11 +179,40 @@ def find_regrade(regrade_id: int) -> Regrade:
     return found
 
 
-def recent_regrades(assignment_id: int, limit: int = 5) -> list[Regrade]:
-    """The assignment's newest regrades."""
-    return list(db.session.scalars(
-        select(Regrade).where(Regrade.assignment_id == assignment_id).order_by(Regrade.id.desc()).limit(limit)
-    ))
+class RegradeRow(NamedTuple):
+    """A regrade as its lists show it, with how many submissions it grades again and, for a regrade of one
+    submission, which (counted in the query: a regrade of a whole course's submissions loaded hundreds of items
+    only to count them)."""
+
+    regrade: Regrade
+    size: int
+    submission_id: int | None
+
+    @property
+    def id(self) -> int:
+        """The regrade's id (a page's cursor)."""
+        return self.regrade.id
+
+
+def regrades_of(assignment_id: int, limit: int, after: int | None = None) -> Page[RegradeRow]:
+    """A page of the assignment's regrades (at most `limit`), newest first, after regrade `after` when that is one
+    of the assignment's (any other id starts at the newest, as the other lists forgive a stale or edited link)."""
+    start = db.session.get(Regrade, after) if after is not None else None
+    if start is not None and start.assignment_id != assignment_id:
+        start = None
+    # Per row of the page (by the items' regrade_id index), not grouped over every regrade's items.
+    mine = RegradeItem.regrade_id == Regrade.id
+    size = select(func.count()).where(mine).correlate(Regrade).scalar_subquery()
+    first = select(func.min(RegradeItem.submission_id)).where(mine).correlate(Regrade).scalar_subquery()
+    query = (select(Regrade, size, first)
+             .where(Regrade.assignment_id == assignment_id)
+             .order_by(Regrade.created_at.desc(), Regrade.id.desc())
+             .options(selectinload(Regrade.requested_by), selectinload(Regrade.decided_by)))
+    if start is not None:
+        query = query.where(older_than(Regrade, start))
+    found = [RegradeRow(regrade, int(size), first if regrade.scope == "submission" else None)
+             for regrade, size, first in db.session.execute(query.limit(limit + 1))]
+    return Page(found[:limit], len(found) > limit, start is not None)
 
 
 def open_regrade_of(submission_id: int) -> Regrade | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +14,12 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from grader.extensions import db
+from grader.instructor import pages
 from grader.instructor.highlight import pygments_css
 from grader.models import GradingRun, Submission, User
 from grader.services.scores import gradebook
 from tests.conftest import World
-from tests.support.dashboard_support import fresh_client, full, graded_submission, login
+from tests.support.dashboard_support import follow, fresh_client, full, graded_submission, link, login
 from tests.support.sql_support import loaded, served
 
 REPO = Path(__file__).resolve().parents[2]
@@ -193,6 +195,43 @@ def test_does_a_students_page_read_only_that_students_rows_however_big_the_cours
     assert runs and {r.submission_id for r in runs} <= theirs, [r.submission_id for r in runs]
     row = next(r for r in gradebook(graded.assignment)["students"] if r["email"] == graded.student.email)
     assert f"<strong>{row['score']:g} / 100</strong>" in response.get_data(as_text=True)
+
+
+def listed(page: str) -> list[int]:
+    """The submission ids of the instructor's page of a student, in order."""
+    return [int(n) for n in re.findall(r">Submission (\d+)</a>", page[page.index('id="submissions"'):])]
+
+
+def test_does_following_older_on_a_students_page_show_every_submission_once(
+        client: FlaskClient, graded: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With more submissions than the instructor's page of a student holds, do its Older links list every one of
+    that student's submissions once, newest first, marking the counted one where it is, with the counted score
+    and its link above every page? (The page listed them all at once: a student with hundreds made a page of
+    hundreds.)"""
+    monkeypatch.setattr(pages, "STUDENT_PAGE", 3)
+    a = graded.assignment
+    for points in (1, 3, 5, 7, 9):
+        graded_submission(graded.student, a, full(a, gradient_checking=points))
+    a.score_policy = "best"  # the counted one: submission 1 (100), on the last page
+    db.session.commit()
+    theirs = list(db.session.scalars(select(Submission.id).where(Submission.user_id == graded.student.id)
+                                     .order_by(Submission.id.desc())))
+    login(client, graded.instructor)
+    shown = follow(client, f"/instructor/assignments/autograd/students/{graded.student.id}", "Older submissions")
+    assert [n for page in shown for n in listed(page)] == theirs and [len(listed(page)) for page in shown] == [3, 3, 1]
+    for page in shown:
+        assert 'from <a href="/instructor/submissions/1">submission 1</a>' in page
+    assert [page.count('<tr class="current">') for page in shown] == [0, 0, 1]
+    assert link(shown[0], "Newest submissions") is None
+    assert listed(client.get(link(shown[1], "Newest submissions") or "").get_data(as_text=True)) == theirs[:3]
+
+
+def test_is_another_students_submission_as_a_cursor_the_newest_page(client: FlaskClient, graded: World) -> None:
+    """Does `?after=` naming another student's submission show this student's newest page, with nothing of the
+    other student's?"""
+    login(client, graded.instructor)
+    html = client.get(f"/instructor/assignments/autograd/students/{graded.student.id}?after=3").get_data(as_text=True)
+    assert listed(html) == [2, 1] and link(html, "Newest submissions") is None
 
 
 def test_live_endpoint_stamp_changes_when_grading_finishes(client: FlaskClient, world: World) -> None:

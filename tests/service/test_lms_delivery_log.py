@@ -3,7 +3,6 @@ pages, and the same few queries however many deliveries and attempts there are."
 
 from __future__ import annotations
 
-import html
 import re
 import uuid
 from datetime import timedelta
@@ -17,6 +16,7 @@ from grader.lms import integrations
 from grader.models import utcnow
 from grader.models.lms import LmsDelivery, LmsDeliveryAttempt, LmsIntegration
 from tests.conftest import World
+from tests.support.dashboard_support import follow, link
 from tests.support.sql_support import served
 
 LOG = "/lms/canvas/deliveries"
@@ -56,23 +56,6 @@ def listed(page: str) -> list[int]:
     return [int(n) for n in re.findall(r'id="delivery-(\d+)"', page)]
 
 
-def link(page: str, words: str) -> str | None:
-    """The href of the page's link whose text starts with these words, if any."""
-    found = re.search(rf'<a href="([^"]+)">{words}', page)
-    return html.unescape(found.group(1)) if found else None
-
-
-def walk(client: FlaskClient, world: World, url: str | None) -> list[str]:
-    """The pages from `url` on, following *Older deliveries* to the end."""
-    pages = []
-    while url:
-        response = client.get(url, headers=world.instructor.headers)
-        assert response.status_code == 200, url
-        pages.append(response.get_data(as_text=True))
-        url = link(pages[-1], "Older deliveries")
-    return pages
-
-
 def test_does_following_older_show_every_delivery_once_newest_first(
         app: Flask, client: FlaskClient, world: World, canvas: LmsIntegration,
         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -80,7 +63,7 @@ def test_does_following_older_show_every_delivery_once_newest_first(
     list every delivery once, newest first, each later page with a way back to the newest?"""
     monkeypatch.setattr("grader.lms.views.PAGE_SIZE", 5)
     ids = make(canvas, ["delivered"] * 12)
-    pages = walk(client, world, LOG)
+    pages = follow(client, LOG, "Older deliveries", headers=world.instructor.headers)
     assert [listed(page) for page in pages] == [ids[::-1][:5], ids[::-1][5:10], ids[::-1][10:]]
     assert link(pages[0], "Newest deliveries") is None
     assert all(link(page, "Newest deliveries") == LOG for page in pages[1:])
@@ -94,7 +77,7 @@ def test_does_a_status_show_only_its_deliveries_on_every_page(
     monkeypatch.setattr("grader.lms.views.PAGE_SIZE", 3)
     ids = make(canvas, ["failed", "delivered"] * 4 + ["pending"])
     failed = [i for i, status in zip(ids, ["failed", "delivered"] * 4, strict=False) if status == "failed"]
-    pages = walk(client, world, f"{LOG}?status=failed")
+    pages = follow(client, f"{LOG}?status=failed", "Older deliveries", headers=world.instructor.headers)
     assert [listed(page) for page in pages] == [failed[::-1][:3], failed[::-1][3:]]
     first = pages[0]
     assert '<strong aria-current="page">Failed (4)</strong>' in first

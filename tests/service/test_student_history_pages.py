@@ -13,7 +13,7 @@ from grader.services.queries import HISTORY_PAGE
 from grader.services.submissions import submit
 from tests.conftest import World
 from tests.service.test_service_pages import log_in
-from tests.support.dashboard_support import full, grade_run
+from tests.support.dashboard_support import follow, full, grade_run, link
 from tests.support.sql_support import served
 
 PAGES = {"home": "/", "upload": "/assignments/autograd/upload", "result": "/submissions/{first}"}
@@ -37,12 +37,6 @@ def listed(page: str) -> list[int]:
     return [int(n) for n in re.findall(r">Submission (\d+)</a>", table)]
 
 
-def link(page: str, words: str) -> str | None:
-    """The href of the page's link with these words, if any."""
-    found = re.search(rf'<a href="([^"]+)">{words}</a>', page)
-    return found.group(1) if found else None
-
-
 @pytest.fixture
 def app(app_on_each_database: Flask) -> Flask:
     """The app on each database we run on (the home page's latest-per-assignment is a window function)."""
@@ -56,17 +50,8 @@ def test_does_following_older_show_every_submission_once_newest_first(
     older ones, and together list every submission once, newest first, with a way back to the newest?"""
     ids = make(world, HISTORY_PAGE + 4)
     log_in(client, world.student.email, world.student.password)
-    url: str | None = PAGES[where].format(first=ids[0])
-    seen: list[int] = []
-    pages = []
-    while url:
-        response = client.get(url)
-        assert response.status_code == 200, url
-        page = response.get_data(as_text=True)
-        pages.append(page)
-        seen += listed(page)
-        url = link(page, "Older submissions")
-    assert seen == ids[::-1]
+    pages = follow(client, PAGES[where].format(first=ids[0]), "Older submissions")
+    assert [n for page in pages for n in listed(page)] == ids[::-1]
     assert [len(listed(page)) for page in pages] == [HISTORY_PAGE, 4]
     assert link(pages[0], "Newest submissions") is None
     back = link(pages[1], "Newest submissions")

@@ -3,6 +3,7 @@ through the service's own recording path (the engine's result is made up, so the
 
 from __future__ import annotations
 
+import html
 import re
 from typing import Any
 
@@ -106,3 +107,21 @@ def graded_submission(person: Any, assignment: Assignment, scores: dict[str, flo
 def full(assignment: Assignment, **overrides: float) -> dict[str, float]:
     """Every deliverable at its maximum, except the ones given."""
     return {d.slug: overrides.get(d.slug, d.points) for d in assignment.active_deliverables}
+
+
+def link(page: str, words: str) -> str | None:
+    """The href of the page's link whose text starts with these words, if any."""
+    found = re.search(rf'<a href="([^"]+)">{words}', page)
+    return html.unescape(found.group(1)) if found else None
+
+
+def follow(client: FlaskClient, url: str | None, older: str, **kwargs: Any) -> list[str]:
+    """The pages of a list from `url` on, following its link `older` ("Older submissions") to the last page; each
+    must be a 200. `kwargs` go with each request (headers)."""
+    pages = []
+    while url:
+        response = client.get(url, **kwargs)
+        assert response.status_code == 200, url
+        pages.append(response.get_data(as_text=True))
+        url = link(pages[-1], older)
+    return pages
