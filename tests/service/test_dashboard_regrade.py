@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import shutil
 from pathlib import Path
 
@@ -13,24 +12,21 @@ from sqlalchemy import select
 
 from grader.errors import Conflict, ServiceError
 from grader.extensions import db
-from grader.instructor import pages
 from grader.models import GradingRun, Submission
-from grader.models.regrades import Regrade, RegradeItem
+from grader.models.regrades import Regrade
 from grader.services import regrades as regrade
 from grader.services.scores import gradebook
 from grader.signals import submission_graded
 from tests.conftest import Factory, World
 from tests.support.dashboard_support import (
-    follow,
     fresh_client,
     full,
     grade_run,
     graded_submission,
-    link,
     login,
     post_form,
 )
-from tests.support.sql_support import loaded, served
+from tests.support.sql_support import served
 
 
 @pytest.fixture
@@ -283,85 +279,3 @@ def test_a_broken_pack_on_disk_refuses_the_regrade(graded: World, app: Flask, tm
     assert isinstance(refused.value, Conflict) and "cannot be loaded" in str(refused.value.detail)
     assert db.session.scalar(select(Regrade)) is None
     assert db.session.scalar(select(GradingRun).where(GradingRun.number == 2)) is None
-
-
-def regrade_ids(page: str) -> list[int]:
-    """The regrade ids a page's regrade table lists, in order."""
-    return [int(n) for n in re.findall(r">Regrade (\d+)</a>", page)]
-
-
-def many_regrades(world: World, count: int) -> list[int]:
-    """`count` regrades of the assignment, each discarded by the next as starting one does; every third of one
-    submission. Their ids, oldest first."""
-    ids = []
-    for i in range(count):
-        target = db.session.get(Submission, 1) if i % 3 == 2 else None
-        ids.append(regrade.start(world.assignment, world.instructor.user, target).id)
-    return ids
-
-
-def test_does_following_older_list_every_regrade_once_newest_first(
-        client: FlaskClient, graded: World, monkeypatch: pytest.MonkeyPatch) -> None:
-    """With more regrades than the assignment page shows, does it link to the regrades page, and do that page's
-    Older links list every regrade once, newest first, with a way back to the newest? (The assignment page listed
-    its five newest, and an older regrade's preview was reached only by its URL.)"""
-    monkeypatch.setattr(pages, "REGRADE_PAGE", 4)
-    ids = many_regrades(graded, 9)
-    login(client, graded.instructor)
-    overview = client.get("/instructor/assignments/autograd").get_data(as_text=True)
-    assert regrade_ids(overview) == ids[::-1][: pages.RECENT_REGRADES]
-    shown = follow(client, link(overview, "All regrades of autograd"), "Older regrades")
-    assert [regrade_ids(page) for page in shown] == [ids[::-1][:4], ids[::-1][4:8], ids[::-1][8:]]
-    assert link(shown[0], "Newest regrades") is None
-    assert regrade_ids(client.get(link(shown[2], "Newest regrades") or "").get_data(as_text=True)) == ids[::-1][:4]
-
-
-def test_does_the_regrades_page_say_what_each_regrade_was_without_loading_its_items(
-        client: FlaskClient, graded: World, factory: Factory) -> None:
-    """Does each row say how many submissions it regraded (or which one, linked), who started it and how it ended,
-    in as many statements for many regrades of many students as for one? (Each row loaded every item of its
-    regrade to count them.)"""
-    one = regrade.start(graded.assignment, graded.instructor.user, db.session.get(Submission, 2))
-    regrade.discard(one, graded.instructor.user)
-    everyone = regrade.start(graded.assignment, graded.instructor.user)
-    login(client, graded.instructor)
-    with loaded(RegradeItem) as items:
-        response, few = served(client, "/instructor/assignments/autograd/regrades")
-    assert response.status_code == 200 and not items
-    page = response.get_data(as_text=True)
-    assert regrade_ids(page) == [everyone.id, one.id]
-    row = page[page.index(f">Regrade {everyone.id}<"):page.index(f">Regrade {one.id}<")]
-    assert "2 submissions" in row and "waiting for your decision" in row and graded.instructor.email in row
-    row = page[page.index(f">Regrade {one.id}<"):]
-    assert '<a href="/instructor/submissions/2">submission 2</a>' in row and "discarded" in row
-    a = graded.assignment
-    for i in range(12):
-        graded_submission(factory.person(f"s{i}@example.edu", graded.course), a, full(a))
-    many_regrades(graded, 6)
-    response, more = served(client, "/instructor/assignments/autograd/regrades")
-    assert response.status_code == 200 and len(regrade_ids(response.get_data(as_text=True))) == 8
-    assert len(more) == len(few), (few, more)
-
-
-@pytest.mark.parametrize("after", ["999", "%C2%B2", "-1", "x"])
-def test_does_a_stale_or_edited_regrades_link_show_the_newest_page(
-        client: FlaskClient, graded: World, after: str) -> None:
-    """Is a cursor that is no regrade of this assignment (unknown, not a number, out of range) the newest page,
-    with no link back to the page it is?"""
-    ids = many_regrades(graded, 2)
-    login(client, graded.instructor)
-    response = client.get(f"/instructor/assignments/autograd/regrades?after={after}")
-    assert response.status_code == 200
-    page = response.get_data(as_text=True)
-    assert regrade_ids(page) == ids[::-1] and link(page, "Newest regrades") is None
-
-
-@pytest.mark.parametrize("who", ["student", "other_instructor"])
-def test_can_a_student_or_another_courses_instructor_list_the_regrades(
-        client: FlaskClient, graded: World, who: str) -> None:
-    """Can a student, or the instructor of another course, open the assignment's regrades page? (No: 403, with no
-    regrade in it.)"""
-    ids = many_regrades(graded, 1)
-    login(client, getattr(graded, who))
-    response = client.get("/instructor/assignments/autograd/regrades")
-    assert response.status_code == 403 and f"Regrade {ids[0]}" not in response.get_data(as_text=True)
