@@ -15,6 +15,7 @@ from grader.instructor.stats import overview
 from grader.instructor.table import Sort, gradebook_csv, matches, points_possible_row, sort_rows
 from grader.models import Assignment, GradingRun, Submission
 from grader.services.assignments import find_assignment
+from grader.services.deadlines import standing
 from grader.services.queries import (
     course_members,
     find_course,
@@ -104,15 +105,19 @@ def gradebook_export(slug: str) -> Response:
 @bp.get("/assignments/<slug>/students/<int:user_id>")
 @instructor_required
 def student(slug: str, user_id: int) -> str:
-    """One student's submissions to the assignment, newest first and a page at a time, and which one counts."""
+    """One student's submissions to the assignment, newest first and a page at a time, which one counts, and
+    where they stand (their due date and any extension, submissions and grace days left, whether an upload from
+    them now would be taken): what an instructor asked for an extension or a resubmission needs to see."""
     found = taught_assignment(slug)
     person = get_user(user_id)
-    if person is None or course_role(person, found.course) is None:
+    role = course_role(person, found.course) if person is not None else None
+    if person is None or role is None:
         raise NotFound(f"no student {user_id} in {found.course.code}")
     page = history(person.id, found.id, after=query_id(request.args.get("after")), limit=STUDENT_PAGE)
     row = next(iter(gradebook(found, user_id=person.id)["students"]), None)  # (none for a course's instructor)
     return render_template("instructor/student.html", a=found, person=person, page=page,
-                           counted=row["submission_id"] if row else None, row=row)
+                           counted=row["submission_id"] if row else None, row=row,
+                           st=standing(found, person.id) if role == "student" else None)
 
 
 @bp.get("/assignments/<slug>/regrades")

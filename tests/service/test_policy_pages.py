@@ -128,3 +128,37 @@ def test_the_instructor_sets_the_policy_an_extension_and_grace_days_from_the_das
     assert huge.status_code == 400 and "late_days must be a whole number from 1 to 3,650" in huge.get_data(as_text=True)
     db.session.refresh(world.assignment)
     assert world.assignment.policy_override["late"] == [[86400, 90.0], [172800, 80.0]]
+
+
+def test_does_the_instructors_page_of_a_student_say_where_they_stand(app: Flask, world: World) -> None:
+    """On the instructor's page of a student: their own due date with the extension's reason, submissions used and
+    left, and whether an upload from them now would be taken, in the instructor's words (the refusal the student
+    reads says "you"); the student without an extension is refused as closed, at the limit as at the limit."""
+    set_override(world.assignment, {"due": at(hours=-1), "hard_close": at(hours=-1), "max_submissions": 2})
+    grant_extension(world.assignment, world.student.user, days=3, reason="a family emergency")
+    student = fresh_client(app)
+    login(student, world.student)
+    for _ in range(2):
+        assert page_upload(student).status_code == 302
+    client = fresh_client(app)
+    login(client, world.instructor)
+    page = client.get(f"/instructor/assignments/autograd/students/{world.student.id}").get_data(as_text=True)
+    assert "<strong>Extension:</strong> due" in page and "a family emergency" in page
+    assert "Submissions: 2 of 2 used, 0 left." in page
+    assert "would be refused:\n      they have used all their submissions." in page and "you have" not in page
+    other = client.get(f"/instructor/assignments/autograd/students/{world.student2.id}").get_data(as_text=True)
+    assert "(no extension)" in other and "Submissions: 0 of 2 used, 2 left." in other
+    assert "would be refused:\n      the assignment has closed." in other
+    own = client.get(f"/instructor/assignments/autograd/students/{world.instructor.id}").get_data(as_text=True)
+    assert "Their deadlines and limits" not in own  # an instructor of the course has no standing to show
+
+
+def test_does_the_instructors_page_of_a_student_say_an_upload_now_would_be_late(app: Flask, world: World) -> None:
+    """After the due date, within the late days, does the instructor read that an upload from the student would
+    be taken late, at the credit the student's own page states, with no limit on the count?"""
+    set_override(world.assignment, {"due": at(hours=-30), "late_penalty_per_day": 10, "late_days": 3})
+    client = fresh_client(app)
+    login(client, world.instructor)
+    page = client.get(f"/instructor/assignments/autograd/students/{world.student.id}").get_data(as_text=True)
+    assert "An upload from them now would be taken, late: 80 % credit before grace days." in page
+    assert "0 submissions so far (no limit)." in page
