@@ -337,6 +337,15 @@ class SubmissionsQuery(BaseModel):
         "The page after the submission with this id, as the `next` URL gives it (a submission of this list)"))
 
 
+class StandingQuery(BaseModel):
+    """Whose standing."""
+
+    model_config = ConfigDict(extra="allow")
+
+    email: str | None = Field(default=None, max_length=254, description=(
+        "Instructors: a student of the course (a student may name only themselves)"))
+
+
 class ScoresQuery(BaseModel):
     """Options of the gradebook."""
 

@@ -137,6 +137,32 @@ def test_best_counts_the_higher_score_after_the_penalty(app: Flask, client: Flas
     assert (row["submission_id"], row["score"]) == (on_time, 80.0)
 
 
+def test_may_an_instructor_read_a_students_standing_and_a_student_only_their_own(
+        client: FlaskClient, world: World) -> None:
+    """Does `?email=` give an instructor that student's standing (their extension, their submissions left), a
+    student their own when they name themselves and a 403 for anyone else's, and a student not in the course a 404,
+    each refusal telling nothing of the other student?"""
+    put_policy(client, world, due=at(hours=-1), hard_close=at(hours=-1), max_submissions=3)
+    granted = client.post("/api/v1/assignments/autograd/extensions", headers=world.instructor.headers,
+                          json={"email": world.student.email, "days": 2, "reason": "illness"})
+    assert granted.status_code == 200, granted.json
+    assert upload(client, "autograd", SOURCE, headers=world.student.headers).status_code == 202
+    url = "/api/v1/assignments/autograd/standing?email="
+    theirs = client.get(url + world.student.email.upper(), headers=world.instructor.headers)
+    assert theirs.status_code == 200, theirs.json
+    assert theirs.json["extended"] and theirs.json["extension_reason"] == "illness"
+    assert theirs.json["submissions_left"] == 2 and theirs.json["can_upload"]
+    other = client.get(url + world.student2.email, headers=world.instructor.headers).json
+    assert not other["extended"] and other["refusal"] == "closed" and other["submissions_left"] == 3
+    own = client.get(url + world.student.email, headers=world.student.headers)
+    assert own.status_code == 200 and own.json == theirs.json
+    refused = client.get(url + world.student2.email, headers=world.student.headers)
+    assert refused.status_code == 403 and "illness" not in refused.get_data(as_text=True)
+    assert client.get(url + world.outsider.email, headers=world.instructor.headers).status_code == 404
+    foreign = client.get(url + world.student.email, headers=world.other_instructor.headers)
+    assert foreign.status_code == 403 and "illness" not in foreign.get_data(as_text=True)
+
+
 def test_an_extension_lets_one_student_upload_on_time_after_the_due_date(
         app: Flask, client: FlaskClient, world: World) -> None:
     """With the due date passed and closed, can the student given two extra days upload at full credit,
