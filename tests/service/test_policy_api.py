@@ -156,6 +156,7 @@ def test_may_an_instructor_read_a_students_standing_and_a_student_only_their_own
     assert not other["extended"] and other["refusal"] == "closed" and other["submissions_left"] == 3
     own = client.get(url + world.student.email, headers=world.student.headers)
     assert own.status_code == 200 and own.json == theirs.json
+    assert client.get(url, headers=world.student.headers).json == theirs.json  # an empty one: the caller's
     refused = client.get(url + world.student2.email, headers=world.student.headers)
     assert refused.status_code == 403 and "illness" not in refused.get_data(as_text=True)
     assert client.get(url + world.outsider.email, headers=world.instructor.headers).status_code == 404
