@@ -12,7 +12,7 @@ from grader.auth.identity import current_user
 from grader.auth.permissions import caller, course_role
 from grader.instructor import bp, instructor_required
 from grader.instructor.pages import taught_assignment
-from grader.models import Assignment, Submission
+from grader.models import Assignment, Submission, User
 from grader.services import policy as policies
 from grader.services.deadlines import course_policy, standing
 from grader.services.submissions import late_doc
@@ -65,7 +65,7 @@ def grant_extension(slug: str) -> Response:
                                          days=request.form.get("days"), reason=request.form.get("reason", ""),
                                          granted_by=caller())
     flash(f"{student.email} is now due {extension.due_at:%Y-%m-%d %H:%M} UTC.", "info")
-    return redirect(url_for("dashboard.assignment", slug=slug) + "#policy")
+    return redirect(_back(slug, student))
 
 
 @bp.post("/assignments/<slug>/extensions/revoke")
@@ -76,7 +76,15 @@ def revoke_extension(slug: str) -> Response:
     student = policies.find_student(found, request.form.get("email", ""))
     policies.revoke_extension(found, student)
     flash(f"{student.email} is due with everyone again.", "info")
-    return redirect(url_for("dashboard.assignment", slug=slug) + "#policy")
+    return redirect(_back(slug, student))
+
+
+def _back(slug: str, student: User) -> str:
+    """Where an extension form leads back to: the page of that student when it was sent from there (`back` names
+    the page, never a URL: no redirect a form could point elsewhere), else the assignment's policy panel."""
+    if request.form.get("back") == "student":
+        return url_for("dashboard.student", slug=slug, user_id=student.id) + "#standing"
+    return url_for("dashboard.assignment", slug=slug) + "#policy"
 
 
 @bp.post("/assignments/<slug>/grace-days")

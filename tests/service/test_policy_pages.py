@@ -162,3 +162,25 @@ def test_does_the_instructors_page_of_a_student_say_an_upload_now_would_be_late(
     page = client.get(f"/instructor/assignments/autograd/students/{world.student.id}").get_data(as_text=True)
     assert "An upload from them now would be taken, late: 80 % credit before grace days." in page
     assert "0 submissions so far (no limit)." in page
+
+
+def test_does_an_extension_given_on_a_students_page_lead_back_to_it(app: Flask, world: World) -> None:
+    """Does the extension form on the page of a student give that student the extension and come back to their page,
+    and its revoke take it back the same way; and does a `back` that names no page (a URL) lead to the assignment's
+    policy panel, never elsewhere?"""
+    set_override(world.assignment, {"due": at(hours=-1)})
+    client = fresh_client(app)
+    login(client, world.instructor)
+    page = f"/instructor/assignments/autograd/students/{world.student.id}"
+    assert "Give them an extension" in client.get(page).get_data(as_text=True)
+    extensions = "/instructor/assignments/autograd/extensions"
+    granted = post_form(client, page, extensions, email=world.student.email, days="2", reason="a broken arm",
+                        back="student")
+    assert granted.status_code == 302 and granted.location.endswith(page + "#standing")
+    shown = client.get(page).get_data(as_text=True)
+    assert "<strong>Extension:</strong> due" in shown and "a broken arm" in shown and "Revoke their extension" in shown
+    revoked = post_form(client, page, extensions + "/revoke", email=world.student.email, back="student")
+    assert revoked.status_code == 302 and revoked.location.endswith(page + "#standing")
+    assert "(no extension)" in client.get(page).get_data(as_text=True)
+    elsewhere = post_form(client, page, extensions, email=world.student.email, days="1", back="https://evil.example")
+    assert elsewhere.status_code == 302 and elsewhere.location.endswith("/instructor/assignments/autograd#policy")
