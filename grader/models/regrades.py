@@ -48,6 +48,8 @@ class Regrade(db.Model):
     # SET NULL: removing an instructor's account must not erase the record that scores changed.
     requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
     decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
+    # A discarded regrade's successor, when a regrade started over the same submissions discarded it.
+    replaced_by_id: Mapped[int | None] = mapped_column(ForeignKey("regrade.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 

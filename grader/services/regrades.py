@@ -51,7 +51,7 @@ def start(assignment: Assignment, user: User, submission: Submission | None = No
         )
         if not targets:
             raise Conflict("there are no graded submissions to regrade yet")
-    _discard_overlapping(assignment, {s.id for s in targets}, user)
+    replaced = _overlapping(assignment, {s.id for s in targets})
     regrade = Regrade(
         assignment=assignment,
         scope="submission" if submission is not None else "assignment",
@@ -60,6 +60,10 @@ def start(assignment: Assignment, user: User, submission: Submission | None = No
         requested_by=user,
     )
     db.session.add(regrade)
+    db.session.flush()  # (its id, which the regrades it replaces name)
+    for other in replaced:
+        _close(other, "discarded", user)
+        other.replaced_by_id = regrade.id
     numbers = dict(
         db.session.execute(
             select(GradingRun.submission_id, func.max(GradingRun.number))
@@ -78,13 +82,12 @@ def start(assignment: Assignment, user: User, submission: Submission | None = No
     return regrade
 
 
-def _discard_overlapping(assignment: Assignment, submission_ids: set[int], user: User) -> None:
+def _overlapping(assignment: Assignment, submission_ids: set[int]) -> list[Regrade]:
+    """The assignment's open regrades that include any of these submissions (a new one over them replaces them)."""
     open_ones = db.session.scalars(
         select(Regrade).where(Regrade.assignment_id == assignment.id, Regrade.state == "open")
     ).all()
-    for other in open_ones:
-        if any(item.submission_id in submission_ids for item in other.items):
-            _close(other, "discarded", user)
+    return [other for other in open_ones if any(item.submission_id in submission_ids for item in other.items)]
 
 
 def _enqueue_all(regrade: Regrade) -> None:

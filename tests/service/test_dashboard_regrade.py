@@ -171,11 +171,17 @@ def test_discard_leaves_every_score_as_it_was(graded: World) -> None:
 
 
 def test_a_new_regrade_supersedes_an_open_one(graded: World) -> None:
-    """Does a new regrade discard an open one over the same submissions, so only the newest can publish?"""
+    """Does a new regrade discard an open one over the same submissions (even over one of them), so only the
+    newest can publish, and record which replaced it, where one discarded by hand names none?"""
     first = regrade.start(graded.assignment, graded.instructor.user)
     second = regrade.start(graded.assignment, graded.instructor.user)
     assert first.state == "discarded" and second.state == "open"
+    assert first.replaced_by_id == second.id and second.replaced_by_id is None  # (the lists say so)
     assert [i.after_run.number for i in second.items] == [3, 3]
+    published = regrade.start(graded.assignment, graded.instructor.user, db.session.get(Submission, 1))
+    assert second.state == "discarded" and second.replaced_by_id == published.id
+    regrade.discard(published, graded.instructor.user)
+    assert published.state == "discarded" and published.replaced_by_id is None  # discarded by hand
 
 
 def test_regrade_one_submission_and_refuse_one_still_grading(graded: World) -> None:

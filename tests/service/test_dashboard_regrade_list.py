@@ -72,9 +72,9 @@ def test_does_following_older_list_every_regrade_once_newest_first(
 
 def test_does_the_regrades_page_say_what_each_regrade_was_without_loading_its_items(
         client: FlaskClient, graded: World, factory: Factory) -> None:
-    """Does each row say how many submissions it regraded (or which one, linked), who started it and how it ended,
-    in as many statements for many regrades of many students as for one? (Each row loaded every item of its
-    regrade to count them.)"""
+    """Does each row say how many submissions it regraded (or which one, linked), who started it and how it ended
+    (discarded by hand, or replaced by a newer regrade, linked), in as many statements for many regrades of many
+    students as for one? (Each row loaded every item of its regrade to count them.)"""
     one = regrade.start(graded.assignment, graded.instructor.user, db.session.get(Submission, 2))
     regrade.discard(one, graded.instructor.user)
     everyone = regrade.start(graded.assignment, graded.instructor.user)
@@ -88,13 +88,20 @@ def test_does_the_regrades_page_say_what_each_regrade_was_without_loading_its_it
     assert "2 submissions" in row and "waiting for your decision" in row and graded.instructor.email in row
     row = page[page.index(f">Regrade {one.id}<"):]
     assert '<a href="/instructor/submissions/2">submission 2</a>' in row and "discarded" in row
+    assert "replaced by" not in row  # (discarded by hand)
     a = graded.assignment
     for i in range(12):
         graded_submission(factory.person(f"s{i}@example.edu", graded.course), a, full(a))
-    many_regrades(graded, 6)
+    later = many_regrades(graded, 6)
     response, more = served(client, "/instructor/assignments/autograd/regrades")
-    assert response.status_code == 200 and len(regrade_ids(response.get_data(as_text=True))) == 8
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200 and len(regrade_ids(page)) == 8
     assert len(more) == len(few), (few, more)
+    row = page[page.index(f">Regrade {everyone.id}<"):page.index(f">Regrade {one.id}<")]
+    assert f'replaced by <a href="/instructor/regrades/{later[0]}">regrade {later[0]}</a>' in row
+    preview = client.get(f"/instructor/regrades/{everyone.id}").get_data(as_text=True)
+    started = f"started by {graded.instructor.email} over the same submissions, replaced it"
+    assert f">regrade {later[0]}</a>, {started}" in preview
 
 
 @pytest.mark.parametrize("after", ["999", "%C2%B2", "-1", "x"])
