@@ -31,7 +31,7 @@ from grader.lms.retries import end_reads, held_back, pending_due, queue_once_com
 from grader.models import GradingRun, Submission, database_now
 from grader.models.lms import LmsDelivery, LmsDeliveryAttempt, LmsIntegration
 from grader.services.deadlines import withheld_until
-from grader.services.queries import Page, older_than
+from grader.services.queries import Page, newest_first
 from worker.engine.policy import counted_score
 
 log = logging.getLogger(__name__)
@@ -256,13 +256,10 @@ def recent_deliveries(integration: LmsIntegration, limit: int, after: int | None
     start = db.session.get(LmsDelivery, after) if after is not None else None
     if start is not None and start.integration_id != integration.id:
         start = None
-    if start is not None:
-        query = query.where(older_than(LmsDelivery, start))
     found = list(db.session.scalars(
-        query.order_by(LmsDelivery.created_at.desc(), LmsDelivery.id.desc())
-        .options(selectinload(LmsDelivery.attempt_log)).limit(limit + 1)
+        newest_first(query, LmsDelivery, start).options(selectinload(LmsDelivery.attempt_log)).limit(limit + 1)
     ))
-    return Page(found[:limit], len(found) > limit, start is not None)
+    return Page.of(found, limit, start)
 
 
 def delivery_counts(integration: LmsIntegration) -> dict[str, int]:

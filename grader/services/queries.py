@@ -74,10 +74,15 @@ def _newest_first(query: Select[tuple[Submission]], after: Submission | None, li
     if results:
         loads += [runs.selectinload(GradingRun.test_results), runs.selectinload(GradingRun.scores),
                   selectinload(Submission.user)]
-    query = query.order_by(Submission.created_at.desc(), Submission.id.desc()).options(*loads)
-    if after is not None:
-        query = query.where(older_than(Submission, after))
-    return list(db.session.scalars(query.limit(limit)))
+    return list(db.session.scalars(newest_first(query, Submission, after).options(*loads).limit(limit)))
+
+
+def newest_first(query: Select[Any], model: Any, after: Any | None) -> Select[Any]:
+    """`query` ordered newest first (by `created_at`, ties by id), from the row after `after` when one is given:
+    every list shown newest first a page at a time (by position, not by offset: rows added meanwhile neither
+    repeat nor skip one)."""
+    query = query.order_by(model.created_at.desc(), model.id.desc())
+    return query if after is None else query.where(older_than(model, after))
 
 
 def older_than(model: Any, row: Any) -> ColumnElement[bool]:
@@ -103,6 +108,12 @@ class Page(NamedTuple, Generic[Row]):
     older: bool
     newer: bool
 
+    @classmethod
+    def of(cls, found: list[Row], limit: int, start: object | None) -> Page[Row]:
+        """The page of `found`, fetched as up to one row more than `limit` (that row says older ones follow),
+        starting after `start` (None: the newest page)."""
+        return cls(found[:limit], len(found) > limit, start is not None)
+
 
 def history(user_id: int, assignment_id: int | None = None, after: int | None = None,
             limit: int = HISTORY_PAGE) -> Page[Submission]:
@@ -115,8 +126,7 @@ def history(user_id: int, assignment_id: int | None = None, after: int | None = 
     query = select(Submission).where(Submission.user_id == user_id)
     if assignment_id is not None:
         query = query.where(Submission.assignment_id == assignment_id)
-    found = _newest_first(query, start, limit + 1)
-    return Page(found[:limit], len(found) > limit, start is not None)
+    return Page.of(_newest_first(query, start, limit + 1), limit, start)
 
 
 def place_of(found: Submission) -> int | None:
@@ -204,15 +214,11 @@ def regrades_of(assignment_id: int, limit: int, after: int | None = None) -> Pag
     mine = RegradeItem.regrade_id == Regrade.id
     size = select(func.count()).where(mine).correlate(Regrade).scalar_subquery()
     first = select(func.min(RegradeItem.submission_id)).where(mine).correlate(Regrade).scalar_subquery()
-    query = (select(Regrade, size, first)
-             .where(Regrade.assignment_id == assignment_id)
-             .order_by(Regrade.created_at.desc(), Regrade.id.desc())
+    query = (newest_first(select(Regrade, size, first).where(Regrade.assignment_id == assignment_id), Regrade, start)
              .options(selectinload(Regrade.requested_by), selectinload(Regrade.decided_by)))
-    if start is not None:
-        query = query.where(older_than(Regrade, start))
     found = [RegradeRow(regrade, int(size), first if regrade.scope == "submission" else None)
              for regrade, size, first in db.session.execute(query.limit(limit + 1))]
-    return Page(found[:limit], len(found) > limit, start is not None)
+    return Page.of(found, limit, start)
 
 
 def open_regrade_of(submission_id: int) -> Regrade | None:
