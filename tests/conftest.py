@@ -27,6 +27,20 @@ from flask.testing import FlaskClient
 
 from tests.support.fixtures_engine import docker_ready  # noqa: F401  (engine fixture, shared by engine and corpus tests)
 
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A failed test that ran a service stack (`tests.support.service_stack`) reports what its worker, beat and web
+    processes logged, first: their logs are files of a temporary folder, gone once the run is."""
+    report = yield
+    if report.failed:
+        from tests.support.service_stack import Stack, logs
+
+        for value in getattr(item, "funcargs", {}).values():
+            if isinstance(value, Stack) and value.started:
+                report.sections.insert(0, (f"the stack's processes ({call.when})", logs(value, 8000)))
+    return report
+
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE_SOLUTION = REPO / "reference_tests" / "autograd" / "reference" / "solution.py"
 STARTER_SOLUTION = REPO / "reference_tests" / "autograd" / "starter" / "solution.py"
@@ -74,10 +88,20 @@ class IsolatedClient(FlaskClient):
             return super().open(*args, **kwargs)
 
 
+def isolated_app(config: dict[str, Any]) -> Flask:
+    """`create_app(config)` whose test clients are IsolatedClients. Every app a test builds comes from here: a
+    request that shared the test's session answered from the rows it had loaded, not from the database (a
+    stack's API read a submission as queued after its worker had graded it)."""
+    from grader import create_app
+
+    app = create_app(config)
+    app.test_client_class = IsolatedClient
+    return app
+
+
 @pytest.fixture
 def make_app(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Flask]]:
     """Build apps with `service_config` plus overrides; tables are created, engines disposed afterwards."""
-    from grader import create_app
     from grader.extensions import db
 
     apps: list[Flask] = []
@@ -93,8 +117,7 @@ def make_app(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         if copied:
             home.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(schema, home / "grader.db")
-        app = create_app(config)
-        app.test_client_class = IsolatedClient
+        app = isolated_app(config)
         if create_tables and not copied:
             with app.app_context():
                 db.create_all()

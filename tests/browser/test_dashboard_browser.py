@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from tests.browser.a11y import audit, horizontal_overflow
 from tests.browser.conftest import LiveService
-from tests.conftest import REPO
+from tests.conftest import REPO, isolated_app
 from tests.support.expectations import expected_scores
 
 REFERENCE = REPO / "reference_tests" / "autograd" / "reference" / "solution.py"
@@ -93,9 +93,7 @@ def upload_by_drop(visitor: Visitor, name: str, content: str) -> None:
 
 def app_for(service: LiveService) -> Any:
     """An app object on the live service's database, to compare what pages show with what is stored."""
-    from grader import create_app
-
-    return create_app(dict(service.config))
+    return isolated_app(dict(service.config))
 
 
 def counted_totals(service: LiveService) -> dict[str, dict[str, float | None]]:

@@ -19,7 +19,7 @@ from grader.instructor.highlight import pygments_css
 from grader.models import GradingRun, Submission, User
 from grader.services.scores import gradebook
 from tests.conftest import World
-from tests.support.dashboard_support import follow, fresh_client, full, graded_submission, link, login
+from tests.support.dashboard_support import follow, full, graded_submission, link, login
 from tests.support.sql_support import loaded, served
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,7 +30,7 @@ CSV = "/instructor/assignments/autograd/gradebook.csv"
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     """A browser-like client: each request gets a fresh `g`, as in a real server."""
-    return fresh_client(app)
+    return app.test_client()
 
 
 @pytest.fixture

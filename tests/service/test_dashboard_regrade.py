@@ -19,7 +19,6 @@ from grader.services.scores import gradebook
 from grader.signals import submission_graded
 from tests.conftest import Factory, World
 from tests.support.dashboard_support import (
-    fresh_client,
     full,
     grade_run,
     graded_submission,
@@ -32,7 +31,7 @@ from tests.support.sql_support import served
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     """A browser-like client: each request gets a fresh `g`, as in a real server."""
-    return fresh_client(app)
+    return app.test_client()
 
 
 @pytest.fixture

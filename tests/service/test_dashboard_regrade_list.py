@@ -15,7 +15,7 @@ from grader.models import Submission
 from grader.models.regrades import RegradeItem
 from grader.services import regrades as regrade
 from tests.conftest import Factory, World
-from tests.support.dashboard_support import follow, fresh_client, full, graded_submission, link, login
+from tests.support.dashboard_support import follow, full, graded_submission, link, login
 from tests.support.sql_support import loaded, served
 
 
@@ -28,7 +28,7 @@ def app(app_on_each_database: Flask) -> Flask:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     """A browser-like client (a fresh `g` per request)."""
-    return fresh_client(app)
+    return app.test_client()
 
 
 @pytest.fixture

@@ -100,9 +100,9 @@ def test_a_late_upload_keeps_its_credit_and_the_gradebook_shows_raw_penalty_and_
     book = client.get("/api/v1/assignments/autograd/scores", headers=world.instructor.headers).json
     row = next(r for r in book["students"] if r["email"] == world.student.email)
     assert (row["raw_score"], row["late_penalty"], row["score"], row["credit"]) == (100.0, 10.0, 90.0, 90.0)
-    from tests.support.dashboard_support import fresh_client, login
+    from tests.support.dashboard_support import login
 
-    browser = fresh_client(app)
+    browser = app.test_client()
     login(browser, world.instructor)
     csv = browser.get("/instructor/assignments/autograd/gradebook.csv").get_data(as_text=True).splitlines()
     assert csv[0].endswith("raw_total,late_penalty,total")

@@ -14,7 +14,7 @@ from grader.extensions import db
 from grader.models import Submission
 from grader.services.policy import grant_extension, set_override
 from tests.conftest import World
-from tests.support.dashboard_support import csrf_from, fresh_client, full, grade_run, login, post_form
+from tests.support.dashboard_support import csrf_from, full, grade_run, login, post_form
 
 SOURCE = b"def f(x):\n    return x\n"
 
@@ -34,7 +34,7 @@ def page_upload(client: object, content: bytes = SOURCE) -> object:
 def test_an_upload_after_the_hard_close_shows_a_plain_message_and_stores_nothing(app: Flask, world: World) -> None:
     """Does the form answer a closed assignment with the page and a plain sentence, not a stack trace?"""
     set_override(world.assignment, {"due": at(hours=-2), "hard_close": at(hours=-1)})
-    client = fresh_client(app)
+    client = app.test_client()
     login(client, world.student)
     page = client.get("/assignments/autograd/upload").get_data(as_text=True)
     assert "Uploads close" in page and "closed on" in page
@@ -47,7 +47,7 @@ def test_an_upload_after_the_hard_close_shows_a_plain_message_and_stores_nothing
 def test_the_upload_page_says_how_many_submissions_are_left(app: Flask, world: World) -> None:
     """With a limit of 3 and one used, does the page say 2 of 3 are left?"""
     set_override(world.assignment, {"max_submissions": 3})
-    client = fresh_client(app)
+    client = app.test_client()
     login(client, world.student)
     assert page_upload(client).status_code == 302
     page = client.get("/assignments/autograd/upload").get_data(as_text=True)
@@ -57,7 +57,7 @@ def test_the_upload_page_says_how_many_submissions_are_left(app: Flask, world: W
 def test_a_student_sees_the_late_penalty_and_the_counted_score(app: Flask, world: World) -> None:
     """A late upload at 80 %: does the result page say so, with 80 points counted of 100?"""
     set_override(world.assignment, {"due": at(hours=-30), "late_penalty_per_day": 10, "late_days": 3})
-    client = fresh_client(app)
+    client = app.test_client()
     login(client, world.student)
     assert "earns 80 % of its score" in client.get("/assignments/autograd/upload").get_data(as_text=True)
     response = page_upload(client)
@@ -71,11 +71,11 @@ def test_a_student_with_an_extension_sees_their_own_due_date(app: Flask, world: 
     """Does the student given an extension see 'You have an extension' with its reason, and the other not?"""
     set_override(world.assignment, {"due": at(hours=-1), "hard_close": at(hours=-1)})
     grant_extension(world.assignment, world.student.user, days=3, reason="a family emergency")
-    client = fresh_client(app)
+    client = app.test_client()
     login(client, world.student)
     page = client.get("/assignments/autograd/upload").get_data(as_text=True)
     assert "You have an extension" in page and "a family emergency" in page and "data-refusal" not in page
-    other = fresh_client(app)
+    other = app.test_client()
     login(other, world.student2)
     assert "You have an extension" not in other.get("/assignments/autograd/upload").get_data(as_text=True)
 
@@ -83,7 +83,7 @@ def test_a_student_with_an_extension_sees_their_own_due_date(app: Flask, world: 
 def test_before_the_due_date_after_due_points_are_not_in_the_students_total(app: Flask, world: World) -> None:
     """With the pack's tests after_due_date and the due date ahead, does the page say "visible points"?"""
     set_override(world.assignment, {"due": at(days=2)})
-    client = fresh_client(app)
+    client = app.test_client()
     login(client, world.student)
     page_upload(client)
     submission = db.session.scalar(select(Submission))
@@ -106,7 +106,7 @@ def test_the_instructor_sets_the_policy_an_extension_and_grace_days_from_the_das
         app: Flask, world: World) -> None:
     """Do the dashboard's forms save the override, the extension and the grace days, and does a bad date or a
     number past its bound get a plain 4xx page that changes nothing?"""
-    client = fresh_client(app)
+    client = app.test_client()
     login(client, world.instructor)
     url = "/instructor/assignments/autograd"
     due = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%S")
@@ -136,11 +136,11 @@ def test_does_the_instructors_page_of_a_student_say_where_they_stand(app: Flask,
     reads says "you"); the student without an extension is refused as closed, at the limit as at the limit."""
     set_override(world.assignment, {"due": at(hours=-1), "hard_close": at(hours=-1), "max_submissions": 2})
     grant_extension(world.assignment, world.student.user, days=3, reason="a family emergency")
-    student = fresh_client(app)
+    student = app.test_client()
     login(student, world.student)
     for _ in range(2):
         assert page_upload(student).status_code == 302
-    client = fresh_client(app)
+    client = app.test_client()
     login(client, world.instructor)
     page = client.get(f"/instructor/assignments/autograd/students/{world.student.id}").get_data(as_text=True)
     assert "<strong>Extension:</strong> due" in page and "a family emergency" in page
@@ -157,7 +157,7 @@ def test_does_the_instructors_page_of_a_student_say_an_upload_now_would_be_late(
     """After the due date, within the late days, does the instructor read that an upload from the student would
     be taken late, at the credit the student's own page states, with no limit on the count?"""
     set_override(world.assignment, {"due": at(hours=-30), "late_penalty_per_day": 10, "late_days": 3})
-    client = fresh_client(app)
+    client = app.test_client()
     login(client, world.instructor)
     page = client.get(f"/instructor/assignments/autograd/students/{world.student.id}").get_data(as_text=True)
     assert "An upload from them now would be taken, late: 80 % credit before grace days." in page
@@ -169,7 +169,7 @@ def test_does_an_extension_given_on_a_students_page_lead_back_to_it(app: Flask, 
     and its revoke take it back the same way; and does a `back` that names no page (a URL) lead to the assignment's
     policy panel, never elsewhere?"""
     set_override(world.assignment, {"due": at(hours=-1)})
-    client = fresh_client(app)
+    client = app.test_client()
     login(client, world.instructor)
     page = f"/instructor/assignments/autograd/students/{world.student.id}"
     assert "Give them an extension" in client.get(page).get_data(as_text=True)

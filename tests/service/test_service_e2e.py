@@ -27,6 +27,7 @@ from tests.conftest import (
     REPO,
     World,
     docker_works,
+    isolated_app,
     make_world,
     require_service,
     service_config,
@@ -71,13 +72,11 @@ def runner_ready(name: str) -> None:
 def production_like(request: pytest.FixtureRequest, tmp_path: Path, postgres_url: str,
                     redis_url: str) -> Iterator[tuple[Flask, World, Any]]:
     """The app on PostgreSQL and Redis with a real `grader worker` process using runner `request.param`."""
-    from grader import create_app
-
     runner_ready(request.param)
     config = service_config(tmp_path / "home", SQLALCHEMY_DATABASE_URI=postgres_url, BROKER_URL=redis_url,
                             GRADER_RUNNER=request.param, RATELIMIT_STORAGE_URI=redis_url,
                             GRADER_RETRY_BACKOFF=1)  # a busy CI host may refuse a sandbox once: retry soon
-    app = create_app(config)
+    app = isolated_app(config)
     with app.app_context():
         upgrade()
         world = make_world()

@@ -25,6 +25,7 @@ from grader.extensions import db
 from tests.conftest import (
     REFERENCE_SOLUTION,
     fresh_postgres_database,
+    isolated_app,
     make_world,
     require_service,
     service_config,
@@ -127,8 +128,6 @@ def tcp_relay(listen: str, target: tuple[str, int]) -> Iterator[int]:
 def test_a_worker_on_another_host_needs_no_shared_disk(tmp_path: Path) -> None:
     """Does a worker in its own network and mount namespaces, reaching Redis and PostgreSQL only over a veth
     pair and unable to see the web's GRADER_HOME, grade an upload (the file comes from the database)?"""
-    from grader import create_app
-
     with veth_namespace() as (namespace, host_ip, _inner_ip), fresh_postgres_database() as database, \
             redis_server(tmp_path / "redis", bind=host_ip) as redis:
         pg = make_url(database)
@@ -136,7 +135,7 @@ def test_a_worker_on_another_host_needs_no_shared_disk(tmp_path: Path) -> None:
             web_home = tmp_path / "web-home"
             config = service_config(web_home, SQLALCHEMY_DATABASE_URI=database, BROKER_URL=redis.url,
                                     RATELIMIT_STORAGE_URI=redis.url)
-            app = create_app(config)
+            app = isolated_app(config)
             with app.app_context():
                 upgrade()
                 world = make_world()

@@ -107,11 +107,10 @@ def service(make_app: Callable[..., Flask]) -> tuple[Flask, World]:
 
 def generated_document() -> dict[str, Any]:
     """The document as an app serves it (built once, at collection, in a throwaway home; no database needed)."""
-    from grader import create_app
-    from tests.conftest import service_config
+    from tests.conftest import isolated_app, service_config
 
     with tempfile.TemporaryDirectory() as home:
-        app = create_app(service_config(Path(home)))
+        app = isolated_app(service_config(Path(home)))
         return app.test_client().get("/api/v1/openapi.json").json
 
 

@@ -7,38 +7,12 @@ import html
 import re
 from typing import Any
 
-from flask import Flask, g, has_app_context
 from flask.testing import FlaskClient
 
 from grader.models import Assignment, GradingRun, Submission
 from grader.services import grading
 from grader.services.submissions import submit
 from worker.engine.result import DeliverableResult, GradeResult, TestResult
-
-
-class FreshClient(FlaskClient):
-    """A test client whose every request starts with an empty `flask.g`.
-
-    The shared `app` fixture keeps one app context open for the whole test, and a request reuses an open app
-    context, so without this `g` (the CSRF token, the cached current user) would leak from one request into
-    the next, which never happens in a real server.
-    """
-
-    def open(self, *args: Any, **kwargs: Any) -> Any:
-        """FlaskClient.open, after emptying `g`."""
-        if has_app_context():
-            for name in list(vars(g)):
-                delattr(g, name)
-        return super().open(*args, **kwargs)
-
-
-def fresh_client(app: Flask) -> FreshClient:
-    """A FreshClient of `app`."""
-    app.test_client_class = FreshClient
-    client = app.test_client()
-    assert isinstance(client, FreshClient)
-    return client
-
 
 _CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,15 @@ from flask import Flask
 from flask_migrate import upgrade
 
 from grader.extensions import db
-from tests.conftest import REFERENCE_SOLUTION, World, make_world, service_config, service_env, upload
+from tests.conftest import (
+    REFERENCE_SOLUTION,
+    World,
+    isolated_app,
+    make_world,
+    service_config,
+    service_env,
+    upload,
+)
 from tests.support.dashboard_support import login
 from tests.support.recovery_support import (
     FAST_RECOVERY,
@@ -52,7 +60,7 @@ class Stack:
     """The web app (in this process) on PostgreSQL and the test's Redis, and how to start the other parts."""
 
     app: Flask
-    world: World
+    world: World = field(repr=False)  # (its rows are detached once the set-up's session is gone)
     redis: RedisServer
     env: dict[str, str]
     tmp: Path
@@ -129,12 +137,10 @@ class Stack:
 def running_stack(tmp_path: Path, database: str, **config: Any) -> Iterator[Stack]:
     """The stack on the empty PostgreSQL database `database` and a fresh Redis server, with `config` on top of the
     test configuration; children started through it are stopped afterwards."""
-    from grader import create_app
-
     with redis_server(tmp_path / "redis") as redis, children() as started:
         settings = service_config(tmp_path / "home", SQLALCHEMY_DATABASE_URI=database, BROKER_URL=redis.url,
                                 RATELIMIT_STORAGE_URI=redis.url, GRADER_RETRY_BACKOFF=1) | config
-        app = create_app(settings)
+        app = isolated_app(settings)
         with app.app_context():
             upgrade()
             world = make_world()
@@ -149,9 +155,9 @@ def running_stack(tmp_path: Path, database: str, **config: Any) -> Iterator[Stac
                 db.engine.dispose()
 
 
-def logs(stack: Stack) -> str:
-    """The tail of every child's log (for failure messages)."""
-    return "\n".join(f"--- {c.log.name}\n{c.output()[-2500:]}" for c in stack.started)
+def logs(stack: Stack, tail: int = 2500) -> str:
+    """The last `tail` characters of every child's log (for failure messages)."""
+    return "\n".join(f"--- {c.log.name}\n{c.output()[-tail:]}" for c in stack.started)
 
 
 def wait_for(predicate: Any, timeout: float, what: str) -> None:
