@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from flask import Blueprint, current_app, request
 
 from grader.auth.identity import auth_method, current_user
-from grader.auth.permissions import require_user
+from grader.auth.permissions import caller, require_instructor, require_user
+from grader.errors import ServiceError
 from grader.extensions import csrf
+from grader.models import Assignment
+from grader.services.assignments import find_assignment
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 # Token callers carry no cookie, so they need no CSRF token; session callers are checked in authenticate().
@@ -24,6 +27,23 @@ def public(view: F) -> F:
     return view
 
 
+def taught(assignment_id: str) -> Assignment:
+    """The assignment (by id or slug), which the caller must teach (403), or NotFound."""
+    assignment = find_assignment(assignment_id)
+    require_instructor(caller(), assignment.course)
+    return assignment
+
+
+def json_object(what: str, code: str) -> dict[str, Any]:
+    """The request's body, which must be a JSON object (else a 400 with error `code` that names `what` to send).
+    Spectree passes no body, a form, malformed JSON, `null` and `[]` alike as an empty one, and an empty body means
+    something of its own (the manifest's policy again, every submission regraded): none of them may mean it."""
+    body = request.get_json(silent=True) if request.is_json else None
+    if not isinstance(body, dict):
+        raise ServiceError(f"send {what} as a JSON object, with Content-Type: application/json", code=code)
+    return body
+
+
 @bp.before_request
 def authenticate() -> None:
     """Refuse anonymous callers (401), and require a CSRF token from session callers that change things."""
@@ -36,6 +56,6 @@ def authenticate() -> None:
         csrf.protect()
 
 
-from grader.api import assignments, openapi, policy, submissions  # noqa: E402  (routes register on bp)
+from grader.api import assignments, openapi, policy, regrades, submissions  # noqa: E402  (routes register on bp)
 
-__all__ = ["assignments", "bp", "openapi", "policy", "public", "submissions"]
+__all__ = ["assignments", "bp", "json_object", "openapi", "policy", "public", "regrades", "submissions", "taught"]

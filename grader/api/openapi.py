@@ -31,7 +31,8 @@ ERROR_MEANINGS = {
     401: "No or bad credentials (or a bad webhook signature)",
     403: "Authenticated, but not allowed",
     404: "Not found (also another student's submission)",
-    409: "The same webhook-id is being processed right now",
+    409: "Not now, in this state: the same webhook-id is being processed; a regrade is still grading, already "
+         "decided, or cannot load the assignment's tests",
     413: "The file or body is larger than the limit",
     415: "Not multipart/form-data",
     422: "The upload cannot be graded as sent (file name, empty, not UTF-8 text) or the message is invalid",
@@ -108,6 +109,8 @@ IDEMPOTENCY_KEY = {
 }
 LOCATION = {"Location": {"description": "The submission's URL (poll it)", "required": True,
                          "schema": {"type": "string"}}}
+REGRADE_LOCATION = {"Location": {"description": "The regrade's URL (poll its progress and preview)", "required": True,
+                                 "schema": {"type": "string"}}}
 WEBHOOK_HEADERS = [
     {"name": name, "in": "header", "required": True, "schema": {"type": "string"}, "description": text}
     for name, text in (
@@ -146,6 +149,8 @@ def document() -> dict[str, Any]:
                 op["requestBody"] = copy.deepcopy(UPLOAD_BODY)
                 op["parameters"] = [*op.get("parameters", []), copy.deepcopy(IDEMPOTENCY_KEY)]
                 op["responses"]["202"]["headers"] = copy.deepcopy(LOCATION)
+            if (path, method) == ("/api/v1/assignments/{assignment_id}/regrades", "post"):
+                op["responses"]["202"]["headers"] = copy.deepcopy(REGRADE_LOCATION)
             if (path, method) == ("/api/v1/lms/{name}/submissions", "post"):
                 op["parameters"] = [*op.get("parameters", []), *copy.deepcopy(WEBHOOK_HEADERS)]
                 op["requestBody"] = {"required": True, "content": {"application/json": {

@@ -6,11 +6,11 @@ from typing import Any
 
 from flask import request
 
-from grader.api import bp
+from grader.api import bp, json_object, taught
 from grader.api import schemas as s
 from grader.api.openapi import operation
 from grader.auth.permissions import caller, require_instructor, require_member
-from grader.errors import NotFound, ServiceError
+from grader.errors import NotFound
 from grader.models import Assignment
 from grader.models.policy import Extension
 from grader.services import policy as policies
@@ -36,22 +36,6 @@ def policy_doc(assignment: Assignment) -> dict[str, Any]:
     }
 
 
-def _json_object(what: str, code: str) -> dict[str, Any]:
-    """The request's body, which must be a JSON object. Spectree passes no body, a form, malformed JSON, `null` and
-    `[]` alike as an empty one, and an empty override means the manifest's policy again: each of those would have
-    wiped the offering's policy. They are a 400 that changes nothing."""
-    body = request.get_json(silent=True) if request.is_json else None
-    if not isinstance(body, dict):
-        raise ServiceError(f"send {what} as a JSON object, with Content-Type: application/json", code=code)
-    return body
-
-
-def _taught(assignment_id: str) -> Assignment:
-    assignment = find_assignment(assignment_id)
-    require_instructor(caller(), assignment.course)
-    return assignment
-
-
 @bp.get("/assignments/<assignment_id>/standing")
 @operation("policy", "getStanding", {200: s.Standing}, (400, 401, 403, 404), query=s.StandingQuery)
 def get_standing(assignment_id: str) -> dict[str, Any]:
@@ -71,7 +55,7 @@ def get_standing(assignment_id: str) -> dict[str, Any]:
 @operation("policy", "getPolicy", {200: s.PolicyInForce}, (401, 403, 404))
 def get_policy(assignment_id: str) -> dict[str, Any]:
     """The policy in force, the manifest's, the offering's override, and every extension (instructors)."""
-    return policy_doc(_taught(assignment_id))
+    return policy_doc(taught(assignment_id))
 
 
 @bp.put("/assignments/<assignment_id>/policy")
@@ -79,8 +63,8 @@ def get_policy(assignment_id: str) -> dict[str, Any]:
            invalid_code="bad_policy")
 def set_policy(assignment_id: str) -> dict[str, Any]:
     """Replace the offering's override of the manifest's policy (an empty object, `{}`: back to the manifest's)."""
-    assignment = _taught(assignment_id)
-    body = _json_object("the override ({} for the manifest's policy again)", "bad_policy")
+    assignment = taught(assignment_id)
+    body = json_object("the override ({} for the manifest's policy again)", "bad_policy")
     fields = {key: value for key, value in body.items() if value is not None}
     policies.set_override(assignment, fields)
     return policy_doc(assignment)
@@ -91,8 +75,8 @@ def set_policy(assignment_id: str) -> dict[str, Any]:
            invalid_code="bad_extension")
 def grant_extension(assignment_id: str) -> dict[str, Any]:
     """Give one student a new due date (`due`) or extra days (`days`); replaces an earlier extension."""
-    assignment = _taught(assignment_id)
-    body = _json_object("the extension", "bad_extension")
+    assignment = taught(assignment_id)
+    body = json_object("the extension", "bad_extension")
     student = policies.find_student(assignment, body.get("email", ""))
     extension = policies.grant_extension(assignment, student, due=body.get("due"), days=body.get("days"),
                                          reason=body.get("reason", ""), granted_by=caller())
@@ -103,7 +87,7 @@ def grant_extension(assignment_id: str) -> dict[str, Any]:
 @operation("policy", "revokeExtension", {200: s.ExtensionList}, (401, 403, 404))
 def revoke_extension(assignment_id: str, email: str) -> dict[str, Any]:
     """Take a student's extension back; the remaining extensions."""
-    assignment = _taught(assignment_id)
+    assignment = taught(assignment_id)
     student = policies.find_student(assignment, email)
     if not policies.revoke_extension(assignment, student):
         raise NotFound(f"{email} has no extension on {assignment.slug}")

@@ -28,12 +28,6 @@ CSV = "/instructor/assignments/autograd/gradebook.csv"
 
 
 @pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    """A browser-like client: each request gets a fresh `g`, as in a real server."""
-    return app.test_client()
-
-
-@pytest.fixture
 def graded(world: World) -> World:
     """student: 100 then 91; student2: 80. The gradebook counts the latest by default."""
     a = world.assignment

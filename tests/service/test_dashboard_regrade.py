@@ -29,12 +29,6 @@ from tests.support.sql_support import served
 
 
 @pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    """A browser-like client: each request gets a fresh `g`, as in a real server."""
-    return app.test_client()
-
-
-@pytest.fixture
 def graded(world: World) -> World:
     """student: 100; student2: 80 (no_grad 0)."""
     a = world.assignment

@@ -26,12 +26,6 @@ def app(app_on_each_database: Flask) -> Flask:
 
 
 @pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    """A browser-like client (a fresh `g` per request)."""
-    return app.test_client()
-
-
-@pytest.fixture
 def graded(world: World) -> World:
     """Submissions 1 and 2, one of each student, graded: something to regrade."""
     for person in (world.student, world.student2):
