@@ -8,11 +8,9 @@ from typing import Any, TypeVar
 from flask import Blueprint, current_app, request
 
 from grader.auth.identity import auth_method, current_user
-from grader.auth.permissions import caller, require_instructor, require_user
+from grader.auth.permissions import require_user
 from grader.errors import ServiceError
 from grader.extensions import csrf
-from grader.models import Assignment
-from grader.services.assignments import find_assignment
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 # Token callers carry no cookie, so they need no CSRF token; session callers are checked in authenticate().
@@ -25,13 +23,6 @@ def public(view: F) -> F:
     """Mark a view that needs no credentials (the OpenAPI document)."""
     view.public = True  # type: ignore[attr-defined]
     return view
-
-
-def taught(assignment_id: str) -> Assignment:
-    """The assignment (by id or slug), which the caller must teach (403), or NotFound."""
-    assignment = find_assignment(assignment_id)
-    require_instructor(caller(), assignment.course)
-    return assignment
 
 
 def json_object(what: str, code: str) -> dict[str, Any]:
@@ -58,4 +49,4 @@ def authenticate() -> None:
 
 from grader.api import assignments, openapi, policy, regrades, submissions  # noqa: E402  (routes register on bp)
 
-__all__ = ["assignments", "bp", "json_object", "openapi", "policy", "public", "regrades", "submissions", "taught"]
+__all__ = ["assignments", "bp", "json_object", "openapi", "policy", "public", "regrades", "submissions"]

@@ -9,7 +9,7 @@ from flask import current_app, request
 from grader.api import bp
 from grader.api import schemas as s
 from grader.api.openapi import operation
-from grader.auth.permissions import caller, course_role, require_instructor, require_member
+from grader.auth.permissions import caller, course_role, require_member, taught_assignment
 from grader.errors import ServiceError
 from grader.models import SCORE_POLICIES, Assignment
 from grader.services.assignments import find_assignment
@@ -68,9 +68,7 @@ def get_assignment(assignment_id: str) -> dict[str, Any]:
            invalid_code="bad_policy")
 def get_scores(assignment_id: str) -> dict[str, Any]:
     """The gradebook: per student (email, external id), per deliverable scores. Instructors of the course only."""
-    user = caller()
-    assignment = find_assignment(assignment_id)
-    require_instructor(user, assignment.course)
+    assignment = taught_assignment(assignment_id)
     policy = request.args.get("policy")
     if policy is not None and policy not in SCORE_POLICIES:
         raise ServiceError(f"policy must be one of {', '.join(SCORE_POLICIES)}", code="bad_policy")

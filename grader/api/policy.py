@@ -6,10 +6,10 @@ from typing import Any
 
 from flask import request
 
-from grader.api import bp, json_object, taught
+from grader.api import bp, json_object
 from grader.api import schemas as s
 from grader.api.openapi import operation
-from grader.auth.permissions import caller, require_instructor, require_member
+from grader.auth.permissions import caller, require_instructor, require_member, taught_assignment
 from grader.errors import NotFound
 from grader.models import Assignment
 from grader.models.policy import Extension
@@ -55,7 +55,7 @@ def get_standing(assignment_id: str) -> dict[str, Any]:
 @operation("policy", "getPolicy", {200: s.PolicyInForce}, (401, 403, 404))
 def get_policy(assignment_id: str) -> dict[str, Any]:
     """The policy in force, the manifest's, the offering's override, and every extension (instructors)."""
-    return policy_doc(taught(assignment_id))
+    return policy_doc(taught_assignment(assignment_id))
 
 
 @bp.put("/assignments/<assignment_id>/policy")
@@ -63,7 +63,7 @@ def get_policy(assignment_id: str) -> dict[str, Any]:
            invalid_code="bad_policy")
 def set_policy(assignment_id: str) -> dict[str, Any]:
     """Replace the offering's override of the manifest's policy (an empty object, `{}`: back to the manifest's)."""
-    assignment = taught(assignment_id)
+    assignment = taught_assignment(assignment_id)
     body = json_object("the override ({} for the manifest's policy again)", "bad_policy")
     fields = {key: value for key, value in body.items() if value is not None}
     policies.set_override(assignment, fields)
@@ -75,7 +75,7 @@ def set_policy(assignment_id: str) -> dict[str, Any]:
            invalid_code="bad_extension")
 def grant_extension(assignment_id: str) -> dict[str, Any]:
     """Give one student a new due date (`due`) or extra days (`days`); replaces an earlier extension."""
-    assignment = taught(assignment_id)
+    assignment = taught_assignment(assignment_id)
     body = json_object("the extension", "bad_extension")
     student = policies.find_student(assignment, body.get("email", ""))
     extension = policies.grant_extension(assignment, student, due=body.get("due"), days=body.get("days"),
@@ -87,7 +87,7 @@ def grant_extension(assignment_id: str) -> dict[str, Any]:
 @operation("policy", "revokeExtension", {200: s.ExtensionList}, (401, 403, 404))
 def revoke_extension(assignment_id: str, email: str) -> dict[str, Any]:
     """Take a student's extension back; the remaining extensions."""
-    assignment = taught(assignment_id)
+    assignment = taught_assignment(assignment_id)
     student = policies.find_student(assignment, email)
     if not policies.revoke_extension(assignment, student):
         raise NotFound(f"{email} has no extension on {assignment.slug}")

@@ -7,21 +7,15 @@ from typing import Any
 
 from flask import request, url_for
 
-from grader.api import bp, json_object, taught
+from grader.api import bp, json_object
 from grader.api import regrade_schemas as r
 from grader.api.openapi import operation
-from grader.auth.permissions import caller, require_instructor
+from grader.auth.permissions import caller, taught_assignment, taught_regrade
 from grader.errors import NotFound
 from grader.models.regrades import Regrade
 from grader.services import regrades
-from grader.services.queries import find_regrade, regrades_of
+from grader.services.queries import regrades_of
 from grader.services.submissions import find_submission
-
-
-def _taught_regrade(regrade_id: int) -> Regrade:
-    found = find_regrade(regrade_id)
-    require_instructor(caller(), found.assignment.course)
-    return found
 
 
 def regrade_url(regrade: Regrade) -> str:
@@ -82,10 +76,10 @@ def start_regrade(assignment_id: str) -> tuple[dict[str, Any], int, dict[str, st
     """Grade again every finished submission of the assignment (`{}`) or one (`{"submission": id}`), with its
     tests as they are on disk now: 202, and where to follow it. Nothing a student sees changes until the regrade is
     published; an open regrade over any of the same submissions is discarded (only the newest can be published)."""
-    assignment = taught(assignment_id)
+    assignment = taught_assignment(assignment_id)
     # A JSON object, even `{}` for all: a body sent as a form or as junk must not become "regrade everything".
-    body = json_object("what to regrade ({} for every finished submission)", "bad_regrade")
-    one = r.RegradeRequest.model_validate(body).submission
+    json_object("what to regrade ({} for every finished submission)", "bad_regrade")
+    one = request.context.json.submission  # type: ignore[attr-defined]  (spectree's, as validated)
     submission = find_submission(one) if one is not None else None
     if submission is not None and submission.assignment_id != assignment.id:
         # As for an unknown one: that it exists elsewhere (perhaps in a course the caller does not teach) is not said.
@@ -98,7 +92,7 @@ def start_regrade(assignment_id: str) -> tuple[dict[str, Any], int, dict[str, st
 @operation("regrades", "listRegrades", {200: r.RegradeList}, (400, 401, 403, 404), query=r.RegradesQuery)
 def list_regrades(assignment_id: str) -> dict[str, Any]:
     """The assignment's regrades, newest first, a page at a time (`next` is the next page's URL)."""
-    assignment = taught(assignment_id)
+    assignment = taught_assignment(assignment_id)
     query: r.RegradesQuery = request.context.query  # type: ignore[attr-defined]  (spectree's, as validated)
     page = regrades_of(assignment.id, query.limit, query.after)
     following = None
@@ -113,7 +107,7 @@ def list_regrades(assignment_id: str) -> dict[str, Any]:
 @operation("regrades", "getRegrade", {200: r.RegradeDoc}, (401, 403, 404))
 def get_regrade(regrade_id: int) -> dict[str, Any]:
     """A regrade: how far its runs have got, and what publishing it would change, per student and deliverable."""
-    return regrade_doc(_taught_regrade(regrade_id))
+    return regrade_doc(taught_regrade(regrade_id))
 
 
 @bp.post("/regrades/<int:regrade_id>/publish")
@@ -121,7 +115,7 @@ def get_regrade(regrade_id: int) -> dict[str, Any]:
 def publish_regrade(regrade_id: int) -> dict[str, Any]:
     """Make the new scores count, once every new run has finished (409 before, or once published or discarded).
     A submission whose new run ended in error keeps its old score."""
-    found = _taught_regrade(regrade_id)
+    found = taught_regrade(regrade_id)
     count = regrades.publish(found, caller())
     return {"published": count, "regrade": regrade_doc(found)}
 
@@ -130,6 +124,6 @@ def publish_regrade(regrade_id: int) -> dict[str, Any]:
 @operation("regrades", "discardRegrade", {200: r.RegradeDoc}, (400, 401, 403, 404, 409))
 def discard_regrade(regrade_id: int) -> dict[str, Any]:
     """Close the regrade without changing any score (409 once published or discarded)."""
-    found = _taught_regrade(regrade_id)
+    found = taught_regrade(regrade_id)
     regrades.discard(found, caller())
     return regrade_doc(found)

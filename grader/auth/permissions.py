@@ -7,7 +7,10 @@ from sqlalchemy import select
 from grader.auth.identity import current_user
 from grader.database import db
 from grader.errors import Forbidden, NotFound, Unauthorized
-from grader.models import Course, Enrollment, Submission, User
+from grader.models import Assignment, Course, Enrollment, Submission, User
+from grader.models.regrades import Regrade
+from grader.services.assignments import find_assignment
+from grader.services.queries import find_regrade
 
 
 def course_role(user: User, course: Course) -> str | None:
@@ -70,3 +73,19 @@ def teaches_anything(user: User) -> bool:
         )
         is not None
     )
+
+
+def taught_assignment(assignment_id: str) -> Assignment:
+    """The assignment (by id or slug) whose course the caller teaches: NotFound, or Forbidden (the API's and the
+    instructor's pages' one lookup of an assignment an instructor acts on)."""
+    assignment = find_assignment(assignment_id)
+    require_instructor(caller(), assignment.course)
+    return assignment
+
+
+def taught_regrade(regrade_id: int) -> Regrade:
+    """The regrade (with its items, `find_regrade`) of an assignment whose course the caller teaches: NotFound, or
+    Forbidden."""
+    found = find_regrade(regrade_id)
+    require_instructor(caller(), found.assignment.course)
+    return found

@@ -9,14 +9,12 @@ from typing import Any
 from flask import flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from grader.auth.permissions import caller, require_instructor
+from grader.auth.permissions import caller, require_instructor, taught_assignment, taught_regrade
 from grader.instructor import bp, instructor_required
-from grader.instructor.pages import taught_assignment
 from grader.instructor.stats import overview
-from grader.models.regrades import Regrade
 from grader.services import regrades
 from grader.services.assignments import set_score_policy
-from grader.services.queries import find_regrade, open_regrade_ids, regrade_run_statuses, run_counts
+from grader.services.queries import open_regrade_ids, regrade_run_statuses, run_counts
 from grader.services.queue import queue_state
 from grader.services.submissions import find_submission
 
@@ -56,17 +54,11 @@ def regrade_one(submission_id: int) -> Response:
     return redirect(url_for("dashboard.regrade_page", regrade_id=started.id))
 
 
-def _taught_regrade(regrade_id: int) -> Regrade:
-    found = find_regrade(regrade_id)
-    require_instructor(caller(), found.assignment.course)
-    return found
-
-
 @bp.get("/regrades/<int:regrade_id>")
 @instructor_required
 def regrade_page(regrade_id: int) -> str:
     """The regrade's progress and its before → after preview per student and deliverable."""
-    found = _taught_regrade(regrade_id)
+    found = taught_regrade(regrade_id)
     changes = regrades.preview(found)
     show = request.args.get("show", "changed" if found.scope == "assignment" else "all")
     shown = [c for c in changes if c.changed] if show == "changed" else changes
@@ -81,7 +73,7 @@ def regrade_page(regrade_id: int) -> str:
 @instructor_required
 def regrade_publish(regrade_id: int) -> Response:
     """Publish the regrade's new scores (the confirmation step: the form sits under the preview)."""
-    found = _taught_regrade(regrade_id)
+    found = taught_regrade(regrade_id)
     count = regrades.publish(found, caller())
     flash(f"Published {count} new {'score' if count == 1 else 'scores'}. Students see them now.", "info")
     return redirect(url_for("dashboard.assignment", slug=found.assignment.slug))
@@ -91,7 +83,7 @@ def regrade_publish(regrade_id: int) -> Response:
 @instructor_required
 def regrade_discard(regrade_id: int) -> Response:
     """Close the regrade without changing any score."""
-    found = _taught_regrade(regrade_id)
+    found = taught_regrade(regrade_id)
     regrades.discard(found, caller())
     flash("Regrade discarded. No score changed.", "info")
     return redirect(url_for("dashboard.assignment", slug=found.assignment.slug))
@@ -125,7 +117,7 @@ def assignment_live(slug: str) -> dict[str, Any]:
 @instructor_required
 def regrade_live(regrade_id: int) -> dict[str, Any]:
     """The regrade's progress and a change stamp (polled by the preview page until every run finished)."""
-    found = _taught_regrade(regrade_id)
+    found = taught_regrade(regrade_id)
     state = regrades.progress(found)
     return {
         "stamp": _stamp(regrade_run_statuses(found.id), found.state),

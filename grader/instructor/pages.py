@@ -6,15 +6,14 @@ from typing import Any
 
 from flask import Response, current_app, render_template, request
 
-from grader.auth.permissions import caller, course_role, require_instructor
+from grader.auth.permissions import caller, course_role, require_instructor, taught_assignment
 from grader.converters import query_id
 from grader.errors import NotFound
 from grader.instructor import bp, instructor_required
 from grader.instructor.highlight import highlight_source
 from grader.instructor.stats import overview
 from grader.instructor.table import Sort, gradebook_csv, matches, points_possible_row, sort_rows
-from grader.models import Assignment, GradingRun, Submission
-from grader.services.assignments import find_assignment
+from grader.models import GradingRun, Submission
 from grader.services.deadlines import standing
 from grader.services.queries import (
     course_members,
@@ -35,13 +34,6 @@ from grader.services.submissions import find_submission
 RECENT_REGRADES = 5  # on the assignment page, which links to the regrades page when there are more
 REGRADE_PAGE = 25  # the regrades page, a page at a time
 STUDENT_PAGE = 50  # of one student's submissions on their instructor's page
-
-
-def taught_assignment(slug: str) -> Assignment:
-    """The assignment `slug`, when the caller teaches its course."""
-    assignment = find_assignment(slug)
-    require_instructor(caller(), assignment.course)
-    return assignment
 
 
 @bp.get("/")

@@ -9,9 +9,8 @@ from flask import flash, redirect, request, url_for
 from werkzeug.wrappers import Response
 
 from grader.auth.identity import current_user
-from grader.auth.permissions import caller, course_role
+from grader.auth.permissions import caller, course_role, taught_assignment
 from grader.instructor import bp, instructor_required
-from grader.instructor.pages import taught_assignment
 from grader.models import Assignment, Submission, User
 from grader.services import policy as policies
 from grader.services.deadlines import course_policy, standing
