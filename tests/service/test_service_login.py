@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 
 from grader.auth import identity
 from grader.auth.identity import issue_token, revoke_token
-from grader.extensions import db
+from grader.extensions import db, limiter
 from tests.conftest import World, make_world
 from tests.service.test_service_pages import log_in
 
@@ -33,6 +33,26 @@ def test_login_attempts_are_rate_limited(make_app: Callable[..., Flask]) -> None
         assert refused.status_code == 429
         assert not logged_in(client)
         assert client.get("/login").status_code == 200  # the form itself is never limited
+
+
+def test_an_app_built_after_another_s_limiter_store_failed_counts_in_its_own_store(
+        make_app: Callable[..., Flask]) -> None:
+    """Once an earlier app in this process found its limiter store down, does a new app count logins in its own
+    store from the start, and refuse the guess past its limit? (It counted in the fallback, then switched.)"""
+    failed = make_app(RATELIMIT_STORAGE_URI="redis://127.0.0.1:1/0")
+    with failed.app_context():
+        world = make_world()
+        assert log_in(failed.test_client(), world.student.email, "wrong").status_code == 200
+        assert limiter.limiter.storage is not limiter.storage  # that app counts in the in-memory fallback
+    app = make_app(GRADER_LOGIN_RATE_LIMIT="3 per minute")
+    assert limiter.limiter.storage is limiter.storage
+    with app.app_context():
+        world = make_world()
+        client = app.test_client()
+        for _ in range(3):
+            assert log_in(client, world.student.email, "wrong").status_code == 200
+        assert limiter.limiter.storage is limiter.storage
+        assert log_in(client, world.student.email, world.student.password).status_code == 429
 
 
 @pytest.mark.parametrize("change", ["password", "new token", "revoked token"])
