@@ -139,6 +139,10 @@ def celery_settings(config: Mapping[str, Any]) -> dict[str, Any]:
         "broker_url": broker_url,
         "broker_transport_options": transport_options,
         "broker_connection_retry_on_startup": True,
+        # A worker that lost Redis tries again for as long as it takes. Celery's default, 100 tries (about 46
+        # minutes), ends the worker with exit status 0 ("Unrecoverable error"), which a supervisor restarting on
+        # failure leaves dead: uploads accepted during a long outage would never be graded.
+        "broker_connection_max_retries": None,
         "result_backend": config.get("RESULT_BACKEND"),
         "result_expires": 24 * 3600,
         "task_ignore_result": config.get("RESULT_BACKEND") is None,

@@ -122,6 +122,23 @@ def test_uploads_while_redis_is_down_are_accepted_then_graded(stack: Stack) -> N
     assert_graded_exactly_once(stack.app, ids)
 
 
+def test_a_worker_keeps_reconnecting_through_a_redis_outage_longer_than_celery_s_100_tries(stack: Stack) -> None:
+    """Does a worker whose Redis stays down past Celery's default limit of 100 reconnection tries (about 46 minutes;
+    its waits between tries are cut to 0.05 s here) keep trying, rather than exit, and connect again once Redis is
+    back?"""
+    pythonpath = os.pathsep.join(filter(None, [str(COMMIT_HOOKS), stack.env.get("PYTHONPATH")]))
+    worker = stack.worker(PYTHONPATH=pythonpath, GRADER_TEST_BROKER_RETRY_SECONDS="0.05")
+    stack.redis.stop()
+    # Celery numbers each try "(N/limit)". With the default limit, the 100th failed try ends the worker with
+    # "Unrecoverable error" (its exit status 0, which a supervisor restarting on failure takes for a clean stop).
+    gave_up = "Unrecoverable error"
+    wait_for(lambda: "(101/" in worker.output() or gave_up in worker.output(), 120, "a 101st try")
+    assert gave_up not in worker.output() and worker.process.poll() is None, logs(stack)
+    stack.redis.start()
+    wait_for(lambda: worker.output().count("Connected to redis://") == 2, 60, "the worker connecting again")
+    assert worker.process.poll() is None, logs(stack)
+
+
 def test_a_worker_stopped_during_a_burst_loses_nothing(stack: Stack) -> None:
     """When a worker's whole process group gets SIGTERM in the middle of a burst, and another worker starts,
     is every submission graded exactly once?"""

@@ -1,6 +1,7 @@
 """Test-only: a process whose PYTHONPATH starts with this folder acts right after the commit that stores a row of a
-given kind, to be caught for real at a moment that a timed fault cannot hit. Python imports this module at start-up
-(`sitecustomize`) in every process of the tree; it acts only where one of these variables is set:
+given kind, to be caught for real at a moment that a timed fault cannot hit, or waits less between its tries to
+reach the broker. Python imports this module at start-up (`sitecustomize`) in every process of the tree; it acts
+only where one of these variables is set:
 
 * `GRADER_TEST_DIE_AFTER_OUTBOX=FILE`: SIGKILL itself right after its first commit that stored an LMS delivery
   (the outbox row written with a grade), before it queues anything. FILE records the kill, created exclusively:
@@ -12,6 +13,9 @@ given kind, to be caught for real at a moment that a timed fault cannot hit. Pyt
 * `GRADER_TEST_HOLD_AFTER_RECEIPT=SECONDS`: sleep that long right after its first commit that made it the owner
   of an inbound LMS webhook (its replay record, no answer yet), then go on as usual; once per process
   (`tests/service/test_lms_clock_skew.py`: a first attempt still being answered when the retry arrives).
+* `GRADER_TEST_BROKER_RETRY_SECONDS=SECONDS`: wait that long between tries to reach the broker, not kombu's 2 s
+  growing by 2 s to 30 s (`tests/service/test_service_recovery.py`: more tries than Celery's default limit of
+  100, about 46 minutes of outage, in seconds). Only the waits change: the tries, and what ends them, are kombu's.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ DIE_AFTER = {model: mark for model, mark in (("LmsDelivery", os.environ.get("GRA
                                              ("Submission", os.environ.get("GRADER_TEST_DIE_AFTER_SUBMISSION")))
              if mark}
 HOLD = float(os.environ.get("GRADER_TEST_HOLD_AFTER_RECEIPT") or 0)
+BROKER_RETRY = float(os.environ.get("GRADER_TEST_BROKER_RETRY_SECONDS") or 0)
 
 
 def _die(mark: str) -> Callable[[], None]:
@@ -49,6 +54,20 @@ def _hold() -> None:
     if not _held:
         _held.append(time.monotonic())
         time.sleep(HOLD)
+
+
+def _retry_broker_every(seconds: float) -> None:
+    """Make every `kombu.Connection.ensure_connection` (Celery's consumer reconnects through it) wait `seconds`
+    between tries."""
+    from kombu.connection import Connection
+
+    ensure = Connection.ensure_connection
+
+    def ensure_quickly(self: Connection, *args: Any, **kwargs: Any) -> Any:
+        kwargs.update(interval_start=seconds, interval_step=0, interval_max=seconds)
+        return ensure(self, *args, **kwargs)
+
+    Connection.ensure_connection = ensure_quickly  # type: ignore[method-assign]
 
 
 def _after_commit_storing(model: str, action: Callable[[], None]) -> None:
@@ -85,3 +104,5 @@ if DIE_AFTER or HOLD:
             _after_commit_storing(row_model, _die(kill_mark))
         if HOLD:
             _after_commit_storing("LmsWebhookReceipt", _hold)
+if BROKER_RETRY:
+    _retry_broker_every(BROKER_RETRY)
