@@ -30,8 +30,9 @@ where it passes, the process waits on its own socket instead of the channel ("pa
 left is killed as for a kept one, the other deliverables' tests run in their own processes beside it, and the
 judge's later "fork" that names it wakes it to serve that test. The isolation groups' order still holds: a parked
 process has seen only tests at least as visible as any test that runs while it waits, and no test of a more
-visible group runs after it wakes. A parked process that died meanwhile (the next test's code can kill it) is
-replaced by a fresh fork, as is one over `globalstate.MAX_PARKED` (or one that grew by more than a few MB).
+visible group runs after it wakes. A parked process that does not answer its wake-up (the next test's code can
+kill it, or stop it) is killed and replaced by a fresh fork, as is one over `globalstate.MAX_PARKED` (or one that
+grew by more than a few MB).
 """
 
 from __future__ import annotations
@@ -132,8 +133,12 @@ class TestProcesses:
             request_id = os.read(self.done_fd, 256)  # off the channel: other tests' processes use it meanwhile
             if not request_id:
                 os._exit(0)  # the post-import process went away, or ended it instead
+            # Awake: the post-import process answers the judge's "fork" for it ("resumed") once it reads this.
+            try:
+                os.write(self.done_fd, WOKE)
+            except OSError:
+                os._exit(0)
             self.reader = wire.FrameReader()  # what other processes read from the channel meanwhile is theirs
-            self.send({"ok": True, "value": "resumed", "id": request_id.decode("ascii", "replace")})
         return True
 
     def serve_in_place(self) -> dict[str, Any]:
@@ -252,18 +257,17 @@ class TestProcesses:
         self.spare = self.prefork() if want_spare else None
 
     def _resume(self, request: dict[str, Any], request_id: bytes, want_spare: bool) -> bool:
-        """Wake the process parked for this test, if the judge names one and it is still there."""
+        """Wake the process parked for this test, if the judge names one and it wakes; else (it died or stopped
+        while parked: the test before could kill it) end it, and this test gets a fresh fork."""
         entry = self.parked.pop(str(request.get("resume", "")), None)
         if entry is None:
             return False
         pid, done, pidfd = entry
-        try:
-            os.write(done, request_id)
-        except OSError:  # it died while parked (the test before could kill it): this test gets a fresh fork
-            os.close(done)
-            os.close(pidfd)
-            leftovers.reap()
+        if not _woken(done, pidfd, request_id):
+            _end_parked(pid, done, pidfd)
             return False
+        # Said here, not by the woken process: one that never woke has said nothing the judge could take for it.
+        self.send({"ok": True, "value": "resumed", "id": request_id.decode("ascii", "replace")})
         self._run_forked_ahead(request, pid, done, pidfd, want_spare)
         return True
 
@@ -314,6 +318,36 @@ class TestProcesses:
 
 KEPT = "kept"
 PARKED = "parked"
+WOKE = b"r"  # a parked process's answer to its wake-up, on its own socket
+# How long a parked process has to answer its wake-up before a fresh fork serves the test instead: a live one
+# answers within milliseconds; one stopped while parked never does. Well inside any test's time limit.
+WAKE_SECONDS = 0.5
+
+
+def _woken(done: int, pidfd: int, request_id: bytes) -> bool:
+    """Send a parked process its wake-up and wait for it to answer; False where it died or stopped while parked.
+
+    A write alone does not tell: a process killed a moment ago still holds its socket open while the kernel tears
+    down its memory, so the wake-up lands, unread, and the socket then closes with a reset."""
+    try:
+        os.write(done, request_id)
+        ready, _, _ = select.select([done], [], [], WAKE_SECONDS)
+        return bool(ready) and os.read(done, 1) == WOKE
+    except OSError:  # gone before the write, or reset: it closed with the wake-up unread
+        return False
+
+
+def _end_parked(pid: int, done: int, pidfd: int) -> None:
+    """Kill a parked process that did not wake and wait until it is gone: nothing of it may read the channel once
+    the test's fresh process serves it."""
+    try:
+        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        select.select([pidfd], [], [])  # readable once it has exited (a SIGKILL is never refused or held)
+    except OSError:
+        pass
+    os.close(done)
+    os.close(pidfd)
+    _reap_one(pid)
 
 
 def _wait_for_end(pid: int, done: int, pidfd: int) -> tuple[int, Any] | str | None:
@@ -323,7 +357,10 @@ def _wait_for_end(pid: int, done: int, pidfd: int) -> tuple[int, Any] | str | No
     while True:
         ready, _, _ = select.select(watching, [], [])
         if done in ready:
-            said = os.read(done, 1)
+            try:
+                said = os.read(done, 1)
+            except ConnectionResetError:  # it ended with something we sent unread: only its exit tells how
+                said = b""
             if said == b"x":
                 return None
             if said == b"k":
