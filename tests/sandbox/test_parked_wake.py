@@ -94,7 +94,7 @@ def parked() -> Iterator[Callable[[Callable[[int], None]], Parked]]:
 def test_a_parked_process_that_answers_its_wake_up_is_woken(testprocs: ModuleType, parked: Callable) -> None:
     """Does a live parked process's answer count as woken?"""
     process = parked(wakes)
-    assert testprocs._woken(process.done, process.pidfd, b"request-1")
+    assert testprocs._woken(process.done, b"request-1")
 
 
 def test_a_parked_process_killed_with_its_wake_up_unread_is_not_taken_for_woken(
@@ -105,7 +105,7 @@ def test_a_parked_process_killed_with_its_wake_up_unread_is_not_taken_for_woken(
     os.kill(process.pid, signal.SIGSTOP)  # (its wake-up will land, unread, as in a dying process's open socket)
     threading.Timer(0.1, os.kill, (process.pid, signal.SIGKILL)).start()
     started = time.monotonic()
-    assert not testprocs._woken(process.done, process.pidfd, b"request-1")
+    assert not testprocs._woken(process.done, b"request-1")
     assert time.monotonic() - started < testprocs.WAKE_SECONDS  # the reset told at once, not the wait's end
 
 
@@ -127,7 +127,7 @@ def test_a_parked_process_stopped_while_parked_is_killed_and_gone(testprocs: Mod
     process = parked(waits)
     os.kill(process.pid, signal.SIGSTOP)
     started = time.monotonic()
-    assert not testprocs._woken(process.done, process.pidfd, b"request-1")
+    assert not testprocs._woken(process.done, b"request-1")
     assert time.monotonic() - started >= testprocs.WAKE_SECONDS
     testprocs._end_parked(process.pid, process.done, process.pidfd)
     process.closed = True

@@ -263,7 +263,7 @@ class TestProcesses:
         if entry is None:
             return False
         pid, done, pidfd = entry
-        if not _woken(done, pidfd, request_id):
+        if not _woken(done, request_id):
             _end_parked(pid, done, pidfd)
             return False
         # Said here, not by the woken process: one that never woke has said nothing the judge could take for it.
@@ -324,7 +324,7 @@ WOKE = b"r"  # a parked process's answer to its wake-up, on its own socket
 WAKE_SECONDS = 0.5
 
 
-def _woken(done: int, pidfd: int, request_id: bytes) -> bool:
+def _woken(done: int, request_id: bytes) -> bool:
     """Send a parked process its wake-up and wait for it to answer; False where it died or stopped while parked.
 
     A write alone does not tell: a process killed a moment ago still holds its socket open while the kernel tears
