@@ -24,6 +24,7 @@ import signal
 import socket
 import sys
 import time
+import traceback
 from dataclasses import dataclass
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -101,8 +102,19 @@ def _child_main(config: jail.JailConfig, channel: socket.socket, stderr_w: int, 
             os._exit(70)
     try:
         serve_channel(channel, cpu_seconds=config.cpu_seconds)
-    finally:
-        os._exit(0)
+    except BaseException:  # a crash of the server's: said as a fresh sandbox's Python says it, never as exit 0
+        _print_crash()
+        os._exit(1)
+    os._exit(0)
+
+
+def _print_crash() -> None:
+    """The exception being handled, as Python prints an uncaught one, written straight to the sandbox's stderr
+    (fd 2: whatever `sys.stderr` the submission left in place)."""
+    try:
+        os.write(2, traceback.format_exc().encode("utf-8", "replace"))
+    except OSError:
+        pass  # nothing more to say: the exit status still says it
 
 
 class _SocketWriter:

@@ -235,7 +235,10 @@ class ForkedSandbox(Sandbox):
         return None
 
     def stderr_tail(self) -> str:
-        """The end of what the child wrote to its stderr."""
+        """The end of what the child wrote to its stderr; once it has ended, read to the end (its last words, a
+        traceback say, are in the pipe by the time the zygote reports its exit, not yet read)."""
+        if self._final is not None and self._drain is not None and self._owner == os.getpid():
+            self._drain.join(timeout=1)  # EOF comes as soon as its namespace is torn down
         return self.stderr.text()
 
     def release(self) -> None:
