@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from grader.extensions import db
 from grader.models import Submission
+from grader.services.assignments import set_score_policy
 from grader.services.policy import grant_extension, set_override
 from tests.conftest import World
 from tests.support.dashboard_support import csrf_from, full, grade_run, login, post_form
@@ -52,6 +53,25 @@ def test_the_upload_page_says_how_many_submissions_are_left(app: Flask, world: W
     assert page_upload(client).status_code == 302
     page = client.get("/assignments/autograd/upload").get_data(as_text=True)
     assert "data-submissions-left>2</strong> of 3 submissions left" in page
+
+
+def test_an_assignment_with_no_due_date_or_limit_says_so_and_which_submission_counts(app: Flask, world: World) -> None:
+    """With neither a due date nor a limit, does the student's panel say so and which submission counts, rather
+    than stand empty under its heading; and with both, does it say them instead?"""
+    client = app.test_client()
+    login(client, world.student)
+    page = client.get("/assignments/autograd/upload").get_data(as_text=True)
+    assert world.assignment.due_at is None and world.assignment.score_policy == "latest"
+    assert "data-no-due>No due date is set: no upload is late." in page
+    assert "data-no-limit>No limit on how many times you upload." in page
+    assert "data-counts>Your latest graded submission is the one that counts." in page
+    set_override(world.assignment, {"due": at(days=2), "max_submissions": 3})
+    set_score_policy(world.assignment, "best")
+    db.session.commit()
+    page = client.get("/assignments/autograd/upload").get_data(as_text=True)
+    assert "data-no-due" not in page and "data-no-limit" not in page
+    assert "Due " in page and "data-submissions-left>3</strong> of 3" in page
+    assert "data-counts>Your best graded submission is the one that counts." in page
 
 
 def test_a_student_sees_the_late_penalty_and_the_counted_score(app: Flask, world: World) -> None:
