@@ -129,6 +129,8 @@ class Standing(Model):
     next_upload_at: str | None
     grace_days: GraceDays | None
     results_visible: bool
+    counts: Literal["latest", "best"] = Field(description="Which of the student's graded submissions the "
+                                              "gradebook counts: the latest or the best")
 
 
 class PolicyOverride(BaseModel):

@@ -99,8 +99,8 @@ def decide_upload(assignment: Assignment, user: User, now: datetime | None = Non
 
 
 def standing(assignment: Assignment, user_id: int, now: datetime | None = None) -> dict[str, Any]:
-    """Where the student stands, for their pages and the API: their dates, what is left, and what an upload
-    now would be (accepted or why not, and at what credit)."""
+    """Where the student stands, for their pages and the API: their dates, what is left, what an upload now
+    would be (accepted or why not, and at what credit), and which graded submission counts."""
     now = now or database_now(db.session)
     policy = student_policy(assignment, user_id)
     used = history(assignment, user_id)
@@ -132,6 +132,7 @@ def standing(assignment: Assignment, user_id: int, now: datetime | None = None) 
             "spent_here": int(spent_here),
         },
         "results_visible": policy.results_visible(now),
+        "counts": assignment.score_policy,  # which of their graded submissions the gradebook counts
     }
 
 

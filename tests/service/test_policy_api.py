@@ -123,9 +123,13 @@ def test_work_uploaded_on_time_stays_on_time_when_its_grade_arrives_after_the_de
 
 
 def test_best_counts_the_higher_score_after_the_penalty(app: Flask, client: FlaskClient, world: World) -> None:
-    """On time 80, late 100 at 50 %: does "best" count the on-time 80 rather than the late 50?"""
+    """On time 80, late 100 at 50 %: does "best" count the on-time 80 rather than the late 50, and does the
+    student's standing say that their best counts?"""
+    standing = "/api/v1/assignments/autograd/standing"
+    assert client.get(standing, headers=world.student.headers).json["counts"] == "latest"
     world.assignment.score_policy = "best"
     db.session.commit()
+    assert client.get(standing, headers=world.student.headers).json["counts"] == "best"
     put_policy(client, world, due=at(hours=1), late_penalty_per_day=50, late_days=1)
     on_time = upload(client, "autograd", SOURCE, headers=world.student.headers).json["id"]
     grade_run(db.session.get(Submission, on_time).runs[0], full(world.assignment, simple_gradients=0))
