@@ -67,7 +67,6 @@ def test_an_assignment_with_no_due_date_or_limit_says_so_and_which_submission_co
     assert "data-counts>Your latest graded submission is the one that counts." in page
     set_override(world.assignment, {"due": at(days=2), "max_submissions": 3})
     set_score_policy(world.assignment, "best")
-    db.session.commit()
     page = client.get("/assignments/autograd/upload").get_data(as_text=True)
     assert "data-no-due" not in page and "data-no-limit" not in page
     assert "Due " in page and "data-submissions-left>3</strong> of 3" in page

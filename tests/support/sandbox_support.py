@@ -25,6 +25,7 @@ class Probe:
                  slots: int = 1) -> None:
         self.mode = runner.sandbox
         self.sandbox: Sandbox = runner.prepare(SandboxSpec(limits=limits or Limits(), gpu=gpu, slots=slots))
+        self.sandbox.adopt()  # as the judge does: its stderr is read in the process that talks to it
         self.reader = wire.FrameReader()
         try:
             ready = self._receive(90.0)

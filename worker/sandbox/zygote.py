@@ -26,6 +26,7 @@ import sys
 import time
 import traceback
 from dataclasses import dataclass
+from typing import NoReturn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cpuuse
@@ -96,25 +97,21 @@ def _child_main(config: jail.JailConfig, channel: socket.socket, stderr_w: int, 
         jail.confine(config)
         testprocs.reseed()  # no two children share random state
     except BaseException as exc:  # never fall back into the zygote's loop
-        try:
-            os.write(2, f"sandbox child: confinement failed: {exc}\n".encode())
-        finally:
-            os._exit(70)
+        _exit_saying(f"sandbox child: confinement failed: {exc}\n", 70)
     try:
         serve_channel(channel, cpu_seconds=config.cpu_seconds)
     except BaseException:  # a crash of the server's: said as a fresh sandbox's Python says it, never as exit 0
-        _print_crash()
-        os._exit(1)
+        _exit_saying(traceback.format_exc(), 1)
     os._exit(0)
 
 
-def _print_crash() -> None:
-    """The exception being handled, as Python prints an uncaught one, written straight to the sandbox's stderr
-    (fd 2: whatever `sys.stderr` the submission left in place)."""
+def _exit_saying(text: str, code: int) -> NoReturn:
+    """Write `text` straight to the sandbox's stderr (fd 2: whatever `sys.stderr` the submission left in place)
+    and end this process with `code`, whether or not the write went through."""
     try:
-        os.write(2, traceback.format_exc().encode("utf-8", "replace"))
-    except OSError:
-        pass  # nothing more to say: the exit status still says it
+        os.write(2, text.encode("utf-8", "replace"))
+    finally:
+        os._exit(code)
 
 
 class _SocketWriter:
