@@ -34,6 +34,10 @@ class SandboxLimit(Exception):
         self.status = status
 
 
+class NotStarted(SandboxLimit):
+    """A test's process ended before it answered the request that was to start it: nothing of the test ran."""
+
+
 @dataclass
 class LoadFailure:
     """The submission could not be imported; every call fails with this message."""

@@ -243,7 +243,10 @@ class StudentSession(PerTestProcesses):
             if self.fork_id is not None and reply.get("id") == self.fork_id and reply.get("reaped"):
                 # The test's process ended while we waited for it: the post-import process says how.
                 self.fork_id = None
-                raise outcomes.test_process_ended(reply.get("value"), self.spec.limits, location(during))
+                ended = outcomes.test_process_ended(reply.get("value"), self.spec.limits, location(during))
+                if reply.get("id") == request_id:  # the request that was to start it: it never said "forked"
+                    raise outcomes.NotStarted(ended.status, str(ended))
+                raise ended
             # Nothing else can come now from the sandbox's own code: it answers each request once, with the
             # request's id, and says "reaped", "kept" or "parked" only for a test's process that the judge ended
             # (read in `_confirm_ended`). So this frame was written by the student's code. Waiting on would let it

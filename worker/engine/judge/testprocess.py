@@ -8,6 +8,7 @@ import secrets
 import time
 from typing import Any
 
+from worker.engine.judge import outcomes
 from worker.engine.judge.outcomes import SandboxLimit, location
 from worker.engine.judge.runclock import RunClock
 from worker.engine.runners.base import Sandbox, SandboxTimeout
@@ -125,9 +126,8 @@ class PerTestProcesses:
             return  # the last test's process, kept: it serves this test too
         if not self.loaded:  # the post-import process was lost while the last test's process ended
             self._ensure_loaded(fn)
-        request_id = secrets.token_hex(8)
-        self.fork_id = request_id
         if not self.forks:
+            request_id = self.fork_id = secrets.token_hex(8)
             reply = self._exchange({"op": "fork", "in_place": True}, during=fn, request_id=request_id)
             if not (reply.get("ok") and reply.get("value") == "in_place"):
                 self.fork_id = None
@@ -139,7 +139,17 @@ class PerTestProcesses:
         parked = self._parked.pop(self._resume, None) if self._resume is not None else None
         if parked is not None and parked[1] is self.sandbox:
             request["resume"] = parked[0]  # the sandbox forks afresh if that process is gone
-        reply = self._exchange(request, during=fn, request_id=request_id)
+        for tries_left in (1, 0):
+            request_id = self.fork_id = secrets.token_hex(8)
+            try:
+                reply = self._exchange(request, during=fn, request_id=request_id)
+                break
+            except outcomes.NotStarted:
+                # The process forked ahead for this test died before it read the request: the test before killed
+                # it, and it was still being torn down when the request came. None of this test ran: ask again.
+                if not tries_left:
+                    raise
+                request.pop("resume", None)
         if not (reply.get("ok") and reply.get("value") in ("forked", "resumed")):
             self.fork_id = None
             raise SandboxLimit("crashed", f"the student process could not start the test ({location(fn)})")
