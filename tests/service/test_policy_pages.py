@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from io import BytesIO
+from typing import Any
 
 from flask import Flask
 from sqlalchemy import func, select
@@ -99,26 +100,45 @@ def test_a_student_with_an_extension_sees_their_own_due_date(app: Flask, world: 
     assert "You have an extension" not in other.get("/assignments/autograd/upload").get_data(as_text=True)
 
 
-def test_before_the_due_date_after_due_points_are_not_in_the_students_total(app: Flask, world: World) -> None:
-    """With the pack's tests after_due_date and the due date ahead, does the page say "visible points"?"""
-    set_override(world.assignment, {"due": at(days=2)})
-    client = app.test_client()
+def graded_with_an_after_due_test(client: object, world: World) -> tuple[Submission, dict[str, Any]]:
+    """The student's upload, graded in full, with its first deliverable's first test after_due_date (as a manifest
+    would mark it); the submission and that test."""
     login(client, world.student)
     page_upload(client)
     submission = db.session.scalar(select(Submission))
     grade_run(submission.runs[0], full(world.assignment))
     run = submission.runs[0]
     result = dict(run.result)
-    # Mark the first deliverable's visible test after_due_date, as a manifest would.
     first = dict(result["deliverables"][0])
     first["tests"] = [{**first["tests"][0], "visibility": "after_due_date"}, *first["tests"][1:]]
     run.result = {**result, "deliverables": [first, *result["deliverables"][1:]]}
     db.session.commit()
+    return submission, first["tests"][0]
+
+
+def test_before_the_due_date_after_due_points_are_not_in_the_students_total(app: Flask, world: World) -> None:
+    """With the pack's tests after_due_date and the due date ahead, does the page say "visible points"?"""
+    set_override(world.assignment, {"due": at(days=2)})
+    client = app.test_client()
+    submission, later = graded_with_an_after_due_test(client, world)
     page = client.get(f"/submissions/{submission.id}").get_data(as_text=True)
-    hidden_points = first["tests"][0]["max_score"]
+    assert "data-hidden-note>Its result is shown after the due date.<" in page
+    hidden_points = later["max_score"]
     assert "more is graded after the due date" in page
     assert f"{100 - hidden_points:g} of {100 - hidden_points:g} visible points" in page
     assert "visible output of simple_gradients" not in page
+
+
+def test_with_no_due_date_an_after_due_test_says_only_its_points_are_shown(app: Flask, world: World) -> None:
+    """With no due date there is no "after" to wait for (its points count, as a hidden test's do): does the
+    student's page say so, rather than promise a result that no date will bring?"""
+    client = app.test_client()
+    submission, later = graded_with_an_after_due_test(client, world)
+    assert world.assignment.due_at is None
+    page = client.get(f"/submissions/{submission.id}").get_data(as_text=True)
+    assert ("data-hidden-note>Its result is shown after the due date; none is set, so only its points are "
+            "shown.<") in page
+    assert f"{later['max_score']:g} possible" in page and "more is graded after the due date" not in page
 
 
 def test_the_instructor_sets_the_policy_an_extension_and_grace_days_from_the_dashboard(
