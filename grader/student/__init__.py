@@ -21,7 +21,7 @@ from grader.extensions import limiter
 from grader.http_errors import status_of
 from grader.models import Assignment
 from grader.services.assignments import find_assignment
-from grader.services.queries import history, latest_submissions, place_of, visible_assignments
+from grader.services.queries import history, latest_submissions, place_of, taught_courses, visible_assignments
 from grader.services.submissions import describe, find_submission, sent_again, single_file, submit, upload_key
 
 bp = Blueprint("student", __name__)
@@ -59,6 +59,7 @@ def index() -> str:
     """The caller's assignments and their submissions, newest first."""
     user = caller()
     return render_template("student/index.html", assignments=visible_assignments(user),
+                           taught={course.id for course in taught_courses(user)},
                            latest=latest_submissions(user.id),
                            history=history(user.id, after=query_id(request.args.get("after"))))
 

@@ -19,7 +19,7 @@ from grader.instructor.highlight import pygments_css
 from grader.models import GradingRun, Submission, User
 from grader.services.scores import gradebook
 from tests.conftest import World
-from tests.support.dashboard_support import follow, full, graded_submission, link, login
+from tests.support.dashboard_support import csrf_from, follow, full, graded_submission, link, login
 from tests.support.sql_support import loaded, served
 
 REPO = Path(__file__).resolve().parents[2]
@@ -64,6 +64,22 @@ def test_instructors_of_another_course_are_refused(client: FlaskClient, graded: 
     assert client.get("/instructor/submissions/1").status_code == 403
     index = client.get("/instructor/").get_data(as_text=True)
     assert "OTHER200" in index and "DEMO101" not in index
+
+
+@pytest.mark.parametrize("who", ["student", "other_instructor"])
+def test_an_instructor_s_home_page_links_what_they_teach_to_its_scores(
+        client: FlaskClient, graded: World, who: str) -> None:
+    """An instructor lands on "My assignments" when they log in (where they try their own assignment): does each
+    assignment they teach link to its scores and submissions there, and for anyone else (a student of the course, an
+    instructor of another one) none does?"""
+    login(client, graded.instructor)
+    home = client.get("/").get_data(as_text=True)
+    assert 'data-teaches>You teach DEMO101: <a href="/instructor/assignments/autograd">' in home
+    client.post("/logout", data={"csrf_token": csrf_from(home)})
+    login(client, getattr(graded, who))
+    home = client.get("/").get_data(as_text=True)
+    assert "data-teaches" not in home
+    assert ('id="a-autograd"' in home) == (who == "student")  # (the student sees the assignment, without the link)
 
 
 def test_assignment_page_shows_counts_averages_histograms_and_table(client: FlaskClient, graded: World) -> None:
