@@ -23,6 +23,7 @@ from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from flask import current_app
 from sqlalchemy import update
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 import worker.availability  # (a worker that cannot grade stops taking gradings: its hooks connect now)
 import worker.process  # noqa: F401  (the worker's signal hooks connect when the tasks load)
@@ -70,6 +71,10 @@ def backoff(retries: int, base: int) -> float:
     return delay * random.uniform(0.8, 1.2)
 
 
+# The database went away under a task (a restart, a crash, a failover): ours, never the student's.
+DATABASE_GONE = (OperationalError, InterfaceError)
+
+
 class GradeTask(AppContextTask):
     """Marks the run as errored when the task dies in a way the task body cannot see (hard time limit)."""
 
@@ -80,8 +85,18 @@ class GradeTask(AppContextTask):
             return
         with flask_app.app_context():
             run = grading.find_run(int(args[0]), kwargs.get("run_id"))
-            if run is not None:
-                grading.record_error(run, f"grading failed: {type(exc).__name__}")
+            if run is None:
+                return
+            if isinstance(exc, DATABASE_GONE):
+                # Queued again now that the database answers (it ended the run in error before, when it came back
+                # between the task's failure and this). Where it is still away this raises, and the run, left
+                # running without a heartbeat, is queued again by the liveness sweep.
+                if run.status == "running":
+                    from grader.services import recovery
+
+                    recovery.requeue(run, f"the database was unavailable ({type(exc).__name__})")
+                return
+            grading.record_error(run, f"grading failed: {type(exc).__name__}")
 
 
 # ignore_result: outcomes live in SQL; waiting on a result store would only add a way for uploads to hang.
@@ -109,6 +124,9 @@ def _grade_run(self: Task, submission_id: int, run_id: int | None) -> dict[str, 
             result, facts = _grade(run)
     except InfrastructureError as exc:
         return _retry_or_fail(self, run, exc)
+    except DATABASE_GONE:
+        db.session.rollback()
+        raise  # not an internal error: the run is queued again (`GradeTask.on_failure`)
     except SoftTimeLimitExceeded:
         limit = current_app.config["GRADER_TASK_SOFT_TIME_LIMIT"]
         grading.record_error(run, f"grading did not finish within {limit} s; an instructor was notified")

@@ -10,7 +10,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import event, func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 import worker.tasks
 from grader.extensions import db
@@ -241,6 +241,25 @@ def test_a_bug_is_not_retried(app: Flask, client: FlaskClient, world: World, fak
     run = submission.runs[0]
     assert submission.status == "error" and run.attempt == 1
     assert "internal error" in run.message and "ValueError" in run.message
+
+
+def test_a_database_that_went_away_under_a_grading_queues_it_again(app: Flask, client: FlaskClient, world: World,
+                                                                  fake_engine: list[Any]) -> None:
+    """When the database drops the task's connection (a restart) and answers again by the time the task has failed,
+    is the run queued again to be graded, rather than ended in error as "grading failed" (which the recovery test
+    saw under load: PostgreSQL crashed mid-burst)?"""
+    fake_engine.append(OperationalError("UPDATE grading_run", {}, Exception("server closed the connection")))
+    submission = submit(client, world)
+    outcome = run_task(submission)
+    assert outcome.failed() and isinstance(outcome.result, OperationalError)
+    db.session.refresh(submission)
+    run = submission.runs[0]
+    assert run.status == "queued" and submission.status == "queued", run.message
+    assert "the database was unavailable (OperationalError)" in run.message
+    fake_engine[:] = [fake_result()]
+    run_task(submission)
+    db.session.refresh(submission)
+    assert submission.status == "graded" and submission.runs[0].attempt == 2
 
 
 def test_soft_time_limit_ends_the_run_in_error(app: Flask, client: FlaskClient, world: World,

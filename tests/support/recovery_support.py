@@ -230,9 +230,10 @@ class Watcher:
     def assert_truthful(self) -> None:
         """Every status sequence follows ALLOWED and ends graded."""
         for submission_id, statuses in self.seen.items():
+            went = f"submission {submission_id} went {statuses}, saying {sorted(self.messages[submission_id])}"
             for before, after in itertools.pairwise(statuses):
-                assert after in ALLOWED[before], f"submission {submission_id} went {statuses}"
-            assert statuses[-1] == "graded", f"submission {submission_id} went {statuses}"
+                assert after in ALLOWED[before], went
+            assert statuses[-1] == "graded", went
 
 
 def assert_graded_exactly_once(app: Flask, submission_ids: list[int], score: float = 100.0) -> None:
