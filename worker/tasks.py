@@ -76,7 +76,8 @@ DATABASE_GONE = (OperationalError, InterfaceError)
 
 
 class GradeTask(AppContextTask):
-    """Marks the run as errored when the task dies in a way the task body cannot see (hard time limit)."""
+    """Marks the run as errored when the task dies in a way the task body cannot see (hard time limit); queues it
+    again when the database went away under the task."""
 
     def on_failure(self, exc: Any, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         """Record the failure on the run (in an app context of its own if needed)."""
