@@ -32,6 +32,12 @@ MODULE = textwrap.dedent("""
         return COUNT[0]
     def quit_with(code):
         os._exit(code)
+    def chatty():
+        print("counted", bump())
+        return True
+    def say_then_quit(code):
+        print("last words")
+        os._exit(code)
 
     class Claims:  # says it is an instance of `kind` (isinstance() believes a __class__ property)
         def __init__(self, kind):
@@ -107,6 +113,21 @@ def test_a_test_process_that_dies_is_reported_with_its_exit_code(server: Server)
     assert ended["reaped"] and ended["id"] == "f1" and ended["value"]["code"] == 3, ended
     assert server.send({"op": "fork", "id": "f2"})["value"] == "forked"
     assert server.send({"op": "call", "id": "c2", "fn": "bump", "args": [], "kwargs": {}})["value"] == 1
+
+
+def test_what_a_dying_call_printed_comes_with_the_report_and_nothing_else(server: Server) -> None:
+    """Does the report of a test's process that died in a call carry what that call printed (and not what an
+    earlier call printed, which its reply carried), and does a test ended by the judge report no output?"""
+    assert server.send({"op": "fork", "id": "f1"})["value"] == "forked"
+    reply = server.send({"op": "call", "id": "c1", "fn": "chatty", "args": [], "kwargs": {}})
+    assert reply["ok"] and reply["output"] == "counted 1\n", reply
+    ended = server.send({"op": "exit", "id": "x1"})
+    assert ended["reaped"] and "output" not in ended["value"], ended
+    assert server.send({"op": "fork", "id": "f2"})["value"] == "forked"
+    assert server.send({"op": "call", "id": "c2", "fn": "chatty", "args": [], "kwargs": {}})["ok"]
+    ended = server.send({"op": "call", "id": "c3", "fn": "say_then_quit", "args": [4], "kwargs": {}})
+    assert ended["reaped"] and ended["id"] == "f2", ended
+    assert ended["value"]["code"] == 4 and ended["value"]["output"] == "last words\n", ended
 
 
 @pytest.mark.parametrize("kind", ["bool", "int", "float", "str", "tensor", "list", "dict"])

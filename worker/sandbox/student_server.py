@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gc
 import importlib
-import io
 import os
 import resource
 import signal
@@ -24,39 +23,12 @@ import forkready
 import globalstate
 import values
 import wire
+from calloutput import OUTPUT_LIMIT, CappedOutput, captured
 from globalstate import KEEP_CPU_SECONDS
 from testprocs import TestProcesses, reseed
 
 WORK_DIR = os.getcwd()
-OUTPUT_LIMIT = int(os.environ.get("GRADER_OUTPUT_LIMIT", "16384"))
 TRACEBACK_LIMIT = 4000
-
-
-class CappedOutput(io.TextIOBase):
-    """A text stream keeping the first `limit` characters written, counting the rest."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.parts: list[str] = []
-        self.size = 0
-        self.dropped = 0
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, text: str) -> int:
-        if not isinstance(text, str):
-            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
-        room = self.limit - self.size
-        if room > 0:
-            self.parts.append(text[:room])
-            self.size += min(room, len(text))
-        self.dropped += max(0, len(text) - max(room, 0))
-        return len(text)
-
-    def text(self) -> str:
-        body = "".join(self.parts)
-        return body + (f"\n… [{self.dropped} more characters of output dropped]" if self.dropped else "")
 
 
 class Server(TestProcesses):
@@ -117,6 +89,8 @@ class Server(TestProcesses):
             else:
                 reply = _error("protocol", "ValueError", f"unknown op {op!r}")
             self.send({**reply, "id": request.get("id")})
+            if self.mirror is not None:
+                self.mirror.clear()  # sent: a death from here on has nothing of this call's output to tell
 
     # -- operations ----------------------------------------------------------------------------------
     def load(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -136,7 +110,7 @@ class Server(TestProcesses):
         output = CappedOutput(OUTPUT_LIMIT)
         threads = globalstate.tasks()
         try:
-            with _captured(output):
+            with captured(output):
                 self.module = importlib.import_module(name)
             self.module_name = name
             gc.freeze()  # each test forks from here: its collector must not walk (and copy) what exists now
@@ -172,9 +146,9 @@ class Server(TestProcesses):
             return _error("device", "RuntimeError", f"this sandbox was given no usable GPU: {exc}")
         except (wire.WireError, SyntaxError, NameError, TypeError, ValueError, AttributeError) as exc:
             return _error("protocol", type(exc).__name__, f"the test's arguments could not be rebuilt: {exc}")
-        output = CappedOutput(OUTPUT_LIMIT)
+        output = CappedOutput(OUTPUT_LIMIT, self.mirror)
         try:
-            with _captured(output):
+            with captured(output):
                 value = target(*args, **kwargs)
         except SystemExit as exc:
             return _error("exit", "SystemExit", f"{fn_name}() called exit (code {exc.code!r})",
@@ -195,20 +169,6 @@ class Server(TestProcesses):
             return _error("protocol", type(exc).__name__, f"{fn_name}() returned something that cannot be "
                           f"checked: {exc}", output=output.text())
         return {"ok": True, "value": encoded, "writeback": writeback, "output": output.text()}
-
-class _captured:
-    """Send the student's sys.stdout/sys.stderr writes to a capped buffer for the duration of a call."""
-
-    def __init__(self, output: CappedOutput) -> None:
-        self.output = output
-
-    def __enter__(self) -> None:
-        self.saved = sys.stdout, sys.stderr
-        sys.stdout = sys.stderr = self.output
-
-    def __exit__(self, *exc: object) -> None:
-        sys.stdout, sys.stderr = self.saved
-
 
 def _is_allocation_failure(exc: BaseException) -> bool:
     text = str(exc)

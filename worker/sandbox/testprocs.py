@@ -49,6 +49,7 @@ from typing import Any
 import globalstate
 import leftovers
 import wire
+from calloutput import OUTPUT_LIMIT, Mirror, Mirrors, new_mirror
 
 FORK_RETRY_SECONDS = 2.0  # a fork refused for the process limit waits this long for the dead to be reaped
 
@@ -104,6 +105,10 @@ class TestProcesses:
         # In the post-import process: the global state each test's process starts with, read once, before the
         # first fork (each fork inherits it rather than reading its own: that reading copies ~300 pages).
         self.start_state: tuple[Any, ...] | None = None
+        # What a test's process printed in the call it is in, should it die there (`calloutput`): in a test's
+        # process its own; in the post-import process each live test's process's, by pid.
+        self.mirror: Mirror | None = None
+        self.mirrors = Mirrors()
 
     def send(self, message: dict[str, Any]) -> None:
         raise NotImplementedError
@@ -178,23 +183,30 @@ class TestProcesses:
         go_r, go_w = os.pipe()
         # Its end of the test: "x" ended, "k" kept, "p" parked; a parked process is woken on the same socket.
         done_r, done_w = (s.detach() for s in socket.socketpair())
+        mirror = new_mirror(OUTPUT_LIMIT)
         try:
             pid = _fork()
         except OSError:
             for fd in (go_r, go_w, done_r, done_w):
                 os.close(fd)
+            if mirror is not None:
+                mirror.close()
             raise
         if pid:
             os.close(go_r)
             os.close(done_w)
+            if mirror is not None:
+                self.mirrors.by_pid[pid] = mirror
             return pid, go_w, done_r
         os.close(go_w)
         os.close(done_r)
-        # The running test's and the parked ones' sockets and pidfds: nothing for a later test to hold.
+        # The running test's and the parked ones' sockets, pidfds and output: nothing for a later test to hold.
         for fd in (*self.held, *(fd for _, *fds in self.parked.values() for fd in fds)):
             os.close(fd)
+        self.mirrors.close_all()
         self.held = []
         self.parked = {}
+        self.mirror = mirror
         self.in_test = True
         self.spare = None
         self.done_fd = done_w
@@ -241,6 +253,7 @@ class TestProcesses:
             except OSError:  # it died while it waited (the OOM killer, say): reap it, fork a fresh one
                 os.close(done)
                 _reap_one(pid)
+                self.mirrors.printed(pid, died=False)
             finally:
                 os.close(go)
         else:
@@ -253,7 +266,7 @@ class TestProcesses:
         _, status, usage = os.wait4(pid, 0)
         leftovers.end_leftovers()
         self.reader = wire.FrameReader()  # the fork consumed whatever was buffered when it started
-        self._report_end(request, status, usage)
+        self._report_end(request, status, usage, self.mirrors.printed(pid))
         self.spare = self.prefork() if want_spare else None
 
     def _resume(self, request: dict[str, Any], request_id: bytes, want_spare: bool) -> bool:
@@ -265,6 +278,7 @@ class TestProcesses:
         pid, done, pidfd = entry
         if not _woken(done, request_id):
             _end_parked(pid, done, pidfd)
+            self.mirrors.printed(pid, died=False)
             return False
         # Said here, not by the woken process: one that never woke has said nothing the judge could take for it.
         self.send({"ok": True, "value": "resumed", "id": request_id.decode("ascii", "replace")})
@@ -306,14 +320,16 @@ class TestProcesses:
         leftovers.end_leftovers(keep=self._spared() or None)
         leftovers.swept.pop(pid, None)
         self.reader = wire.FrameReader()
+        printed = self.mirrors.printed(pid, died=ended is not None)
         # None: the judge ended it, and it is torn down while the next test runs (no status or CPU time to tell).
-        self._report_end(request, *(ended or (0, None)))
+        self._report_end(request, *(ended or (0, None)), printed)
 
-    def _report_end(self, request: dict[str, Any], status: int, usage: Any) -> None:
+    def _report_end(self, request: dict[str, Any], status: int, usage: Any, printed: str = "") -> None:
         cpu = round(usage.ru_utime + usage.ru_stime, 4) if usage is not None else None
         self.send({"ok": True, "reaped": True, "id": request.get("id"), "value": {
             "status": status, "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
-            "code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None, "cpu": cpu}})
+            "code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None, "cpu": cpu,
+            **({"output": printed} if printed else {})}})
 
 
 KEPT = "kept"

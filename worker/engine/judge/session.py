@@ -244,6 +244,8 @@ class StudentSession(PerTestProcesses):
                 # The test's process ended while we waited for it: the post-import process says how.
                 self.fork_id = None
                 ended = outcomes.test_process_ended(reply.get("value"), self.spec.limits, location(during))
+                if isinstance(reply.get("value"), dict):  # what the call it died in had printed, if anything
+                    self._note_output(reply["value"])
                 if reply.get("id") == request_id:  # the request that was to start it: it never said "forked"
                     raise outcomes.NotStarted(ended.status, str(ended))
                 raise ended

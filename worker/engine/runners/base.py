@@ -18,7 +18,8 @@ from worker.engine.manifest import Limits
 SANDBOX_SOURCE = Path(__file__).resolve().parents[2] / "sandbox"
 # Files copied into every sandbox; nothing else of ours enters it.
 SANDBOX_FILES = ("wire.py", "student_server.py", "values.py", "jail.py", "seccomp_filter.py", "seccomp_table.json",
-                 "zygote.py", "forkready.py", "testprocs.py", "leftovers.py", "globalstate.py", "cpuuse.py")
+                 "zygote.py", "forkready.py", "testprocs.py", "leftovers.py", "globalstate.py", "cpuuse.py",
+                 "calloutput.py")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,102 @@
+"""What a test's process printed before it died in the middle of a call (`worker/sandbox/calloutput.py`): is it
+shown with the test, as any call's output is, and can no other test's process read it?"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.engine.test_engine_kept_processes import MANIFEST
+from worker.engine.grade import grade
+from worker.engine.manifest import load_assignment
+from worker.engine.result import GradeResult
+from worker.engine.runners import make_runner
+
+TESTS_A = '''
+import pytest
+pytestmark = pytest.mark.deliverable("a")
+
+def test_exits_after_printing(student):
+    assert student.say_then_exit() == 42
+
+def test_dies_of_a_signal_after_printing(student):
+    assert student.say_then_segfault() == 42
+
+def test_prints_a_secret(student):
+    assert student.print_and_find("MIRRORED-{secret}") >= 1, "the check cannot see a mirror: it proves nothing"
+
+def test_finds_no_other_tests_output(student):
+    assert student.find_printed() == 0, "this test's process could read what another test's process printed"
+'''
+
+TESTS_B = '''
+import pytest
+pytestmark = pytest.mark.deliverable("b")
+
+def test_other_deliverable(student):
+    assert student.find_printed() == 0, "this test's process could read what another test's process printed"
+'''
+
+SOLUTION = '''
+import ctypes, os, signal, sys
+
+def say_then_exit():
+    print("checkpoint: x = 41")
+    print("about to leave", file=sys.stderr)
+    os._exit(3)
+
+def say_then_segfault():
+    print("before the crash")
+    os.kill(os.getpid(), signal.SIGSEGV)
+
+def find_printed():
+    """How many shared anonymous mappings of this process hold what some test's process printed (MIRRORED-...)."""
+    found = 0
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            fields = line.split()
+            if len(fields) < 6 or fields[1][3] != "s" or fields[1][0] != "r":
+                continue
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            found += b"MIRRORED-" in ctypes.string_at(start, end - start)
+    return found
+
+def print_and_find(secret):
+    print(secret)
+    return find_printed()
+'''
+
+
+def outputs(result: GradeResult) -> dict[str, tuple[str, str]]:
+    return {t.name: (t.status, t.output) for d in result.deliverables for t in d.tests}
+
+
+@pytest.mark.parametrize("runner, sandbox", [("local", "fork"), ("local", "fresh"), ("docker", "fork"),
+                                             ("docker", "fresh")])
+def test_what_a_crashed_call_printed_is_shown_and_no_other_test_can_read_it(
+        tmp_path: Path, runner: str, sandbox: str, request: pytest.FixtureRequest) -> None:
+    """When the student's function prints and then its process dies (os._exit, a signal), does the test's message
+    say how it died *and* show what it printed; and is what one test's process printed out of every other test's
+    process's reach (the one forked while it ran, and another deliverable's)?"""
+    if runner == "docker" and not request.getfixturevalue("docker_ready"):
+        pytest.skip("no Docker engine")
+    (tmp_path / "assignment.toml").write_text(MANIFEST.format(fresh="test"))
+    (tmp_path / "test_a.py").write_text(TESTS_A.replace("{secret}", tmp_path.name))
+    (tmp_path / "test_b.py").write_text(TESTS_B)
+    result = grade(load_assignment(tmp_path), {"solution.py": textwrap.dedent(SOLUTION).encode()},
+                   make_runner(runner, sandbox=sandbox))
+    got = outputs(result)
+    status, output = got["test_exits_after_printing"]
+    assert status == "crashed", got
+    assert "ended unexpectedly (exit code 3)" in output, output
+    assert output.endswith("--- your code printed ---\ncheckpoint: x = 41\nabout to leave"), output
+    status, output = got["test_dies_of_a_signal_after_printing"]
+    assert status == "crashed" and "(signal 11)" in output, got
+    assert output.endswith("--- your code printed ---\nbefore the crash"), output
+    assert {name: status for name, (status, _) in got.items()
+            if name not in ("test_exits_after_printing", "test_dies_of_a_signal_after_printing")} == {
+        "test_prints_a_secret": "passed", "test_finds_no_other_tests_output": "passed",
+        "test_other_deliverable": "passed"}, got
+    assert result.environment["sandboxes"] == 1, result.environment  # a dead test's process costs no sandbox
