@@ -24,6 +24,9 @@ def test_exits_after_printing(student):
 def test_dies_of_a_signal_after_printing(student):
     assert student.say_then_segfault() == 42
 
+def test_computes_past_its_limit_after_printing(student):
+    assert student.say_then_spin() == 42
+
 def test_prints_a_secret(student):
     assert student.print_and_find("MIRRORED-{secret}") >= 1, "the check cannot see a mirror: it proves nothing"
 
@@ -51,6 +54,12 @@ def say_then_segfault():
     print("before the crash")
     os.kill(os.getpid(), signal.SIGSEGV)
 
+def say_then_spin():
+    for epoch in range(3):
+        print("epoch", epoch)
+    while True:
+        pass
+
 def find_printed():
     """How many shared anonymous mappings of this process hold what some test's process printed (MIRRORED-...)."""
     found = 0
@@ -77,9 +86,10 @@ def outputs(result: GradeResult) -> dict[str, tuple[str, str]]:
                                              ("docker", "fresh")])
 def test_what_a_crashed_call_printed_is_shown_and_no_other_test_can_read_it(
         tmp_path: Path, runner: str, sandbox: str, request: pytest.FixtureRequest) -> None:
-    """When the student's function prints and then its process dies (os._exit, a signal), does the test's message
-    say how it died *and* show what it printed; and is what one test's process printed out of every other test's
-    process's reach (the one forked while it ran, and another deliverable's)?"""
+    """When the student's function prints and then its process dies (os._exit, a signal, the CPU limit of a loop
+    that never ends), does the test's message say how it died *and* show what it printed; and is what one test's
+    process printed out of every other test's process's reach (the one forked while it ran, and another
+    deliverable's)?"""
     if runner == "docker" and not request.getfixturevalue("docker_ready"):
         pytest.skip("no Docker engine")
     (tmp_path / "assignment.toml").write_text(MANIFEST.format(fresh="test"))
@@ -95,8 +105,11 @@ def test_what_a_crashed_call_printed_is_shown_and_no_other_test_can_read_it(
     status, output = got["test_dies_of_a_signal_after_printing"]
     assert status == "crashed" and "(signal 11)" in output, got
     assert output.endswith("--- your code printed ---\nbefore the crash"), output
+    status, output = got["test_computes_past_its_limit_after_printing"]
+    assert status == "timeout", got
+    assert output.endswith("--- your code printed ---\nepoch 0\nepoch 1\nepoch 2"), output
     assert {name: status for name, (status, _) in got.items()
-            if name not in ("test_exits_after_printing", "test_dies_of_a_signal_after_printing")} == {
+            if name.startswith(("test_prints", "test_finds", "test_other"))} == {
         "test_prints_a_secret": "passed", "test_finds_no_other_tests_output": "passed",
         "test_other_deliverable": "passed"}, got
     assert result.environment["sandboxes"] == 1, result.environment  # a dead test's process costs no sandbox

@@ -1,6 +1,7 @@
 """Did a test leave the process's global state changed? A fingerprint of what one test's code could change for
 the tests after it: torch's modes and defaults, the attributes of torch's (and Python's) main namespaces, signal
 handlers, timers, threads and child processes. Runs inside the sandbox; standard library (and torch) only.
+And the one state no fork may inherit as it is: its random generators (`reseed`).
 
 A test's process may serve the next test of its deliverable (`testprocs`) only while its fingerprint still
 equals the one it started with. The check runs in the student's own process, so a submission can defeat it;
@@ -189,3 +190,22 @@ def resident_bytes() -> int:
             return (int(fields[1]) - int(fields[2])) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return 0
+
+
+def reseed() -> None:
+    """A forked process must not repeat its siblings' random numbers."""
+    import random
+
+    random.seed(os.urandom(32))
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        seed = int.from_bytes(os.urandom(8), "little") & ((1 << 63) - 1)
+        # Not torch.manual_seed: it queues a lazy seed for every accelerator backend, each with a formatted
+        # stack (milliseconds a fork, and a fork per test). The CPU generator, and CUDA's where torch has it
+        # (queued until the child initialises CUDA, which the zygote never does).
+        torch.default_generator.manual_seed(seed)
+        if torch.version.cuda is not None:
+            torch.cuda.manual_seed_all(seed)
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        numpy.random.seed(int.from_bytes(os.urandom(4), "little"))

@@ -5,7 +5,7 @@ means), pid, mount, network, IPC and UTS namespaces, becomes pid 1 there through
 read-only root with fresh size-capped tmpfs for /work, /tmp and /dev/shm, a fresh /proc masked like Docker's and
 a minimal /dev, then sets rlimits, oom_score_adj, a uid of its own, drops every capability (bounding and ambient
 too), sets no_new_privs and loads a seccomp allowlist no wider than Docker's default. Standard library only.
-(The zygote then reseeds the child's random generators: `testprocs.reseed`.)
+(The zygote then reseeds the child's random generators: `globalstate.reseed`.)
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ import values
 import wire
 from calloutput import OUTPUT_LIMIT, CappedOutput, captured
 from globalstate import KEEP_CPU_SECONDS
-from testprocs import TestProcesses, reseed
+from testprocs import TestProcesses
 
 WORK_DIR = os.getcwd()
 TRACEBACK_LIMIT = 4000
@@ -230,7 +230,7 @@ def warm_up() -> None:
         pass
     # What every test's process does at its start and end (reseed, read its global state) once here too: what
     # those calls set up on first use is then shared with every fork instead of made (and paged in) in each.
-    reseed()
+    globalstate.reseed()
     globalstate.fingerprint()
 
 

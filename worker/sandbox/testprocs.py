@@ -42,7 +42,6 @@ import resource
 import select
 import signal
 import socket
-import sys
 import time
 from typing import Any
 
@@ -52,25 +51,6 @@ import wire
 from calloutput import OUTPUT_LIMIT, Mirror, Mirrors, new_mirror
 
 FORK_RETRY_SECONDS = 2.0  # a fork refused for the process limit waits this long for the dead to be reaped
-
-def reseed() -> None:
-    """A forked process must not repeat its siblings' random numbers."""
-    import random
-
-    random.seed(os.urandom(32))
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        seed = int.from_bytes(os.urandom(8), "little") & ((1 << 63) - 1)
-        # Not torch.manual_seed: it queues a lazy seed for every accelerator backend, each with a formatted
-        # stack (milliseconds a fork, and a fork per test). The CPU generator, and CUDA's where torch has it
-        # (queued until the child initialises CUDA, which the zygote never does).
-        torch.default_generator.manual_seed(seed)
-        if torch.version.cuda is not None:
-            torch.cuda.manual_seed_all(seed)
-    numpy = sys.modules.get("numpy")
-    if numpy is not None:
-        numpy.random.seed(int.from_bytes(os.urandom(4), "little"))
-
 
 def _fork() -> int:
     """fork(), waiting briefly where the process limit refuses it while the last test's dead are torn down."""
@@ -129,7 +109,7 @@ class TestProcesses:
             if hard != resource.RLIM_INFINITY and soft >= hard:
                 return False  # the next test could not have its full limit and a second of grace
             resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
-        reseed()
+        globalstate.reseed()
         try:
             os.write(self.done_fd, b"p" if park else b"k")
         except OSError:
@@ -151,7 +131,7 @@ class TestProcesses:
         "forks": false): this process serves the test itself, with a test's CPU limit and fresh random state, and
         the judge ends the whole sandbox after the test (the next one imports the submission again)."""
         self.in_test = True
-        reseed()
+        globalstate.reseed()
         if self.cpu_seconds:
             soft, hard = self._test_cpu_limit()
             resource.setrlimit(resource.RLIMIT_CPU, (soft if hard == resource.RLIM_INFINITY else min(soft, hard),
@@ -211,7 +191,7 @@ class TestProcesses:
         self.spare = None
         self.done_fd = done_w
         signal.signal(signal.SIGXCPU, signal.SIG_DFL)
-        reseed()
+        globalstate.reseed()
         if self.cpu_seconds:
             _, hard = resource.getrlimit(resource.RLIMIT_CPU)
             resource.setrlimit(resource.RLIMIT_CPU, (self.cpu_seconds, hard))

@@ -31,10 +31,10 @@ from typing import NoReturn
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cpuuse
 import forkready
+import globalstate
 import jail
 import seccomp_filter
 import student_server
-import testprocs
 
 SPAWN_LINE_LIMIT = 4096
 
@@ -95,7 +95,7 @@ def _child_main(config: jail.JailConfig, channel: socket.socket, stderr_w: int, 
         os.close(null)
         os.close(stderr_w)
         jail.confine(config)
-        testprocs.reseed()  # no two children share random state
+        globalstate.reseed()  # no two children share random state
     except BaseException as exc:  # never fall back into the zygote's loop
         _exit_saying(f"sandbox child: confinement failed: {exc}\n", 70)
     try:
