@@ -1,5 +1,6 @@
-"""What a test's process printed before it died in the middle of a call (`worker/sandbox/calloutput.py`): is it
-shown with the test, as any call's output is, and can no other test's process read it?"""
+"""What a test's process printed before it died or timed out in the middle of a call
+(`worker/sandbox/calloutput.py`, `worker/sandbox/testsignals.py`): is it shown with the test, as any call's output
+is, and can no other test's process read it?"""
 
 from __future__ import annotations
 
@@ -27,6 +28,15 @@ def test_dies_of_a_signal_after_printing(student):
 def test_computes_past_its_limit_after_printing(student):
     assert student.say_then_spin() == 42
 
+def test_sleeps_past_its_limit_after_printing(student):
+    assert student.say_then_sleep() == 42
+
+def test_interrupts_itself(student):
+    assert student.send_the_interrupt() == 42
+
+def test_keeps_the_handler_its_import_set(student):
+    assert student.handler_is_mine(), "the sandbox's interrupt handler replaced the submission's own"
+
 def test_prints_a_secret(student):
     assert student.print_and_find("MIRRORED-{secret}") >= 1, "the check cannot see a mirror: it proves nothing"
 
@@ -43,7 +53,25 @@ def test_other_deliverable(student):
 '''
 
 SOLUTION = '''
-import ctypes, os, signal, sys
+import ctypes, os, signal, sys, time
+
+def _mine(signum, frame):
+    pass
+
+signal.signal(signal.SIGUSR1, _mine)
+
+def say_then_sleep():
+    print("waiting for the lock")
+    time.sleep(600)
+
+def send_the_interrupt():
+    """The interrupt's handler in the post-import process (this process's parent), sent from the submission."""
+    print("interrupting")
+    os.kill(os.getppid(), signal.SIGUSR1)
+    time.sleep(600)
+
+def handler_is_mine():
+    return signal.getsignal(signal.SIGUSR1) is _mine
 
 def say_then_exit():
     print("checkpoint: x = 41")
@@ -87,9 +115,9 @@ def outputs(result: GradeResult) -> dict[str, tuple[str, str]]:
 def test_what_a_crashed_call_printed_is_shown_and_no_other_test_can_read_it(
         tmp_path: Path, runner: str, sandbox: str, request: pytest.FixtureRequest) -> None:
     """When the student's function prints and then its process dies (os._exit, a signal, the CPU limit of a loop
-    that never ends), does the test's message say how it died *and* show what it printed; and is what one test's
-    process printed out of every other test's process's reach (the one forked while it ran, and another
-    deliverable's)?"""
+    that never ends) or sleeps past its limit, does the test's message say how it died or timed out *and* show
+    what it printed; and is what one test's process printed out of every other test's process's reach (the one
+    forked while it ran, and another deliverable's)?"""
     if runner == "docker" and not request.getfixturevalue("docker_ready"):
         pytest.skip("no Docker engine")
     (tmp_path / "assignment.toml").write_text(MANIFEST.format(fresh="test"))
@@ -108,8 +136,16 @@ def test_what_a_crashed_call_printed_is_shown_and_no_other_test_can_read_it(
     status, output = got["test_computes_past_its_limit_after_printing"]
     assert status == "timeout", got
     assert output.endswith("--- your code printed ---\nepoch 0\nepoch 1\nepoch 2"), output
+    status, output = got["test_sleeps_past_its_limit_after_printing"]
+    assert status == "timeout" and "it was not computing (waiting or sleeping)" in output, got
+    assert output.endswith("--- your code printed ---\nwaiting for the lock"), output
+    # The handler ends only the sender's own process, with the SIGKILL any code of the submission may send itself.
+    status, output = got["test_interrupts_itself"]
+    assert status == "memory" and "was killed in send_the_interrupt()" in output, got
+    assert output.endswith("--- your code printed ---\ninterrupting"), output
     assert {name: status for name, (status, _) in got.items()
-            if name.startswith(("test_prints", "test_finds", "test_other"))} == {
+            if name.startswith(("test_prints", "test_finds", "test_other", "test_keeps"))} == {
         "test_prints_a_secret": "passed", "test_finds_no_other_tests_output": "passed",
-        "test_other_deliverable": "passed"}, got
-    assert result.environment["sandboxes"] == 1, result.environment  # a dead test's process costs no sandbox
+        "test_other_deliverable": "passed", "test_keeps_the_handler_its_import_set": "passed"}, got
+    # A test's process that died, or timed out and was interrupted, costs no sandbox.
+    assert result.environment["sandboxes"] == 1, result.environment

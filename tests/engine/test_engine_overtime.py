@@ -22,6 +22,7 @@ from worker.engine.result import GradeResult
 from worker.engine.runners import make_runner
 from worker.engine.runners.base import SandboxSpec, Usage
 from worker.engine.runners.local import LocalRunner
+from worker.sandbox import wire
 from worker.sandbox.cpuuse import Priority, Waits
 
 
@@ -191,6 +192,29 @@ def test_does_the_zygote_answer_each_usage_ask_even_when_two_arrive_together(run
         sandbox.stop()
 
 
+def test_does_the_zygote_pass_the_judges_interrupt_on_and_end_the_child_only_for_anything_else(
+        runner: LocalRunner) -> None:
+    """The interrupt (asked with a usage in one read) reaches the child's init, which ignores it until a submission
+    is imported (`testsignals.py`): the child answers on; a line that is neither still ends it."""
+    sandbox = runner.prepare(SandboxSpec(Limits()))
+    try:
+        assert sandbox.interrupt()
+        sandbox.lease.sendall(b'{"op": "interrupt"}\n{"op": "usage"}\n')  # type: ignore[attr-defined]
+        sandbox._usage_asked += 1  # type: ignore[attr-defined]
+        assert sandbox.usage() is not None
+        sandbox.write(wire.encode_frame({"op": "ping", "id": "after"}))
+        reader, frame = wire.FrameReader(), None
+        while frame is None or frame.get("id") != "after":
+            frame = reader.next_frame()
+            if frame is None:
+                reader.feed(sandbox.read(timeout=30))
+        assert frame.get("value") == "pong" and sandbox.exit_info().state == "running"
+        sandbox.lease.sendall(b'{"op": "interrupt", "pid": 1}\n')  # type: ignore[attr-defined]
+        assert sandbox.exit_info(wait=10).state != "running"
+    finally:
+        sandbox.stop()
+
+
 MANIFEST = """
 id = "overtime"
 title = "Overtime"
@@ -227,6 +251,24 @@ def work():
     if os.fork() == 0:
         spin_then_pass_on()
     time.sleep(3600)
+
+def others_running():
+    """The sandbox's processes on a CPU or waiting for one, but this one: none, once the test's leftovers went."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    if stat.read().rsplit(")", 1)[1].split()[0] == "R":
+                        found.append(int(entry))
+            except OSError:
+                pass  # gone meanwhile
+    return found
+'''
+
+TESTS_AFTER = '''
+def test_after(student):
+    assert student.others_running() == []
 '''
 
 # A process of the test, in a session of its own, nices its session's autogroup (no filter refuses that) and
@@ -260,9 +302,9 @@ def work():
 '''
 
 
-def grade_work(tmp_path: Path, solution: str) -> GradeResult:
+def grade_work(tmp_path: Path, solution: str, after: str = "") -> GradeResult:
     (tmp_path / "assignment.toml").write_text(MANIFEST)
-    (tmp_path / "test_it.py").write_text(TESTS)
+    (tmp_path / "test_it.py").write_text(TESTS + after)
     return grade(load_assignment(tmp_path), {"solution.py": textwrap.dedent(solution).encode()},
                  make_runner("local"))
 
@@ -270,10 +312,15 @@ def grade_work(tmp_path: Path, solution: str) -> GradeResult:
 def test_does_a_chain_of_processes_each_under_its_limit_time_out_once_they_computed_three_times_it(
         tmp_path: Path) -> None:
     """A test whose process sleeps while a chain of children computes, each passing on before its own CPU limit:
-    the kernel ends none of them, so the judge ends the test once they have used three times its 2 s more together."""
-    test = grade_work(tmp_path, CHAIN).deliverables[0].tests[0]
+    the kernel ends none of them, so the judge ends the test once they have used three times its 2 s more together.
+    Its sandbox serves the next test (the test's process was interrupted: `testsignals.py`), with nothing of the
+    chain left computing beside it."""
+    result = grade_work(tmp_path, CHAIN, TESTS_AFTER)
+    test, after = result.deliverables[0].tests
     assert test.status == "timeout"
     assert "went on computing past the 2 s limit, for 6 s more of CPU time together in work()" in test.output
+    assert after.status == "passed", after.output
+    assert result.environment["sandboxes"] == 1, result.environment
 
 
 def test_does_a_sleeping_function_on_a_busy_machine_still_time_out_as_not_computing(tmp_path: Path) -> None:

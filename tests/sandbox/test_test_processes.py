@@ -9,9 +9,12 @@ with a small module of our own (nothing hostile runs here), so the plain path ca
 from __future__ import annotations
 
 import os
+import select
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -53,6 +56,12 @@ MODULE = textwrap.dedent("""
 
     def too_big(size):
         return "x" * size
+
+    def fall_asleep(marker):
+        print("going to sleep")
+        open(marker, "w").close()
+        import time
+        time.sleep(600)
 """)
 
 
@@ -61,8 +70,10 @@ class Server:
 
     def __init__(self, folder: Path) -> None:
         env = {k: v for k, v in os.environ.items() if k != "GRADER_OWN_PID_NAMESPACE"}
+        # A session of its own: a test's process left asleep goes with it (`stop`), and the pipes close.
         self.proc = subprocess.Popen([sys.executable, "-I", "-B", str(SERVER)], cwd=folder, env=env,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     start_new_session=True)
         self.reader = wire.FrameReader()
 
     def receive(self) -> dict[str, Any]:
@@ -89,7 +100,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
         assert loaded.get("ok"), loaded
         yield started
     finally:
-        started.proc.kill()
+        os.killpg(started.proc.pid, signal.SIGKILL)
         started.proc.communicate()  # waits, and closes both pipes
 
 
@@ -128,6 +139,30 @@ def test_what_a_dying_call_printed_comes_with_the_report_and_nothing_else(server
     ended = server.send({"op": "call", "id": "c3", "fn": "say_then_quit", "args": [4], "kwargs": {}})
     assert ended["reaped"] and ended["id"] == "f2", ended
     assert ended["value"]["code"] == 4 and ended["value"]["output"] == "last words\n", ended
+
+
+def test_the_judges_interrupt_ends_the_running_test_with_what_its_call_printed(server: Server, tmp_path: Path) -> None:
+    """Does SIGUSR1 (the judge's interrupt, `testsignals.py`) end a test's process asleep in a call, reported with
+    what the call printed; does it end nothing between tests; and does the next test run?"""
+    os.kill(server.proc.pid, signal.SIGUSR1)  # no test's process runs: nothing to end, and the server lives on
+    assert server.send({"op": "fork", "id": "f1"})["value"] == "forked"
+    marker = tmp_path / "asleep"
+    assert server.proc.stdin is not None
+    server.proc.stdin.write(wire.encode_frame({"op": "call", "id": "c1", "fn": "fall_asleep", "args": [str(marker)],
+                                               "kwargs": {}}))
+    server.proc.stdin.flush()
+    deadline = time.monotonic() + 60
+    while not marker.exists():
+        assert time.monotonic() < deadline, "the call never started"
+        time.sleep(0.01)
+    os.kill(server.proc.pid, signal.SIGUSR1)
+    assert server.proc.stdout is not None
+    assert select.select([server.proc.stdout], [], [], 30)[0], "no report of the interrupted test's end"
+    ended = server.receive()
+    assert ended["reaped"] and ended["id"] == "f1", ended
+    assert ended["value"]["signal"] == signal.SIGKILL and ended["value"]["output"] == "going to sleep\n", ended
+    assert server.send({"op": "fork", "id": "f2"})["value"] == "forked"
+    assert server.send({"op": "call", "id": "c2", "fn": "bump", "args": [], "kwargs": {}})["value"] == 1
 
 
 @pytest.mark.parametrize("kind", ["bool", "int", "float", "str", "tensor", "list", "dict"])

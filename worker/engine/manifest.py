@@ -23,7 +23,8 @@ _ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 # The sandbox's own modules (worker/sandbox), imported before any submission: a submitted file of one of these
 # names would import as ours, not as the student's (a test checks this list against the sandbox's files).
 SANDBOX_MODULES = frozenset({"wire", "student_server", "values", "jail", "seccomp_filter", "zygote", "forkready",
-                             "testprocs", "leftovers", "globalstate", "cpuuse", "calloutput"})
+                             "testprocs", "leftovers", "globalstate", "cpuuse", "calloutput",
+                             "testsignals"})
 _FILE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}\.py$")
 
 

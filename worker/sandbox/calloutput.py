@@ -5,10 +5,10 @@ standard library only.
 A reply carries its call's output. A test's process that ends without replying (`os._exit`, a segfault, the memory
 limit's SIGKILL, the CPU limit's SIGXCPU) used to take that output with it: the student saw that their code crashed,
 never what it printed on the way. Each test's process now gets a small shared mapping of its own (`Mirror`), made
-just before its fork; the post-import process reads it only after that process has died, and sends what it holds
-with its "reaped" report, which the judge shows with the test as any call's output. Every later fork closes the
-mappings of the others, so no test's process can read what another printed or write into what another will be judged
-by.
+just before its fork; the post-import process reads it only after that process has died (killed by the judge's
+interrupt, too, once its call timed out: `testsignals.py`), and sends what it holds with its "reaped" report, which
+the judge shows with the test as any call's output. Every later fork closes the mappings of the others, so no test's
+process can read what another printed or write into what another will be judged by.
 """
 
 from __future__ import annotations

@@ -118,6 +118,7 @@ class Server(TestProcesses):
             # once it is initialised) would be missing from every fork, and PyTorch refuses autograd and CUDA
             # in a fork made after them: then each test runs in this process instead (`serve_in_place`).
             forks = globalstate.tasks() <= threads
+            self.signals.arm()  # the judge's interrupt, for a test's process that times out (`testsignals.py`)
             return {"ok": True, "value": None, "output": output.text(), "forks": forks}
         except SyntaxError as exc:
             where = f"line {exc.lineno}" if exc.lineno else "unknown line"

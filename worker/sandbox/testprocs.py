@@ -49,6 +49,7 @@ import globalstate
 import leftovers
 import wire
 from calloutput import OUTPUT_LIMIT, Mirror, Mirrors, new_mirror
+from testsignals import TestSignals
 
 FORK_RETRY_SECONDS = 2.0  # a fork refused for the process limit waits this long for the dead to be reaped
 
@@ -89,6 +90,7 @@ class TestProcesses:
         # process its own; in the post-import process each live test's process's, by pid.
         self.mirror: Mirror | None = None
         self.mirrors = Mirrors()
+        self.signals = TestSignals()  # the judge's interrupt, for a test's process that timed out
 
     def send(self, message: dict[str, Any]) -> None:
         raise NotImplementedError
@@ -131,6 +133,7 @@ class TestProcesses:
         "forks": false): this process serves the test itself, with a test's CPU limit and fresh random state, and
         the judge ends the whole sandbox after the test (the next one imports the submission again)."""
         self.in_test = True
+        self.signals.disarm()
         globalstate.reseed()
         if self.cpu_seconds:
             soft, hard = self._test_cpu_limit()
@@ -190,7 +193,7 @@ class TestProcesses:
         self.in_test = True
         self.spare = None
         self.done_fd = done_w
-        signal.signal(signal.SIGXCPU, signal.SIG_DFL)
+        self.signals.start_test_process()
         globalstate.reseed()
         if self.cpu_seconds:
             _, hard = resource.getrlimit(resource.RLIMIT_CPU)
@@ -216,7 +219,7 @@ class TestProcesses:
         if self.ahead is None:
             self.ahead = leftovers.can_fork_ahead()
             if self.ahead:
-                self.start_state = _state_of_a_fresh_fork()
+                self.start_state = self.signals.fingerprint_of_a_fork()
         # The judge says when no later test of this sandbox will need a fresh process: no spare is forked then.
         want_spare = request.get("spare") is not False
         request_id = str(request.get("id", ""))[:64].encode("ascii", "replace")
@@ -243,7 +246,9 @@ class TestProcesses:
             self._run_forked_ahead(request, pid, done, pidfd, want_spare)
             return
         os.close(done)
+        self.signals.running = (pid, None)
         _, status, usage = os.wait4(pid, 0)
+        self.signals.running = None
         leftovers.end_leftovers()
         self.reader = wire.FrameReader()  # the fork consumed whatever was buffered when it started
         self._report_end(request, status, usage, self.mirrors.printed(pid))
@@ -272,6 +277,7 @@ class TestProcesses:
     def _run_forked_ahead(self, request: dict[str, Any], pid: int, done: int, pidfd: int, want_spare: bool) -> None:
         self.held = [done, pidfd]
         leftovers.swept[pid] = None
+        self.signals.running = (pid, pidfd)  # from now: the spare's fork below takes milliseconds
         try:
             if self.spare is None and want_spare:  # (a woken parked process leaves the waiting one in place)
                 self.spare = self.prefork()  # the next test's, forked while this test runs
@@ -288,12 +294,14 @@ class TestProcesses:
             leftovers.end_leftovers(keep=kept)
             leftovers.wait_gone(kept)
             if ended == PARKED:
+                self.signals.running = None
                 self.parked[str(request.get("id"))] = (pid, done, pidfd)
                 self.held = []
                 leftovers.swept.pop(pid, None)
                 self.send({"ok": True, "parked": True, "id": request.get("id")})
                 return
             self.send({"ok": True, "kept": True, "id": request.get("id")})
+        self.signals.running = None  # (before its pidfd's number can name another descriptor)
         self.held = []
         os.close(done)
         os.close(pidfd)
@@ -371,18 +379,6 @@ def _wait_for_end(pid: int, done: int, pidfd: int) -> tuple[int, Any] | str | No
             except ChildProcessError:  # a sweep while forking the next process collected it first
                 return leftovers.swept.get(pid) or (signal.SIGKILL, None)
             return status, usage
-
-
-def _state_of_a_fresh_fork() -> tuple[Any, ...]:
-    """This process's global state as a test's process forked from it has it once it starts (`prefork`): the
-    same in everything but SIGXCPU, which a test's process sets back to its default (this process may be the
-    namespace's init, which handles it)."""
-    previous = signal.signal(signal.SIGXCPU, signal.SIG_DFL)
-    try:
-        return globalstate.fingerprint()
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGXCPU, previous)
 
 
 def _pidfd(pid: int) -> int | None:

@@ -7,10 +7,11 @@ namespace creation is off the request path. A judge connects to its Unix socket 
 judge's end of a socketpair whose other end is the child's frame channel, and the read end of the child's stderr.
 That connection is the child's lease: when the judge closes it (or dies), or sends `{"op": "kill"}`, the child's
 namespace init is killed, and with it everything it started. On `{"op": "usage"}` the zygote answers what the child
-has had of the CPUs (`cpuuse.py`), numbered. When the child ends first, the zygote writes
-`{"exit": code}` on the lease (128 + the signal, for a child killed by one). The zygote reads nothing any
-child wrote, except the pid its own code in the intermediate process reports before anything else runs there;
-it exits when its stdin (the owner's lifeline) closes. Standard library and torch only.
+has had of the CPUs (`cpuuse.py`), numbered; on `{"op": "interrupt"}` it sends the init SIGUSR1 (`testsignals.py`).
+When the child ends first, the zygote writes `{"exit": code}` on the lease (128 + the signal, for a child killed by
+one). The zygote reads nothing any child wrote, except the pid its own code in the intermediate process reports
+before anything else runs there; it exits when its stdin (the owner's lifeline) closes. Standard library and torch
+only.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import seccomp_filter
 import student_server
 
 SPAWN_LINE_LIMIT = 4096
+USAGE, INTERRUPT = b'{"op": "usage"}', b'{"op": "interrupt"}'  # what a lease may ask without ending its child
 
 
 @dataclass
@@ -259,7 +261,8 @@ class Zygote:
 
     def _lease_event(self, conn: socket.socket) -> None:
         # The judge's end of a lease: "usage" asks what the child has had of the CPUs (one line each, so asks that
-        # arrive together are each answered); anything else (EOF, "kill", garbage) ends the child.
+        # arrive together are each answered), "interrupt" has its init end the test's process that timed out
+        # (`testsignals.py`); anything else (EOF, "kill", garbage) ends the child.
         try:
             data = conn.recv(4096)
         except BlockingIOError:
@@ -267,9 +270,12 @@ class Zygote:
         except OSError:
             data = b""
         asks = data.split(b"\n")
-        if data.endswith(b"\n") and all(ask == b'{"op": "usage"}' for ask in asks[:-1]):
-            for _ in asks[:-1]:
-                self._answer_usage(conn)
+        if data.endswith(b"\n") and all(ask in (USAGE, INTERRUPT) for ask in asks[:-1]):
+            for ask in asks[:-1]:
+                if ask == USAGE:
+                    self._answer_usage(conn)
+                else:
+                    self._kill(self.leases[conn], signal.SIGUSR1)  # not a kill: the judge's interrupt
             return
         child = self.leases.pop(conn)
         self.waits.pop(conn, None)
@@ -290,9 +296,9 @@ class Zygote:
         except OSError:
             pass
 
-    def _kill(self, child: Child) -> None:
+    def _kill(self, child: Child, signum: int = signal.SIGKILL) -> None:
         try:
-            os.kill(child.pid, signal.SIGKILL)
+            os.kill(child.pid, signum)
         except ProcessLookupError:
             pass
 

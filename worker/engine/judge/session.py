@@ -1,8 +1,9 @@
 """A judge's connection to the student: starts sandboxes, loads the submission, times every call.
 
-When the student process hangs, runs out of memory or dies, the sandbox is thrown away and the test in progress
-ends with that limit's status; the next call starts a fresh sandbox and imports the submission again, so one bad
-test costs only its own points.
+When the student process hangs, runs out of memory or dies, the test in progress ends with that limit's status.
+A test's process that died, or that timed out and was interrupted (`worker/sandbox/testsignals.py`), leaves its
+sandbox to serve the next test; any other end throws the sandbox away, and the next call starts a fresh one and
+imports the submission again. Either way one bad test costs only its own points.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from worker.engine.runners.base import Runner, Sandbox, SandboxSpec, SandboxTime
 from worker.sandbox import wire
 
 STARTUP_TIMEOUT = 90.0
+# How long a timed-out test's process has to be reported ended once interrupted (a live sandbox takes milliseconds).
+INTERRUPT_TIMEOUT = 2.0
 
 
 class StudentSession(PerTestProcesses):
@@ -233,7 +236,7 @@ class StudentSession(PerTestProcesses):
         try:
             sandbox.write(wire.encode_frame({**request, "id": request_id}))
         except SandboxTimeout:
-            raise self._timed_out(during) from None
+            raise self._timed_out(during, ask=False) from None  # (part of a frame in the channel: not to be kept)
         except OSError:
             raise self._died(during) from None
         while True:
@@ -293,12 +296,44 @@ class StudentSession(PerTestProcesses):
         self.reader.feed(chunk)
         return True
 
-    def _timed_out(self, during: str | None, why: str | None = None) -> SandboxLimit:
+    def _timed_out(self, during: str | None, why: str | None = None, ask: bool = True) -> SandboxLimit:
         """The timeout that ends this call: `why` the sandbox's overtime said so ("idle", "computing"), or else
-        the run's limit or the wall-clock backstop."""
+        the run's limit or the wall-clock backstop. With `ask`, the test's process is interrupted first, so that
+        what its call printed is shown; only a sandbox that then reports its end is kept."""
         run_over = self.run.past()
-        self._lose_sandbox()
+        if not (ask and self._interrupt()):
+            self._lose_sandbox()
         return outcomes.timeout(self.spec.limits, location(during), why, run_over)
+
+    def _interrupt(self) -> bool:
+        """Have the sandbox's post-import process end the test's process that timed out, and take what its call
+        printed from its report of that end (`worker/sandbox/testsignals.py`). Whether the report came: the
+        sandbox is then as after any test's process that died, the next test's process waiting. Our time."""
+        sandbox, fork_id = self.sandbox, self.fork_id
+        if sandbox is None or fork_id is None or self.in_place:
+            return False  # nothing forked for the test to end: the sandbox goes
+        began = time.monotonic()
+        try:
+            if not sandbox.interrupt():
+                return False
+            while True:
+                frame = self.reader.next_frame()
+                if frame is None:
+                    chunk = sandbox.read(timeout=max(0.0, began + INTERRUPT_TIMEOUT - time.monotonic()))
+                    if not chunk:
+                        return False
+                    self.reader.feed(chunk)
+                elif frame.get("id") == fork_id and frame.get("reaped"):
+                    break
+                # Any other frame is the call's answer, come too late, or the student's: the timeout stands.
+            if isinstance(frame.get("value"), dict):
+                self._note_output(frame["value"])
+            self.fork_id = None
+            return True
+        except (SandboxTimeout, OSError, wire.WireError):
+            return False
+        finally:
+            self._give_back(time.monotonic() - began)
 
     def _died(self, during: str | None) -> SandboxLimit:
         sandbox = self.sandbox

@@ -19,7 +19,7 @@ SANDBOX_SOURCE = Path(__file__).resolve().parents[2] / "sandbox"
 # Files copied into every sandbox; nothing else of ours enters it.
 SANDBOX_FILES = ("wire.py", "student_server.py", "values.py", "jail.py", "seccomp_filter.py", "seccomp_table.json",
                  "zygote.py", "forkready.py", "testprocs.py", "leftovers.py", "globalstate.py", "cpuuse.py",
-                 "calloutput.py")
+                 "calloutput.py", "testsignals.py")
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,12 @@ class Sandbox(ABC):
     def usage(self) -> Usage | None:
         """What the sandbox's processes have had of the CPUs, where the runner can tell (None: it cannot)."""
         return None
+
+    def interrupt(self) -> bool:
+        """Send the sandbox's post-import process the judge's interrupt (SIGUSR1), which ends the test's process
+        that timed out and has its end reported with what its call printed (`worker/sandbox/testsignals.py`).
+        Whether it was sent (False: this runner cannot, or the sandbox is gone)."""
+        return False
 
     @abstractmethod
     def stderr_tail(self) -> str:

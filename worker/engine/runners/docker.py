@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import struct
 import threading
 import time
@@ -38,6 +39,7 @@ from worker.engine.runners.forked import ForkingRunner, ZygoteHandle
 from worker.sandbox import cpuuse
 
 log = logging.getLogger(__name__)
+INTERRUPT = "SIGUSR1"  # the judge's interrupt (`Sandbox.interrupt`): a kill event that ends nothing
 
 
 _HEADER = struct.Struct(">BxxxL")  # Docker's multiplexed stream: stream id, 3 pad bytes, payload length
@@ -265,6 +267,16 @@ class DockerSandbox(Sandbox):
             return Usage(int(text) / scale, waited, running)
         return None
 
+    def interrupt(self) -> bool:
+        """Send the server the judge's interrupt (the container's init, docker-init, passes it on)."""
+        if self._final is not None or self._stopping:
+            return False
+        try:
+            self.container.kill(signal=INTERRUPT)
+        except _DOCKER_ERRORS:
+            return False
+        return True
+
     def stderr_tail(self) -> str:
         """The last KiBs of the container's stderr."""
         return self._stderr.text()
@@ -307,6 +319,7 @@ class DockerSandbox(Sandbox):
                 since=f"{self._created - 60:.6f}", until=f"{time.time() + 0.5:.6f}", decode=True,
                 filters={"container": [self.container.id], "event": ["kill"]})
             signals = [str(event.get("Actor", {}).get("Attributes", {}).get("signal", "?")) for event in kills]
+            signals = [sent for sent in signals if sent not in (INTERRUPT, str(int(signal.SIGUSR1)))]
         except _DOCKER_ERRORS as exc:
             return ExitInfo("lost", info.code, f"the Docker engine could not say who ended it: {exc}")
         if not signals:

@@ -234,6 +234,16 @@ class ForkedSandbox(Sandbox):
                 return usage_from(reply)
         return None
 
+    def interrupt(self) -> bool:
+        """Have the zygote send the child's init (its post-import process) the judge's interrupt."""
+        if self._final is not None or self._stopped:
+            return False
+        try:
+            self.lease.sendall(b'{"op": "interrupt"}\n')
+        except OSError:
+            return False
+        return True
+
     def stderr_tail(self) -> str:
         """The end of what the child wrote to its stderr; once it has ended, read to the end (its last words, a
         traceback say, are in the pipe by the time the zygote reports its exit, not yet read)."""

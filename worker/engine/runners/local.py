@@ -189,6 +189,7 @@ class LocalSandbox(Sandbox):
         self.stderr = CappedBuffer(8192)
         self.write_timeout = max(5.0, spec.limits.test_timeout)
         self._stopped = False
+        self._namespaced = mode != "none"  # the server is then unshare's child, not the process started here
         server = sbx / "server"
         work = sbx / "work"
         server.mkdir()
@@ -320,6 +321,21 @@ class LocalSandbox(Sandbox):
         cpu, threads = cpuuse.tree(self.proc.pid)
         waited, running = self._waits.look(threads)
         return Usage(cpu, waited, running)
+
+    def interrupt(self) -> bool:
+        """Send the server (its pid namespace's init: unshare's only child) the judge's interrupt. Not where it
+        has no namespaces: there it could not end what the test left (`leftovers.py`), so the sandbox goes."""
+        if not self._namespaced or self._stopped or self.exit_info().state != "running":
+            return False  # (a server that ended: its pid may name another process by now)
+        pid = self.proc.pid
+        try:
+            children = cpuuse.task_children(f"/proc/{pid}/task/{pid}")
+            if len(children) != 1:
+                return False
+            os.kill(children[0], signal.SIGUSR1)
+        except (OSError, ValueError):
+            return False
+        return True
 
     def stderr_tail(self) -> str:
         """The end of what the student process wrote to stderr."""
