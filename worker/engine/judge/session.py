@@ -247,8 +247,7 @@ class StudentSession(PerTestProcesses):
                 # The test's process ended while we waited for it: the post-import process says how.
                 self.fork_id = None
                 ended = outcomes.test_process_ended(reply.get("value"), self.spec.limits, location(during))
-                if isinstance(reply.get("value"), dict):  # what the call it died in had printed, if anything
-                    self._note_output(reply["value"])
+                self._note_output(reply.get("value"))  # what the call it died in had printed, if anything
                 if reply.get("id") == request_id:  # the request that was to start it: it never said "forked"
                     raise outcomes.NotStarted(ended.status, str(ended))
                 raise ended
@@ -326,8 +325,7 @@ class StudentSession(PerTestProcesses):
                 elif frame.get("id") == fork_id and frame.get("reaped"):
                     break
                 # Any other frame is the call's answer, come too late, or the student's: the timeout stands.
-            if isinstance(frame.get("value"), dict):
-                self._note_output(frame["value"])
+            self._note_output(frame.get("value"))
             self.fork_id = None
             return True
         except (SandboxTimeout, OSError, wire.WireError):
@@ -345,7 +343,8 @@ class StudentSession(PerTestProcesses):
             self._lose_sandbox()
         return outcomes.sandbox_ended(info, tail, self.spec.limits, location(during))
 
-    def _note_output(self, reply: dict[str, Any]) -> None:
-        text = reply.get("output")
+    def _note_output(self, reply: Any) -> None:
+        """Keep what a reply, or a "reaped" report's value, says the student's code printed (anything else: none)."""
+        text = reply.get("output") if isinstance(reply, dict) else None
         if isinstance(text, str) and text:
             self.output.append(text[: self.spec.limits.output_kb * 1024])

@@ -221,11 +221,7 @@ class ForkedSandbox(Sandbox):
     def usage(self) -> Usage | None:
         """What the child (all its processes) has had of the CPUs, as its zygote reads it from /proc; None when
         the zygote does not answer within 2 s (a late answer is told from the next one's by its count)."""
-        if self._final is not None or self._stopped:
-            return None
-        try:
-            self.lease.sendall(b'{"op": "usage"}\n')
-        except OSError:
+        if not self._ask(b'{"op": "usage"}\n'):
             return None
         self._usage_asked += 1
         deadline = time.monotonic() + 2.0
@@ -236,10 +232,14 @@ class ForkedSandbox(Sandbox):
 
     def interrupt(self) -> bool:
         """Have the zygote send the child's init (its post-import process) the judge's interrupt."""
+        return self._ask(b'{"op": "interrupt"}\n')
+
+    def _ask(self, line: bytes) -> bool:
+        """Send the zygote `line` on the lease; False where the child has ended or the lease is closed."""
         if self._final is not None or self._stopped:
             return False
         try:
-            self.lease.sendall(b'{"op": "interrupt"}\n')
+            self.lease.sendall(line)
         except OSError:
             return False
         return True
