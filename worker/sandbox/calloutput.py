@@ -9,6 +9,10 @@ just before its fork; the post-import process reads it only after that process h
 interrupt, too, once its call timed out: `testsignals.py`), and sends what it holds with its "reaped" report, which
 the judge shows with the test as any call's output. Every later fork closes the mappings of the others, so no test's
 process can read what another printed or write into what another will be judged by.
+
+The import has no such reader: it runs in the post-import process itself, and nothing in the sandbox outlives an
+import that kills it. What it prints is echoed to the sandbox's stderr as well (`Echo`), whose tail the judge reads
+once it has stopped the sandbox, and shows with every test, as any output, where the import ended its sandbox.
 """
 
 from __future__ import annotations
@@ -71,6 +75,20 @@ def new_mirror(limit: int) -> Mirror | None:
         return None
 
 
+class Echo:
+    """The import's output, written to the sandbox's stderr as it comes, besides being kept for the load's reply:
+    an import that ends its sandbox (`os._exit`, a segfault, the memory limit, a timeout) sends no reply, and no
+    process of the sandbox outlives it to read a mirror, so the judge shows that stderr's tail instead."""
+
+    def append(self, text: str, dropped: int) -> None:
+        data = memoryview(text.encode("utf-8", "replace"))
+        try:
+            while data:
+                data = data[os.write(2, data):]
+        except OSError:
+            pass  # the student's code closed its stderr: the reply, if one comes, still carries the output
+
+
 class Mirrors:
     """In the post-import process: the mirror of each test's process it forked and has not seen die, by pid."""
 
@@ -100,10 +118,10 @@ def with_dropped(text: str, dropped: int) -> str:
 
 
 class CappedOutput(io.TextIOBase):
-    """A text stream keeping the first `limit` characters written, counting the rest; with a `mirror`, it writes
-    what it keeps there too."""
+    """A text stream keeping the first `limit` characters written, counting the rest; with a `mirror` (or an
+    `Echo`), it writes what it keeps there too."""
 
-    def __init__(self, limit: int, mirror: Mirror | None = None) -> None:
+    def __init__(self, limit: int, mirror: Mirror | Echo | None = None) -> None:
         self.limit = limit
         self.parts: list[str] = []
         self.size = 0

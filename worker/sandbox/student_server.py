@@ -23,7 +23,7 @@ import forkready
 import globalstate
 import values
 import wire
-from calloutput import OUTPUT_LIMIT, CappedOutput, captured
+from calloutput import OUTPUT_LIMIT, CappedOutput, Echo, captured
 from globalstate import KEEP_CPU_SECONDS
 from testprocs import TestProcesses
 
@@ -107,7 +107,7 @@ class Server(TestProcesses):
             with open(path, "w", encoding="utf-8") as handle:
                 handle.write(str(text))
         sys.path.insert(0, WORK_DIR)
-        output = CappedOutput(OUTPUT_LIMIT)
+        output = CappedOutput(OUTPUT_LIMIT, Echo())  # on stderr too, should the import end the sandbox
         threads = globalstate.tasks()
         try:
             with captured(output):
@@ -182,7 +182,9 @@ def _error(kind: str, type_name: str, message: str, **extra: Any) -> dict[str, A
 
 def _exception_reply(kind: str, exc: BaseException, output: CappedOutput) -> dict[str, Any]:
     """Describe an exception with only the student's own frames in the traceback."""
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith(os.path.join(WORK_DIR, ""))]
+    # The submission's files lie in the work directory itself (`load`), never below it, and the sandbox's own code
+    # may lie below it (a local runner's, run from a checkout under the same path).
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if os.path.dirname(f.filename) == WORK_DIR]
     lines = traceback.format_list(frames) if frames else []
     line = frames[-1].lineno if frames else None
     try:

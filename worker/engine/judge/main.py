@@ -133,7 +133,7 @@ def close_job(context: JobContext, plugin: GradingPlugin) -> dict[str, Any]:
         "verdicts": [asdict(v) for v in plugin.verdicts.values()],
         "infrastructure_error": plugin.infrastructure_error,
         "config_errors": plugin.config_errors,
-        "load_failure": context.session.load_failure.message if context.session.load_failure else None,
+        "load_failure": context.session.load_failure.text() if context.session.load_failure else None,
         "sandboxes": context.session.sandboxes_started,
         "sandboxes_ahead": context.session.sandboxes_ahead,  # started before the job came: off its path
         "test_processes": context.session.processes_forked,  # fresh forks; the other tests ran in kept ones

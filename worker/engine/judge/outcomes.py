@@ -40,9 +40,21 @@ class NotStarted(SandboxLimit):
 
 @dataclass
 class LoadFailure:
-    """The submission could not be imported; every call fails with this message."""
+    """The submission could not be imported; every call fails with this message, shown with what the import printed
+    (`printed`: from its reply, or, where it ended the sandbox, that sandbox's last output)."""
 
     message: str
+    printed: str = ""
+
+    def text(self) -> str:
+        """The message and what the import printed, as the result's summary shows them (`grade.py` caps it)."""
+        return with_printed(self.message, self.printed)
+
+
+def with_printed(message: str, printed: str, limit: int | None = None) -> str:
+    """A message, and below it what the student's code printed (up to `limit` characters), if anything."""
+    printed = printed.strip()
+    return f"{message}\n--- your code printed ---\n{printed[:limit]}" if printed else message
 
 
 def location(during: str | None) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from worker.engine.errors import InfrastructureError
-from worker.engine.judge.outcomes import SandboxLimit, StudentError
+from worker.engine.judge.outcomes import SandboxLimit, StudentError, with_printed
 from worker.engine.judge.proxy import StudentProxy
 from worker.engine.judge.session import StudentSession
 from worker.engine.manifest import VISIBILITIES, Manifest
@@ -201,9 +201,8 @@ class GradingPlugin:
         except ValueError:
             return
         output = message[:MESSAGE_LIMIT]
-        printed = "".join(self.session.output).strip()
-        if printed and status != "passed":
-            output += f"\n--- your code printed ---\n{printed[:MESSAGE_LIMIT]}"
+        if status != "passed":
+            output = with_printed(output, "".join(self.session.output), MESSAGE_LIMIT)
         self.verdicts[item.nodeid] = Verdict(
             nodeid=item.nodeid,
             name=name,

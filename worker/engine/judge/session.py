@@ -24,6 +24,7 @@ from worker.sandbox import wire
 STARTUP_TIMEOUT = 90.0
 # How long a timed-out test's process has to be reported ended once interrupted (a live sandbox takes milliseconds).
 INTERRUPT_TIMEOUT = 2.0
+LAST_OUTPUT_CHARS = 800  # of a sandbox's stderr, quoted when it ended
 
 
 class StudentSession(PerTestProcesses):
@@ -146,6 +147,7 @@ class StudentSession(PerTestProcesses):
 
     def _ensure_loaded(self, fn: str) -> Sandbox:
         if self.load_failure is not None:
+            self._note_output({"output": self.load_failure.printed})  # shown with every test, as with the first
             raise StudentError(self.load_failure.message, kind="import")
         if self.run.over():  # an earlier test took the run past its limit: this one times out, unstarted
             raise outcomes.run_over(self.spec.limits, fn)
@@ -166,12 +168,18 @@ class StudentSession(PerTestProcesses):
             reply = self._exchange({"op": "load", "files": self.files, "module": self.module}, during="import")
         except SandboxLimit as exc:
             if self._imports == 0 or not self.run.past():  # (not an import again that the run's limit cut)
-                # Importing again would fail the same way and cost every later test the same wait.
-                self.load_failure = LoadFailure(f"{self.module}.py could not be imported: {exc}")
+                # Importing again would fail the same way and cost every later test the same wait. What the import
+                # printed went to the sandbox's stderr too (`worker/sandbox/calloutput.py`, Echo), read to its end
+                # now that the sandbox has stopped.
+                self.load_failure = LoadFailure(f"{self.module}.py could not be imported: {exc}",
+                                                last_output(sandbox))
+                self._note_output({"output": self.load_failure.printed})
             self.close()  # no later test needs a sandbox, nor those started ahead
             raise
         if not reply.get("ok"):
-            self.load_failure = LoadFailure(load_message(reply.get("error", {}), self.module))
+            error = reply.get("error") if isinstance(reply.get("error"), dict) else {}
+            self.load_failure = LoadFailure(load_message(error, self.module), str(error.get("output") or ""))
+            self._note_output(error)
             self.close()
             raise StudentError(self.load_failure.message, kind="import")
         self._note_output(reply)
@@ -336,7 +344,8 @@ class StudentSession(PerTestProcesses):
     def _died(self, during: str | None) -> SandboxLimit:
         sandbox = self.sandbox
         info = sandbox.exit_info(wait=5.0) if sandbox else None
-        tail = sandbox.stderr_tail().strip()[-800:] if sandbox else ""
+        # An import's: shown as what it printed instead (`_ensure_loaded`).
+        tail = last_output(sandbox) if sandbox and during != "import" else ""
         if info is not None and info.state == "lost":
             self.close()  # ours (its zygote, its engine): the grading fails and runs again, nothing starts here
         else:
@@ -348,3 +357,8 @@ class StudentSession(PerTestProcesses):
         text = reply.get("output") if isinstance(reply, dict) else None
         if isinstance(text, str) and text:
             self.output.append(text[: self.spec.limits.output_kb * 1024])
+
+
+def last_output(sandbox: Sandbox) -> str:
+    """The end of what `sandbox` wrote to its stderr: what a sandbox that ended, or was ended, said last."""
+    return sandbox.stderr_tail().strip()[-LAST_OUTPUT_CHARS:]
