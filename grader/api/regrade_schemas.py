@@ -11,6 +11,9 @@ from grader.models.types import MAX_ID
 
 RegradeState = Literal["open", "published", "discarded"]
 REGRADE_PAGE_SIZE, MAX_REGRADE_PAGE_SIZE = 25, 100  # regrades per page of the list: by default, and at most
+# Students per page of a regrade's preview: by default (a whole course of most sizes in one), and at most.
+CHANGES_PAGE_SIZE, MAX_CHANGES_PAGE_SIZE = 200, 1000
+EMAIL_LENGTH = 320  # the longest an address can be
 
 
 class RegradeRequest(BaseModel):
@@ -30,6 +33,18 @@ class RegradesQuery(BaseModel):
     limit: int = Field(default=REGRADE_PAGE_SIZE, ge=1, le=MAX_REGRADE_PAGE_SIZE, description="Regrades per page")
     after: int | None = Field(default=None, ge=1, le=MAX_ID, description=(
         "The page after the regrade with this id, as the `next` URL gives it"))
+
+
+class RegradeQuery(BaseModel):
+    """Which students of a regrade's preview to show, a page at a time, in order of email."""
+
+    model_config = ConfigDict(extra="allow")
+
+    changes: Literal["all", "changed"] = Field(default="all", description=(
+        "Every student the regrade touches, or only those whose scores publishing would change (`changed`)"))
+    limit: int = Field(default=CHANGES_PAGE_SIZE, ge=1, le=MAX_CHANGES_PAGE_SIZE, description="Students per page")
+    after: str | None = Field(default=None, min_length=1, max_length=EMAIL_LENGTH, description=(
+        "The page after the student with this email, as the `next` URL gives it"))
 
 
 class RegradeProgress(Model):
@@ -102,8 +117,9 @@ class RegradeDoc(RegradeInfo):
     """A regrade, its progress and its preview: what publishing it would change, per student."""
 
     progress: RegradeProgress
-    summary: ChangeSummary
-    changes: list[StudentChange]
+    summary: ChangeSummary = Field(description="Every student the regrade touches, whichever page this is")
+    changes: list[StudentChange] = Field(description="A page of the students, in order of email")
+    next: str | None = Field(description="The next page of `changes` (the same filter and limit); null on the last")
 
 
 class RegradeList(Model):

@@ -44,8 +44,10 @@ def regrade_info(regrade: Regrade, size: int, submission_id: int | None) -> dict
     }
 
 
-def regrade_doc(regrade: Regrade) -> dict[str, Any]:
-    """A regrade with its progress and its preview (per student: the counted score now and once published)."""
+def regrade_doc(regrade: Regrade, shown: r.RegradeQuery | None = None) -> dict[str, Any]:
+    """A regrade with its progress and its preview (per student: the counted score now and once published), the
+    page of students `shown` asks for (by default the first, of everyone)."""
+    shown = shown or r.RegradeQuery()
     items = regrade.items
     progress = regrades.progress(regrade)
     changes = regrades.preview(regrade)
@@ -53,6 +55,9 @@ def regrade_doc(regrade: Regrade) -> dict[str, Any]:
     doc["progress"] = {**progress.counts, "total": progress.total, "finished": progress.finished,
                        "done": progress.done}
     doc["summary"] = regrades.summary(changes)
+    page, more = changes_page(changes, shown)
+    doc["next"] = url_for("api.get_regrade", regrade_id=regrade.id, changes=shown.changes, limit=shown.limit,
+                          after=page[-1].user.email, _external=True) if more else None
     doc["changes"] = [{
         "email": change.user.email,
         "external_id": change.user.external_id,
@@ -65,8 +70,17 @@ def regrade_doc(regrade: Regrade) -> dict[str, Any]:
         "after_submission": change.after_submission,
         "deliverables": [{"title": title, "before": before, "after": after}
                          for title, before, after in change.deliverables],
-    } for change in changes]
+    } for change in page]
     return doc
+
+
+def changes_page(changes: list[regrades.Change], shown: r.RegradeQuery) -> tuple[list[regrades.Change], bool]:
+    """The page of a preview's students that `shown` asks for, and whether more follow. In order of email as Python
+    compares strings (the database's collation may not), so that `after` picks up exactly where a page ended."""
+    wanted = sorted((c for c in changes if shown.changes == "all" or c.changed), key=lambda c: c.user.email)
+    if shown.after is not None:
+        wanted = [c for c in wanted if c.user.email > shown.after]
+    return wanted[:shown.limit], len(wanted) > shown.limit
 
 
 @bp.post("/assignments/<assignment_id>/regrades")
@@ -104,10 +118,12 @@ def list_regrades(assignment_id: str) -> dict[str, Any]:
 
 
 @bp.get("/regrades/<int:regrade_id>")
-@operation("regrades", "getRegrade", {200: r.RegradeDoc}, (401, 403, 404))
+@operation("regrades", "getRegrade", {200: r.RegradeDoc}, (400, 401, 403, 404), query=r.RegradeQuery)
 def get_regrade(regrade_id: int) -> dict[str, Any]:
-    """A regrade: how far its runs have got, and what publishing it would change, per student and deliverable."""
-    return regrade_doc(taught_regrade(regrade_id))
+    """A regrade: how far its runs have got, and what publishing it would change, per student and deliverable, a
+    page of students at a time (`next` is the next page's URL; `summary` counts them all)."""
+    found = taught_regrade(regrade_id)
+    return regrade_doc(found, request.context.query)  # type: ignore[attr-defined]  (spectree's, as validated)
 
 
 @bp.post("/regrades/<int:regrade_id>/publish")

@@ -134,6 +134,49 @@ def test_does_the_list_page_an_assignments_regrades_and_say_which_replaced_which
     assert by_id[second["id"]]["replaced_by"] == third["id"] and by_id[third["id"]]["state"] == "open"
 
 
+def test_does_following_next_show_every_student_of_a_preview_once(client: FlaskClient, graded: World,
+                                                                   factory: Factory) -> None:
+    """With more students than a page holds, does following `next` from the regrade's URL show each student once, in
+    order of email (with addresses the database's collation may order otherwise), with the whole regrade's summary on
+    every page; and does `changes=changed` page through only those whose scores change?"""
+    headers = graded.instructor.headers
+    # Five more students: "a-c" and "ab" sort one way by code point and the other way by some collations.
+    extra = [factory.person(f"{name}@example.edu", graded.course) for name in ("ab", "a-c", "zed", "mia", "b_d")]
+    for person in extra:
+        graded_submission(person, graded.assignment, full(graded.assignment))
+    doc = client.post(START, json={}, headers=headers).json
+    emails = sorted([graded.student.email, graded.student2.email, *(p.email for p in extra)])
+    lower = {"ab@example.edu", "zed@example.edu"}  # their new runs score less (student2 changes too, as ever)
+    finish(doc["id"], {email: full(graded.assignment, simple_gradients=5) if email in lower else full(graded.assignment)
+                       for email in emails})
+
+    def follow(url: str | None) -> list[str]:
+        seen: list[str] = []
+        while url:
+            page = client.get(url, headers=headers)
+            assert page.status_code == 200, page.json
+            assert page.json["summary"]["students"] == len(emails), page.json["summary"]
+            assert len(page.json["changes"]) <= 2, page.json
+            seen += [c["email"] for c in page.json["changes"]]
+            url = page.json["next"]
+        return seen
+
+    assert follow(f"{doc['url']}?limit=2") == emails
+    assert follow(f"{doc['url']}?changes=changed&limit=1") == sorted({*lower, graded.student2.email})
+    whole = client.get(doc["url"], headers=headers).json  # the default page holds a course of this size
+    assert [c["email"] for c in whole["changes"]] == emails and whole["next"] is None
+
+
+@pytest.mark.parametrize("query", ["limit=0", "limit=1001", "limit=two", "changes=some", "after="])
+def test_is_a_bad_preview_query_a_400(client: FlaskClient, graded: World, query: str) -> None:
+    """Is a page size out of range or not a number, an unknown filter or an empty `after` refused with a 400 that
+    names the parameter?"""
+    doc = client.post(START, json={}, headers=graded.instructor.headers).json
+    refused = client.get(f"{doc['url']}?{query}", headers=graded.instructor.headers)
+    assert refused.status_code == 400 and refused.json["error"] == "invalid_request", refused.json
+    assert query.split("=")[0] in refused.json["detail"], refused.json
+
+
 @pytest.mark.parametrize(("send", "status", "code"), [
     ({"data": {"submission": "1"}}, 400, "bad_regrade"),  # a form, not JSON: not "regrade everything"
     ({}, 400, "bad_regrade"),  # no body at all
