@@ -131,7 +131,7 @@ def test_what_a_crashed_call_printed_is_shown_and_no_other_test_can_read_it(
     assert "ended unexpectedly (exit code 3)" in output, output
     assert output.endswith("--- your code printed ---\ncheckpoint: x = 41\nabout to leave"), output
     status, output = got["test_dies_of_a_signal_after_printing"]
-    assert status == "crashed" and "(signal 11)" in output, got
+    assert status == "crashed" and "(signal 11, SIGSEGV: a segmentation fault in native code)" in output, got
     assert output.endswith("--- your code printed ---\nbefore the crash"), output
     status, output = got["test_computes_past_its_limit_after_printing"]
     assert status == "timeout", got

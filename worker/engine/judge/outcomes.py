@@ -15,6 +15,14 @@ if TYPE_CHECKING:
     from worker.engine.runners.base import ExitInfo
 
 SIGXCPU, SIGKILL = int(signal.SIGXCPU), int(signal.SIGKILL)
+# What the signals that native code dies of mean, for a student who has never met them (any other: its name).
+SIGNAL_MEANINGS = {
+    int(signal.SIGSEGV): "a segmentation fault in native code",
+    int(signal.SIGBUS): "a bus error in native code",
+    int(signal.SIGABRT): "aborted by native code",
+    int(signal.SIGFPE): "an arithmetic error in native code",
+    int(signal.SIGILL): "an illegal instruction in native code",
+}
 
 
 class StudentError(AssertionError):
@@ -141,9 +149,9 @@ def test_process_ended(how: Any, limits: Limits, where: str) -> SandboxLimit:
     if signum == SIGKILL:
         return SandboxLimit("memory", f"was killed {where}, most likely for going over the memory limit "
                                       f"({limits.memory_mb} MB)")
-    code = f" (exit code {how['code']})" if isinstance(how.get("code"), int) else (
-        f" (signal {signum})" if isinstance(signum, int) else "")
-    return SandboxLimit("crashed", f"the student process ended unexpectedly{code} {where}")
+    code = how.get("code") if isinstance(how.get("code"), int) else None
+    return SandboxLimit("crashed", f"the student process ended unexpectedly"
+                                   f"{ended_how(code, signum if isinstance(signum, int) else None)} {where}")
 
 
 def sandbox_ended(info: ExitInfo | None, tail: str, limits: Limits, where: str) -> SandboxLimit:
@@ -155,6 +163,32 @@ def sandbox_ended(info: ExitInfo | None, tail: str, limits: Limits, where: str) 
         return SandboxLimit("memory", f"ran out of memory (limit {limits.memory_mb} MB) {where}")
     if info is not None and info.code in (128 + SIGXCPU, -SIGXCPU):
         return cpu_timeout(limits, where)
-    code = f" (exit code {info.code})" if info is not None and info.code is not None else ""
-    message = f"the student process ended unexpectedly{code} {where}"
+    code = info.code if info is not None else None
+    if code is not None and code < 0:  # a runner that waited for the process itself: killed by signal -code
+        message = f"the student process ended unexpectedly{ended_how(signum=-code)} {where}"
+    else:
+        message = f"the student process ended unexpectedly{ended_how(code)} {where}"
     return SandboxLimit("crashed", f"{message}; its last output:\n{tail}" if tail else message)
+
+
+def ended_how(code: int | None = None, signum: int | None = None) -> str:
+    """How a process ended, as a message's parenthesis: " (exit code 3)", " (signal 11, SIGSEGV: a segmentation
+    fault in native code)", "" when neither is known. An exit code of 128 + n, which a container's or a namespace's
+    init reports for a process that signal n killed, names that signal too."""
+    if signum is not None:
+        return f" (signal {signum}{_signal_text(signum)})"
+    if code is None:
+        return ""
+    if 128 < code < 128 + 32 and _signal_text(code - 128):
+        return f" (exit code {code}, from signal {code - 128}{_signal_text(code - 128)})"
+    return f" (exit code {code})"
+
+
+def _signal_text(signum: int) -> str:
+    """", SIGSEGV: a segmentation fault in native code", ", SIGKILL", or "" for a number that names no signal."""
+    try:
+        name = signal.Signals(signum).name
+    except ValueError:
+        return ""
+    meaning = SIGNAL_MEANINGS.get(signum)
+    return f", {name}: {meaning}" if meaning else f", {name}"
