@@ -284,6 +284,9 @@ class Submission(Model):
         "a retry; once finished, what the grading says"))
     execution_time: float | None = None
     deliverables: list[DeliverableResultDoc] | None = None
+    import_failure: str | None = Field(default=None, description=(
+        "Once graded, when the submission could not be imported (so no test ran): why, and what the import printed "
+        "(each test repeats it; empty when it was imported)"))
     late: LateDoc
     counted_score: float | None = Field(default=None, description="score times late credit: what counts")
     withheld: bool | None = Field(default=None, description="More points are graded after the due date")

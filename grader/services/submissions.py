@@ -29,7 +29,7 @@ from worker.engine.result import for_student
 
 log = logging.getLogger(__name__)
 
-RESULT_FIELDS = ("score", "max_score", "message", "execution_time", "deliverables")
+RESULT_FIELDS = ("score", "max_score", "message", "execution_time", "deliverables", "import_failure")
 # What a student reads while their accepted upload waits for the broker to come back.
 QUEUE_DOWN_MESSAGE = "queued; grading starts when the queue is back"
 # ... and while no online worker takes gradings from its queue (none is online, or each is paused: its Docker

@@ -94,6 +94,7 @@ def test_what_an_import_printed_before_it_ended_its_sandbox_is_shown_with_every_
         assert printed in later, later
     assert result.score == 0 and result.message.startswith("Your submission could not be run"), result.message
     assert printed in result.message, result.message
+    assert result.import_failure.startswith("solution.py") and printed in result.import_failure, result.import_failure
 
 
 def test_what_an_import_printed_before_it_raised_is_shown_with_every_test(tmp_path: Path) -> None:
@@ -107,7 +108,7 @@ def test_what_an_import_printed_before_it_raised_is_shown_with_every_test(tmp_pa
         assert 'solution.py", line 9, in <module>' in output, output
         assert "student_server.py" not in output, f"the traceback shows the sandbox's own code: {output}"
         assert output.endswith(printed), (name, output)
-    assert result.message.endswith(printed), result.message
+    assert result.message.endswith(printed) and result.import_failure.endswith(printed), result.import_failure
 
 
 def test_an_import_that_printed_nothing_shows_no_printed_section(tmp_path: Path) -> None:
@@ -117,3 +118,4 @@ def test_an_import_that_printed_nothing_shows_no_printed_section(tmp_path: Path)
         assert "could not be imported" in output or "ended unexpectedly" in output, (name, status, output)
         assert "your code printed" not in output, (name, output)
     assert "your code printed" not in result.message, result.message
+    assert "ended unexpectedly (exit code 3)" in result.import_failure, result.import_failure

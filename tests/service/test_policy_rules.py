@@ -229,6 +229,16 @@ def test_before_the_due_date_after_due_tests_show_no_points_and_the_totals_leave
     assert seen["withheld"] is True and "after the due date" in seen["message"] and "10" not in seen["message"]
 
 
+def test_before_the_due_date_a_failed_import_still_says_why() -> None:
+    """When the submission could not be imported, does the student still read why (and what the import printed)
+    before the due date, rather than "0 of 0 visible points"?"""
+    failed = {**result_with_after_due_test(), "score": 0.0, "import_failure": "solution.py does not compile",
+              "message": "Your submission could not be run, so no test passed.\nsolution.py does not compile"}
+    seen = for_student(failed, after_due=False)
+    assert seen["withheld"] is True and seen["message"] == failed["message"], seen
+    assert seen["import_failure"] == "solution.py does not compile"
+
+
 def test_after_the_due_date_the_full_result_appears() -> None:
     """After the due date, does the student see the whole result unchanged?"""
     full = result_with_after_due_test()

@@ -147,6 +147,32 @@ def test_another_students_result_page_is_404(client: FlaskClient, world: World) 
     assert client.get(f"/submissions/{submission_id}").status_code == 404
 
 
+def test_does_a_failed_import_say_why_once_and_each_test_that_it_did_not_run(client: FlaskClient,
+                                                                              world: World) -> None:
+    """A submission that could not be imported: does its page say why, with what the import printed, once at the top,
+    and each test only that it did not run, instead of the same message under every test; and does the API say
+    it too?"""
+    from grader.services import grading
+    from grader.services.submissions import submit
+    from tests.support.dashboard_support import fake_result
+
+    submission = submit(world.student.user, world.assignment, "solution.py", b"import weights\n")
+    why = ("solution.py could not be imported: the student process ended unexpectedly (exit code 3) while "
+           "importing the submission\n--- your code printed ---\nloading the <weights>")
+    result = fake_result(world.assignment, {}, output=why)
+    result.message, result.import_failure = f"Your submission could not be run, so no test passed.\n{why}", why
+    assert grading.claim(submission.runs[0], "celery@test-worker")
+    grading.record_result(submission.runs[0], result, {"runner": "local"})
+    log_in(client, world.student.email, world.student.password)
+    page = client.get(f"/submissions/{submission.id}").get_data(as_text=True)
+    assert page.count("loading the &lt;weights&gt;") == 1, page  # once, and escaped
+    assert page.count("could not be imported: the student process") == 1, page
+    visible = sum(1 for d in result.deliverables for t in d.tests if t.visibility == "visible")
+    assert page.count("data-not-run") == visible, page
+    doc = client.get(f"/api/v1/submissions/{submission.id}", headers=world.student.headers).json
+    assert doc["import_failure"] == why and doc["message"].endswith(why), doc
+
+
 def test_logout_needs_a_post_with_csrf(client: FlaskClient, world: World) -> None:
     """Does logging out take a POST with the CSRF token (a link elsewhere cannot log you out)?"""
     log_in(client, world.student.email, world.student.password)

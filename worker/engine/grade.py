@@ -150,6 +150,7 @@ def build_result(assignment: Manifest, verdicts: dict[str, Any]) -> GradeResult:
                                       "sandboxes_ahead": int(verdicts.get("sandboxes_ahead", 0)),
                                       "test_processes": int(verdicts.get("test_processes", 0))})
     result.message = _summary(result, verdicts.get("load_failure"))
+    result.import_failure = cap_text(str(verdicts["load_failure"])) if verdicts.get("load_failure") else ""
     return result
 
 

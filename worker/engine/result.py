@@ -55,6 +55,9 @@ class GradeResult:
     runner: str = ""
     # Facts about the run (runner details, whether CUDA cases ran, sandboxes started), for the grading record.
     environment: dict[str, Any] = field(default_factory=dict)
+    # Why the submission could not be imported, and what the import printed, when it could not: then no test ran.
+    # Each test repeats it, so that each stands on its own where it is read alone; a page shows it once.
+    import_failure: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document, as printed by `grader grade` and stored by the service."""
@@ -87,6 +90,7 @@ class GradeResult:
             deliverables=deliverables,
             runner=data.get("runner", ""),
             environment=dict(data.get("environment", {})),
+            import_failure=str(data.get("import_failure") or ""),
         )
 
     def scores_by_deliverable(self) -> dict[str, float]:
@@ -132,7 +136,7 @@ def for_student(result: dict[str, Any], after_due: bool, withhold_points: bool =
         visible["max_score"] = round(float(result.get("max_score") or 0.0) - withheld_max, 4)
         visible["withheld"] = True
         visible["full_max_score"] = result.get("max_score")
-        if result.get("status") == "graded":
+        if result.get("status") == "graded" and not result.get("import_failure"):  # (why it failed is no score)
             visible["message"] = (f"{visible['score']:g} of {visible['max_score']:g} visible points; "
                                   "more is graded after the due date.")
     return visible
