@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.engine.test_engine_kept_processes import MANIFEST
+from tests.support.sandbox_support import RUNNER_PATHS
 from worker.engine.grade import grade
 from worker.engine.manifest import load_assignment
 from worker.engine.result import GradeResult
@@ -110,8 +111,7 @@ def outputs(result: GradeResult) -> dict[str, tuple[str, str]]:
     return {t.name: (t.status, t.output) for d in result.deliverables for t in d.tests}
 
 
-@pytest.mark.parametrize("runner, sandbox", [("local", "fork"), ("local", "fresh"), ("docker", "fork"),
-                                             ("docker", "fresh")])
+@pytest.mark.parametrize("runner, sandbox", RUNNER_PATHS)
 def test_what_a_crashed_call_printed_is_shown_and_no_other_test_can_read_it(
         tmp_path: Path, runner: str, sandbox: str, request: pytest.FixtureRequest) -> None:
     """When the student's function prints and then its process dies (os._exit, a signal, the CPU limit of a loop

@@ -10,12 +10,11 @@ from pathlib import Path
 import pytest
 
 from tests.engine.test_engine_kept_processes import MANIFEST
+from tests.support.sandbox_support import RUNNER_PATHS
 from worker.engine.grade import grade
 from worker.engine.manifest import load_assignment
 from worker.engine.result import GradeResult
 from worker.engine.runners import make_runner
-
-PATHS = [("local", "fork"), ("local", "fresh"), ("docker", "fork"), ("docker", "fresh")]
 
 TESTS_A = '''
 import pytest
@@ -70,7 +69,7 @@ def messages(result: GradeResult) -> dict[str, tuple[str, str]]:
 
 
 @pytest.mark.parametrize("end", sorted(ENDS))
-@pytest.mark.parametrize("runner, sandbox", PATHS)
+@pytest.mark.parametrize("runner, sandbox", RUNNER_PATHS)
 def test_what_an_import_printed_before_it_ended_its_sandbox_is_shown_with_every_test(
         tmp_path: Path, runner: str, sandbox: str, end: str, request: pytest.FixtureRequest) -> None:
     """An import that prints (to stdout and to stderr) and then exits, sleeps past the limit or takes more than

@@ -15,6 +15,8 @@ from worker.engine.runners.base import Runner, Sandbox, SandboxSpec, SandboxTime
 from worker.sandbox import wire
 
 MODES = ("fresh", "fork")
+# Every (runner, sandbox) path a grading can take.
+RUNNER_PATHS = [("local", "fork"), ("local", "fresh"), ("docker", "fork"), ("docker", "fresh")]
 
 
 class Probe:

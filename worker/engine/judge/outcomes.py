@@ -164,10 +164,9 @@ def sandbox_ended(info: ExitInfo | None, tail: str, limits: Limits, where: str) 
     if info is not None and info.code in (128 + SIGXCPU, -SIGXCPU):
         return cpu_timeout(limits, where)
     code = info.code if info is not None else None
-    if code is not None and code < 0:  # a runner that waited for the process itself: killed by signal -code
-        message = f"the student process ended unexpectedly{ended_how(signum=-code)} {where}"
-    else:
-        message = f"the student process ended unexpectedly{ended_how(code)} {where}"
+    # (A negative code: a runner that waited for the process itself says it was killed by signal -code.)
+    how = ended_how(signum=-code) if code is not None and code < 0 else ended_how(code)
+    message = f"the student process ended unexpectedly{how} {where}"
     return SandboxLimit("crashed", f"{message}; its last output:\n{tail}" if tail else message)
 
 

@@ -147,7 +147,7 @@ class StudentSession(PerTestProcesses):
 
     def _ensure_loaded(self, fn: str) -> Sandbox:
         if self.load_failure is not None:
-            self._note_output({"output": self.load_failure.printed})  # shown with every test, as with the first
+            self._note_printed(self.load_failure.printed)  # shown with every test, as with the first
             raise StudentError(self.load_failure.message, kind="import")
         if self.run.over():  # an earlier test took the run past its limit: this one times out, unstarted
             raise outcomes.run_over(self.spec.limits, fn)
@@ -173,13 +173,13 @@ class StudentSession(PerTestProcesses):
                 # now that the sandbox has stopped.
                 self.load_failure = LoadFailure(f"{self.module}.py could not be imported: {exc}",
                                                 last_output(sandbox))
-                self._note_output({"output": self.load_failure.printed})
+                self._note_printed(self.load_failure.printed)
             self.close()  # no later test needs a sandbox, nor those started ahead
             raise
         if not reply.get("ok"):
             error = reply.get("error") if isinstance(reply.get("error"), dict) else {}
             self.load_failure = LoadFailure(load_message(error, self.module), str(error.get("output") or ""))
-            self._note_output(error)
+            self._note_printed(self.load_failure.printed)
             self.close()
             raise StudentError(self.load_failure.message, kind="import")
         self._note_output(reply)
@@ -355,7 +355,12 @@ class StudentSession(PerTestProcesses):
     def _note_output(self, reply: Any) -> None:
         """Keep what a reply, or a "reaped" report's value, says the student's code printed (anything else: none)."""
         text = reply.get("output") if isinstance(reply, dict) else None
-        if isinstance(text, str) and text:
+        if isinstance(text, str):
+            self._note_printed(text)
+
+    def _note_printed(self, text: str) -> None:
+        """Keep `text`, what the student's code printed, to show with the current test (up to `output_kb`)."""
+        if text:
             self.output.append(text[: self.spec.limits.output_kb * 1024])
 
 
