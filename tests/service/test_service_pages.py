@@ -149,9 +149,9 @@ def test_another_students_result_page_is_404(client: FlaskClient, world: World) 
 
 def test_does_a_failed_import_say_why_once_and_each_test_that_it_did_not_run(client: FlaskClient,
                                                                               world: World) -> None:
-    """A submission that could not be imported: does its page say why, with what the import printed, once at the top,
-    and each test only that it did not run, instead of the same message under every test; and does the API say
-    it too?"""
+    """A submission that could not be imported: do its page and the instructor's say why, with what the import
+    printed, once at the top, and each test that did not pass only that it did not run, instead of the same message
+    under every test; and does the API say it too?"""
     from grader.services import grading
     from grader.services.submissions import submit
     from tests.support.dashboard_support import fake_result
@@ -161,6 +161,9 @@ def test_does_a_failed_import_say_why_once_and_each_test_that_it_did_not_run(cli
            "importing the submission\n--- your code printed ---\nloading the <weights>")
     result = fake_result(world.assignment, {}, output=why)
     result.message, result.import_failure = f"Your submission could not be run, so no test passed.\n{why}", why
+    # A test that passed without the student's code (a check of the reference itself) says so as usual.
+    checked = result.deliverables[0].tests[0]
+    checked.status, checked.output = "passed", "the reference checked itself"
     assert grading.claim(submission.runs[0], "celery@test-worker")
     grading.record_result(submission.runs[0], result, {"runner": "local"})
     log_in(client, world.student.email, world.student.password)
@@ -168,9 +171,14 @@ def test_does_a_failed_import_say_why_once_and_each_test_that_it_did_not_run(cli
     assert page.count("loading the &lt;weights&gt;") == 1, page  # once, and escaped
     assert page.count("could not be imported: the student process") == 1, page
     visible = sum(1 for d in result.deliverables for t in d.tests if t.visibility == "visible")
-    assert page.count("data-not-run") == visible, page
+    assert page.count("data-not-run") == visible - 1 and "the reference checked itself" in page, page
     doc = client.get(f"/api/v1/submissions/{submission.id}", headers=world.student.headers).json
     assert doc["import_failure"] == why and doc["message"].endswith(why), doc
+    log_in(client, world.instructor.email, world.instructor.password)
+    page = client.get(f"/instructor/submissions/{submission.id}").get_data(as_text=True)
+    assert page.count("loading the &lt;weights&gt;") == 1 and "data-import-failure" in page, page
+    every = sum(len(d.tests) for d in result.deliverables)  # hidden tests too: the instructor sees them all
+    assert page.count("data-not-run") == every - 1 and "the reference checked itself" in page, page
 
 
 def test_logout_needs_a_post_with_csrf(client: FlaskClient, world: World) -> None:
