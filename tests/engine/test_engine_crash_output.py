@@ -35,6 +35,9 @@ def test_sleeps_past_its_limit_after_printing(student):
 def test_interrupts_itself(student):
     assert student.send_the_interrupt() == 42
 
+def test_kills_itself_after_printing(student):
+    assert student.say_then_kill_myself() == 42
+
 def test_keeps_the_handler_its_import_set(student):
     assert student.handler_is_mine(), "the sandbox's interrupt handler replaced the submission's own"
 
@@ -79,6 +82,10 @@ def say_then_exit():
     print("about to leave", file=sys.stderr)
     os._exit(3)
 
+def say_then_kill_myself():
+    print("giving up")
+    os.kill(os.getpid(), signal.SIGKILL)
+
 def say_then_segfault():
     print("before the crash")
     os.kill(os.getpid(), signal.SIGSEGV)
@@ -105,6 +112,9 @@ def print_and_find(secret):
     print(secret)
     return find_printed()
 '''
+
+
+KILLED_NOT_BY_MEMORY = ("crashed", "the student process was killed (signal 9, SIGKILL)")
 
 
 def outputs(result: GradeResult) -> dict[str, tuple[str, str]]:
@@ -139,10 +149,15 @@ def test_what_a_crashed_call_printed_is_shown_and_no_other_test_can_read_it(
     status, output = got["test_sleeps_past_its_limit_after_printing"]
     assert status == "timeout" and "it was not computing (waiting or sleeping)" in output, got
     assert output.endswith("--- your code printed ---\nwaiting for the lock"), output
-    # The handler ends only the sender's own process, with the SIGKILL any code of the submission may send itself.
+    # The handler ends only the sender's own process, with the SIGKILL any code of the submission may send itself;
+    # a sandbox's own memory cgroup, which counted no OOM kill, says it was not the memory limit.
     status, output = got["test_interrupts_itself"]
-    assert status == "memory" and "was killed in send_the_interrupt()" in output, got
+    assert (status, output.split(" in ")[0]) == KILLED_NOT_BY_MEMORY, got
     assert output.endswith("--- your code printed ---\ninterrupting"), output
+    status, output = got["test_kills_itself_after_printing"]
+    assert (status, output.split(" in ")[0]) == KILLED_NOT_BY_MEMORY, got
+    assert "in say_then_kill_myself(), not for going over the memory limit" in output, output
+    assert output.endswith("--- your code printed ---\ngiving up"), output
     assert {name: status for name, (status, _) in got.items()
             if name.startswith(("test_prints", "test_finds", "test_other", "test_keeps"))} == {
         "test_prints_a_secret": "passed", "test_finds_no_other_tests_output": "passed",

@@ -45,3 +45,19 @@ def test_does_a_test_process_end_name_its_signal(how: dict[str, object], said: s
     """And for a test's process, as its post-import process reports the end?"""
     ended = outcomes.test_process_ended(how, Limits(), "in f()")
     assert ended.status == "crashed" and said in str(ended), str(ended)
+
+
+@pytest.mark.parametrize(("oom_killed", "status", "said"), [
+    (True, "memory", "was killed in f() for going over the memory limit (1024 MB)"),
+    (False, "crashed", "was killed (signal 9, SIGKILL) in f(), not for going over the memory limit: by something"),
+    (None, "memory", "was killed in f(), most likely for going over the memory limit (1024 MB)"),
+])
+def test_does_a_killed_test_process_say_whether_the_memory_limit_killed_it(oom_killed: bool | None, status: str,
+                                                                           said: str) -> None:
+    """A test's process that SIGKILL ended: does its message say the memory limit ended it where its sandbox's
+    memory cgroup counted an OOM kill, that its own code did where none was counted, and only "most likely" the
+    memory limit where the runner cannot tell? And a SIGKILL past the CPU limit is still a timeout?"""
+    ended = outcomes.test_process_ended({"signal": 9, "cpu": 0.5}, Limits(memory_mb=1024), "in f()", oom_killed)
+    assert ended.status == status and said in str(ended), str(ended)
+    late = outcomes.test_process_ended({"signal": 9, "cpu": 99.0}, Limits(), "in f()", oom_killed)
+    assert late.status == "timeout", str(late)

@@ -115,7 +115,8 @@ def test_one_slots_many_process_memory_bomb_leaves_the_other_slots_sandbox_worki
     """A submission that forks processes, each under its own memory limit, until its memory cgroup is full: does
     the sandbox of the worker's other slot keep what it holds and go on answering, and did the bomb's processes
     together hold no more than one slot's share? (With one container for both slots, the kernel killed the other
-    slot's sandbox, the largest process there; a local zygote's children once had no bound but the host's.)"""
+    slot's sandbox, the largest process there; a local zygote's children once had no bound but the host's.) And does
+    each sandbox's own count of OOM kills say which one the kernel's OOM killer took?"""
     skip_unless_ready(kind, docker_ready)
     zygotes = SandboxZygotes(2)
     runners: list[Runner] = []
@@ -143,6 +144,9 @@ def test_one_slots_many_process_memory_bomb_leaves_the_other_slots_sandbox_worki
             share = record.memory_mb << 20  # the assignment's limit and the slot's room beside it
             assert int((memory / "memory.limit_in_bytes").read_text()) == share
             assert share // 2 < int((memory / "memory.max_usage_in_bytes").read_text()) <= share
+            # What the judge asks when a test's process dies of SIGKILL: the bomb's cgroup counted the kernel's
+            # kills, and the other slot's none.
+            assert (bomb.sandbox.oom_kills() or 0) >= 1 and victim.sandbox.oom_kills() == 0
         victim.stop()
         bomb.stop()
     finally:

@@ -138,17 +138,24 @@ def run_over(limits: Limits, fn: str) -> SandboxLimit:
                                    f"before this test called {fn}()")
 
 
-def test_process_ended(how: Any, limits: Limits, where: str) -> SandboxLimit:
+def test_process_ended(how: Any, limits: Limits, where: str, oom_killed: bool | None = None) -> SandboxLimit:
     """A test's process ended during a call; `how`, as its post-import process reported it: its exit code or
-    signal and the CPU time it used."""
+    signal and the CPU time it used. `oom_killed`: whether the kernel's OOM killer killed a process of the sandbox
+    since the last report, by its memory cgroup's count (None where the runner cannot tell)."""
     how = how if isinstance(how, dict) else {}
     cpu = how.get("cpu") if isinstance(how.get("cpu"), (int, float)) else 0.0
     signum = how.get("signal")
     if signum == SIGXCPU or (signum == SIGKILL and cpu >= limits.test_timeout):
         return cpu_timeout(limits, where)
-    if signum == SIGKILL:
+    if signum == SIGKILL and oom_killed is None:
         return SandboxLimit("memory", f"was killed {where}, most likely for going over the memory limit "
                                       f"({limits.memory_mb} MB)")
+    if signum == SIGKILL and oom_killed:
+        return SandboxLimit("memory", f"was killed {where} for going over the memory limit ({limits.memory_mb} MB)")
+    if signum == SIGKILL:  # nothing of ours sends it during a call: the submission's own code did
+        return SandboxLimit("crashed", f"the student process was killed{ended_how(signum=SIGKILL)} {where}, not "
+                                       "for going over the memory limit: by something the submission did itself "
+                                       "(a signal it sent, or a process it started)")
     code = how.get("code") if isinstance(how.get("code"), int) else None
     return SandboxLimit("crashed", f"the student process ended unexpectedly"
                                    f"{ended_how(code, signum if isinstance(signum, int) else None)} {where}")

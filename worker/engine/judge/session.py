@@ -47,6 +47,7 @@ class StudentSession(PerTestProcesses):
         self.sandboxes_ahead = 0  # of those, started before the job came (`hand_over`)
         self.output: list[str] = []
         self.fork_id: str | None = None  # the request that forked the current test's process, while it lives
+        self.oom_seen = 0  # the current sandbox's OOM kills, as last read (`_oom_killed`)
         self._ending: str | None = None  # the last test's process, asked to exit, not yet reported gone
         self._ending_keep = False  # ... and asked to serve the next test too, if it can
         self._ending_park: str | None = None  # ... or to wait for a later test of this deliverable
@@ -209,6 +210,7 @@ class StudentSession(PerTestProcesses):
         self.reader = wire.FrameReader()
         self.sandbox = sandbox
         self.loaded = False
+        self.oom_seen = 0  # (its memory cgroup is its own, new with it)
         try:
             sandbox.adopt()
             sandbox.write(wire.encode_frame({"op": "ping", "id": "start"}))
@@ -254,7 +256,8 @@ class StudentSession(PerTestProcesses):
             if self.fork_id is not None and reply.get("id") == self.fork_id and reply.get("reaped"):
                 # The test's process ended while we waited for it: the post-import process says how.
                 self.fork_id = None
-                ended = outcomes.test_process_ended(reply.get("value"), self.spec.limits, location(during))
+                ended = outcomes.test_process_ended(reply.get("value"), self.spec.limits, location(during),
+                                                    self._oom_killed())
                 self._note_output(reply.get("value"))  # what the call it died in had printed, if anything
                 if reply.get("id") == request_id:  # the request that was to start it: it never said "forked"
                     raise outcomes.NotStarted(ended.status, str(ended))
@@ -351,6 +354,16 @@ class StudentSession(PerTestProcesses):
         else:
             self._lose_sandbox()
         return outcomes.sandbox_ended(info, tail, self.spec.limits, location(during))
+
+    def _oom_killed(self) -> bool | None:
+        """Whether the OOM killer killed a process of this sandbox since the last time this was asked (None: its
+        runner cannot tell). Asked only when a test's process died of SIGKILL: off the path of every other call."""
+        assert self.sandbox is not None
+        count = self.sandbox.oom_kills()
+        if count is None:
+            return None
+        killed, self.oom_seen = count > self.oom_seen, count
+        return killed
 
     def _note_output(self, reply: Any) -> None:
         """Keep what a reply, or a "reaped" report's value, says the student's code printed (anything else: none)."""

@@ -87,6 +87,11 @@ class Sandbox(ABC):
         """What the sandbox's processes have had of the CPUs, where the runner can tell (None: it cannot)."""
         return None
 
+    def oom_kills(self) -> int | None:
+        """How many of the sandbox's processes the kernel's OOM killer has killed so far, from its memory cgroup
+        (`child_cgroup.oom_kills`); None where the runner cannot tell (no cgroup of its own, or none readable)."""
+        return None
+
     def interrupt(self) -> bool:
         """Send the sandbox's post-import process the judge's interrupt (SIGUSR1), which ends the test's process
         that timed out and has its end reported with what its call printed (`worker/sandbox/testsignals.py`).

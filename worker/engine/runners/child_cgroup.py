@@ -340,6 +340,23 @@ def _tree(parent: str, ns_pid: int, level: int = 1) -> list[int]:
     return tree
 
 
+def oom_kills(memory_dir: str) -> int | None:
+    """How many processes of memory cgroup `memory_dir` (and of the cgroups below it) the kernel's OOM killer has
+    killed, whichever limit it enforced: cgroup v1's `memory.oom_control` (kernel 4.13 on) or v2's
+    `memory.events`. None where neither says. The kernel counts a kill before it sends the SIGKILL, so a parent
+    that has reaped the victim reads it counted."""
+    for name in ("memory.oom_control", "memory.events"):
+        try:
+            text = Path(memory_dir, name).read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill" and value.strip().isdigit():
+                return int(value)
+    return None
+
+
 def _write(path: str, value: str) -> None:
     with open(path, "w") as handle:
         handle.write(value)

@@ -24,6 +24,7 @@ import requests
 from worker.engine import image as runner_image
 from worker.engine.errors import InfrastructureError
 from worker.engine.manifest import Limits
+from worker.engine.runners import child_cgroup
 from worker.engine.runners.base import (
     CappedBuffer,
     ExitInfo,
@@ -34,7 +35,7 @@ from worker.engine.runners.base import (
     Usage,
     deadline_left,
 )
-from worker.engine.runners.docker_config import LABEL, container_config, parse_gpus
+from worker.engine.runners.docker_config import LABEL, container_config, memory_cgroup_dirs, parse_gpus
 from worker.engine.runners.forked import ForkingRunner, ZygoteHandle
 from worker.sandbox import cpuuse
 
@@ -266,6 +267,11 @@ class DockerSandbox(Sandbox):
             waited, running = self._waits.look(cpuuse.thread_dirs(tids))
             return Usage(int(text) / scale, waited, running)
         return None
+
+    def oom_kills(self) -> int | None:
+        """The container's memory cgroup's count, where this host lets us read it."""
+        counts = (child_cgroup.oom_kills(folder) for folder in memory_cgroup_dirs(self.container.id))
+        return next((count for count in counts if count is not None), None)
 
     def interrupt(self) -> bool:
         """Send the server the judge's interrupt (the container's init, docker-init, passes it on)."""

@@ -24,6 +24,11 @@ MOBY_PROFILE = Path(__file__).resolve().parents[3] / "docker" / "seccomp" / "mob
 
 
 @cache
+def memory_cgroup_dirs(container_id: str) -> tuple[str, str]:
+    """Where a container's memory cgroup is: a cgroupfs-driven v1 host's folder, a systemd-driven v2 host's."""
+    return f"/sys/fs/cgroup/memory/docker/{container_id}", f"/sys/fs/cgroup/system.slice/docker-{container_id}.scope"
+
+
 def seccomp_profile(extra: tuple[str, ...] = ()) -> str:
     """Docker's default seccomp profile (JSON text) without the calls a forked sandbox's own filter refuses on top
     of it (`worker/sandbox/seccomp_filter.py`), so that a fresh container refuses them too; plus `extra`, allowed

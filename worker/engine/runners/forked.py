@@ -230,6 +230,10 @@ class ForkedSandbox(Sandbox):
                 return usage_from(reply)
         return None
 
+    def oom_kills(self) -> int | None:
+        """Its own memory cgroup's count, where it has one."""
+        return child_cgroup.oom_kills(self.cgroup.dirs["memory"]) if self.cgroup is not None else None
+
     def interrupt(self) -> bool:
         """Have the zygote send the child's init (its post-import process) the judge's interrupt."""
         return self._ask(b'{"op": "interrupt"}\n')

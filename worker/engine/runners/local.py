@@ -322,6 +322,10 @@ class LocalSandbox(Sandbox):
         waited, running = self._waits.look(threads)
         return Usage(cpu, waited, running)
 
+    def oom_kills(self) -> int | None:
+        """Its own memory cgroup's count, where it has one."""
+        return child_cgroup.oom_kills(self.cgroup.dirs["memory"]) if self.cgroup is not None else None
+
     def interrupt(self) -> bool:
         """Send the server (its pid namespace's init: unshare's only child) the judge's interrupt. Not where it
         has no namespaces: there it could not end what the test left (`leftovers.py`), so the sandbox goes."""
