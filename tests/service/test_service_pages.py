@@ -150,7 +150,7 @@ def test_another_students_result_page_is_404(client: FlaskClient, world: World) 
 def test_does_a_failed_import_say_why_once_and_each_test_that_it_did_not_run(client: FlaskClient,
                                                                               world: World) -> None:
     """A submission that could not be imported: do its page and the instructor's say why, with what the import
-    printed, once at the top, and each test that did not pass only that it did not run, instead of the same message
+    printed, once at the top, and each test that did not pass only that it checked nothing, instead of the same message
     under every test; and does the API say it too?"""
     from grader.services import grading
     from grader.services.submissions import submit
