@@ -14,7 +14,7 @@ from tests.support.sandbox_support import RUNNER_PATHS
 from worker.engine.grade import grade
 from worker.engine.manifest import load_assignment
 from worker.engine.result import GradeResult
-from worker.engine.runners import make_runner
+from worker.engine.runners import child_cgroup, make_runner
 
 TESTS_A = '''
 import pytest
@@ -38,6 +38,7 @@ def test_interrupts_itself(student):
 def test_kills_itself_after_printing(student):
     assert student.say_then_kill_myself() == 42
 
+{flood_test}
 def test_keeps_the_handler_its_import_set(student):
     assert student.handler_is_mine(), "the sandbox's interrupt handler replaced the submission's own"
 
@@ -46,6 +47,12 @@ def test_prints_a_secret(student):
 
 def test_finds_no_other_tests_output(student):
     assert student.find_printed() == 0, "this test's process could read what another test's process printed"
+'''
+
+# Left out where a local sandbox has no memory cgroup of its own: nothing but the host's memory would bound it.
+FLOOD_TEST = '''
+def test_floods_memory_after_printing(student):
+    assert student.say_then_flood() == 42
 '''
 
 TESTS_B = '''
@@ -57,7 +64,7 @@ def test_other_deliverable(student):
 '''
 
 SOLUTION = '''
-import ctypes, os, signal, sys, time
+import ctypes, mmap, os, signal, sys, time
 
 def _mine(signum, frame):
     pass
@@ -85,6 +92,14 @@ def say_then_exit():
 def say_then_kill_myself():
     print("giving up")
     os.kill(os.getpid(), signal.SIGKILL)
+
+def say_then_flood():
+    """Shared memory, which no data rlimit counts: the sandbox's memory cgroup's OOM killer takes this process."""
+    print("flooding")
+    flood = mmap.mmap(-1, 2048 << 20)
+    for at in range(0, len(flood), mmap.PAGESIZE):
+        flood[at] = 1
+    return 42
 
 def say_then_segfault():
     print("before the crash")
@@ -131,7 +146,9 @@ def test_what_a_crashed_call_printed_is_shown_and_no_other_test_can_read_it(
     if runner == "docker" and not request.getfixturevalue("docker_ready"):
         pytest.skip("no Docker engine")
     (tmp_path / "assignment.toml").write_text(MANIFEST.format(fresh="test"))
-    (tmp_path / "test_a.py").write_text(TESTS_A.replace("{secret}", tmp_path.name))
+    counted = child_cgroup.possible()  # each sandbox in a memory cgroup of its own, whose OOM kills the judge reads
+    flood = FLOOD_TEST if counted or runner == "docker" else ""
+    (tmp_path / "test_a.py").write_text(TESTS_A.replace("{secret}", tmp_path.name).replace("{flood_test}", flood))
     (tmp_path / "test_b.py").write_text(TESTS_B)
     result = grade(load_assignment(tmp_path), {"solution.py": textwrap.dedent(SOLUTION).encode()},
                    make_runner(runner, sandbox=sandbox))
@@ -151,13 +168,18 @@ def test_what_a_crashed_call_printed_is_shown_and_no_other_test_can_read_it(
     assert output.endswith("--- your code printed ---\nwaiting for the lock"), output
     # The handler ends only the sender's own process, with the SIGKILL any code of the submission may send itself;
     # a sandbox's own memory cgroup, which counted no OOM kill, says it was not the memory limit.
+    # (Without such a cgroup, the judge cannot tell: "most likely for going over the memory limit".)
     status, output = got["test_interrupts_itself"]
-    assert (status, output.split(" in ")[0]) == KILLED_NOT_BY_MEMORY, got
+    assert (status, output.split(" in ")[0]) == KILLED_NOT_BY_MEMORY if counted else status == "memory", got
     assert output.endswith("--- your code printed ---\ninterrupting"), output
     status, output = got["test_kills_itself_after_printing"]
-    assert (status, output.split(" in ")[0]) == KILLED_NOT_BY_MEMORY, got
-    assert "in say_then_kill_myself(), not for going over the memory limit" in output, output
+    assert "in say_then_kill_myself(), not for going over the memory limit" in output if counted else status, got
     assert output.endswith("--- your code printed ---\ngiving up"), output
+    if flood:
+        status, output = got["test_floods_memory_after_printing"]
+        assert status == "memory" and "killed in say_then_flood()" in output, got
+        assert "for going over the memory limit (1024 MB)" in output and (not counted or "likely" not in output), got
+        assert output.endswith("--- your code printed ---\nflooding"), output
     assert {name: status for name, (status, _) in got.items()
             if name.startswith(("test_prints", "test_finds", "test_other", "test_keeps"))} == {
         "test_prints_a_secret": "passed", "test_finds_no_other_tests_output": "passed",

@@ -18,7 +18,7 @@ from worker.engine.judge.outcomes import LoadFailure, SandboxLimit, StudentError
 from worker.engine.judge.overtime import WALL_FACTOR, Overtime
 from worker.engine.judge.runclock import RunClock
 from worker.engine.judge.testprocess import PerTestProcesses
-from worker.engine.runners.base import Runner, Sandbox, SandboxSpec, SandboxTimeout
+from worker.engine.runners.base import ExitInfo, Runner, Sandbox, SandboxSpec, SandboxTimeout
 from worker.sandbox import wire
 
 STARTUP_TIMEOUT = 90.0
@@ -347,6 +347,10 @@ class StudentSession(PerTestProcesses):
     def _died(self, during: str | None) -> SandboxLimit:
         sandbox = self.sandbox
         info = sandbox.exit_info(wait=5.0) if sandbox else None
+        # The OOM killer took one of its processes (read before its cgroups go with it): whatever code the end
+        # left (SIGKILL's; its runner may know none, or the exit code of a parent of the victim), that is why.
+        if info is not None and info.state not in ("lost", "oom") and self._oom_killed():
+            info = ExitInfo("oom", info.code, "killed by the memory limit")
         # An import's: shown as what it printed instead (`_ensure_loaded`).
         tail = last_output(sandbox) if sandbox and during != "import" else ""
         if info is not None and info.state == "lost":
@@ -357,7 +361,8 @@ class StudentSession(PerTestProcesses):
 
     def _oom_killed(self) -> bool | None:
         """Whether the OOM killer killed a process of this sandbox since the last time this was asked (None: its
-        runner cannot tell). Asked only when a test's process died of SIGKILL: off the path of every other call."""
+        runner cannot tell). Asked only when a test's process died of SIGKILL or the sandbox died: off every other
+        path."""
         assert self.sandbox is not None
         count = self.sandbox.oom_kills()
         if count is None:

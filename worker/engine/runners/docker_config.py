@@ -24,9 +24,10 @@ MOBY_PROFILE = Path(__file__).resolve().parents[3] / "docker" / "seccomp" / "mob
 
 
 @cache
-def memory_cgroup_dirs(container_id: str) -> tuple[str, str]:
-    """Where a container's memory cgroup is: a cgroupfs-driven v1 host's folder, a systemd-driven v2 host's."""
-    return f"/sys/fs/cgroup/memory/docker/{container_id}", f"/sys/fs/cgroup/system.slice/docker-{container_id}.scope"
+def memory_cgroup_dirs(container_id: str) -> tuple[str, ...]:
+    """Where a container's memory cgroup may be: a cgroup v1 host's folder; a v2 host's, systemd- or cgroupfs-driven."""
+    return (f"/sys/fs/cgroup/memory/docker/{container_id}", f"/sys/fs/cgroup/system.slice/docker-{container_id}.scope",
+            f"/sys/fs/cgroup/docker/{container_id}")
 
 
 def seccomp_profile(extra: tuple[str, ...] = ()) -> str:

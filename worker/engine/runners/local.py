@@ -43,6 +43,7 @@ from worker.engine.runners.base import (
     Usage,
 )
 from worker.engine.runners.forked import ForkingRunner
+from worker.engine.runners.local_launch import LAUNCH, UNSHARE_LOST_SIGKILL
 from worker.engine.runners.local_zygote import LocalZygote
 from worker.sandbox import cpuuse
 
@@ -50,46 +51,6 @@ log = logging.getLogger(__name__)
 SANDBOX_UIDS = range(1_000_000, 2_000_000)
 _warned = False
 
-# Runs as (namespace) root inside the new namespaces: builds the private root, then drops privileges and execs
-# the student server. Paths arrive as arguments, never interpolated into the script.
-_LAUNCH = r"""
-set -eu
-sbx=$1; python=$2; uid=$3; gpu=$4; shift 4
-root=$sbx/root
-mount --make-rprivate /
-mkdir -p "$root"
-mount -t tmpfs -o mode=0755,size=16m grader-root "$root"
-expose() {
-  if [ -L "$1" ]; then mkdir -p "$(dirname "$root$1")"; ln -s "$(readlink "$1")" "$root$1"; return; fi
-  [ -e "$1" ] || return 0
-  mkdir -p "$root$1"
-  mount --rbind "$1" "$root$1"
-  mount -o remount,bind,ro "$root$1"
-}
-mkdir -p "$root/work" "$root/sandbox/server" "$root/proc" "$root/tmp" "$root/dev/shm"
-# Size-capped tmpfs, as in the Docker runner and a forked child: nothing the student writes reaches the host's disk.
-# They come first: Python directories exposed below may live under /work or /tmp (a checkout, a CI clone).
-mount -t tmpfs -o "size=64m,mode=0700,uid=$uid,gid=$uid,nosuid,nodev,noexec" grader-work "$root/work"
-mount -t tmpfs -o size=64m,mode=1777,nosuid,nodev,noexec grader-tmp "$root/tmp"
-mount -t tmpfs -o size=64m,mode=1777,nosuid,nodev,noexec grader-shm "$root/dev/shm"
-for d in /usr /bin /sbin /lib /lib64 /lib32 /etc "$@"; do expose "$d"; done
-if [ "$gpu" = 1 ]; then expose /sys; fi
-mount --bind "$sbx/server" "$root/sandbox/server"
-mount -o remount,bind,ro "$root/sandbox/server"
-mount -t proc -o nosuid,nodev,noexec proc "$root/proc"
-# Its own host name, as a container's and a forked child's (the UTS namespace is its own).
-hostname sandbox 2>/dev/null || "$python" -I -S -c 'import socket; socket.sethostname("sandbox")'
-for n in null zero urandom random; do touch "$root/dev/$n"; mount --bind "/dev/$n" "$root/dev/$n"; done
-if [ "$gpu" = 1 ]; then
-  for n in /dev/nvidia*; do
-    if [ -d "$n" ]; then mkdir -p "$root$n"; mount --rbind "$n" "$root$n"
-    elif [ -e "$n" ]; then touch "$root$n"; mount --bind "$n" "$root$n"; fi
-  done
-fi
-if [ "$uid" = 0 ]; then drop="--no-new-privs"; else drop="--reuid=$uid --regid=$uid --clear-groups --no-new-privs"; fi
-exec chroot "$root" /usr/bin/env -C /work setpriv $drop --inh-caps=-all --bounding-set=-all \
-  "$python" -I -B /sandbox/server/student_server.py
-"""
 
 
 @cache
@@ -207,7 +168,7 @@ class LocalSandbox(Sandbox):
             prefix = ["unshare", "--net", "--pid", "--fork", "--mount", "--ipc", "--uts", "--kill-child"]
             if mode == "user":
                 prefix = ["unshare", "--user", "--map-root-user", *prefix[1:]]
-            argv = [*prefix, "sh", "-c", _LAUNCH, "grader-launch", str(sbx), python, str(uid),
+            argv = [*prefix, "sh", "-c", LAUNCH, "grader-launch", str(sbx), python, str(uid),
                     "1" if spec.gpu else "0", *_python_dirs()]
             cwd = None
         self.cgroup = child_cgroup.local_cgroup(child_cgroup.child_limits(spec), child_cgroup.FRESH_PREFIX,
@@ -294,9 +255,11 @@ class LocalSandbox(Sandbox):
             code = None
         if code is None:
             return ExitInfo("running")
+        if code == 1 and self._namespaced and self._sigkill_lost():
+            code = -signal.SIGKILL
         if code < 0:
             return ExitInfo("killed", code, signal.Signals(-code).name)
-        if code == 137:  # unshare reports a killed child as 128 + SIGKILL
+        if code == 137:  # (a shell between unshare and the server would report it so)
             return ExitInfo("killed", code, "SIGKILL")
         return ExitInfo("exited", code)
 
@@ -341,9 +304,18 @@ class LocalSandbox(Sandbox):
             return False
         return True
 
+    def _sigkill_lost(self) -> bool:
+        """Whether unshare said it could not pass on the SIGKILL that ended the server (`local_launch`), once the
+        sandbox's stderr has been read to its end (its namespace is gone: it ends at once)."""
+        if self._drain is not None and self._owner == os.getpid():
+            self._drain.join(timeout=1.0)
+        return self.stderr.text().rstrip().rpartition("\n")[2].startswith(UNSHARE_LOST_SIGKILL)
+
     def stderr_tail(self) -> str:
-        """The end of what the student process wrote to stderr."""
-        return self.stderr.text()
+        """The end of what the student process wrote to stderr, without unshare's own line (`_sigkill_lost`)."""
+        text = self.stderr.text()
+        head, _, last = text.rstrip().rpartition("\n")
+        return head if self._namespaced and last.startswith(UNSHARE_LOST_SIGKILL) else text
 
     def stop(self) -> None:
         """Kill the whole process group (the pid namespace dies with its first process); remove the files."""
