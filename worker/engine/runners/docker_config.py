@@ -23,13 +23,13 @@ OPEN_FILES = 256
 MOBY_PROFILE = Path(__file__).resolve().parents[3] / "docker" / "seccomp" / "moby-default.json"
 
 
-@cache
 def memory_cgroup_dirs(container_id: str) -> tuple[str, ...]:
     """Where a container's memory cgroup may be: a cgroup v1 host's folder; a v2 host's, systemd- or cgroupfs-driven."""
     return (f"/sys/fs/cgroup/memory/docker/{container_id}", f"/sys/fs/cgroup/system.slice/docker-{container_id}.scope",
             f"/sys/fs/cgroup/docker/{container_id}")
 
 
+@cache
 def seccomp_profile(extra: tuple[str, ...] = ()) -> str:
     """Docker's default seccomp profile (JSON text) without the calls a forked sandbox's own filter refuses on top
     of it (`worker/sandbox/seccomp_filter.py`), so that a fresh container refuses them too; plus `extra`, allowed

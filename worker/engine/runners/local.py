@@ -52,7 +52,6 @@ SANDBOX_UIDS = range(1_000_000, 2_000_000)
 _warned = False
 
 
-
 @cache
 def namespace_mode() -> str:
     """'root' (namespaces + uid drop), 'user' (unprivileged user namespace) or 'none', probed once."""
