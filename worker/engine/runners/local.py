@@ -43,7 +43,7 @@ from worker.engine.runners.base import (
     Usage,
 )
 from worker.engine.runners.forked import ForkingRunner
-from worker.engine.runners.local_launch import LAUNCH, UNSHARE_LOST_SIGKILL
+from worker.engine.runners.local_launch import LAUNCH, without_unshare_line
 from worker.engine.runners.local_zygote import LocalZygote
 from worker.sandbox import cpuuse
 
@@ -308,13 +308,12 @@ class LocalSandbox(Sandbox):
         sandbox's stderr has been read to its end (its namespace is gone: it ends at once)."""
         if self._drain is not None and self._owner == os.getpid():
             self._drain.join(timeout=1.0)
-        return self.stderr.text().rstrip().rpartition("\n")[2].startswith(UNSHARE_LOST_SIGKILL)
+        return without_unshare_line(self.stderr.text())[1]
 
     def stderr_tail(self) -> str:
         """The end of what the student process wrote to stderr, without unshare's own line (`_sigkill_lost`)."""
         text = self.stderr.text()
-        head, _, last = text.rstrip().rpartition("\n")
-        return head if self._namespaced and last.startswith(UNSHARE_LOST_SIGKILL) else text
+        return without_unshare_line(text)[0] if self._namespaced else text
 
     def stop(self) -> None:
         """Kill the whole process group (the pid namespace dies with its first process); remove the files."""

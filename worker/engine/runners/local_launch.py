@@ -45,3 +45,9 @@ exec chroot "$root" /usr/bin/env -C /work setpriv $drop --inh-caps=-all --boundi
 # util-linux 2.38's unshare cannot pass on a SIGKILL that ended its child (its `signal(SIGKILL, SIG_DFL)` fails):
 # it writes this line to the sandbox's stderr and exits 1, where any other signal ends it as it ended the child.
 UNSHARE_LOST_SIGKILL = "unshare: sigprocmask unblock failed"
+
+
+def without_unshare_line(text: str) -> tuple[str, bool]:
+    """A fresh local sandbox's stderr without unshare's closing line, and whether it ended with that line."""
+    head, _, last = text.rstrip().rpartition("\n")
+    return (head, True) if last.startswith(UNSHARE_LOST_SIGKILL) else (text, False)
